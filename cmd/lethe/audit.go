@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/schemas"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// auditLine is one event as an auditor sees it. Patron references are never opened: they
+// show as "sealed" while the transaction's key may exist and "expunged" once the stream
+// records that it was destroyed.
+type auditLine struct {
+	Seq     uint64    `json:"seq"`
+	Time    time.Time `json:"time"`
+	Type    string    `json:"type"`
+	Subject string    `json:"subject"`
+	TxnID   string    `json:"txn_id,omitempty"`
+	Barcode string    `json:"barcode,omitempty"`
+	Patron  string    `json:"patron,omitempty"`
+	Amount  *int64    `json:"amount_cents,omitempty"`
+}
+
+// auditData is the union of the fields of events an auditor's line shows.
+type auditData struct {
+	TxnID       string          `json:"txn_id"`
+	Barcode     string          `json:"barcode"`
+	Patron      json.RawMessage `json:"patron"`
+	AmountCents *int64          `json:"amount_cents"`
+}
+
+// auditor decodes and checks the stream without keys.
+type auditor struct {
+	v        *schemas.Validator
+	expunged map[string]bool
+}
+
+// line decodes one message against its schema and describes it.
+func (a *auditor) line(m ledger.Msg) (auditLine, error) {
+	ev, err := a.v.Event(m.Data)
+	if err != nil {
+		return auditLine{}, err
+	}
+	var d auditData
+	if err := json.Unmarshal(ev.Data, &d); err != nil {
+		return auditLine{}, err
+	}
+	l := auditLine{Seq: m.Seq, Time: ev.Time, Type: ev.Type, Subject: m.Subject, TxnID: d.TxnID, Barcode: d.Barcode, Amount: d.AmountCents}
+	if len(d.Patron) > 0 && string(d.Patron) != "null" {
+		l.Patron = "sealed"
+		if a.expunged[d.TxnID] {
+			l.Patron = "expunged"
+		}
+	}
+	return l, nil
+}
+
+// expungedTxns reads the transaction.expunged records: the transactions whose keys are
+// destroyed.
+func expungedTxns(ctx context.Context, js jetstream.JetStream, v *schemas.Validator) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := ledger.Read(ctx, js, ledger.ReadOptions{Subjects: []string{ledger.ExpungedSubject}}, func(m ledger.Msg) error {
+		ev, err := v.Event(m.Data)
+		if err != nil {
+			return fmt.Errorf("sequence %d: %w", m.Seq, err)
+		}
+		var d schemas.TransactionExpunged
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			return err
+		}
+		out[d.TxnID] = true
+		return nil
+	})
+	return out, err
+}
+
+func cmdAuditReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	f := newFlags("audit replay", getenv, stderr)
+	url := f.str("nats-url", "nats://127.0.0.1:4222", "NATS server holding the stream (read-only access is enough)")
+	data := f.String("data", "", "read the stream from a stopped server's data directory instead of --nats-url")
+	creds := f.str("nats-creds", "", "NATS credentials file for the auditor's read-only account")
+	format := f.String("format", "auto", "json (JSON lines), table, or auto (table on a terminal)")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	var nc *nats.Conn
+	var err error
+	if *data != "" {
+		ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: filepath.Join(*data, "nats"), DontListen: true, NoSigs: true, NoLog: true})
+		if err != nil {
+			return err
+		}
+		ns.Start()
+		defer ns.Shutdown()
+		if !ns.ReadyForConnections(30 * time.Second) {
+			return errors.New("NATS on the data directory did not start")
+		}
+		nc, err = nats.Connect("", nats.InProcessServer(ns))
+		if err != nil {
+			return err
+		}
+	} else {
+		opts := []nats.Option{nats.Name("lethe-audit")}
+		if *creds != "" {
+			opts = append(opts, nats.UserCredentials(*creds))
+		}
+		if nc, err = nats.Connect(*url, opts...); err != nil {
+			return fmt.Errorf("connect to NATS: %w", err)
+		}
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	v, err := schemas.NewValidator()
+	if err != nil {
+		return err
+	}
+	expunged, err := expungedTxns(ctx, js, v)
+	if err != nil {
+		return err
+	}
+	a := &auditor{v: v, expunged: expunged}
+	table := *format == "table" || (*format == "auto" && isTerminal(stdout))
+	var tw *tabwriter.Writer
+	enc := json.NewEncoder(stdout)
+	if table {
+		tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEQ\tTIME\tTYPE\tTXN\tBARCODE\tPATRON\tCENTS")
+	}
+	var n, sealed, gone int
+	err = ledger.Read(ctx, js, ledger.ReadOptions{}, func(m ledger.Msg) error {
+		l, err := a.line(m)
+		if err != nil {
+			return fmt.Errorf("sequence %d does not match its schema: %w", m.Seq, err)
+		}
+		n++
+		switch l.Patron {
+		case "sealed":
+			sealed++
+		case "expunged":
+			gone++
+		}
+		if table {
+			cents := ""
+			if l.Amount != nil {
+				cents = fmt.Sprint(*l.Amount)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Seq, l.Time.Format(time.RFC3339), shortType(l.Type), short(l.TxnID), l.Barcode, l.Patron, cents)
+			return nil
+		}
+		return enc.Encode(l)
+	})
+	if tw != nil {
+		tw.Flush()
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "%d events, all valid against their schemas; patron references: %d sealed (open or awaiting expunge), %d expunged\n", n, sealed, gone)
+	return nil
+}
+
+func shortType(t string) string {
+	const p = "lethe."
+	if len(t) > len(p) && t[:len(p)] == p {
+		return t[len(p):]
+	}
+	return t
+}
+
+func short(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/schemas"
+)
+
+var (
+	demoBranches    = []string{"main", "north", "south"}
+	demoCollections = []string{"fiction", "nonfiction", "children", "media"}
+)
+
+// demoTotals counts what the simulated library did.
+type demoTotals struct {
+	checkouts, returns, renewals, fines, payments, refused atomic.Int64
+}
+
+func cmdDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	f := newFlags("demo", getenv, stderr)
+	build := serviceFlags(f, "")
+	duration := f.Duration("duration", 0, "how long the simulated kiosks run; 0 runs until Ctrl-C")
+	items := f.Int("items", 2000, "items to catalog")
+	patrons := f.Int("patrons", 300, "patrons to register (some minors, with caregivers)")
+	kiosks := f.Int("kiosks", 6, "simulated kiosks")
+	day := f.Duration("day", time.Second, "how long a library day lasts in the demo (loans, fines and lost items run on it)")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	cfg, err := build()
+	if err != nil {
+		return &exitError{2, err}
+	}
+	if cfg.Data == "" {
+		dir, err := os.MkdirTemp("", "lethe-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		cfg.Data = dir
+	}
+	cfg.NATSListen = "off"
+	cfg.Rules.Day = *day
+	cfg.Rules.LoanDays = 7
+	cfg.RulesInterval = *day
+	if cfg.SweepInterval == time.Minute {
+		cfg.SweepInterval = 10 * time.Second
+	}
+	s, err := startService(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	fmt.Fprintf(stdout, "Lethe demo: data in %s; a library day lasts %s\n", cfg.Data, *day)
+	if s.httpURL != "" {
+		fmt.Fprintf(stdout, "dashboard: %s/   (staff API under %s/api/, metrics at %s/metrics)\n", s.httpURL, s.httpURL, s.httpURL)
+	}
+	lib, err := seedLibrary(ctx, s, *items, *patrons, stderr)
+	if err != nil {
+		return err
+	}
+	runCtx := ctx
+	if *duration > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
+	}
+	var totals demoTotals
+	var wg sync.WaitGroup
+	for k := range max(*kiosks, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lib.kiosk(runCtx, s, demoBranches[k%len(demoBranches)], fmt.Sprintf("kiosk%d", k+1), &totals)
+		}()
+	}
+	lib.summaries(runCtx, s, &totals, stdout)
+	wg.Wait()
+	// Let the last closes be expunged and erased before the totals.
+	if _, err := s.exp.ExpungeNow(context.Background()); err != nil {
+		return err
+	}
+	if err := s.exp.Sweep(context.Background()); err != nil {
+		return err
+	}
+	st := s.exp.Stats()
+	fmt.Fprintf(stdout, "totals: checked out %d, returned %d, renewed %d, fines %d, payments %d, refused %d; transactions closed and expunged %d (expunge lag p50 %s, p99 %s; erasure lag p99 %s)\n",
+		totals.checkouts.Load(), totals.returns.Load(), totals.renewals.Load(), totals.fines.Load(), totals.payments.Load(),
+		totals.refused.Load(), st.Expunged, st.ExpungeLagP50.Round(time.Microsecond), st.ExpungeLagP99.Round(time.Microsecond), st.ErasureLagP99.Round(time.Millisecond))
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return nil
+	}
+	return nil
+}
+
+// demoLibrary is the simulated library's own memory: which cards exist and which items
+// each kiosk believes are out. Lethe itself is the truth; refusals are expected.
+type demoLibrary struct {
+	barcodes []string
+	cards    []string
+	mu       sync.Mutex
+	out      map[string]string // barcode -> card, as the simulation remembers it
+}
+
+func seedLibrary(ctx context.Context, s *service, items, patrons int, stderr io.Writer) (*demoLibrary, error) {
+	desk := ledger.Station{Kind: "desk", Branch: "main", ID: "seed"}
+	lib := &demoLibrary{out: map[string]string{}}
+	exec := func(name string, v any) (any, error) {
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		return s.led.Execute(ctx, desk, name, raw)
+	}
+	var done atomic.Int64
+	p := newProgress(stderr, "cataloging items", int64(items), &done)
+	for i := range items {
+		bc := fmt.Sprintf("3%07d", i+1)
+		_, err := exec(schemas.CmdCatalogItem, schemas.CatalogItem{CommandID: uuid.NewString(), ItemCataloged: schemas.ItemCataloged{
+			Barcode: bc, Title: fmt.Sprintf("Book %d", i+1), Collection: demoCollections[i%len(demoCollections)],
+			Branch: demoBranches[i%len(demoBranches)], ReplacementCents: int64(1500 + 100*(i%20)),
+		}})
+		if err != nil {
+			p.stop()
+			return nil, fmt.Errorf("catalog: %w", err)
+		}
+		lib.barcodes = append(lib.barcodes, bc)
+		done.Add(1)
+	}
+	p.stop()
+	done.Store(0)
+	p = newProgress(stderr, "registering patrons", int64(patrons), &done)
+	defer p.stop()
+	now := time.Now()
+	for i := range patrons {
+		card := fmt.Sprintf("2%013d", rand.Int64N(1e13))
+		prof := schemas.Profile{Name: fmt.Sprintf("Patron %d", i+1), Email: fmt.Sprintf("patron%d@example.org", i+1),
+			BirthDate: now.AddDate(-20-i%50, 0, -i%300).Format(time.DateOnly)}
+		if i%7 == 0 { // a minor, with the caregiver who signed for the card
+			prof.BirthDate = now.AddDate(-8-i%9, 0, -i%300).Format(time.DateOnly)
+			prof.Caregiver = &schemas.Caregiver{Name: fmt.Sprintf("Caregiver %d", i+1)}
+		}
+		if _, err := exec(schemas.CmdRegisterPatron, schemas.RegisterPatron{CommandID: uuid.NewString(),
+			HomeBranch: demoBranches[i%len(demoBranches)], Profile: prof, Card: card}); err != nil {
+			return nil, fmt.Errorf("register: %w", err)
+		}
+		lib.cards = append(lib.cards, card)
+		done.Add(1)
+	}
+	return lib, nil
+}
+
+// kiosk is one simulated self-check machine talking to Lethe over NATS request/reply.
+func (lib *demoLibrary) kiosk(ctx context.Context, s *service, branch, id string, t *demoTotals) {
+	send := func(cmd string, v any) (json.RawMessage, *schemas.Error) {
+		raw, _ := json.Marshal(v)
+		m, err := s.nc.RequestWithContext(ctx, ledger.KioskSubject(branch, id, cmd), raw)
+		if err != nil {
+			return nil, schemas.Errorf(schemas.CodeUnavailable, "%v", err)
+		}
+		var r schemas.Reply
+		if err := json.Unmarshal(m.Data, &r); err != nil || !r.OK {
+			t.refused.Add(1)
+			return nil, r.Error
+		}
+		return r.Result, nil
+	}
+	desk := func(name string, v any) error {
+		raw, _ := json.Marshal(v)
+		_, err := s.led.Execute(ctx, ledger.Station{Kind: "desk", Branch: branch, ID: "desk"}, name, raw)
+		return err
+	}
+	for ctx.Err() == nil {
+		roll := rand.IntN(100)
+		switch {
+		case roll < 50:
+			bc := lib.barcodes[rand.IntN(len(lib.barcodes))]
+			card := lib.cards[rand.IntN(len(lib.cards))]
+			if _, e := send(schemas.CmdCheckOut, schemas.CheckOut{CommandID: uuid.NewString(), Card: card, Barcode: bc}); e == nil {
+				t.checkouts.Add(1)
+				lib.mu.Lock()
+				lib.out[bc] = card
+				lib.mu.Unlock()
+			}
+		case roll < 90:
+			bc, _, ok := lib.pickOut()
+			if !ok {
+				continue
+			}
+			res, e := send(schemas.CmdReturn, schemas.Return{CommandID: uuid.NewString(), Barcode: bc})
+			lib.mu.Lock()
+			delete(lib.out, bc)
+			lib.mu.Unlock()
+			if e == nil {
+				t.returns.Add(1)
+				var rr schemas.ReturnResult
+				if json.Unmarshal(res, &rr) == nil && rr.FineCents > 0 {
+					t.fines.Add(1)
+				}
+			}
+		case roll < 95:
+			if bc, card, ok := lib.pickOut(); ok {
+				if _, e := send(schemas.CmdRenew, schemas.Renew{CommandID: uuid.NewString(), Card: card, Barcode: bc}); e == nil {
+					t.renewals.Add(1)
+				}
+			}
+		default:
+			// A patron at the desk pays what they owe, sometimes in part.
+			card := lib.cards[rand.IntN(len(lib.cards))]
+			res, e := send(schemas.CmdPatronInfo, schemas.PatronInfo{Card: card})
+			if e != nil {
+				continue
+			}
+			var rec schemas.PatronRecord
+			if json.Unmarshal(res, &rec) != nil {
+				continue
+			}
+			for _, fine := range rec.Fines {
+				amount := fine.RemainingCents
+				if rand.IntN(3) == 0 && amount > 1 {
+					amount /= 2
+				}
+				if desk(schemas.CmdPayFine, schemas.PayFine{CommandID: uuid.NewString(), FineID: fine.FineID, AmountCents: amount}) == nil {
+					t.payments.Add(1)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(5+rand.IntN(20)) * time.Millisecond):
+		}
+	}
+}
+
+// pickOut picks an item the simulation believes is out, favouring none in particular.
+func (lib *demoLibrary) pickOut() (barcode, card string, ok bool) {
+	lib.mu.Lock()
+	defer lib.mu.Unlock()
+	for bc, c := range lib.out { // map order is random enough
+		return bc, c, true
+	}
+	return "", "", false
+}
+
+// summaries prints a live summary every second until ctx ends: on a terminal one line
+// redrawn in place, otherwise a line every five seconds.
+func (lib *demoLibrary) summaries(ctx context.Context, s *service, t *demoTotals, w io.Writer) {
+	tty := isTerminal(w)
+	every := time.Second
+	if !tty {
+		every = 5 * time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if tty {
+				fmt.Fprintln(w)
+			}
+			return
+		case <-tick.C:
+		}
+		c, err := s.proj.Counts()
+		if err != nil {
+			continue
+		}
+		st := s.exp.Stats()
+		line := fmt.Sprintf("open loans %d · open transactions %d · checked out %d · returned %d · closed+expunged %d · expunge lag p99 %s",
+			c.OnLoan, c.OpenTxns, t.checkouts.Load(), t.returns.Load(), st.Expunged, st.ExpungeLagP99.Round(time.Microsecond))
+		if tty {
+			fmt.Fprintf(w, "\r\033[K%s", line)
+		} else {
+			fmt.Fprintln(w, line)
+		}
+	}
+}

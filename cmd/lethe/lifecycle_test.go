@@ -1,0 +1,417 @@
+package main
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imagineif/lethe/keystore"
+	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/schemas"
+)
+
+const day = 24 * time.Hour
+
+// txnOf returns the open transaction of an item on loan.
+func (h *harness) txnOf(barcode string) string {
+	h.t.Helper()
+	it, err := h.s.proj.Item(barcode)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if it.TxnID == "" {
+		h.t.Fatalf("item %s has no open transaction", barcode)
+	}
+	return it.TxnID
+}
+
+// assertExpunged checks that a transaction's key and link rows are gone and the stream
+// records it as expunged, once.
+func (h *harness) assertExpunged(txnID string) {
+	h.t.Helper()
+	if _, err := h.s.keys.Get(keystore.Transaction, txnID); !errors.Is(err, keystore.ErrNotFound) {
+		h.t.Errorf("transaction key after expunge: err = %v, want ErrNotFound", err)
+	}
+	if _, err := h.s.proj.Txn(txnID); !errors.Is(err, ledger.ErrNotFound) {
+		h.t.Errorf("transaction row after close: err = %v, want ErrNotFound", err)
+	}
+	n := 0
+	for _, ev := range h.events() {
+		if ev.Type == schemas.TypeTransactionExpunged && containsTxn(ev, txnID) {
+			n++
+		}
+	}
+	if n != 1 {
+		h.t.Errorf("transaction.expunged records for the transaction = %d, want 1", n)
+	}
+}
+
+func containsTxn(ev schemas.Event, txnID string) bool {
+	return len(txnID) > 0 && bytesContains(ev.Data, []byte(`"txn_id":"`+txnID+`"`))
+}
+
+func TestCheckoutReturnExpunged(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.catalog("B1", 2000)
+	h.register("21000000000001", "Ada Reader", "1980-05-17")
+	co := h.checkout("21000000000001", "B1")
+	if !co.OK {
+		t.Fatalf("checkout = %+v", co.Error)
+	}
+	txn := h.txnOf("B1")
+	rec := h.record("21000000000001")
+	if len(rec.Loans) != 1 || rec.Loans[0].Barcode != "B1" {
+		t.Fatalf("record loans = %+v, want B1", rec.Loans)
+	}
+	if _, err := h.s.keys.Get(keystore.Transaction, txn); err != nil {
+		t.Fatalf("transaction key while open: %v", err)
+	}
+	ret := h.checkin("B1")
+	if ret.FineCents != 0 || ret.Barcode != "B1" {
+		t.Fatalf("return = %+v, want no fine", ret)
+	}
+	h.expungeAll()
+	h.assertExpunged(txn)
+	if rec := h.record("21000000000001"); len(rec.Loans) != 0 || len(rec.Fines) != 0 {
+		t.Fatalf("record after return = %+v, want empty", rec)
+	}
+	if it, _ := h.s.proj.Item("B1"); it.Status != ledger.ItemAvailable {
+		t.Fatalf("item status = %q, want available", it.Status)
+	}
+}
+
+func TestOverdueFinePartialAndFullPayment(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.catalog("B2", 2000)
+	h.register("21000000000002", "Bo Late", "1975-01-02")
+	if r := h.checkout("21000000000002", "B2"); !r.OK {
+		t.Fatal(r.Error)
+	}
+	txn := h.txnOf("B2")
+	h.clock.Advance(25 * day) // due after 21 days: four days late
+	rec := h.record("21000000000002")
+	if len(rec.Loans) != 1 || !rec.Loans[0].Overdue {
+		t.Fatalf("record = %+v, want one overdue loan", rec)
+	}
+	ret := h.checkin("B2")
+	if ret.FineCents != 4*25 {
+		t.Fatalf("overdue fine = %d, want %d", ret.FineCents, 4*25)
+	}
+	rec = h.record("21000000000002")
+	if len(rec.Fines) != 1 || rec.Fines[0].RemainingCents != 100 || rec.Fines[0].Reason != schemas.ReasonOverdue {
+		t.Fatalf("fines = %+v, want one overdue fine of 100", rec.Fines)
+	}
+	fine := rec.Fines[0].FineID
+	mustDesk[schemas.Accepted](h, schemas.CmdPayFine, schemas.PayFine{CommandID: cmdID(), FineID: fine, AmountCents: 40})
+	h.expungeAll()
+	if _, err := h.s.keys.Get(keystore.Transaction, txn); err != nil {
+		t.Fatalf("key after partial payment: %v (the transaction is still open)", err)
+	}
+	if rec := h.record("21000000000002"); len(rec.Fines) != 1 || rec.Fines[0].RemainingCents != 60 {
+		t.Fatalf("fines after partial payment = %+v, want 60 remaining", rec.Fines)
+	}
+	if status, _ := h.desk(schemas.CmdPayFine, schemas.PayFine{CommandID: cmdID(), FineID: fine, AmountCents: 61}); status != 400 {
+		t.Fatalf("overpayment status = %d, want 400", status)
+	}
+	mustDesk[schemas.Accepted](h, schemas.CmdPayFine, schemas.PayFine{CommandID: cmdID(), FineID: fine, AmountCents: 60})
+	h.expungeAll()
+	h.assertExpunged(txn)
+}
+
+func TestDeclaredLostReplacementPaid(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.catalog("B3", 3500)
+	h.catalog("B3b", 1000)
+	h.register("21000000000003", "Cy Lost", "1990-09-09")
+	if r := h.checkout("21000000000003", "B3"); !r.OK {
+		t.Fatal(r.Error)
+	}
+	txn := h.txnOf("B3")
+	// Not yet lost: 21 days loan + 59 overdue.
+	h.clock.Advance(80 * day)
+	if n, err := h.s.led.SweepRules(ctxT(t)); err != nil || n != 0 {
+		t.Fatalf("SweepRules before lost-after = %d, %v; want 0", n, err)
+	}
+	h.clock.Advance(2 * day)
+	if n, err := h.s.led.SweepRules(ctxT(t)); err != nil || n != 1 {
+		t.Fatalf("SweepRules = %d, %v; want 1 declared lost", n, err)
+	}
+	if n, err := h.s.led.SweepRules(ctxT(t)); err != nil || n != 0 {
+		t.Fatalf("second SweepRules = %d, %v; want 0 (applied once)", n, err)
+	}
+	if it, _ := h.s.proj.Item("B3"); it.Status != ledger.ItemLost {
+		t.Fatalf("item status = %q, want lost", it.Status)
+	}
+	rec := h.record("21000000000003")
+	if len(rec.Loans) != 0 || len(rec.Fines) != 1 || rec.Fines[0].RemainingCents != 3500 || rec.Fines[0].Reason != schemas.ReasonLost {
+		t.Fatalf("record = %+v, want one lost fine of 3500", rec)
+	}
+	wantCode(t, h.checkout("21000000000003", "B3"), schemas.CodeConflict)   // lost items cannot go out
+	wantCode(t, h.checkout("21000000000003", "B3b"), schemas.CodeForbidden) // owes above the block
+	mustDesk[schemas.Accepted](h, schemas.CmdPayFine, schemas.PayFine{CommandID: cmdID(), FineID: rec.Fines[0].FineID, AmountCents: 3500})
+	h.expungeAll()
+	h.assertExpunged(txn)
+	if it, _ := h.s.proj.Item("B3"); it.Status != ledger.ItemLost || it.TxnID != "" {
+		t.Fatalf("item = %+v, want lost with no transaction", it)
+	}
+}
+
+func TestStaffDeclareLostAndDamaged(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.catalog("B4", 0) // no price: the default replacement price applies
+	h.catalog("B5", 1000)
+	h.register("21000000000004", "Di Desk", "1985-02-03")
+	for _, b := range []string{"B4", "B5"} {
+		if r := h.checkout("21000000000004", b); !r.OK {
+			t.Fatal(r.Error)
+		}
+	}
+	mustDesk[schemas.Accepted](h, schemas.CmdDeclareLost, schemas.DeclareLost{CommandID: cmdID(), Barcode: "B4"})
+	mustDesk[schemas.Accepted](h, schemas.CmdMarkDamaged, schemas.MarkDamaged{CommandID: cmdID(), Barcode: "B5", AmountCents: 700})
+	rec := h.record("21000000000004")
+	got := map[string]int64{}
+	for _, f := range rec.Fines {
+		got[f.Reason] = f.RemainingCents
+	}
+	if got[schemas.ReasonLost] != 2500 || got[schemas.ReasonDamaged] != 700 || len(rec.Loans) != 0 {
+		t.Fatalf("record = %+v, want lost 2500 (default price) and damaged 700", rec)
+	}
+	for _, f := range rec.Fines {
+		mustDesk[schemas.Accepted](h, schemas.CmdWaiveFine, schemas.WaiveFine{CommandID: cmdID(), FineID: f.FineID})
+	}
+	h.expungeAll()
+	if n, _ := h.s.proj.Counts(); n.OpenTxns != 0 {
+		t.Fatalf("open transactions after waivers = %d, want 0", n.OpenTxns)
+	}
+}
+
+func TestRenewLimits(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.catalog("B6", 1000)
+	h.register("21000000000006", "Ed Renew", "1970-07-07")
+	h.register("21000000000007", "Fi Other", "1971-08-08")
+	if r := h.checkout("21000000000006", "B6"); !r.OK {
+		t.Fatal(r.Error)
+	}
+	renew := func(card string) schemas.Reply {
+		return h.kiosk("k1", schemas.CmdRenew, schemas.Renew{CommandID: cmdID(), Card: card, Barcode: "B6"})
+	}
+	wantCode(t, renew("21000000000007"), schemas.CodeForbidden) // not this card's loan
+	for i := 1; i <= 2; i++ {
+		h.clock.Advance(day)
+		r := renew("21000000000006")
+		if !r.OK {
+			t.Fatalf("renewal %d = %+v", i, r.Error)
+		}
+	}
+	wantCode(t, renew("21000000000006"), schemas.CodeForbidden) // no renewals left
+	rec := h.record("21000000000006")
+	if rec.Loans[0].Renewals != 2 || !rec.Loans[0].Due.Equal(h.clock.Now().Add(21*day)) {
+		t.Fatalf("loan = %+v, want 2 renewals due 21 days from the last", rec.Loans[0])
+	}
+}
+
+func TestOverdueItemCannotBeRenewed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.catalog("B7", 1000)
+	h.register("21000000000008", "Gu Over", "1960-06-06")
+	if r := h.checkout("21000000000008", "B7"); !r.OK {
+		t.Fatal(r.Error)
+	}
+	h.clock.Advance(22 * day)
+	wantCode(t, h.kiosk("k1", schemas.CmdRenew, schemas.Renew{CommandID: cmdID(), Card: "21000000000008", Barcode: "B7"}), schemas.CodeForbidden)
+}
+
+func TestLoanLimitAndFineBlock(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, withRules(ledger.Rules{MaxLoans: 2, BlockCents: 500}))
+	for _, b := range []string{"L1", "L2", "L3"} {
+		h.catalog(b, 1000)
+	}
+	h.register("21000000000010", "Hal Limit", "1981-01-01")
+	for _, b := range []string{"L1", "L2"} {
+		if r := h.checkout("21000000000010", b); !r.OK {
+			t.Fatal(r.Error)
+		}
+	}
+	wantCode(t, h.checkout("21000000000010", "L3"), schemas.CodeForbidden) // loan limit
+	// Return one late enough to owe 500: the block.
+	h.clock.Advance(41 * day) // 20 days late: 20*25 = 500, under the 1000 cap
+	if ret := h.checkin("L1"); ret.FineCents != 500 {
+		t.Fatalf("fine = %d, want 500", ret.FineCents)
+	}
+	if ret := h.checkin("L2"); ret.FineCents != 500 {
+		t.Fatalf("fine = %d, want 500", ret.FineCents)
+	}
+	r := h.checkout("21000000000010", "L3")
+	wantCode(t, r, schemas.CodeForbidden)
+	if rec := h.record("21000000000010"); !rec.Blocked || rec.OwedCents != 1000 {
+		t.Fatalf("record = %+v, want blocked owing 1000", rec)
+	}
+}
+
+func TestLostCardRefusedEverywhereAtOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.catalog("B8", 1000)
+	h.catalog("B9", 1000)
+	id := h.register("21000000000011", "Ivy Stolen", "1999-09-19")
+	if r := h.checkout("21000000000011", "B8"); !r.OK {
+		t.Fatal(r.Error)
+	}
+	mustDesk[schemas.Accepted](h, schemas.CmdReportCardLost, schemas.ReportCardLost{CommandID: cmdID(), Card: "21000000000011"})
+	// No waiting: the report's reply came after the projections applied it.
+	wantCode(t, h.kiosk("k2", schemas.CmdCheckOut, schemas.CheckOut{CommandID: cmdID(), Card: "21000000000011", Barcode: "B9"}), schemas.CodeForbidden)
+	wantCode(t, h.kiosk("k3", schemas.CmdRenew, schemas.Renew{CommandID: cmdID(), Card: "21000000000011", Barcode: "B8"}), schemas.CodeForbidden)
+	wantCode(t, h.kiosk("k4", schemas.CmdPatronInfo, schemas.PatronInfo{Card: "21000000000011"}), schemas.CodeForbidden)
+	if status, _ := h.desk(schemas.CmdReportCardLost, schemas.ReportCardLost{CommandID: cmdID(), Card: "21000000000011"}); status != 409 {
+		t.Fatalf("second report status = %d, want 409", status)
+	}
+	// A new card works; the old number can never be issued again.
+	if status, _ := h.desk(schemas.CmdIssueCard, schemas.IssueCard{CommandID: cmdID(), PatronID: id, Card: "21000000000011"}); status != 409 {
+		t.Fatalf("reissue of a lost number status = %d, want 409", status)
+	}
+	mustDesk[schemas.Accepted](h, schemas.CmdIssueCard, schemas.IssueCard{CommandID: cmdID(), PatronID: id, Card: "21000000000012"})
+	if rec := h.record("21000000000012"); len(rec.Loans) != 1 {
+		t.Fatalf("record with the new card = %+v, want the open loan", rec)
+	}
+	// Returns need no card: the loan can still come back.
+	h.checkin("B8")
+}
+
+func TestTwoKiosksRaceForOneItem(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.catalog("RACE", 1000)
+	h.register("21000000000020", "Jo Fast", "1980-01-01")
+	h.register("21000000000021", "Ka Faster", "1980-01-02")
+	for round := range 30 {
+		var wg sync.WaitGroup
+		replies := make([]schemas.Reply, 2)
+		for i, card := range []string{"21000000000020", "21000000000021"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				replies[i] = h.kiosk([]string{"k1", "k2"}[i], schemas.CmdCheckOut, schemas.CheckOut{CommandID: cmdID(), Card: card, Barcode: "RACE"})
+			}()
+		}
+		wg.Wait()
+		ok := 0
+		for _, r := range replies {
+			if r.OK {
+				ok++
+			} else if r.Error.Code != schemas.CodeConflict {
+				t.Fatalf("round %d: loser's error = %+v, want conflict", round, r.Error)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("round %d: %d checkouts won, want exactly 1", round, ok)
+		}
+		h.checkin("RACE")
+	}
+	if n := countType(h.events(), schemas.TypeItemCheckedOut); n != 30 {
+		t.Fatalf("checked_out events = %d, want 30", n)
+	}
+}
+
+func TestRetriedCommandAppliedOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.catalog("B10", 1000)
+	h.register("21000000000030", "Li Retry", "1980-03-03")
+	co := schemas.CheckOut{CommandID: cmdID(), Card: "21000000000030", Barcode: "B10"}
+	first := mustKiosk[schemas.CheckOutResult](h, schemas.CmdCheckOut, co)
+	// The kiosk lost the reply and sends the same command again, from another kiosk even.
+	r := h.kiosk("k9", schemas.CmdCheckOut, co)
+	if !r.OK {
+		t.Fatalf("retry = %+v, want the original answer", r.Error)
+	}
+	again := mustKiosk[schemas.CheckOutResult](h, schemas.CmdCheckOut, co)
+	if !again.Due.Equal(first.Due) || again.Title != first.Title {
+		t.Fatalf("retry answer = %+v, want %+v", again, first)
+	}
+	// A multi-event command (late return with fine) retried is also applied once.
+	h.clock.Advance(30 * day)
+	ret := schemas.Return{CommandID: cmdID(), Barcode: "B10"}
+	a := mustKiosk[schemas.ReturnResult](h, schemas.CmdReturn, ret)
+	b := mustKiosk[schemas.ReturnResult](h, schemas.CmdReturn, ret)
+	if a != b || a.FineCents == 0 {
+		t.Fatalf("return answers %+v and %+v, want equal with a fine", a, b)
+	}
+	evs := h.events()
+	for typ, want := range map[string]int{schemas.TypeItemCheckedOut: 1, schemas.TypeItemReturned: 1, schemas.TypeFineAssessed: 1} {
+		if n := countType(evs, typ); n != want {
+			t.Errorf("%s events = %d, want %d", typ, n, want)
+		}
+	}
+}
+
+func TestLateReturnFromOfflineKiosk(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.catalog("B11", 1000)
+	h.register("21000000000040", "Mo Offline", "1980-04-04")
+	if r := h.checkout("21000000000040", "B11"); !r.OK {
+		t.Fatal(r.Error)
+	}
+	checkedOut := h.clock.Now()
+	h.clock.Advance(30 * day)
+	// Returned on day 10 (on time), sent on day 30: no fine.
+	back := checkedOut.Add(10 * day)
+	ret := mustKiosk[schemas.ReturnResult](h, schemas.CmdReturn, schemas.Return{CommandID: cmdID(), Barcode: "B11", ReturnedAt: &back})
+	if ret.FineCents != 0 {
+		t.Fatalf("fine = %d, want 0 for an on-time return sent late", ret.FineCents)
+	}
+	future := h.clock.Now().Add(time.Hour)
+	h.catalog("B12", 1000)
+	if r := h.checkout("21000000000040", "B12"); !r.OK {
+		t.Fatal(r.Error)
+	}
+	wantCode(t, h.kiosk("k1", schemas.CmdReturn, schemas.Return{CommandID: cmdID(), Barcode: "B12", ReturnedAt: &future}), schemas.CodeInvalid)
+	before := h.clock.Now().Add(-time.Hour)
+	wantCode(t, h.kiosk("k1", schemas.CmdReturn, schemas.Return{CommandID: cmdID(), Barcode: "B12", ReturnedAt: &before}), schemas.CodeInvalid)
+}
+
+func TestStandaloneFeeAndClosePatron(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	id := h.register("21000000000050", "Ned Fee", "1980-05-05")
+	mustDesk[schemas.Accepted](h, schemas.CmdAssessFee, schemas.AssessFee{CommandID: cmdID(), PatronID: id, AmountCents: 300})
+	rec := h.record("21000000000050")
+	if len(rec.Fines) != 1 || rec.Fines[0].Reason != schemas.ReasonFee {
+		t.Fatalf("record = %+v, want one fee", rec)
+	}
+	if status, _ := h.desk(schemas.CmdClosePatron, schemas.ClosePatron{CommandID: cmdID(), PatronID: id}); status != 409 {
+		t.Fatalf("close with a fee open = %d, want 409", status)
+	}
+	mustDesk[schemas.Accepted](h, schemas.CmdPayFine, schemas.PayFine{CommandID: cmdID(), FineID: rec.Fines[0].FineID, AmountCents: 300})
+	mustDesk[schemas.Accepted](h, schemas.CmdClosePatron, schemas.ClosePatron{CommandID: cmdID(), PatronID: id})
+	h.expungeAll()
+	if _, err := h.s.keys.Get(keystore.Profile, id); !errors.Is(err, keystore.ErrNotFound) {
+		t.Fatalf("profile key after close: %v, want ErrNotFound", err)
+	}
+	wantCode(t, h.kiosk("k1", schemas.CmdPatronInfo, schemas.PatronInfo{Card: "21000000000050"}), schemas.CodeForbidden)
+	if n, _ := h.s.proj.Counts(); n.OpenTxns != 0 || n.Patrons != 0 {
+		t.Fatalf("counts = %+v, want no open transactions and no patron rows", n)
+	}
+}
+
+func TestMinorNeedsCaregiver(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	birth := h.clock.Now().AddDate(-10, 0, 0).Format(time.DateOnly)
+	status, _ := h.desk(schemas.CmdRegisterPatron, schemas.RegisterPatron{CommandID: cmdID(), HomeBranch: "main",
+		Profile: schemas.Profile{Name: "Kid NoCarer", BirthDate: birth}})
+	if status != 400 {
+		t.Fatalf("minor without caregiver = %d, want 400", status)
+	}
+	mustDesk[schemas.Registered](h, schemas.CmdRegisterPatron, schemas.RegisterPatron{CommandID: cmdID(), HomeBranch: "main",
+		Profile: schemas.Profile{Name: "Kid WithCarer", BirthDate: birth, Caregiver: &schemas.Caregiver{Name: "Pat Carer"}}})
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+)
+
+const usage = `lethe — a circulation ledger for public libraries that forgets on purpose
+
+usage: lethe <command> [flags]
+
+commands:
+  serve                 run the ledger: embedded NATS JetStream, projections, expunger, HTTP API
+  demo                  a simulated library day in a fresh data directory, with a live summary
+  audit replay          print the stream as an auditor sees it (no keys needed)
+  items import FILE     catalog items from a CSV file (barcode,title,collection,branch,replacement_cents)
+  do COMMAND [JSON]     send one staff command to a running server (JSON from the argument or stdin)
+  keys rotate           re-wrap every key under a new master key and destroy the old one (server stopped)
+  projections rebuild   rebuild the projections from the stream and compare with the live ones (server stopped)
+  version               print the version
+
+Run 'lethe <command> -h' for the flags of a command. Every flag can also be set with an
+environment variable: --data is LETHE_DATA, --http is LETHE_HTTP, and so on.
+`
+
+// exitError carries a process exit code other than 1.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	var e *exitError
+	if errors.As(err, &e) {
+		return e.code
+	}
+	return 1
+}
+
+// run is the whole program: it reads flags and environment and nothing else global.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, getenv, stdin, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return &exitError{2, errors.New("no command given")}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return cmdServe(ctx, rest, getenv, stdout, stderr)
+	case "demo":
+		return cmdDemo(ctx, rest, getenv, stdout, stderr)
+	case "audit":
+		if len(rest) == 0 || rest[0] != "replay" {
+			return &exitError{2, errors.New("usage: lethe audit replay [flags]")}
+		}
+		return cmdAuditReplay(ctx, rest[1:], getenv, stdout, stderr)
+	case "items":
+		if len(rest) == 0 || rest[0] != "import" {
+			return &exitError{2, errors.New("usage: lethe items import [flags] FILE.csv")}
+		}
+		return cmdItemsImport(ctx, rest[1:], getenv, stdout, stderr)
+	case "do":
+		return cmdDo(ctx, rest, getenv, stdin, stdout, stderr)
+	case "keys":
+		if len(rest) == 0 || rest[0] != "rotate" {
+			return &exitError{2, errors.New("usage: lethe keys rotate [flags]")}
+		}
+		return cmdKeysRotate(ctx, rest[1:], getenv, stdout, stderr)
+	case "projections":
+		if len(rest) == 0 || rest[0] != "rebuild" {
+			return &exitError{2, errors.New("usage: lethe projections rebuild [flags]")}
+		}
+		return cmdRebuild(ctx, rest[1:], getenv, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "lethe", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return &exitError{2, fmt.Errorf("unknown command %q", cmd)}
+}
+
+const version = "0.1.0"
+
+// flags is a flag set whose defaults come from LETHE_* environment variables: precedence
+// is flag, then environment, then the built-in default.
+type flags struct {
+	*flag.FlagSet
+	getenv func(string) string
+}
+
+func newFlags(name string, getenv func(string) string, stderr io.Writer) flags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return flags{fs, getenv}
+}
+
+func envName(flagName string) string {
+	return "LETHE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func (f flags) str(name, def, help string) *string {
+	if v := f.getenv(envName(name)); v != "" {
+		def = v
+	}
+	return f.String(name, def, help+" ("+envName(name)+")")
+}
+
+// parse parses args. After -h it returns flag.ErrHelp, which run turns into success.
+func (f flags) parse(args []string) error {
+	if err := f.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &exitError{2, err}
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/imagineif/lethe/expunger"
+	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/projections"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// serviceConfig is a node plus the running parts.
+type serviceConfig struct {
+	nodeConfig
+	HTTP          string        // staff API listen address; "off": none
+	SweepInterval time.Duration // erasure sweep period
+	RulesInterval time.Duration // how often overdue rules run
+	Rules         ledger.Rules
+	Now           func() time.Time
+}
+
+// service is a running Lethe: node, projector, ledger, expunger, kiosk API and HTTP.
+type service struct {
+	*node
+	led     *ledger.Ledger
+	exp     *expunger.Expunger
+	httpURL string
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errMu  sync.Mutex
+	err    error
+	srv    *http.Server
+}
+
+func startService(ctx context.Context, cfg serviceConfig) (s *service, err error) {
+	n, err := openNode(ctx, cfg.nodeConfig)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			n.close()
+		}
+	}()
+	// Apply everything already in the stream before deciding anything.
+	if err := n.proj.CatchUp(ctx, n.js); err != nil {
+		return nil, fmt.Errorf("catch up projections: %w", err)
+	}
+	led, err := ledger.New(n.nc, n.stream, n.proj, n.keys, n.v, ledger.Config{
+		Rules: cfg.Rules, Now: cfg.Now, Location: cfg.Location, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector())
+	exp, err := expunger.New(n.keys, n.proj, led, expunger.Config{
+		SweepInterval: cfg.SweepInterval, Now: cfg.Now, Logger: cfg.Logger, Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	s = &service{node: n, led: led, exp: exp, cancel: cancel}
+	// The projector must follow the stream before Reconcile appends expunged records and
+	// waits for them.
+	s.goRun("projector", func() error { return n.proj.Follow(runCtx, n.js) })
+	if err := exp.Reconcile(ctx); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("finish interrupted expunges: %w", err)
+	}
+	s.goRun("expunger", func() error { exp.Run(runCtx); return nil })
+	s.goRun("rules", func() error { led.RunRules(runCtx, cfg.RulesInterval); return nil })
+	s.goRun("kiosks", func() error { return led.ServeKiosks(runCtx, n.nc) })
+	registerGauges(reg, n)
+	if cfg.HTTP != "off" {
+		ln, err := net.Listen("tcp", cfg.HTTP)
+		if err != nil {
+			s.stop()
+			return nil, fmt.Errorf("http listen: %w", err)
+		}
+		api := &projections.API{
+			Store: n.proj, Ledger: led, Expunger: exp, Logger: cfg.Logger,
+			Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+			StreamLast: n.streamLast,
+		}
+		s.srv = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		s.httpURL = "http://" + ln.Addr().String()
+		s.goRun("http", func() error {
+			if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	return s, nil
+}
+
+func registerGauges(reg *prometheus.Registry, n *node) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lethe_projection_applied_sequence", Help: "Last stream sequence applied to the projections.",
+	}, func() float64 { return float64(n.proj.Applied()) }))
+	for _, g := range []struct {
+		name, help string
+		pick       func(projections.Counts) int
+	}{
+		{"lethe_open_transactions", "Open transactions: the only patron-item links that exist.", func(c projections.Counts) int { return c.OpenTxns }},
+		{"lethe_items_on_loan", "Items on loan.", func(c projections.Counts) int { return c.OnLoan }},
+		{"lethe_pending_expunges", "Closed transactions whose expunged record is not yet applied.", func(c projections.Counts) int { return c.PendingExpunge }},
+	} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help}, func() float64 {
+			c, err := n.proj.Counts()
+			if err != nil {
+				return -1
+			}
+			return float64(g.pick(c))
+		}))
+	}
+}
+
+// goRun runs a part; the first part to fail stops the service.
+func (s *service) goRun(name string, f func() error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := f(); err != nil {
+			s.errMu.Lock()
+			if s.err == nil {
+				s.err = fmt.Errorf("%s: %w", name, err)
+			}
+			s.errMu.Unlock()
+			s.cancel()
+		}
+	}()
+}
+
+// stop shuts every part down and closes the node. It returns the first part's failure.
+func (s *service) stop() error {
+	if s.srv != nil {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.srv.Shutdown(shutdownCtx)
+		cancel()
+	}
+	s.cancel()
+	s.wg.Wait()
+	s.close()
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+// done is closed when a part fails.
+func (s *service) failed() <-chan struct{} {
+	ch := make(chan struct{})
+	go func() { s.wg.Wait(); close(ch) }()
+	return ch
+}
+
+// serviceFlags declares the flags shared by serve and demo.
+func serviceFlags(f flags, dataDefault string) func() (serviceConfig, error) {
+	data := f.str("data", dataDefault, "data directory")
+	natsURL := f.str("nats-url", "", "external NATS server or cluster; empty runs an embedded server")
+	listen := f.str("nats-listen", "127.0.0.1:4222", "embedded NATS client listener for kiosks and auditors, or 'off'")
+	httpAddr := f.str("http", "127.0.0.1:8080", "staff HTTP API address, or 'off'")
+	sync := f.str("sync", "always", "'always' to fsync before every acknowledgement, or a sync interval such as 2m (loses acknowledged events on power loss)")
+	replicas := f.str("replicas", "1", "stream replicas when creating the stream in an external cluster (3 for a cluster)")
+	masterFile := f.str("master-key-file", "", "master key file, ideally on another disk; default <data>/master.key, generated")
+	sweep := f.str("sweep-interval", "60s", "erasure sweep interval: how long deleted bytes may stay in files")
+	rules := f.str("rules-interval", "1m", "how often overdue rules run")
+	rulesFile := f.str("rules", "", "JSON file of loan rules (loan_days, max_renewals, ...); default rules otherwise")
+	tz := f.str("timezone", "Local", "the library's time zone, for ages and daily statistics")
+	level := f.str("log-level", "info", "debug, info, warn or error")
+	return func() (serviceConfig, error) {
+		var cfg serviceConfig
+		var err error
+		if cfg.Logger, err = newLogger(f.Output(), *level); err != nil {
+			return cfg, err
+		}
+		if cfg.Location, err = time.LoadLocation(*tz); err != nil {
+			return cfg, fmt.Errorf("--timezone: %w", err)
+		}
+		if cfg.Replicas, err = strconv.Atoi(*replicas); err != nil || cfg.Replicas < 1 {
+			return cfg, errors.New("--replicas must be a positive number")
+		}
+		if cfg.SweepInterval, err = time.ParseDuration(*sweep); err != nil || cfg.SweepInterval <= 0 {
+			return cfg, errors.New("--sweep-interval must be a positive duration")
+		}
+		if cfg.RulesInterval, err = time.ParseDuration(*rules); err != nil || cfg.RulesInterval <= 0 {
+			return cfg, errors.New("--rules-interval must be a positive duration")
+		}
+		if *rulesFile != "" {
+			if cfg.Rules, err = readRules(*rulesFile); err != nil {
+				return cfg, err
+			}
+		}
+		cfg.Data, cfg.NATSURL, cfg.NATSListen, cfg.HTTP, cfg.Sync = *data, *natsURL, *listen, *httpAddr, *sync
+		cfg.MasterKeyFile, cfg.MasterKey = *masterFile, f.getenv("LETHE_MASTER_KEY")
+		return cfg, nil
+	}
+}
+
+func readRules(path string) (ledger.Rules, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ledger.Rules{}, fmt.Errorf("rules: %w", err)
+	}
+	var r struct {
+		LoanDays          int   `json:"loan_days"`
+		MaxRenewals       int   `json:"max_renewals"`
+		MaxLoans          int   `json:"max_loans"`
+		DailyFineCents    int64 `json:"daily_fine_cents"`
+		MaxFineCents      int64 `json:"max_fine_cents"`
+		BlockCents        int64 `json:"block_cents"`
+		LostAfterDays     int   `json:"lost_after_days"`
+		DamageFeeCents    int64 `json:"damage_fee_cents"`
+		DefaultPriceCents int64 `json:"default_price_cents"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return ledger.Rules{}, fmt.Errorf("rules %s: %w", path, err)
+	}
+	rules := ledger.Rules{LoanDays: r.LoanDays, MaxRenewals: r.MaxRenewals, MaxLoans: r.MaxLoans,
+		DailyFineCents: r.DailyFineCents, MaxFineCents: r.MaxFineCents, BlockCents: r.BlockCents,
+		LostAfterDays: r.LostAfterDays, DamageFeeCents: r.DamageFeeCents, DefaultPriceCents: r.DefaultPriceCents}
+	return rules, rules.Validate()
+}
+
+func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	f := newFlags("serve", getenv, stderr)
+	build := serviceFlags(f, "./lethe-data")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	cfg, err := build()
+	if err != nil {
+		return &exitError{2, err}
+	}
+	s, err := startService(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	cfg.Logger.Info("lethe ready", "http", s.httpURL, "nats", s.natsURL(), "data", cfg.Data)
+	select {
+	case <-ctx.Done():
+		cfg.Logger.Info("shutting down")
+	case <-s.failed():
+	}
+	return s.stop()
+}

@@ -1,0 +1,447 @@
+package keystore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/google/go-cmp/cmp"
+)
+
+// found scans dir for labelled needles and returns label -> files for the
+// ones present.
+func found(t *testing.T, dir string, needles map[string][]byte) map[string][]string {
+	t.Helper()
+	var list [][]byte
+	byHex := map[string]string{}
+	for label, n := range needles {
+		list = append(list, n)
+		byHex[hex.EncodeToString(n)] = label
+	}
+	hits, err := ScanDir(dir, list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for h, files := range hits {
+		out[byHex[h]] = files
+	}
+	return out
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func openPebble(t *testing.T, dir string, opts *pebble.Options) *pebble.DB {
+	t.Helper()
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func set(t *testing.T, db *pebble.DB, k, v []byte) {
+	t.Helper()
+	if err := db.Set(k, v, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func del(t *testing.T, db *pebble.DB, k []byte) {
+	t.Helper()
+	if err := db.Delete(k, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustNot(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// linkRows writes n rows whose keys carry a marker id, as a projection's
+// link rows carry a patron id. Half are flushed and compacted to the bottom
+// level, half stay in the memtable and WAL.
+func linkRows(t *testing.T, db *pebble.DB, n int) (keys, vals [][]byte) {
+	t.Helper()
+	for i := range n {
+		k := fmt.Appendf(nil, "link/patron-MARKER-%x/item-%04d", randomBytes(6), i)
+		v := randomBytes(64)
+		set(t, db, k, v)
+		keys, vals = append(keys, k), append(vals, v)
+		if i == n/2 {
+			mustNot(t, db.Flush())
+			mustNot(t, db.Compact(context.Background(), []byte("link/"), []byte("link0"), false))
+		}
+	}
+	return keys, vals
+}
+
+func TestEraseRemovesDeletedKeysAndValuesFromEveryFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := openPebble(t, dir, PebbleOptions(nil))
+	keys, vals := linkRows(t, db, 200)
+	gone, kept := map[string][]byte{}, map[string][]byte{}
+	for i := range keys {
+		if i%2 == 0 {
+			del(t, db, keys[i])
+			gone[fmt.Sprintf("deleted key %d", i)] = keys[i]
+			gone[fmt.Sprintf("deleted value %d", i)] = vals[i]
+		} else {
+			kept[fmt.Sprintf("kept value %d", i)] = vals[i]
+		}
+	}
+	if len(found(t, dir, gone)) == 0 {
+		t.Fatal("before Erase no deleted byte is in any file: the scan cannot see anything")
+	}
+
+	start := time.Now()
+	mustNot(t, Erase(context.Background(), db))
+	t.Logf("Erase took %v", time.Since(start))
+
+	if hits := found(t, dir, gone); len(hits) > 0 {
+		t.Errorf("after Erase, deleted bytes remain: %v", hits)
+	}
+	if hits := found(t, dir, kept); len(hits) != len(kept) {
+		t.Errorf("after Erase, %d of %d kept values are in files, want all", len(hits), len(kept))
+	}
+	files, err := listDB(dir)
+	mustNot(t, err)
+	if len(files.blobs) > 0 {
+		t.Errorf("blob files exist: %v; value separation must stay off", files.blobs)
+	}
+
+	mustNot(t, db.Close())
+	if hits := found(t, dir, gone); len(hits) > 0 {
+		t.Errorf("after Close, deleted bytes remain: %v", hits)
+	}
+	db = openPebble(t, dir, PebbleOptions(nil))
+	defer db.Close()
+	for i, k := range keys {
+		_, closer, err := db.Get(k)
+		if i%2 == 0 {
+			if !errors.Is(err, pebble.ErrNotFound) {
+				t.Errorf("reopened Get(deleted row %d) error = %v, want ErrNotFound", i, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("reopened Get(kept row %d) error = %v", i, err)
+			continue
+		}
+		closer.Close()
+	}
+	if hits := found(t, dir, gone); len(hits) > 0 {
+		t.Errorf("after reopen, deleted bytes remain: %v", hits)
+	}
+}
+
+// Negative control: with default options, deleted values and keys stay in
+// the files. If this starts failing, Pebble changed; re-check
+// notes/erasure-facts.md before trusting the other tests.
+func TestDefaultPebbleKeepsDeletedBytes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := openPebble(t, dir, &pebble.Options{})
+	defer db.Close()
+	k := fmt.Appendf(nil, "link/patron-MARKER-%x", randomBytes(6))
+	v := randomBytes(64)
+	set(t, db, k, v)
+	mustNot(t, db.Flush())
+	del(t, db, k)
+	mustNot(t, db.Flush())
+	db.TestOnlyWaitForCleaning()
+	hits := found(t, dir, map[string][]byte{"value": v, "key": k})
+	if len(hits["value"]) == 0 {
+		t.Error("default Pebble: deleted value is in no file after Delete and Flush; Pebble's behaviour changed")
+	}
+	if !containsPrefix(hits["key"], "MANIFEST-") {
+		t.Errorf("default Pebble: deleted key in files %v, want a MANIFEST among them", hits["key"])
+	}
+}
+
+// Negative control: by default Pebble recycles WAL files, so a deleted
+// value survives Delete, Flush, a full Compact, later writes and Close in a
+// reused WAL. PebbleOptions alone (no Erase) removes that WAL residue.
+func TestDefaultPebbleKeepsDeletedValueInRecycledWAL(t *testing.T) {
+	t.Parallel()
+	run := func(opts *pebble.Options) []string {
+		dir := t.TempDir()
+		db := openPebble(t, dir, opts)
+		var vals [][]byte
+		for i := range 50 {
+			v := randomBytes(64)
+			set(t, db, fmt.Appendf(nil, "k%03d", i), v)
+			vals = append(vals, v)
+		}
+		for i := range 50 {
+			del(t, db, fmt.Appendf(nil, "k%03d", i))
+		}
+		mustNot(t, db.Flush())
+		mustNot(t, db.Compact(context.Background(), []byte("k"), []byte("l"), false))
+		db.TestOnlyWaitForCleaning()
+		set(t, db, []byte("other"), []byte("x"))
+		mustNot(t, db.Close())
+		needles := map[string][]byte{}
+		for i, v := range vals {
+			needles[fmt.Sprint(i)] = v
+		}
+		var wals []string
+		for _, files := range found(t, dir, needles) {
+			for _, f := range files {
+				if strings.HasSuffix(f, ".log") {
+					wals = append(wals, f)
+				}
+			}
+		}
+		return wals
+	}
+	if wals := run(&pebble.Options{}); len(wals) == 0 {
+		t.Error("default Pebble: no deleted value left in a WAL; WAL recycling changed, re-check erasure-facts.md")
+	}
+	if wals := run(PebbleOptions(nil)); len(wals) > 0 {
+		t.Errorf("PebbleOptions: deleted values left in WAL files %v", wals)
+	}
+}
+
+// Negative control: with a large MANIFEST limit the deleted key stays in the
+// manifest (as a table bound) after compaction, and Erase reports that it
+// could not rotate the manifest rather than claiming success.
+func TestLargeManifestKeepsDeletedKey(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	opts := PebbleOptions(nil)
+	opts.MaxManifestFileSize = 128 << 20
+	db := openPebble(t, dir, opts)
+	defer db.Close()
+	k := fmt.Appendf(nil, "link/patron-MARKER-%x", randomBytes(6))
+	set(t, db, k, randomBytes(64))
+	mustNot(t, db.Flush())
+	del(t, db, k)
+	mustNot(t, db.Flush())
+	mustNot(t, db.Compact(context.Background(), []byte("link/"), []byte("link0"), false))
+	db.TestOnlyWaitForCleaning()
+	hits := found(t, dir, map[string][]byte{"key": k})
+	if !containsPrefix(hits["key"], "MANIFEST-") {
+		t.Errorf("large manifest: deleted key in files %v, want a MANIFEST among them", hits["key"])
+	}
+	err := Erase(context.Background(), db)
+	if err == nil || !strings.Contains(err.Error(), "manifest did not rotate") {
+		t.Errorf("Erase with a large manifest limit = %v, want a rotation error", err)
+	}
+}
+
+// DB.Compact does not rewrite a table that is alone at the bottom level. A
+// snapshot open during compaction leaves deleted values and their tombstones
+// together in such a table; Erase must notice the snapshot and, once it is
+// closed, rewrite the table.
+func TestEraseRewritesBottomTableKeptBySnapshot(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	opts := PebbleOptions(nil)
+	opts.DisableAutomaticCompactions = true // no elision-only compaction to rescue us
+	db := openPebble(t, dir, opts)
+	defer db.Close()
+	ctx := context.Background()
+	keys, vals := linkRows(t, db, 20)
+	needles := map[string][]byte{}
+	for i := range keys {
+		needles[fmt.Sprint("value ", i)] = vals[i]
+		needles[fmt.Sprint("key ", i)] = keys[i]
+	}
+	mustNot(t, db.Flush())
+	mustNot(t, db.Compact(ctx, []byte("link/"), []byte("link0"), false))
+
+	snap := db.NewSnapshot()
+	for _, k := range keys {
+		del(t, db, k)
+	}
+	if err := Erase(ctx, db); !errors.Is(err, ErrPinned) {
+		t.Errorf("Erase with an open snapshot = %v, want ErrPinned", err)
+	}
+	mustNot(t, snap.Close())
+
+	// What plain Flush and Compact leave behind.
+	mustNot(t, db.Flush())
+	mustNot(t, db.Compact(ctx, []byte("link/"), []byte("link0"), false))
+	db.TestOnlyWaitForCleaning()
+	if len(found(t, dir, needles)) == 0 {
+		t.Error("Flush+Compact after a snapshot left nothing; DB.Compact now rewrites bottom tables, re-check erasure-facts.md")
+	}
+
+	mustNot(t, Erase(ctx, db))
+	if hits := found(t, dir, needles); len(hits) > 0 {
+		t.Errorf("after Erase, deleted bytes remain: %v", hits)
+	}
+}
+
+// An open iterator keeps obsolete tables on disk; Erase waits for them and
+// fails with ErrPinned when ctx ends first.
+func TestEraseWaitsForOpenIterator(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := openPebble(t, dir, PebbleOptions(nil))
+	defer db.Close()
+	keys, vals := linkRows(t, db, 20)
+	mustNot(t, db.Flush())
+	it, err := db.NewIter(nil)
+	mustNot(t, err)
+	it.First()
+	for _, k := range keys {
+		del(t, db, k)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := Erase(ctx, db); !errors.Is(err, ErrPinned) {
+		t.Errorf("Erase with an open iterator = %v, want ErrPinned", err)
+	}
+	mustNot(t, it.Close())
+	mustNot(t, Erase(context.Background(), db))
+	needles := map[string][]byte{}
+	for i := range vals {
+		needles[fmt.Sprint("value ", i)] = vals[i]
+	}
+	if hits := found(t, dir, needles); len(hits) > 0 {
+		t.Errorf("after iterator closed and Erase, deleted values remain: %v", hits)
+	}
+}
+
+func TestEraseWhileOthersWrite(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := openPebble(t, dir, PebbleOptions(nil))
+	defer db.Close()
+	keys, vals := linkRows(t, db, 40)
+	for _, k := range keys {
+		del(t, db, k)
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := fmt.Appendf(nil, "w%d-%d", g, i%50)
+				if err := db.Set(k, randomBytes(32), pebble.NoSync); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%3 == 0 {
+					if err := db.Delete(k, pebble.NoSync); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	for range 3 {
+		if err := Erase(context.Background(), db); err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+
+	needles := map[string][]byte{}
+	for i := range keys {
+		needles[fmt.Sprint("key ", i)] = keys[i]
+		needles[fmt.Sprint("value ", i)] = vals[i]
+	}
+	if hits := found(t, dir, needles); len(hits) > 0 {
+		t.Errorf("after Erase under concurrent writes, deleted bytes remain: %v", hits)
+	}
+}
+
+// The options are pinned so that a Pebble upgrade shows up here first.
+func TestPebbleOptionsPinned(t *testing.T) {
+	t.Parallel()
+	opts := PebbleOptions(nil)
+	if opts.FormatMajorVersion != pebble.FormatNewest {
+		t.Errorf("FormatMajorVersion = %v, FormatNewest = %v: Pebble was upgraded; re-check erasure-facts.md and pin the new format",
+			opts.FormatMajorVersion, pebble.FormatNewest)
+	}
+	if opts.Experimental.ValueSeparationPolicy().Enabled {
+		t.Error("value separation is enabled")
+	}
+	if opts.NumPrevManifest != 1 || opts.MaxManifestFileSize != 1 {
+		t.Errorf("NumPrevManifest, MaxManifestFileSize = %d, %d, want 1, 1", opts.NumPrevManifest, opts.MaxManifestFileSize)
+	}
+	if fmt.Sprint(opts.Cleaner) != "delete" {
+		t.Errorf("Cleaner = %v, want delete", opts.Cleaner)
+	}
+}
+
+func TestNoReuseFSCreatesFreshFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fs := PebbleOptions(nil).FS
+	old, next := filepath.Join(dir, "000001.log"), filepath.Join(dir, "000002.log")
+	mustNot(t, os.WriteFile(old, []byte("deleted value from an old WAL"), 0o600))
+	f, err := fs.ReuseForWrite(old, next, "test")
+	mustNot(t, err)
+	_, err = f.Write([]byte("new"))
+	mustNot(t, err)
+	mustNot(t, f.Close())
+	got, err := os.ReadFile(next)
+	mustNot(t, err)
+	if string(got) != "new" {
+		t.Errorf("reused file holds %q, want %q", got, "new")
+	}
+	if exists(old) {
+		t.Error("old file still exists after ReuseForWrite")
+	}
+}
+
+func TestScanDir(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mustNot(t, os.MkdirAll(filepath.Join(dir, "sub", "deeper"), 0o700))
+	mustNot(t, os.WriteFile(filepath.Join(dir, "a.txt"), []byte("xx NEEDLE-ONE yy"), 0o600))
+	mustNot(t, os.WriteFile(filepath.Join(dir, "sub", "b.bin"), []byte("NEEDLE-ONE and NEEDLE-TWO"), 0o600))
+	mustNot(t, os.WriteFile(filepath.Join(dir, "sub", "deeper", "c"), []byte("nothing"), 0o600))
+	mustNot(t, os.Symlink(filepath.Join(dir, "a.txt"), filepath.Join(dir, "link")))
+
+	got, err := ScanDir(dir, [][]byte{[]byte("NEEDLE-ONE"), []byte("NEEDLE-TWO"), []byte("ABSENT")})
+	mustNot(t, err)
+	want := map[string][]string{
+		hex.EncodeToString([]byte("NEEDLE-ONE")): {"a.txt", "sub/b.bin"},
+		hex.EncodeToString([]byte("NEEDLE-TWO")): {"sub/b.bin"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ScanDir mismatch (-want +got):\n%s", diff)
+	}
+	if _, err := ScanDir(filepath.Join(dir, "missing"), nil); err == nil {
+		t.Error("ScanDir(missing dir) = nil error, want error")
+	}
+}
+
+func containsPrefix(files []string, prefix string) bool {
+	for _, f := range files {
+		if strings.HasPrefix(f, prefix) {
+			return true
+		}
+	}
+	return false
+}

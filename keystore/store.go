@@ -1,0 +1,736 @@
+package keystore
+
+import (
+	"context"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// Errors returned by Store methods. Callers compare with errors.Is.
+var (
+	// ErrNotFound: the key was never created, or it was destroyed. The
+	// store cannot tell which, by design.
+	ErrNotFound = errors.New("key not found")
+	// ErrExists: Create was called for a key that already exists.
+	ErrExists = errors.New("key already exists")
+	// ErrWrongMaster: the store's keys are wrapped under another master key.
+	ErrWrongMaster = errors.New("keys are wrapped under a different master key")
+	// ErrDecrypt: an AEAD ciphertext did not authenticate.
+	ErrDecrypt = errors.New("decryption failed")
+	// ErrClosed: the store is closed.
+	ErrClosed = errors.New("keystore closed")
+)
+
+// KeySize is the length in bytes of every key the store hands out.
+const KeySize = 32
+
+// Kind says what a key protects. It is part of the key's identity: the same
+// id under two kinds names two different keys.
+type Kind uint8
+
+const (
+	// Transaction keys encrypt the patron reference of one transaction (a
+	// loan with its fines, or a stand-alone fee).
+	Transaction Kind = 1
+	// Profile keys encrypt one patron's profile.
+	Profile Kind = 2
+
+	// kindSystem holds the store's own keys; callers cannot reach it.
+	kindSystem Kind = 0xff
+)
+
+// String returns "transaction", "profile" or "kind(N)".
+func (k Kind) String() string {
+	switch k {
+	case Transaction:
+		return "transaction"
+	case Profile:
+		return "profile"
+	case kindSystem:
+		return "system"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+func (k Kind) public() bool { return k == Transaction || k == Profile }
+
+// cardHashID is the id of the system key used for card number hashes.
+const cardHashID = "card-hash"
+
+// Ref names a stored key without its id: the kind and SHA-256(kind || 0x00
+// || id). The store keeps only refs, so no file holds an id.
+type Ref struct {
+	Kind Kind
+	Hash [sha256.Size]byte
+}
+
+// RefOf returns the ref of the key for (kind, id), as the store computes it.
+func RefOf(kind Kind, id string) Ref {
+	h := sha256.New()
+	h.Write([]byte{byte(kind), 0})
+	h.Write([]byte(id))
+	r := Ref{Kind: kind}
+	h.Sum(r.Hash[:0])
+	return r
+}
+
+// String returns the kind and the hex hash, such as "transaction:9f86d0…".
+func (r Ref) String() string { return r.Kind.String() + ":" + hex.EncodeToString(r.Hash[:]) }
+
+// Entry describes a stored key for reconciliation.
+type Entry struct {
+	Ref     Ref
+	Created time.Time
+}
+
+// Pebble keys are keyPrefix, kind, hash.
+const (
+	keyPrefix = 'k'
+	dbKeyLen  = 2 + sha256.Size
+)
+
+func dbKey(r Ref) []byte {
+	k := make([]byte, 0, dbKeyLen)
+	k = append(k, keyPrefix, byte(r.Kind))
+	return append(k, r.Hash[:]...)
+}
+
+func refOfDBKey(k []byte) (Ref, bool) {
+	if len(k) != dbKeyLen || k[0] != keyPrefix {
+		return Ref{}, false
+	}
+	r := Ref{Kind: Kind(k[1])}
+	copy(r.Hash[:], k[2:])
+	return r, true
+}
+
+// The wrapped value format, version 1:
+//
+//	offset  size  field
+//	0       1     version (1)
+//	1       8     master key ID (raw bytes)
+//	9       8     creation time, Unix milliseconds, big endian
+//	17      24    XChaCha20-Poly1305 nonce
+//	41      48    ciphertext of the 32-byte key with its 16-byte tag
+//
+// The associated data is bytes 0..16 followed by the Pebble key, so a value
+// cannot be moved to another key, and its header cannot be altered.
+const (
+	valueVersion = 1
+	headerLen    = 1 + 8 + 8
+	valueLen     = headerLen + chacha20poly1305.NonceSizeX + KeySize + chacha20poly1305.Overhead
+)
+
+type header struct {
+	masterID [8]byte
+	created  time.Time
+}
+
+func parseValue(v []byte) (header, []byte, []byte, error) {
+	var h header
+	if len(v) == 0 || v[0] != valueVersion {
+		return h, nil, nil, errors.New("unknown wrapped key version")
+	}
+	if len(v) != valueLen {
+		return h, nil, nil, fmt.Errorf("wrapped key has %d bytes, want %d", len(v), valueLen)
+	}
+	copy(h.masterID[:], v[1:9])
+	h.created = time.UnixMilli(int64(binary.BigEndian.Uint64(v[9:17])))
+	nonce := v[headerLen : headerLen+chacha20poly1305.NonceSizeX]
+	return h, nonce, v[headerLen+chacha20poly1305.NonceSizeX:], nil
+}
+
+// master is the current master key with its AEAD.
+type master struct {
+	key  MasterKey
+	id   [8]byte
+	aead cipher.AEAD
+}
+
+func newMaster(m MasterKey) (*master, error) {
+	if !m.valid() {
+		return nil, errors.New("invalid master key")
+	}
+	aead, err := chacha20poly1305.NewX(m.key[:])
+	if err != nil {
+		return nil, err
+	}
+	mk := &master{key: m, aead: aead}
+	copy(mk.id[:], masterID(m.key))
+	return mk, nil
+}
+
+func (m *master) wrap(k, key []byte, created time.Time) []byte {
+	v := make([]byte, headerLen, valueLen)
+	v[0] = valueVersion
+	copy(v[1:9], m.id[:])
+	binary.BigEndian.PutUint64(v[9:17], uint64(created.UnixMilli()))
+	nonce := make([]byte, chacha20poly1305.NonceSizeX)
+	rand.Read(nonce)
+	ad := make([]byte, 0, headerLen+len(k))
+	ad = append(append(ad, v...), k...)
+	v = append(v, nonce...)
+	return m.aead.Seal(v, nonce, key, ad)
+}
+
+func (m *master) unwrap(k, v []byte) ([]byte, error) {
+	h, nonce, ct, err := parseValue(v)
+	if err != nil {
+		return nil, err
+	}
+	if h.masterID != m.id {
+		return nil, ErrWrongMaster
+	}
+	ad := make([]byte, 0, headerLen+len(k))
+	ad = append(append(ad, v[:headerLen]...), k...)
+	key, err := m.aead.Open(nil, nonce, ct, ad)
+	if err != nil {
+		return nil, ErrDecrypt
+	}
+	return key, nil
+}
+
+// Store holds transaction and profile keys in its own Pebble database,
+// wrapped under a master key. Destroyed keys leave the files at the next
+// Sweep. A Store is safe for concurrent use.
+type Store struct {
+	db      *pebble.DB
+	logger  *slog.Logger
+	now     func() time.Time
+	cardKey *[KeySize]byte // immutable after Open
+
+	// mu is held shared by every operation and exclusively by Rotate and
+	// Close; it guards m and closed.
+	mu     sync.RWMutex
+	m      *master
+	closed bool
+
+	// stripes serialize Create and Destroy of the same key, so that the
+	// existence check and the write are atomic and the counts stay exact,
+	// while writes of different keys still commit in one group.
+	stripes [64]sync.Mutex
+
+	// sweepMu serializes erasures (Sweep and Rotate). Lock order: sweepMu,
+	// then mu.
+	sweepMu sync.Mutex
+	// gen counts changes that leave data to erase; swept is its value at
+	// the start of the last successful erasure.
+	gen, swept atomic.Uint64
+
+	transactions, profiles atomic.Int64
+	destroyed              atomic.Int64
+
+	statsMu   sync.Mutex
+	sweeps    int64
+	lastSweep time.Time
+	sweepTook time.Duration
+}
+
+// Open opens (or creates) the key store in dir, a directory that belongs to
+// the store alone. It returns an error wrapping ErrWrongMaster when the
+// stored keys are wrapped under a key other than master. On first open it
+// creates the system key used by CardHash.
+func Open(dir string, master MasterKey, logger *slog.Logger) (*Store, error) {
+	s, err := open(dir, master, logger)
+	if err != nil {
+		return nil, fmt.Errorf("open keystore: %w", err)
+	}
+	return s, nil
+}
+
+func open(dir string, mk MasterKey, logger *slog.Logger) (*Store, error) {
+	m, err := newMaster(mk)
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With(slog.String("component", "keystore"))
+	db, err := pebble.Open(dir, PebbleOptions(logger))
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, logger: logger, now: time.Now, m: m}
+	// A crash can lose destroys that were acknowledged but not yet swept;
+	// the first Sweep after Open always runs.
+	s.gen.Store(1)
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	logger.Info("keystore opened", slog.String("master", mk.ID),
+		slog.Int64("transactions", s.transactions.Load()), slog.Int64("profiles", s.profiles.Load()))
+	return s, nil
+}
+
+// load checks that every value is wrapped under the current master key,
+// counts the keys, and loads (or creates) the card hash key.
+func (s *Store) load() error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{keyPrefix}, UpperBound: []byte{keyPrefix + 1}})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		ref, ok := refOfDBKey(it.Key())
+		if !ok {
+			it.Close()
+			return errors.New("malformed key in store")
+		}
+		h, _, _, err := parseValue(it.Value())
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("%s: %w", ref.Kind, err)
+		}
+		if h.masterID != s.m.id {
+			it.Close()
+			return fmt.Errorf("master key %s given, keys wrapped under %x: %w", s.m.key.ID, h.masterID, ErrWrongMaster)
+		}
+		s.count(ref.Kind, 1)
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+
+	ref := RefOf(kindSystem, cardHashID)
+	key, err := s.get(ref)
+	if errors.Is(err, ErrNotFound) {
+		key = make([]byte, KeySize)
+		rand.Read(key)
+		err = s.db.Set(dbKey(ref), s.m.wrap(dbKey(ref), key, s.now()), pebble.Sync)
+	}
+	if errors.Is(err, ErrDecrypt) {
+		// Same master ID but the key does not open the value.
+		err = fmt.Errorf("card hash key: %w", ErrWrongMaster)
+	}
+	if err != nil {
+		return err
+	}
+	s.cardKey = new([KeySize]byte)
+	copy(s.cardKey[:], key)
+	clear(key)
+	return nil
+}
+
+func (s *Store) count(k Kind, d int64) {
+	switch k {
+	case Transaction:
+		s.transactions.Add(d)
+	case Profile:
+		s.profiles.Add(d)
+	}
+}
+
+// Close closes the store. Further calls return ErrClosed; Close itself is
+// idempotent.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close keystore: %w", err)
+	}
+	return nil
+}
+
+// rlock takes mu shared and fails if the store is closed.
+func (s *Store) rlock() error {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+func (s *Store) stripe(r Ref) *sync.Mutex { return &s.stripes[int(r.Hash[0])%len(s.stripes)] }
+
+func checkKind(k Kind) error {
+	if !k.public() {
+		return fmt.Errorf("invalid key kind %d", uint8(k))
+	}
+	return nil
+}
+
+// Create makes a new random key for (kind, id), stores it wrapped and
+// synced to disk, and returns a copy of it. Acknowledged means durable: the
+// key is on disk before Create returns, so an event encrypted under it can
+// be appended safely. It returns an error wrapping ErrExists if the key
+// already exists; a destroyed key can be created again.
+func (s *Store) Create(kind Kind, id string) ([]byte, error) {
+	key, err := s.create(kind, id)
+	if err != nil {
+		return nil, fmt.Errorf("create %s key: %w", kind, err)
+	}
+	return key, nil
+}
+
+func (s *Store) create(kind Kind, id string) ([]byte, error) {
+	if err := checkKind(kind); err != nil {
+		return nil, err
+	}
+	if id == "" {
+		return nil, errors.New("empty id")
+	}
+	if err := s.rlock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	ref := RefOf(kind, id)
+	mu := s.stripe(ref)
+	mu.Lock()
+	defer mu.Unlock()
+	k := dbKey(ref)
+	if _, closer, err := s.db.Get(k); err == nil {
+		closer.Close()
+		return nil, ErrExists
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return nil, err
+	}
+	key := make([]byte, KeySize)
+	rand.Read(key)
+	if err := s.db.Set(k, s.m.wrap(k, key, s.now()), pebble.Sync); err != nil {
+		return nil, err
+	}
+	s.count(kind, 1)
+	return key, nil
+}
+
+// Get returns a copy of the key for (kind, id), or an error wrapping
+// ErrNotFound if it was never created or has been destroyed.
+func (s *Store) Get(kind Kind, id string) ([]byte, error) {
+	key, err := s.getPublic(kind, id)
+	if err != nil {
+		return nil, fmt.Errorf("get %s key: %w", kind, err)
+	}
+	return key, nil
+}
+
+func (s *Store) getPublic(kind Kind, id string) ([]byte, error) {
+	if err := checkKind(kind); err != nil {
+		return nil, err
+	}
+	if err := s.rlock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	return s.get(RefOf(kind, id))
+}
+
+// get reads and unwraps; the caller holds mu.
+func (s *Store) get(ref Ref) ([]byte, error) {
+	k := dbKey(ref)
+	v, closer, err := s.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	return s.m.unwrap(k, v)
+}
+
+// Destroy deletes the key for (kind, id), synced to disk. It is idempotent.
+// From then on Get returns ErrNotFound; the bytes leave the files at the
+// next Sweep.
+func (s *Store) Destroy(kind Kind, id string) error {
+	return s.DestroyRef(RefOf(kind, id))
+}
+
+// DestroyRef is Destroy by ref, for reconciliation with List.
+func (s *Store) DestroyRef(ref Ref) error {
+	if err := s.destroy(ref); err != nil {
+		return fmt.Errorf("destroy %s key: %w", ref.Kind, err)
+	}
+	return nil
+}
+
+func (s *Store) destroy(ref Ref) error {
+	if err := checkKind(ref.Kind); err != nil {
+		return err
+	}
+	if err := s.rlock(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	mu := s.stripe(ref)
+	mu.Lock()
+	defer mu.Unlock()
+	k := dbKey(ref)
+	_, closer, err := s.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	closer.Close()
+	if err := s.db.Delete(k, pebble.Sync); err != nil {
+		return err
+	}
+	s.count(ref.Kind, -1)
+	s.destroyed.Add(1)
+	s.gen.Add(1)
+	return nil
+}
+
+// List returns the refs and creation times of all keys of kind, in ref
+// order. It reads no key material. The expunger uses it at startup to
+// destroy transaction keys that no open transaction references (compare
+// with RefOf).
+func (s *Store) List(kind Kind) ([]Entry, error) {
+	es, err := s.list(kind)
+	if err != nil {
+		return nil, fmt.Errorf("list %s keys: %w", kind, err)
+	}
+	return es, nil
+}
+
+func (s *Store) list(kind Kind) ([]Entry, error) {
+	if err := checkKind(kind); err != nil {
+		return nil, err
+	}
+	if err := s.rlock(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	// The iterator is closed before returning: a long-lived iterator would
+	// keep obsolete tables, and so destroyed keys, on disk.
+	it, err := s.db.NewIter(&pebble.IterOptions{
+		LowerBound: []byte{keyPrefix, byte(kind)},
+		UpperBound: []byte{keyPrefix, byte(kind) + 1},
+	})
+	if err != nil {
+		return nil, err
+	}
+	var es []Entry
+	for it.First(); it.Valid(); it.Next() {
+		ref, ok := refOfDBKey(it.Key())
+		if !ok {
+			it.Close()
+			return nil, errors.New("malformed key in store")
+		}
+		h, _, _, err := parseValue(it.Value())
+		if err != nil {
+			it.Close()
+			return nil, err
+		}
+		es = append(es, Entry{Ref: ref, Created: h.created})
+	}
+	return es, it.Close()
+}
+
+// CardHash returns the hex HMAC-SHA256 of a card number under the store's
+// system key, for looking up cards without storing their numbers. The card
+// number is normalized by trimming surrounding white space only; anything
+// else (case, inner spaces, leading zeros) is significant. The system key is
+// created on first Open, is never destroyed, and survives Rotate, so hashes
+// are stable for the life of the store.
+func (s *Store) CardHash(card string) string {
+	mac := hmac.New(sha256.New, s.cardKey[:])
+	mac.Write([]byte(strings.TrimSpace(card)))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// Sweep makes the destroys done so far physical: afterwards no file of the
+// store's directory holds a destroyed key's wrapped value or Pebble key (see
+// Erase). It does nothing when nothing was destroyed since the last
+// successful sweep: an idle sweep would still rewrite tables and manifests.
+// The first Sweep after Open always runs, because destroys acknowledged
+// before a crash may not have been swept.
+func (s *Store) Sweep(ctx context.Context) error {
+	s.sweepMu.Lock()
+	defer s.sweepMu.Unlock()
+	if err := s.rlock(); err != nil {
+		return fmt.Errorf("sweep keystore: %w", err)
+	}
+	defer s.mu.RUnlock()
+	if err := s.erase(ctx); err != nil {
+		return fmt.Errorf("sweep keystore: %w", err)
+	}
+	return nil
+}
+
+// erase runs Erase if there is work; the caller holds sweepMu and mu.
+func (s *Store) erase(ctx context.Context) error {
+	g := s.gen.Load()
+	if g == s.swept.Load() {
+		return nil
+	}
+	start := s.now()
+	if err := Erase(ctx, s.db); err != nil {
+		return err
+	}
+	took := s.now().Sub(start)
+	s.swept.Store(g)
+	s.statsMu.Lock()
+	s.sweeps++
+	s.lastSweep = start
+	s.sweepTook = took
+	s.statsMu.Unlock()
+	s.logger.Debug("keystore swept", slog.Duration("took", took))
+	return nil
+}
+
+// Rotate re-wraps every stored key under newMaster in one synced batch, so
+// that a crash leaves all keys under the old master or all under the new
+// one, never a mix. Then it erases the old wrapped values from the files
+// (see Erase) and the store goes on with newMaster. After Rotate returns
+// nil, the old master key can be destroyed, and opening the store with it
+// fails with ErrWrongMaster.
+//
+// If the erasure fails, the re-wrap has still taken effect (the store uses
+// newMaster) and the error says so; the next Sweep retries the erasure.
+// Keep the old master key until an erasure succeeds.
+func (s *Store) Rotate(ctx context.Context, newMaster MasterKey) error {
+	if err := s.rotate(ctx, newMaster); err != nil {
+		return fmt.Errorf("rotate master key: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) rotate(ctx context.Context, next MasterKey) error {
+	nm, err := newMaster(next)
+	if err != nil {
+		return err
+	}
+	s.sweepMu.Lock()
+	defer s.sweepMu.Unlock()
+	if err := s.rewrap(nm); err != nil {
+		return err
+	}
+	if err := s.rlock(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := s.erase(ctx); err != nil {
+		return fmt.Errorf("keys re-wrapped, but old values not yet erased: %w", err)
+	}
+	return nil
+}
+
+// rewrap re-wraps all keys under nm in one batch and switches to it.
+func (s *Store) rewrap(nm *master) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if nm.id == s.m.id {
+		return errors.New("new master key has the same ID as the current one")
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{keyPrefix}, UpperBound: []byte{keyPrefix + 1}})
+	if err != nil {
+		return err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		h, _, _, err := parseValue(it.Value())
+		if err != nil {
+			it.Close()
+			return err
+		}
+		key, err := s.m.unwrap(k, it.Value())
+		if err != nil {
+			it.Close()
+			return err
+		}
+		err = b.Set(k, nm.wrap(k, key, h.created), nil)
+		clear(key)
+		if err != nil {
+			it.Close()
+			return err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	s.m = nm
+	s.gen.Add(1)
+	s.logger.Info("keystore master key rotated", slog.String("master", nm.key.ID))
+	return nil
+}
+
+// Stats are counters a caller can export as metrics.
+type Stats struct {
+	// Transactions and Profiles count live keys by kind.
+	Transactions, Profiles int64
+	// DestroyedSinceOpen counts keys destroyed since Open.
+	DestroyedSinceOpen int64
+	// PendingErasure is true when destroyed keys (or old wrapped values)
+	// may still be in files: a Sweep has work to do.
+	PendingErasure bool
+	// Sweeps counts erasures that ran and succeeded since Open.
+	Sweeps int64
+	// LastSweep is when the last successful erasure started, and
+	// LastSweepDuration how long it took; zero before the first.
+	LastSweep         time.Time
+	LastSweepDuration time.Duration
+}
+
+// Stats returns the store's counters.
+func (s *Store) Stats() Stats {
+	st := Stats{
+		Transactions:       s.transactions.Load(),
+		Profiles:           s.profiles.Load(),
+		DestroyedSinceOpen: s.destroyed.Load(),
+		PendingErasure:     s.gen.Load() != s.swept.Load(),
+	}
+	s.statsMu.Lock()
+	st.Sweeps, st.LastSweep, st.LastSweepDuration = s.sweeps, s.lastSweep, s.sweepTook
+	s.statsMu.Unlock()
+	return st
+}
+
+// Seal encrypts plaintext under key (32 bytes, from the store) with
+// XChaCha20-Poly1305 and a fresh random nonce, authenticating ad as well.
+func Seal(key, plaintext, ad []byte) (nonce, ct []byte, err error) {
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("seal: %w", err)
+	}
+	nonce = make([]byte, chacha20poly1305.NonceSizeX)
+	rand.Read(nonce)
+	return nonce, aead.Seal(nil, nonce, plaintext, ad), nil
+}
+
+// Unseal reverses Seal. It returns an error wrapping ErrDecrypt when the
+// key, nonce, ciphertext or associated data do not match. (It is not named
+// Open, which opens a Store.)
+func Unseal(key, nonce, ct, ad []byte) ([]byte, error) {
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, fmt.Errorf("unseal: %w", err)
+	}
+	if len(nonce) != chacha20poly1305.NonceSizeX {
+		return nil, fmt.Errorf("unseal: nonce has %d bytes, want %d: %w", len(nonce), chacha20poly1305.NonceSizeX, ErrDecrypt)
+	}
+	pt, err := aead.Open(nil, nonce, ct, ad)
+	if err != nil {
+		return nil, fmt.Errorf("unseal: %w", ErrDecrypt)
+	}
+	return pt, nil
+}

@@ -1,0 +1,612 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/imagineif/lethe/keystore"
+	"github.com/imagineif/lethe/schemas"
+)
+
+// Domain errors. Messages are shown to patrons at kiosks and to staff: they never name a
+// patron or echo a card number.
+var (
+	errUnknownCard   = schemas.Errorf(schemas.CodeNotFound, "card not recognised")
+	errCardLost      = schemas.Errorf(schemas.CodeForbidden, "this card has been reported lost or stolen; please see staff")
+	errAccountClosed = schemas.Errorf(schemas.CodeForbidden, "this account is closed")
+	errUnknownItem   = schemas.Errorf(schemas.CodeNotFound, "no item with this barcode")
+	errUnknownPatron = schemas.Errorf(schemas.CodeNotFound, "no such patron")
+	errUnknownFine   = schemas.Errorf(schemas.CodeNotFound, "no such fine")
+	errNotOnLoan     = schemas.Errorf(schemas.CodeConflict, "this item is not checked out")
+	errItemLost      = schemas.Errorf(schemas.CodeConflict, "this item is recorded as lost; please see staff")
+)
+
+// cardPatron resolves a presented card to its open account.
+func (l *Ledger) cardPatron(card string) (Patron, error) {
+	c, err := l.st.Card(l.keys.CardHash(card))
+	if errors.Is(err, ErrNotFound) {
+		return Patron{}, errUnknownCard
+	} else if err != nil {
+		return Patron{}, err
+	}
+	if c.Lost {
+		return Patron{}, errCardLost
+	}
+	if c.Closed {
+		return Patron{}, errAccountClosed
+	}
+	p, err := l.st.Patron(c.PatronID)
+	if err != nil {
+		return Patron{}, err
+	}
+	if p.Closed {
+		return Patron{}, errAccountClosed
+	}
+	return p, nil
+}
+
+func (l *Ledger) item(barcode string) (Item, string, error) {
+	subject, err := ItemSubject(barcode)
+	if err != nil {
+		return Item{}, "", err
+	}
+	it, err := l.st.Item(barcode)
+	if errors.Is(err, ErrNotFound) {
+		return Item{}, "", errUnknownItem
+	}
+	return it, subject, err
+}
+
+// standing is a patron's open loans and what they owe now, overdue fines accrued so far
+// included.
+func (l *Ledger) standing(p Patron, now time.Time) (loans int, owed int64, txns []Txn, err error) {
+	for _, id := range p.Txns {
+		t, err := l.st.Txn(id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		} else if err != nil {
+			return 0, 0, nil, err
+		}
+		txns = append(txns, t)
+		if t.Loan == LoanOpen {
+			loans++
+			owed += l.cfg.Rules.OverdueFine(t.Due, now)
+		}
+		for _, f := range t.Fines {
+			owed += f.RemainingCents
+		}
+	}
+	return loans, owed, txns, nil
+}
+
+func (l *Ledger) expectOn(subject string) (Expect, error) {
+	seq, err := l.st.SubjectSeq(subject)
+	return Expect{Subject: subject, Seq: seq}, err
+}
+
+// newTxnKey creates a transaction's key and an undo that destroys it.
+func (l *Ledger) newTxnKey(txnID string) ([]byte, func(), error) {
+	key, err := l.keys.Create(keystore.Transaction, txnID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create transaction key: %w", err)
+	}
+	undo := func() {
+		if err := l.keys.Destroy(keystore.Transaction, txnID); err != nil {
+			l.cfg.Logger.Error("destroy unused transaction key", "err", err)
+		}
+	}
+	return key, undo, nil
+}
+
+func (l *Ledger) checkOut(at Station, c schemas.CheckOut) decider {
+	return func() (plan, error) {
+		now := l.cfg.Now()
+		p, err := l.cardPatron(c.Card)
+		if err != nil {
+			return plan{}, err
+		}
+		it, subject, err := l.item(c.Barcode)
+		if err != nil {
+			return plan{}, err
+		}
+		switch it.Status {
+		case ItemOnLoan:
+			return plan{}, schemas.Errorf(schemas.CodeConflict, "this item is already checked out")
+		case ItemLost:
+			return plan{}, errItemLost
+		}
+		loans, owed, _, err := l.standing(p, now)
+		if err != nil {
+			return plan{}, err
+		}
+		if loans >= l.cfg.Rules.MaxLoans {
+			return plan{}, schemas.Errorf(schemas.CodeForbidden, "loan limit of %d items reached", l.cfg.Rules.MaxLoans)
+		}
+		if owed >= l.cfg.Rules.BlockCents {
+			return plan{}, schemas.Errorf(schemas.CodeForbidden, "fines owed are at or above the limit; please see staff")
+		}
+		expect, err := l.expectOn(subject)
+		if err != nil {
+			return plan{}, err
+		}
+		txnID := newID()
+		key, undo, err := l.newTxnKey(txnID)
+		if err != nil {
+			return plan{}, err
+		}
+		ev, err := l.event(at, schemas.TypeItemCheckedOut, subject, now, nil)
+		if err == nil {
+			var sealed schemas.Sealed
+			sealed, err = sealPatron(key, p.ID, ev.ID, txnID)
+			if err == nil {
+				ev, err = l.eventWithID(ev.ID, at, schemas.TypeItemCheckedOut, subject, now, schemas.ItemCheckedOut{
+					TxnID: txnID, Barcode: c.Barcode, Patron: sealed,
+					Branch: at.Branch, Station: at.ID, Due: now.Add(l.cfg.Rules.LoanPeriod()),
+				})
+			}
+		}
+		if err != nil {
+			undo()
+			return plan{}, err
+		}
+		return plan{expect: expect, events: []schemas.Event{ev}, undo: undo}, nil
+	}
+}
+
+func (l *Ledger) checkIn(at Station, c schemas.Return) decider {
+	return func() (plan, error) {
+		now := l.cfg.Now()
+		it, subject, err := l.item(c.Barcode)
+		if err != nil {
+			return plan{}, err
+		}
+		switch it.Status {
+		case ItemLost:
+			return plan{}, errItemLost
+		case ItemAvailable:
+			return plan{}, errNotOnLoan
+		}
+		t, err := l.st.Txn(it.TxnID)
+		if err != nil {
+			return plan{}, err
+		}
+		back := now
+		if c.ReturnedAt != nil {
+			back = *c.ReturnedAt
+			if back.After(now) {
+				return plan{}, schemas.Errorf(schemas.CodeInvalid, "returned_at is in the future")
+			}
+			if back.Before(t.Opened) {
+				return plan{}, schemas.Errorf(schemas.CodeInvalid, "returned_at is before the item was checked out")
+			}
+		}
+		expect, err := l.expectOn(subject)
+		if err != nil {
+			return plan{}, err
+		}
+		returned, err := l.event(at, schemas.TypeItemReturned, subject, back, schemas.ItemReturned{
+			TxnID: t.ID, Barcode: c.Barcode, Branch: at.Branch, Station: at.ID,
+		})
+		if err != nil {
+			return plan{}, err
+		}
+		events := []schemas.Event{returned}
+		t.Loan = LoanReturned
+		if fine := l.cfg.Rules.OverdueFine(t.Due, back); fine > 0 {
+			ev, err := l.fine(at, t, subject, schemas.ReasonOverdue, fine, back, nil)
+			if err != nil {
+				return plan{}, err
+			}
+			events = append(events, ev)
+			t.Fines = append(t.Fines, TxnFine{RemainingCents: fine})
+		}
+		return l.closeIfSettled(at, t, subject, now, plan{expect: expect, events: events})
+	}
+}
+
+// closeIfSettled appends transaction.closed to p if, after p, nothing is open in t.
+func (l *Ledger) closeIfSettled(at Station, t Txn, subject string, now time.Time, p plan) (plan, error) {
+	if !t.Settled() {
+		return p, nil
+	}
+	ev, err := l.event(at, schemas.TypeTransactionClosed, subject, now, schemas.TransactionClosed{TxnID: t.ID})
+	if err != nil {
+		return plan{}, err
+	}
+	p.events = append(p.events, ev)
+	return p, nil
+}
+
+func (l *Ledger) fine(at Station, t Txn, subject, reason string, cents int64, when time.Time, patron *schemas.Sealed) (schemas.Event, error) {
+	return l.event(at, schemas.TypeFineAssessed, subject, when, schemas.FineAssessed{
+		TxnID: t.ID, FineID: newID(), Barcode: t.Barcode, Reason: reason, AmountCents: cents, Patron: patron,
+	})
+}
+
+func (l *Ledger) renew(at Station, c schemas.Renew) decider {
+	return func() (plan, error) {
+		now := l.cfg.Now()
+		p, err := l.cardPatron(c.Card)
+		if err != nil {
+			return plan{}, err
+		}
+		it, subject, err := l.item(c.Barcode)
+		if err != nil {
+			return plan{}, err
+		}
+		if it.Status != ItemOnLoan {
+			return plan{}, errNotOnLoan
+		}
+		t, err := l.st.Txn(it.TxnID)
+		if err != nil {
+			return plan{}, err
+		}
+		if t.PatronID != p.ID {
+			// Say no more than that: the holder of this card does not learn who has it.
+			return plan{}, schemas.Errorf(schemas.CodeForbidden, "this item is not on loan to this card")
+		}
+		if t.Renewals >= l.cfg.Rules.MaxRenewals {
+			return plan{}, schemas.Errorf(schemas.CodeForbidden, "no renewals left for this item")
+		}
+		if now.After(t.Due) {
+			return plan{}, schemas.Errorf(schemas.CodeForbidden, "this item is overdue; please return it or see staff")
+		}
+		if _, owed, _, err := l.standing(p, now); err != nil {
+			return plan{}, err
+		} else if owed >= l.cfg.Rules.BlockCents {
+			return plan{}, schemas.Errorf(schemas.CodeForbidden, "fines owed are at or above the limit; please see staff")
+		}
+		expect, err := l.expectOn(subject)
+		if err != nil {
+			return plan{}, err
+		}
+		ev, err := l.event(at, schemas.TypeItemRenewed, subject, now, schemas.ItemRenewed{
+			TxnID: t.ID, Barcode: c.Barcode, Due: now.Add(l.cfg.Rules.LoanPeriod()), Renewals: t.Renewals + 1,
+		})
+		if err != nil {
+			return plan{}, err
+		}
+		return plan{expect: expect, events: []schemas.Event{ev}}, nil
+	}
+}
+
+// declareLost ends a loan with the item lost and charges its replacement price. The rules
+// sweeper passes the transaction it found overdue so a loan that changed meanwhile is left
+// alone.
+func (l *Ledger) declareLost(at Station, barcode, wantTxn string) decider {
+	return func() (plan, error) {
+		now := l.cfg.Now()
+		it, subject, err := l.item(barcode)
+		if err != nil {
+			return plan{}, err
+		}
+		if it.Status == ItemLost {
+			return plan{}, errItemLost
+		}
+		if it.Status != ItemOnLoan || (wantTxn != "" && it.TxnID != wantTxn) {
+			return plan{}, errNotOnLoan
+		}
+		t, err := l.st.Txn(it.TxnID)
+		if err != nil {
+			return plan{}, err
+		}
+		expect, err := l.expectOn(subject)
+		if err != nil {
+			return plan{}, err
+		}
+		lost, err := l.event(at, schemas.TypeItemDeclaredLost, subject, now, schemas.ItemDeclaredLost{TxnID: t.ID, Barcode: barcode})
+		if err != nil {
+			return plan{}, err
+		}
+		events := []schemas.Event{lost}
+		t.Loan = LoanLost
+		price := it.ReplacementCents
+		if price == 0 {
+			price = l.cfg.Rules.DefaultPriceCents
+		}
+		fine, err := l.fine(at, t, subject, schemas.ReasonLost, price, now, nil)
+		if err != nil {
+			return plan{}, err
+		}
+		events = append(events, fine)
+		t.Fines = append(t.Fines, TxnFine{RemainingCents: price})
+		return l.closeIfSettled(at, t, subject, now, plan{expect: expect, events: events})
+	}
+}
+
+func (l *Ledger) markDamaged(at Station, c schemas.MarkDamaged) decider {
+	return func() (plan, error) {
+		now := l.cfg.Now()
+		it, subject, err := l.item(c.Barcode)
+		if err != nil {
+			return plan{}, err
+		}
+		switch it.Status {
+		case ItemLost:
+			return plan{}, errItemLost
+		case ItemAvailable:
+			return plan{}, errNotOnLoan
+		}
+		t, err := l.st.Txn(it.TxnID)
+		if err != nil {
+			return plan{}, err
+		}
+		expect, err := l.expectOn(subject)
+		if err != nil {
+			return plan{}, err
+		}
+		dmg, err := l.event(at, schemas.TypeItemDamaged, subject, now, schemas.ItemDamaged{
+			TxnID: t.ID, Barcode: c.Barcode, Branch: at.Branch, Station: at.ID,
+		})
+		if err != nil {
+			return plan{}, err
+		}
+		events := []schemas.Event{dmg}
+		t.Loan = LoanDamaged
+		amount := c.AmountCents
+		if amount == 0 {
+			amount = l.cfg.Rules.DamageFeeCents
+		}
+		for _, f := range []struct {
+			reason string
+			cents  int64
+		}{{schemas.ReasonOverdue, l.cfg.Rules.OverdueFine(t.Due, now)}, {schemas.ReasonDamaged, amount}} {
+			if f.cents == 0 {
+				continue
+			}
+			ev, err := l.fine(at, t, subject, f.reason, f.cents, now, nil)
+			if err != nil {
+				return plan{}, err
+			}
+			events = append(events, ev)
+			t.Fines = append(t.Fines, TxnFine{RemainingCents: f.cents})
+		}
+		return l.closeIfSettled(at, t, subject, now, plan{expect: expect, events: events})
+	}
+}
+
+func (l *Ledger) openPatron(id string) (Patron, error) {
+	p, err := l.st.Patron(id)
+	if errors.Is(err, ErrNotFound) {
+		return Patron{}, errUnknownPatron
+	} else if err != nil {
+		return Patron{}, err
+	}
+	if p.Closed {
+		return Patron{}, errAccountClosed
+	}
+	return p, nil
+}
+
+// assessFee charges a stand-alone fee: a transaction of its own, with the patron sealed
+// under its own key, on its own subject.
+func (l *Ledger) assessFee(at Station, c schemas.AssessFee) decider {
+	return func() (plan, error) {
+		now := l.cfg.Now()
+		p, err := l.openPatron(c.PatronID)
+		if err != nil {
+			return plan{}, err
+		}
+		txnID, fineID := newID(), newID()
+		subject := FeeSubject(fineID)
+		key, undo, err := l.newTxnKey(txnID)
+		if err != nil {
+			return plan{}, err
+		}
+		ev, err := l.event(at, schemas.TypeFineAssessed, subject, now, nil)
+		if err == nil {
+			var sealed schemas.Sealed
+			sealed, err = sealPatron(key, p.ID, ev.ID, txnID)
+			if err == nil {
+				ev, err = l.eventWithID(ev.ID, at, schemas.TypeFineAssessed, subject, now, schemas.FineAssessed{
+					TxnID: txnID, FineID: fineID, Reason: schemas.ReasonFee, AmountCents: c.AmountCents, Patron: &sealed,
+				})
+			}
+		}
+		if err != nil {
+			undo()
+			return plan{}, err
+		}
+		return plan{expect: Expect{Subject: subject}, events: []schemas.Event{ev}, undo: undo}, nil
+	}
+}
+
+// settleFine pays part of a fine (waive false) or forgives what remains (waive true), and
+// closes the transaction if that settles it.
+func (l *Ledger) settleFine(at Station, fineID string, cents int64, waive bool) decider {
+	return func() (plan, error) {
+		now := l.cfg.Now()
+		txnID, err := l.st.FineTxn(fineID)
+		if errors.Is(err, ErrNotFound) {
+			return plan{}, errUnknownFine
+		} else if err != nil {
+			return plan{}, err
+		}
+		t, err := l.st.Txn(txnID)
+		if errors.Is(err, ErrNotFound) {
+			return plan{}, errUnknownFine
+		} else if err != nil {
+			return plan{}, err
+		}
+		i := slices.IndexFunc(t.Fines, func(f TxnFine) bool { return f.FineID == fineID })
+		if i < 0 {
+			return plan{}, errUnknownFine
+		}
+		f := &t.Fines[i]
+		if f.RemainingCents == 0 {
+			return plan{}, schemas.Errorf(schemas.CodeConflict, "this fine is already settled")
+		}
+		var ev schemas.Event
+		if waive {
+			ev, err = l.event(at, schemas.TypeFineWaived, t.Subject, now, schemas.FineWaived{TxnID: t.ID, FineID: fineID, AmountCents: f.RemainingCents})
+			f.RemainingCents = 0
+		} else {
+			if cents > f.RemainingCents {
+				return plan{}, schemas.Errorf(schemas.CodeInvalid, "payment of %d cents is more than the %d cents owed on this fine", cents, f.RemainingCents)
+			}
+			f.RemainingCents -= cents
+			ev, err = l.event(at, schemas.TypeFinePaid, t.Subject, now, schemas.FinePaid{TxnID: t.ID, FineID: fineID, AmountCents: cents, RemainingCents: f.RemainingCents})
+		}
+		if err != nil {
+			return plan{}, err
+		}
+		expect, err := l.expectOn(t.Subject)
+		if err != nil {
+			return plan{}, err
+		}
+		return l.closeIfSettled(at, t, t.Subject, now, plan{expect: expect, events: []schemas.Event{ev}})
+	}
+}
+
+func (l *Ledger) catalog(at Station, c schemas.CatalogItem) decider {
+	return func() (plan, error) {
+		subject, err := ItemSubject(c.Barcode)
+		if err != nil {
+			return plan{}, err
+		}
+		expect, err := l.expectOn(subject)
+		if err != nil {
+			return plan{}, err
+		}
+		ev, err := l.event(at, schemas.TypeItemCataloged, subject, l.cfg.Now(), c.ItemCataloged)
+		if err != nil {
+			return plan{}, err
+		}
+		return plan{expect: expect, events: []schemas.Event{ev}}, nil
+	}
+}
+
+// cardFree refuses a card number that already belongs to a card, lost or not: a number
+// once reported lost must never open an account again.
+func (l *Ledger) cardFree(hash string) error {
+	_, err := l.st.Card(hash)
+	switch {
+	case err == nil:
+		return schemas.Errorf(schemas.CodeConflict, "this card number is already in use")
+	case errors.Is(err, ErrNotFound):
+		return nil
+	}
+	return err
+}
+
+func (l *Ledger) register(at Station, c schemas.RegisterPatron) decider {
+	return func() (plan, error) {
+		now := l.cfg.Now()
+		age, err := c.Profile.AgeAt(now, l.cfg.Location)
+		if err != nil {
+			return plan{}, schemas.Errorf(schemas.CodeInvalid, "birth_date is not a valid date")
+		}
+		if age < 0 {
+			return plan{}, schemas.Errorf(schemas.CodeInvalid, "birth_date is in the future")
+		}
+		if age < 18 && c.Profile.Caregiver == nil {
+			return plan{}, schemas.Errorf(schemas.CodeInvalid, "a patron under 18 needs the caregiver who signs for the card")
+		}
+		var hash string
+		if c.Card != "" {
+			hash = l.keys.CardHash(c.Card)
+			if err := l.cardFree(hash); err != nil {
+				return plan{}, err
+			}
+		}
+		id := newID()
+		subject := PatronSubject(id)
+		key, err := l.keys.Create(keystore.Profile, id)
+		if err != nil {
+			return plan{}, fmt.Errorf("create profile key: %w", err)
+		}
+		undo := func() {
+			if err := l.keys.Destroy(keystore.Profile, id); err != nil {
+				l.cfg.Logger.Error("destroy unused profile key", "err", err)
+			}
+		}
+		sealed, err := sealProfile(key, id, c.Profile)
+		var events []schemas.Event
+		if err == nil {
+			var ev schemas.Event
+			ev, err = l.event(at, schemas.TypePatronRegistered, subject, now, schemas.PatronRegistered{PatronID: id, HomeBranch: c.HomeBranch, Profile: sealed})
+			events = append(events, ev)
+			if err == nil && hash != "" {
+				ev, err = l.event(at, schemas.TypeCardIssued, subject, now, schemas.CardIssued{PatronID: id, CardHash: hash})
+				events = append(events, ev)
+			}
+		}
+		if err != nil {
+			undo()
+			return plan{}, err
+		}
+		return plan{expect: Expect{Subject: subject}, events: events, undo: undo}, nil
+	}
+}
+
+func (l *Ledger) issueCard(at Station, c schemas.IssueCard) decider {
+	return func() (plan, error) {
+		p, err := l.openPatron(c.PatronID)
+		if err != nil {
+			return plan{}, err
+		}
+		hash := l.keys.CardHash(c.Card)
+		if err := l.cardFree(hash); err != nil {
+			return plan{}, err
+		}
+		subject := PatronSubject(p.ID)
+		expect, err := l.expectOn(subject)
+		if err != nil {
+			return plan{}, err
+		}
+		ev, err := l.event(at, schemas.TypeCardIssued, subject, l.cfg.Now(), schemas.CardIssued{PatronID: p.ID, CardHash: hash})
+		if err != nil {
+			return plan{}, err
+		}
+		return plan{expect: expect, events: []schemas.Event{ev}}, nil
+	}
+}
+
+func (l *Ledger) reportCardLost(at Station, c schemas.ReportCardLost) decider {
+	return func() (plan, error) {
+		hash := l.keys.CardHash(c.Card)
+		card, err := l.st.Card(hash)
+		if errors.Is(err, ErrNotFound) {
+			return plan{}, errUnknownCard
+		} else if err != nil {
+			return plan{}, err
+		}
+		if card.Lost {
+			return plan{}, schemas.Errorf(schemas.CodeConflict, "this card is already reported lost")
+		}
+		subject := PatronSubject(card.PatronID)
+		expect, err := l.expectOn(subject)
+		if err != nil {
+			return plan{}, err
+		}
+		ev, err := l.event(at, schemas.TypeCardReportedLost, subject, l.cfg.Now(), schemas.CardReportedLost{PatronID: card.PatronID, CardHash: hash})
+		if err != nil {
+			return plan{}, err
+		}
+		return plan{expect: expect, events: []schemas.Event{ev}}, nil
+	}
+}
+
+func (l *Ledger) closePatron(at Station, c schemas.ClosePatron) decider {
+	return func() (plan, error) {
+		p, err := l.openPatron(c.PatronID)
+		if err != nil {
+			return plan{}, err
+		}
+		if len(p.Txns) > 0 {
+			return plan{}, schemas.Errorf(schemas.CodeConflict, "the account has open loans or fines")
+		}
+		subject := PatronSubject(p.ID)
+		expect, err := l.expectOn(subject)
+		if err != nil {
+			return plan{}, err
+		}
+		ev, err := l.event(at, schemas.TypePatronClosed, subject, l.cfg.Now(), schemas.PatronClosed{PatronID: p.ID})
+		if err != nil {
+			return plan{}, err
+		}
+		return plan{expect: expect, events: []schemas.Event{ev}}, nil
+	}
+}

@@ -1,0 +1,336 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/imagineif/lethe/keystore"
+	"github.com/imagineif/lethe/schemas"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config configures a Ledger. The zero value of each field means the default in its
+// comment.
+type Config struct {
+	Rules      Rules            // loan rules; see Rules for defaults
+	Now        func() time.Time // clock; default time.Now
+	Location   *time.Location   // the library's time zone, for ages; default time.Local
+	AckTimeout time.Duration    // how long to wait for the stream's acknowledgement; default 5s
+	Logger     *slog.Logger     // default slog.Default()
+}
+
+func (c Config) withDefaults() Config {
+	c.Rules = c.Rules.WithDefaults()
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Location == nil {
+		c.Location = time.Local
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	if c.AckTimeout < 0 {
+		return errors.New("ack timeout must not be negative")
+	}
+	return c.Rules.Validate()
+}
+
+// Station is where a command comes from: a kiosk, a staff desk, or Lethe itself (the rules
+// sweeper). It becomes the event's source; it never names a patron.
+type Station struct {
+	Kind   string // "kiosk", "desk" or "system"
+	Branch string
+	ID     string
+}
+
+func (s Station) source() string {
+	switch s.Kind {
+	case "system":
+		return "lethe/system/" + s.ID
+	case "":
+		return "lethe/desk"
+	}
+	return "lethe/" + s.Kind + "/" + s.Branch + "/" + s.ID
+}
+
+// Ledger decides and appends commands.
+type Ledger struct {
+	cfg    Config
+	app    appender
+	stream jetstream.Stream
+	st     State
+	keys   *keystore.Store
+	v      *schemas.Validator
+}
+
+// New returns a Ledger appending to the CIRC stream through nc, deciding against st.
+func New(nc *nats.Conn, stream jetstream.Stream, st State, keys *keystore.Store, v *schemas.Validator, cfg Config) (*Ledger, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("ledger config: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	return &Ledger{
+		cfg:    cfg,
+		app:    appender{nc: nc, timeout: cfg.AckTimeout},
+		stream: stream,
+		st:     st,
+		keys:   keys,
+		v:      v,
+	}, nil
+}
+
+// Rules returns the rules in force.
+func (l *Ledger) Rules() Rules { return l.cfg.Rules }
+
+// Execute validates and runs one command (raw JSON per its schema) from a station and
+// returns its result. Errors are *schemas.Error for domain failures; anything else is
+// internal and must not reach a client (use schemas.Public).
+func (l *Ledger) Execute(ctx context.Context, at Station, name string, raw []byte) (any, error) {
+	if err := l.v.Command(name, raw); err != nil {
+		return nil, err
+	}
+	switch name {
+	case schemas.CmdCheckOut:
+		return decodeRun(l, ctx, name, raw, func(c schemas.CheckOut) (string, decider) { return c.CommandID, l.checkOut(at, c) })
+	case schemas.CmdReturn:
+		return decodeRun(l, ctx, name, raw, func(c schemas.Return) (string, decider) { return c.CommandID, l.checkIn(at, c) })
+	case schemas.CmdRenew:
+		return decodeRun(l, ctx, name, raw, func(c schemas.Renew) (string, decider) { return c.CommandID, l.renew(at, c) })
+	case schemas.CmdCatalogItem:
+		return decodeRun(l, ctx, name, raw, func(c schemas.CatalogItem) (string, decider) { return c.CommandID, l.catalog(at, c) })
+	case schemas.CmdRegisterPatron:
+		return decodeRun(l, ctx, name, raw, func(c schemas.RegisterPatron) (string, decider) { return c.CommandID, l.register(at, c) })
+	case schemas.CmdIssueCard:
+		return decodeRun(l, ctx, name, raw, func(c schemas.IssueCard) (string, decider) { return c.CommandID, l.issueCard(at, c) })
+	case schemas.CmdReportCardLost:
+		return decodeRun(l, ctx, name, raw, func(c schemas.ReportCardLost) (string, decider) { return c.CommandID, l.reportCardLost(at, c) })
+	case schemas.CmdDeclareLost:
+		return decodeRun(l, ctx, name, raw, func(c schemas.DeclareLost) (string, decider) { return c.CommandID, l.declareLost(at, c.Barcode, "") })
+	case schemas.CmdMarkDamaged:
+		return decodeRun(l, ctx, name, raw, func(c schemas.MarkDamaged) (string, decider) { return c.CommandID, l.markDamaged(at, c) })
+	case schemas.CmdAssessFee:
+		return decodeRun(l, ctx, name, raw, func(c schemas.AssessFee) (string, decider) { return c.CommandID, l.assessFee(at, c) })
+	case schemas.CmdPayFine:
+		return decodeRun(l, ctx, name, raw, func(c schemas.PayFine) (string, decider) {
+			return c.CommandID, l.settleFine(at, c.FineID, c.AmountCents, false)
+		})
+	case schemas.CmdWaiveFine:
+		return decodeRun(l, ctx, name, raw, func(c schemas.WaiveFine) (string, decider) {
+			return c.CommandID, l.settleFine(at, c.FineID, 0, true)
+		})
+	case schemas.CmdClosePatron:
+		return decodeRun(l, ctx, name, raw, func(c schemas.ClosePatron) (string, decider) { return c.CommandID, l.closePatron(at, c) })
+	case schemas.CmdPatronInfo:
+		var c schemas.PatronInfo
+		if err := schemas.DecodeStrict(raw, &c); err != nil {
+			return nil, err
+		}
+		return l.PatronRecord(c.Card)
+	}
+	return nil, schemas.Errorf(schemas.CodeInvalid, "unknown command")
+}
+
+// plan is what a decision produces: the events to append as one unit, the expectation they
+// are conditional on, and what to undo if they are definitely not appended.
+type plan struct {
+	expect Expect
+	events []schemas.Event
+	undo   func()
+}
+
+// decider decides a command against the current state. It is called again when the state
+// changed under it.
+type decider func() (plan, error)
+
+func decodeRun[C any](l *Ledger, ctx context.Context, name string, raw []byte, f func(C) (string, decider)) (any, error) {
+	var c C
+	if err := schemas.DecodeStrict(raw, &c); err != nil {
+		return nil, err
+	}
+	id, d := f(c)
+	return l.run(ctx, name, id, d)
+}
+
+// maxAttempts bounds how often a command is decided again after losing a race.
+const maxAttempts = 8
+
+// run decides and appends a command, once: a command id already on the stream is answered
+// from the events it appended.
+func (l *Ledger) run(ctx context.Context, name, commandID string, decide decider) (any, error) {
+	for range maxAttempts {
+		if seqs, err := l.st.CommandSeqs(commandID); err != nil {
+			return nil, fmt.Errorf("look up command: %w", err)
+		} else if seqs != nil {
+			return l.answerAgain(ctx, name, seqs)
+		}
+		p, err := decide()
+		if err != nil {
+			return nil, err
+		}
+		for i := range p.events {
+			p.events[i].CommandID = commandID
+		}
+		seq, err := l.app.append(ctx, commandID, p.expect, p.events)
+		switch {
+		case err == nil:
+			if err := l.st.WaitApplied(ctx, seq); err != nil {
+				return nil, fmt.Errorf("wait for projections: %w", err)
+			}
+			return l.result(name, p.events, seq)
+		case errors.Is(err, errStale), errors.Is(err, errDuplicate):
+			if p.undo != nil {
+				p.undo()
+			}
+			if err := l.catchUp(ctx); err != nil {
+				return nil, err
+			}
+		default:
+			// The outcome is unknown (timeout) or the stream refused: keep any key, the
+			// expunger reconciles keys no transaction uses.
+			return nil, fmt.Errorf("append %s: %w", name, err)
+		}
+	}
+	return nil, schemas.Errorf(schemas.CodeUnavailable, "too much contention on this record; retry")
+}
+
+// catchUp waits until the projections have applied everything the stream holds now.
+func (l *Ledger) catchUp(ctx context.Context) error {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return unavailable(err)
+	}
+	if err := l.st.WaitApplied(ctx, info.State.LastSeq); err != nil {
+		return fmt.Errorf("wait for projections: %w", err)
+	}
+	return nil
+}
+
+// answerAgain answers a retried command from the events it appended the first time.
+func (l *Ledger) answerAgain(ctx context.Context, name string, seqs []uint64) (any, error) {
+	events := make([]schemas.Event, 0, len(seqs))
+	for _, seq := range seqs {
+		m, err := l.stream.GetMsg(ctx, seq)
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		ev, err := l.v.Event(m.Data)
+		if err != nil {
+			return nil, fmt.Errorf("decode event %d: %w", seq, err)
+		}
+		events = append(events, ev)
+	}
+	return l.result(name, events, seqs[len(seqs)-1])
+}
+
+// result is the reply to a command, computed only from the events it appended, so a retry
+// gets the same answer as the first attempt.
+func (l *Ledger) result(name string, events []schemas.Event, lastSeq uint64) (any, error) {
+	first := events[0]
+	switch name {
+	case schemas.CmdCheckOut:
+		var d schemas.ItemCheckedOut
+		if err := json.Unmarshal(first.Data, &d); err != nil {
+			return nil, err
+		}
+		it, err := l.st.Item(d.Barcode)
+		if err != nil {
+			return nil, err
+		}
+		return schemas.CheckOutResult{Barcode: d.Barcode, Title: it.Title, Due: d.Due}, nil
+	case schemas.CmdReturn:
+		var d schemas.ItemReturned
+		if err := json.Unmarshal(first.Data, &d); err != nil {
+			return nil, err
+		}
+		it, err := l.st.Item(d.Barcode)
+		if err != nil {
+			return nil, err
+		}
+		r := schemas.ReturnResult{Barcode: d.Barcode, Title: it.Title, Branch: it.Branch}
+		for _, ev := range events[1:] {
+			if ev.Type == schemas.TypeFineAssessed {
+				var f schemas.FineAssessed
+				if err := json.Unmarshal(ev.Data, &f); err != nil {
+					return nil, err
+				}
+				r.FineCents += f.AmountCents
+			}
+		}
+		return r, nil
+	case schemas.CmdRenew:
+		var d schemas.ItemRenewed
+		if err := json.Unmarshal(first.Data, &d); err != nil {
+			return nil, err
+		}
+		return schemas.RenewResult{Barcode: d.Barcode, Due: d.Due, Renewals: d.Renewals}, nil
+	case schemas.CmdRegisterPatron:
+		var d schemas.PatronRegistered
+		if err := json.Unmarshal(first.Data, &d); err != nil {
+			return nil, err
+		}
+		return schemas.Registered{PatronID: d.PatronID}, nil
+	}
+	return schemas.Accepted{Seq: lastSeq}, nil
+}
+
+// event builds an envelope. Event ids are UUIDv7: time-ordered, unique across nodes.
+func (l *Ledger) event(at Station, typ, subject string, t time.Time, data any) (schemas.Event, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return schemas.Event{}, err
+	}
+	return l.eventWithID(id.String(), at, typ, subject, t, data)
+}
+
+func (l *Ledger) eventWithID(id string, at Station, typ, subject string, t time.Time, data any) (schemas.Event, error) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return schemas.Event{}, fmt.Errorf("encode %s: %w", typ, err)
+	}
+	return schemas.Event{
+		SpecVersion:     schemas.SpecVersion,
+		ID:              id,
+		Type:            typ,
+		Source:          at.source(),
+		Subject:         subject,
+		Time:            t.UTC(),
+		DataContentType: "application/json",
+		DataSchema:      schemas.DataSchema(typ),
+		Data:            raw,
+	}, nil
+}
+
+// newID returns a random (version 4) id for a transaction, fine or patron: unlike a v7 id
+// it says nothing about when it was made.
+func newID() string { return uuid.NewString() }
+
+// expungeNamespace makes the id of the command that records an expunged transaction
+// deterministic, so recording it twice (after a crash) appends it once.
+var expungeNamespace = uuid.MustParse("0b6f9e1c-2f4e-4c53-9a7d-8c3e5d2a1f47")
+
+// RecordExpunged appends transaction.expunged for a closed transaction whose key was
+// destroyed. It carries no patron data.
+func (l *Ledger) RecordExpunged(ctx context.Context, txnID string, closedAt, destroyedAt time.Time) error {
+	id := uuid.NewSHA1(expungeNamespace, []byte(txnID)).String()
+	_, err := l.run(ctx, "record_expunged", id, func() (plan, error) {
+		ev, err := l.event(Station{Kind: "system", ID: "expunger"}, schemas.TypeTransactionExpunged, ExpungedSubject, destroyedAt,
+			schemas.TransactionExpunged{TxnID: txnID, ClosedAt: closedAt.UTC(), KeyDestroyedAt: destroyedAt.UTC()})
+		return plan{events: []schemas.Event{ev}}, err
+	})
+	return err
+}

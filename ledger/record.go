@@ -1,0 +1,59 @@
+package ledger
+
+import (
+	"errors"
+	"slices"
+
+	"github.com/imagineif/lethe/schemas"
+)
+
+// PatronRecord is the current circulation record of the holder of card: open loans and
+// open fines. It is what presenting a card opens under Policy 1002; closed transactions are
+// not part of it because they no longer exist.
+func (l *Ledger) PatronRecord(card string) (schemas.PatronRecord, error) {
+	p, err := l.cardPatron(card)
+	if err != nil {
+		return schemas.PatronRecord{}, err
+	}
+	return l.Record(p.ID)
+}
+
+// Record is the current circulation record of a patron, by internal id.
+func (l *Ledger) Record(patronID string) (schemas.PatronRecord, error) {
+	p, err := l.st.Patron(patronID)
+	if errors.Is(err, ErrNotFound) {
+		return schemas.PatronRecord{}, errUnknownPatron
+	} else if err != nil {
+		return schemas.PatronRecord{}, err
+	}
+	now := l.cfg.Now()
+	_, owed, txns, err := l.standing(p, now)
+	if err != nil {
+		return schemas.PatronRecord{}, err
+	}
+	rec := schemas.PatronRecord{Loans: []schemas.Loan{}, Fines: []schemas.Fine{}, OwedCents: owed, CardStatus: "active"}
+	if p.Closed {
+		rec.CardStatus = "closed"
+	}
+	rec.Blocked = owed >= l.cfg.Rules.BlockCents
+	for _, t := range txns {
+		if t.Loan == LoanOpen {
+			it, err := l.st.Item(t.Barcode)
+			if err != nil {
+				return schemas.PatronRecord{}, err
+			}
+			rec.Loans = append(rec.Loans, schemas.Loan{
+				Barcode: t.Barcode, Title: it.Title, Due: t.Due, Renewals: t.Renewals, Overdue: now.After(t.Due),
+			})
+		}
+		for _, f := range t.Fines {
+			if f.RemainingCents > 0 {
+				rec.Fines = append(rec.Fines, schemas.Fine{
+					FineID: f.FineID, Barcode: t.Barcode, Reason: f.Reason, AmountCents: f.AmountCents, RemainingCents: f.RemainingCents,
+				})
+			}
+		}
+	}
+	slices.SortFunc(rec.Loans, func(a, b schemas.Loan) int { return a.Due.Compare(b.Due) })
+	return rec, nil
+}

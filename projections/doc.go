@@ -1,0 +1,25 @@
+// Package projections is Lethe's read side: the projector that applies the CIRC stream to
+// read models in Pebble, the queries staff and the ledger run against them, and the staff
+// HTTP API.
+//
+// Row layout (one Pebble database; JSON values):
+//
+//	m/applied               last stream sequence applied (8 bytes, big endian)
+//	i/<barcode>             item: catalog record and status; never a patron
+//	t/<H(txn id)>           open transaction: the patron–item link, deleted when it closes
+//	p/<H(patron id)>        patron registry row; the profile stays sealed
+//	c/<card hash>           card (the card number appears only as an HMAC)
+//	f/<H(fine id)>          fine id -> transaction id, while the fine's transaction is open
+//	q/<H(subject)>          last sequence applied per subject (optimistic concurrency)
+//	o/<due><barcode>        overdue index of open loans
+//	x/<H(command id)>       stream sequences a command appended (deduplication window)
+//	y/<time><H(command id)> expiry index of x/ rows
+//	e/<H(txn id)>           closed transaction waiting for its transaction.expunged record
+//	k/<H(patron id)>        closed patron whose profile key the expunger must destroy
+//	s/<day>/<branch>/<collection>/<measure>  aggregate count, no patron data
+//
+// H is SHA-256. Ids never appear in keys, because Pebble keeps the key bytes of table
+// bounds in its MANIFEST after the row is gone; links live only in values, and values of
+// deleted rows leave the files at the next erasure sweep (keystore.Erase). Every batch also
+// writes m/applied, so after a crash the projector resumes at exactly the next event.
+package projections

@@ -1,0 +1,267 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/schemas"
+)
+
+// Commander runs staff commands: the ledger.
+type Commander interface {
+	Execute(ctx context.Context, at ledger.Station, name string, raw []byte) (any, error)
+}
+
+// Sweeper is the expunger as the API sees it.
+type Sweeper interface {
+	Sweep(ctx context.Context) error
+	StatsJSON() any
+}
+
+// API is the staff HTTP JSON API and dashboard.
+type API struct {
+	Store    *Store
+	Ledger   Commander
+	Expunger Sweeper
+	Metrics  http.Handler // Prometheus text exposition
+	Branch   string       // branch recorded for desk commands; default "main"
+	// MinCount suppresses aggregate counts below it in statistics; default 5.
+	MinCount int64
+	Logger   *slog.Logger
+	// StreamLast returns the stream's last sequence, for health.
+	StreamLast func(context.Context) (uint64, error)
+}
+
+// httpStatus maps error codes to HTTP statuses: the one table for this transport.
+var httpStatus = map[schemas.Code]int{
+	schemas.CodeInvalid:     http.StatusBadRequest,
+	schemas.CodeNotFound:    http.StatusNotFound,
+	schemas.CodeConflict:    http.StatusConflict,
+	schemas.CodeForbidden:   http.StatusForbidden,
+	schemas.CodeUnavailable: http.StatusServiceUnavailable,
+	schemas.CodeInternal:    http.StatusInternalServerError,
+}
+
+// Handler returns the routes.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", a.health)
+	if a.Metrics != nil {
+		mux.Handle("GET /metrics", a.Metrics)
+	}
+	mux.HandleFunc("GET /api/items", a.items)
+	mux.HandleFunc("GET /api/items/{barcode}", a.item)
+	mux.HandleFunc("GET /api/overdue", a.overdue)
+	mux.HandleFunc("GET /api/stats", a.stats)
+	mux.HandleFunc("GET /api/summary", a.summary)
+	mux.HandleFunc("POST /api/commands/{name}", a.command)
+	mux.HandleFunc("POST /api/sweep", a.sweep)
+	mux.HandleFunc("GET /{$}", dashboard)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		a.fail(w, r, schemas.Errorf(schemas.CodeNotFound, "no such route"))
+	})
+	// Browsers send Sec-Fetch-Site/Origin: a page on another site cannot make a staff
+	// browser post a command here (CSRF), even on loopback.
+	return http.NewCrossOriginProtection().Handler(http.MaxBytesHandler(mux, schemas.MaxCommandBytes))
+}
+
+func (a *API) logger() *slog.Logger {
+	if a.Logger == nil {
+		return slog.Default()
+	}
+	return a.Logger
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// fail answers with a coded error; internal detail goes to the log only.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	pub := schemas.Public(err)
+	if pub.Code == schemas.CodeInternal || pub.Code == schemas.CodeUnavailable {
+		a.logger().Error("http request", "method", r.Method, "route", r.Pattern, "code", pub.Code, "err", err)
+	}
+	writeJSON(w, httpStatus[pub.Code], map[string]any{"error": pub})
+}
+
+func (a *API) health(w http.ResponseWriter, r *http.Request) {
+	body := map[string]any{"status": "ok", "applied": a.Store.Applied()}
+	if a.StreamLast != nil {
+		last, err := a.StreamLast(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "stream unavailable"})
+			return
+		}
+		body["stream_last"] = last
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (a *API) items(w http.ResponseWriter, r *http.Request) {
+	limit := 100
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			a.fail(w, r, schemas.Errorf(schemas.CodeInvalid, "limit must be 1 to 1000"))
+			return
+		}
+		limit = n
+	}
+	items, err := a.Store.Items(r.URL.Query().Get("after"), limit)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := make([]itemView, len(items))
+	for i, it := range items {
+		out[i] = viewItem(it)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// itemView is an item as staff see it without a disclosure basis: no transaction id, no
+// patron.
+type itemView struct {
+	schemas.ItemCataloged
+	Status string    `json:"status"`
+	Due    time.Time `json:"due,omitzero"`
+}
+
+func viewItem(it ledger.Item) itemView {
+	return itemView{ItemCataloged: it.ItemCataloged, Status: it.Status, Due: it.Due}
+}
+
+func (a *API) item(w http.ResponseWriter, r *http.Request) {
+	barcode := r.PathValue("barcode")
+	if !ledger.ValidToken(barcode) {
+		a.fail(w, r, schemas.Errorf(schemas.CodeInvalid, "barcode must be 1 to 64 letters, digits, '-' or '_'"))
+		return
+	}
+	it, err := a.Store.Item(barcode)
+	if errors.Is(err, ledger.ErrNotFound) {
+		a.fail(w, r, schemas.Errorf(schemas.CodeNotFound, "no item with this barcode"))
+		return
+	} else if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewItem(it))
+}
+
+func (a *API) overdue(w http.ResponseWriter, r *http.Request) {
+	due, err := a.Store.Overdue(time.Now(), 1000)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := []itemView{}
+	for _, o := range due {
+		it, err := a.Store.Item(o.Barcode)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		out = append(out, viewItem(it))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// stats returns aggregate counts. Counts of events below MinCount are suppressed (reported
+// as null with "suppressed": true) so a small branch's rare event cannot point at a
+// person. Cent totals are sums over many patrons and are suppressed on the same rule.
+func (a *API) stats(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	to := q.Get("to")
+	if to == "" {
+		to = time.Now().Format(time.DateOnly)
+	}
+	from := q.Get("from")
+	if from == "" {
+		from = "0000-01-01"
+	}
+	for _, d := range []string{from, to} {
+		if _, err := time.Parse(time.DateOnly, d); err != nil {
+			a.fail(w, r, schemas.Errorf(schemas.CodeInvalid, "from and to must be dates, YYYY-MM-DD"))
+			return
+		}
+	}
+	stats, err := a.Store.Stats(from, to)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	minCount := a.MinCount
+	if minCount == 0 {
+		minCount = 5
+	}
+	type row struct {
+		Stat
+		Count      *int64 `json:"count"`
+		Suppressed bool   `json:"suppressed,omitempty"`
+	}
+	out := make([]row, len(stats))
+	for i, s := range stats {
+		out[i] = row{Stat: s}
+		if s.Count < minCount {
+			out[i].Suppressed = true
+		} else {
+			out[i].Count = &stats[i].Count
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *API) summary(w http.ResponseWriter, r *http.Request) {
+	c, err := a.Store.Counts()
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	body := map[string]any{"counts": c, "applied": a.Store.Applied()}
+	if a.Expunger != nil {
+		body["expunger"] = a.Expunger.StatsJSON()
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (a *API) command(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		a.fail(w, r, schemas.Errorf(schemas.CodeInvalid, "request body larger than %d bytes", schemas.MaxCommandBytes))
+		return
+	}
+	branch := a.Branch
+	if branch == "" {
+		branch = "main"
+	}
+	res, err := a.Ledger.Execute(r.Context(), ledger.Station{Kind: "desk", Branch: branch, ID: "desk"}, name, raw)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (a *API) sweep(w http.ResponseWriter, r *http.Request) {
+	if a.Expunger == nil {
+		a.fail(w, r, schemas.Errorf(schemas.CodeUnavailable, "no expunger in this process"))
+		return
+	}
+	if err := a.Expunger.Sweep(r.Context()); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a.Expunger.StatsJSON())
+}

@@ -1,0 +1,157 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/imagineif/lethe/keystore"
+	"github.com/imagineif/lethe/ledger"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// maxBatch bounds how many events one Pebble batch applies while catching up.
+const maxBatch = 512
+
+// Follow applies the stream from the event after the last one applied until ctx ends. It
+// gathers consecutive messages into one batch while more are pending. It stops on an event
+// it cannot decode or apply, loudly: waiters are released with the error.
+func (s *Store) Follow(ctx context.Context, js jetstream.JetStream) error {
+	return s.catchUp(ctx, js, true)
+}
+
+// CatchUp applies the stream up to the end it had when called.
+func (s *Store) CatchUp(ctx context.Context, js jetstream.JetStream) error {
+	return s.catchUp(ctx, js, false)
+}
+
+func (s *Store) catchUp(ctx context.Context, js jetstream.JetStream, follow bool) error {
+	var pending []ledger.Msg
+	flush := func() error {
+		err := s.Apply(pending)
+		pending = pending[:0]
+		if err != nil {
+			s.setApplied(0, err)
+			s.logger.Error("projector stopped", "err", err)
+		}
+		return err
+	}
+	err := ledger.Read(ctx, js, ledger.ReadOptions{From: s.Applied() + 1, Follow: follow}, func(m ledger.Msg) error {
+		pending = append(pending, m)
+		if m.Pending == 0 || len(pending) >= maxBatch {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil && len(pending) > 0 {
+		err = flush()
+	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// Diff is how two projections differ.
+type Diff struct {
+	Missing, Extra, Changed int      // rows only in the live, only in the rebuilt, or in both but different
+	Examples                []string // a few prefixes of differing rows, for the operator; no ids
+}
+
+// Equal reports whether there was no difference.
+func (d Diff) Equal() bool { return d.Missing == 0 && d.Extra == 0 && d.Changed == 0 }
+
+// Rebuild builds fresh projections in dir from the whole stream up to the sequence s has
+// applied, and compares them with s row for row. Work queues for the expunger (k/) are
+// left out of the comparison: they drain outside the stream.
+func (s *Store) Rebuild(ctx context.Context, js jetstream.JetStream, dir string, cfg Config) (Diff, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Diff{}, err
+	}
+	fresh, err := Open(dir, s.keys, s.v, cfg)
+	if err != nil {
+		return Diff{}, err
+	}
+	defer fresh.Close()
+	if fresh.Applied() != 0 {
+		return Diff{}, fmt.Errorf("rebuild directory is not empty")
+	}
+	upTo := s.Applied()
+	var pending []ledger.Msg
+	err = ledger.Read(ctx, js, ledger.ReadOptions{}, func(m ledger.Msg) error {
+		if m.Seq > upTo {
+			return errStop
+		}
+		pending = append(pending, m)
+		if len(pending) >= maxBatch || m.Seq == upTo {
+			err := fresh.Apply(pending)
+			pending = pending[:0]
+			if err != nil {
+				return err
+			}
+		}
+		if m.Seq == upTo {
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return Diff{}, err
+	}
+	if err := fresh.Apply(pending); err != nil {
+		return Diff{}, err
+	}
+	return compare(s.db, fresh.db)
+}
+
+var errStop = errors.New("stop")
+
+// compare walks both databases in key order.
+func compare(live, rebuilt *pebble.DB) (Diff, error) {
+	skip := func(k []byte) bool {
+		return bytes.HasPrefix(k, []byte(pProfileK)) || bytes.HasPrefix(k, []byte(keystore.FenceKey))
+	}
+	a, err := live.NewIter(nil)
+	if err != nil {
+		return Diff{}, err
+	}
+	defer a.Close()
+	b, err := rebuilt.NewIter(nil)
+	if err != nil {
+		return Diff{}, err
+	}
+	defer b.Close()
+	var d Diff
+	note := func(k []byte) {
+		if len(d.Examples) < 5 {
+			d.Examples = append(d.Examples, string(k[:min(2, len(k))]))
+		}
+	}
+	okA, okB := a.First(), b.First()
+	for okA || okB {
+		switch {
+		case okA && skip(a.Key()):
+			okA = a.Next()
+		case okB && skip(b.Key()):
+			okB = b.Next()
+		case !okB || (okA && bytes.Compare(a.Key(), b.Key()) < 0):
+			d.Missing++
+			note(a.Key())
+			okA = a.Next()
+		case !okA || bytes.Compare(a.Key(), b.Key()) > 0:
+			d.Extra++
+			note(b.Key())
+			okB = b.Next()
+		default:
+			if !bytes.Equal(a.Value(), b.Value()) {
+				d.Changed++
+				note(a.Key())
+			}
+			okA, okB = a.Next(), b.Next()
+		}
+	}
+	return d, errors.Join(a.Error(), b.Error())
+}

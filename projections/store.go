@@ -1,0 +1,196 @@
+package projections
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/imagineif/lethe/keystore"
+	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/schemas"
+)
+
+// Config configures a Store. The zero value of each field means the default in its
+// comment.
+type Config struct {
+	Location *time.Location // the library's time zone, for daily statistics; default time.Local
+	Logger   *slog.Logger   // default slog.Default()
+}
+
+// Store holds the read models. It implements ledger.State.
+type Store struct {
+	db     *pebble.DB
+	keys   *keystore.Store
+	v      *schemas.Validator
+	loc    *time.Location
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	applied uint64
+	advance chan struct{} // closed and replaced whenever applied moves
+	failed  error         // the projector stopped on this event; readers must not wait forever
+
+	work chan struct{} // signalled when a transaction closes or a patron account closes
+}
+
+var _ ledger.State = (*Store)(nil)
+
+// Open opens (or creates) the projections in dir with the keystore's erasure-safe Pebble
+// options. keys opens patron references of open transactions as events are applied.
+func Open(dir string, keys *keystore.Store, v *schemas.Validator, cfg Config) (*Store, error) {
+	if cfg.Location == nil {
+		cfg.Location = time.Local
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	db, err := pebble.Open(dir, keystore.PebbleOptions(cfg.Logger))
+	if err != nil {
+		return nil, fmt.Errorf("open projections: %w", err)
+	}
+	s := &Store{db: db, keys: keys, v: v, loc: cfg.Location, logger: cfg.Logger,
+		advance: make(chan struct{}), work: make(chan struct{}, 1)}
+	v2, closer, err := db.Get([]byte(pApplied))
+	switch {
+	case err == nil:
+		s.applied = binary.BigEndian.Uint64(v2)
+		closer.Close()
+	case !errors.Is(err, pebble.ErrNotFound):
+		db.Close()
+		return nil, fmt.Errorf("read applied sequence: %w", err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// DB is the Pebble database, for the erasure sweep.
+func (s *Store) DB() *pebble.DB { return s.db }
+
+// Applied is the last stream sequence applied.
+func (s *Store) Applied() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applied
+}
+
+// Work is signalled when something closed that the expunger must finish.
+func (s *Store) Work() <-chan struct{} { return s.work }
+
+// WaitApplied blocks until the projections reflect the stream up to seq.
+func (s *Store) WaitApplied(ctx context.Context, seq uint64) error {
+	for {
+		s.mu.Lock()
+		applied, ch, failed := s.applied, s.advance, s.failed
+		s.mu.Unlock()
+		if applied >= seq {
+			return nil
+		}
+		if failed != nil {
+			return fmt.Errorf("projector stopped: %w", failed)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (s *Store) setApplied(seq uint64, failed error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if failed != nil {
+		s.failed = failed
+	} else {
+		s.applied = seq
+	}
+	close(s.advance)
+	s.advance = make(chan struct{})
+}
+
+func getJSON(r pebble.Reader, key []byte, v any) error {
+	val, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return ledger.ErrNotFound
+	} else if err != nil {
+		return err
+	}
+	defer closer.Close()
+	return json.Unmarshal(val, v)
+}
+
+func getOr[T any](r pebble.Reader, key []byte) (T, error) {
+	var v T
+	err := getJSON(r, key, &v)
+	return v, err
+}
+
+// Item implements ledger.State.
+func (s *Store) Item(barcode string) (ledger.Item, error) {
+	return getOr[ledger.Item](s.db, itemKey(barcode))
+}
+
+// Card implements ledger.State.
+func (s *Store) Card(hash string) (ledger.Card, error) {
+	return getOr[ledger.Card](s.db, cardKey(hash))
+}
+
+// Patron implements ledger.State.
+func (s *Store) Patron(id string) (ledger.Patron, error) {
+	return getOr[ledger.Patron](s.db, patronKey(id))
+}
+
+// Txn implements ledger.State.
+func (s *Store) Txn(id string) (ledger.Txn, error) {
+	return getOr[ledger.Txn](s.db, txnKey(id))
+}
+
+// FineTxn implements ledger.State.
+func (s *Store) FineTxn(fineID string) (string, error) {
+	return getOr[string](s.db, fineKey(fineID))
+}
+
+// SubjectSeq implements ledger.State.
+func (s *Store) SubjectSeq(subject string) (uint64, error) {
+	val, closer, err := s.db.Get(subjectKey(subject))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	} else if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	return binary.BigEndian.Uint64(val), nil
+}
+
+// CommandSeqs implements ledger.State.
+func (s *Store) CommandSeqs(commandID string) ([]uint64, error) {
+	row, err := getOr[commandRow](s.db, commandKey(commandID))
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil, nil
+	}
+	return row.Seqs, err
+}
+
+// Overdue implements ledger.State.
+func (s *Store) Overdue(before time.Time, limit int) ([]ledger.Overdue, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(pOverdue), UpperBound: overdueKey(before, "")})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []ledger.Overdue
+	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
+		k := it.Key()[len(pOverdue):]
+		due := time.Unix(int64(binary.BigEndian.Uint64(k[:8])), 0).UTC()
+		out = append(out, ledger.Overdue{Barcode: string(k[8:]), TxnID: string(it.Value()), Due: due})
+	}
+	return out, it.Error()
+}

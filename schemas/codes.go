@@ -1,0 +1,53 @@
+package schemas
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code classifies a domain failure. Each transport (NATS reply, SIP2, HTTP) maps codes in
+// one table. Codes are wire names: append-only.
+type Code string
+
+// The error codes.
+const (
+	CodeInvalid     Code = "invalid"     // the request is malformed or breaks a schema or rule of form
+	CodeNotFound    Code = "not_found"   // the item, card, patron or fine does not exist
+	CodeConflict    Code = "conflict"    // the request does not fit the current state (item already on loan)
+	CodeForbidden   Code = "forbidden"   // the requester may not do this (lost card, blocked patron, limit reached)
+	CodeUnavailable Code = "unavailable" // the service cannot take the request now; retry later
+	CodeInternal    Code = "internal"    // a fault inside Lethe; details are in the server log only
+)
+
+// Error is a coded domain error. Message is safe to show to a kiosk user or a browser: it
+// never contains a patron identifier, card number, PIN, name, contact or birth date.
+type Error struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// Errorf returns a coded error. The format arguments must not carry personal data.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// CodeOf returns the code of err: the Code of a wrapped *Error, or CodeInternal.
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// Public returns the part of err that may leave the process: the *Error it wraps, or a
+// generic internal error that says nothing of the cause.
+func Public(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: CodeInternal, Message: "internal error; the details are in the server log"}
+}

@@ -1,0 +1,178 @@
+package schemas
+
+import "time"
+
+// Event types. Wire names: append-only.
+const (
+	TypeItemCataloged       = "lethe.item.cataloged.v1"
+	TypePatronRegistered    = "lethe.patron.registered.v1"
+	TypeCardIssued          = "lethe.card.issued.v1"
+	TypeCardReportedLost    = "lethe.card.reported_lost.v1"
+	TypePatronClosed        = "lethe.patron.closed.v1"
+	TypeItemCheckedOut      = "lethe.item.checked_out.v1"
+	TypeItemRenewed         = "lethe.item.renewed.v1"
+	TypeItemReturned        = "lethe.item.returned.v1"
+	TypeItemDeclaredLost    = "lethe.item.declared_lost.v1"
+	TypeItemDamaged         = "lethe.item.damaged.v1"
+	TypeFineAssessed        = "lethe.fine.assessed.v1"
+	TypeFinePaid            = "lethe.fine.paid.v1"
+	TypeFineWaived          = "lethe.fine.waived.v1"
+	TypeTransactionClosed   = "lethe.transaction.closed.v1"
+	TypeTransactionExpunged = "lethe.transaction.expunged.v1"
+)
+
+// EventTypes lists every event type, in lifecycle order.
+func EventTypes() []string {
+	return []string{
+		TypeItemCataloged, TypePatronRegistered, TypeCardIssued, TypeCardReportedLost,
+		TypePatronClosed, TypeItemCheckedOut, TypeItemRenewed, TypeItemReturned,
+		TypeItemDeclaredLost, TypeItemDamaged, TypeFineAssessed, TypeFinePaid,
+		TypeFineWaived, TypeTransactionClosed, TypeTransactionExpunged,
+	}
+}
+
+// ItemCataloged adds an item to the catalog or updates its record. Catalog data carries no
+// personal data.
+type ItemCataloged struct {
+	Barcode          string `json:"barcode"`
+	Title            string `json:"title"`
+	Collection       string `json:"collection"`
+	Branch           string `json:"branch"`
+	ReplacementCents int64  `json:"replacement_cents"`
+}
+
+// PatronRegistered creates a patron. PatronID is a random UUID, never a card number. The
+// profile (a Profile in JSON) is sealed under the patron's profile key with the patron id
+// as associated data.
+type PatronRegistered struct {
+	PatronID   string `json:"patron_id"`
+	HomeBranch string `json:"home_branch"`
+	Profile    Sealed `json:"profile"`
+}
+
+// Profile is the plaintext of a patron's sealed profile. It exists only in memory.
+type Profile struct {
+	Name      string `json:"name"`
+	Email     string `json:"email,omitempty"`
+	Phone     string `json:"phone,omitempty"`
+	Address   string `json:"address,omitempty"`
+	BirthDate string `json:"birth_date"` // YYYY-MM-DD
+	// Caregiver is the adult who signed for a minor's card (Policy 1002).
+	Caregiver *Caregiver `json:"caregiver,omitempty"`
+}
+
+// Caregiver is the adult who signed for a card of a patron under 18.
+type Caregiver struct {
+	Name    string `json:"name"`
+	Contact string `json:"contact,omitempty"`
+}
+
+// CardIssued gives a patron a card. The card number appears only as CardHash, an HMAC
+// under a system key held in the keystore.
+type CardIssued struct {
+	PatronID string `json:"patron_id"`
+	CardHash string `json:"card_hash"`
+}
+
+// CardReportedLost revokes a card: from this event on it opens nothing, anywhere.
+type CardReportedLost struct {
+	PatronID string `json:"patron_id"`
+	CardHash string `json:"card_hash"`
+}
+
+// PatronClosed closes a patron's account and destroys the profile key.
+type PatronClosed struct {
+	PatronID string `json:"patron_id"`
+}
+
+// ItemCheckedOut opens a transaction: a loan of one item to one patron, who appears only
+// sealed under the transaction's key.
+type ItemCheckedOut struct {
+	TxnID   string    `json:"txn_id"`
+	Barcode string    `json:"barcode"`
+	Patron  Sealed    `json:"patron"`
+	Branch  string    `json:"branch"`
+	Station string    `json:"station"`
+	Due     time.Time `json:"due"`
+}
+
+// ItemRenewed extends a loan.
+type ItemRenewed struct {
+	TxnID    string    `json:"txn_id"`
+	Barcode  string    `json:"barcode"`
+	Due      time.Time `json:"due"`
+	Renewals int       `json:"renewals"`
+}
+
+// ItemReturned ends a loan. The event time is when the item came back, which for an
+// offline kiosk is earlier than when the event was appended.
+type ItemReturned struct {
+	TxnID   string `json:"txn_id"`
+	Barcode string `json:"barcode"`
+	Branch  string `json:"branch"`
+	Station string `json:"station"`
+}
+
+// ItemDeclaredLost ends a loan with the item lost: by staff, or by the rules sweeper after
+// the configured days overdue.
+type ItemDeclaredLost struct {
+	TxnID   string `json:"txn_id"`
+	Barcode string `json:"barcode"`
+}
+
+// ItemDamaged ends a loan with the item returned damaged.
+type ItemDamaged struct {
+	TxnID   string `json:"txn_id"`
+	Barcode string `json:"barcode"`
+	Branch  string `json:"branch"`
+	Station string `json:"station"`
+}
+
+// Fine reasons.
+const (
+	ReasonOverdue = "overdue"
+	ReasonLost    = "lost"
+	ReasonDamaged = "damaged"
+	ReasonFee     = "fee"
+)
+
+// FineAssessed opens a fine in a transaction. For a loan's fine Barcode names the item and
+// the patron is the loan's; a stand-alone fee (no loan) opens its own transaction and
+// carries the patron sealed under that transaction's key.
+type FineAssessed struct {
+	TxnID       string  `json:"txn_id"`
+	FineID      string  `json:"fine_id"`
+	Barcode     string  `json:"barcode,omitempty"`
+	Reason      string  `json:"reason"`
+	AmountCents int64   `json:"amount_cents"`
+	Patron      *Sealed `json:"patron,omitempty"`
+}
+
+// FinePaid records a payment, possibly partial.
+type FinePaid struct {
+	TxnID          string `json:"txn_id"`
+	FineID         string `json:"fine_id"`
+	AmountCents    int64  `json:"amount_cents"`
+	RemainingCents int64  `json:"remaining_cents"`
+}
+
+// FineWaived forgives what remains of a fine.
+type FineWaived struct {
+	TxnID       string `json:"txn_id"`
+	FineID      string `json:"fine_id"`
+	AmountCents int64  `json:"amount_cents"`
+}
+
+// TransactionClosed says nothing is open any more in a transaction: the item is back or
+// paid for and no fine is open. From here the expunger destroys the key.
+type TransactionClosed struct {
+	TxnID string `json:"txn_id"`
+}
+
+// TransactionExpunged records that a closed transaction's key was destroyed. It carries no
+// patron data.
+type TransactionExpunged struct {
+	TxnID          string    `json:"txn_id"`
+	ClosedAt       time.Time `json:"closed_at"`
+	KeyDestroyedAt time.Time `json:"key_destroyed_at"`
+}
