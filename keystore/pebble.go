@@ -26,11 +26,13 @@ var ErrPinned = errors.New("deleted data pinned by an open snapshot or iterator"
 
 // FenceKey is the one key Erase writes (and deletes again) in every DB it
 // sweeps. Its writes drive flushes and manifest rotations. Users of Erase must
-// not store anything under it.
+// not store anything under it, and must not use range keys (Erase writes
+// range-key deletions to force rewrites).
 const FenceKey = "\xff\xff\xff\xfflethe.erase.fence"
 
 // PebbleOptions returns Pebble options under which a deletion followed by
 // Erase removes the deleted bytes from every file of the database directory.
+// Keep the WAL in that directory (leave WALDir empty, no WAL failover).
 //
 // What they change, and why:
 //   - FormatMajorVersion is pinned to the newest format of pebble v2.1.7, so
@@ -48,6 +50,9 @@ const FenceKey = "\xff\xff\xff\xfflethe.erase.fence"
 //     so the key bounds of deleted tables leave the manifest after two
 //     rotations, which Erase forces.
 //   - Obsolete files are deleted at once (no deletion pacing).
+//   - Table blocks are not compressed, so that a forensic scan (ScanDir) of
+//     the directory sees every value as written; a compressed block could
+//     hide a plaintext that is still there.
 //   - Pebble logs only its format strings, never their arguments (which can
 //     hold keys), at debug level.
 //
@@ -80,6 +85,7 @@ func PebbleOptions(logger *slog.Logger) *pebble.Options {
 	opts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
 		return pebble.ValueSeparationPolicy{Enabled: false}
 	}
+	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionNone })
 	return opts
 }
 
@@ -121,9 +127,9 @@ func (p pebbleLogger) Errorf(format string, _ ...any) {
 	p.l.Debug(strings.TrimSpace(format), slog.Bool("error", true))
 }
 
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.l.Error("pebble fatal error")
-	panic(fmt.Sprintf(format, args...))
+func (p pebbleLogger) Fatalf(format string, _ ...any) {
+	p.l.Error("pebble fatal error", slog.String("format", format))
+	panic("pebble: " + format)
 }
 
 // Erase makes the deletions done so far in db physical: when it returns nil,
@@ -492,6 +498,12 @@ func fileNum(name string) uint64 {
 // sorted) of the files that contain it. The map is keyed by the hex encoding
 // of the needle; needles found nowhere are absent, so an empty map means the
 // directory is clean. Files that vanish during the walk are skipped.
+//
+// Pebble tables store keys prefix-compressed: a key that shares a prefix
+// with the key before it is written without that prefix. Search for a
+// distinctive suffix of a key (an id and what follows it), not the whole key.
+// Values are found whole in tables opened with PebbleOptions, which turn
+// block compression off.
 func ScanDir(dir string, needles [][]byte) (map[string][]string, error) {
 	hits := map[string][]string{}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {

@@ -118,17 +118,7 @@ func refOfDBKey(k []byte) (Ref, bool) {
 	return r, true
 }
 
-// The wrapped value format, version 1:
-//
-//	offset  size  field
-//	0       1     version (1)
-//	1       8     master key ID (raw bytes)
-//	9       8     creation time, Unix milliseconds, big endian
-//	17      24    XChaCha20-Poly1305 nonce
-//	41      48    ciphertext of the 32-byte key with its 16-byte tag
-//
-// The associated data is bytes 0..16 followed by the Pebble key, so a value
-// cannot be moved to another key, and its header cannot be altered.
+// The wrapped value format (version 1) is described in the package comment.
 const (
 	valueVersion = 1
 	headerLen    = 1 + 8 + 8
@@ -260,11 +250,11 @@ func open(dir string, mk MasterKey, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	logger = logger.With(slog.String("component", "keystore"))
 	db, err := pebble.Open(dir, PebbleOptions(logger))
 	if err != nil {
 		return nil, err
 	}
+	logger = logger.With(slog.String("component", "keystore"))
 	s := &Store{db: db, logger: logger, now: time.Now, m: m}
 	// A crash can lose destroys that were acknowledged but not yet swept;
 	// the first Sweep after Open always runs.

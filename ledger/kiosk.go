@@ -11,22 +11,23 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// ServeKiosks answers kiosk requests on lethe.kiosk.<branch>.<kiosk>.<command> until ctx
-// ends. Every request gets exactly one reply: a result, or a coded error that never holds
-// personal data and never internal detail. Requests are handled concurrently; the queue
-// group lets several Lethe processes share the kiosks.
-func (l *Ledger) ServeKiosks(ctx context.Context, nc *nats.Conn) error {
+// ServeKiosks answers kiosk requests on lethe.kiosk.<branch>.<kiosk>.<command> from the
+// moment it returns until ctx ends or the subscription is drained. Every request gets
+// exactly one reply: a result, or a coded error that never holds personal data and never
+// internal detail. Requests are handled concurrently; the queue group lets several Lethe
+// processes share the kiosks.
+func (l *Ledger) ServeKiosks(ctx context.Context, nc *nats.Conn) (*nats.Subscription, error) {
 	sub, err := nc.QueueSubscribe(KioskWildcard, "lethe-ledger", func(m *nats.Msg) {
 		go l.answerKiosk(ctx, m)
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
+	// After the flush the server has the subscription: no request can miss it.
 	if err := nc.Flush(); err != nil {
-		return err
+		return nil, err
 	}
-	<-ctx.Done()
-	return sub.Drain()
+	return sub, nil
 }
 
 // KioskCommand maps the commands a kiosk may send; anything else is refused.

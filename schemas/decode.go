@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -105,40 +104,54 @@ func fieldPointer(field string) string {
 
 // decodeTree decodes exactly one JSON value from raw into the generic form the schema
 // validator takes: map[string]any, []any, json.Number, string, bool and nil (numbers stay
-// json.Number, as jsonschema.UnmarshalJSON does, so no precision is lost). Then checkKeys.
-func decodeTree(raw []byte) (any, error) {
+// json.Number, as jsonschema.UnmarshalJSON does, so no precision is lost). Then it runs
+// checkKeys, and returns the span of raw that holds the value of the top-level property
+// named member, or -1, -1 if there is none.
+func decodeTree(raw []byte, member string) (tree any, start, end int, err error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, problem(decodeProblem(err))
+	if err := dec.Decode(&tree); err != nil {
+		return nil, -1, -1, problem(decodeProblem(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, errTrailing
+		return nil, -1, -1, errTrailing
 	}
-	if err := checkKeys(raw); err != nil {
-		return nil, err
+	start, end, err = walkKeys(raw, member)
+	if err != nil {
+		return nil, -1, -1, err
 	}
-	return v, nil
+	return tree, start, end, nil
 }
 
-// checkKeys walks raw, one valid JSON value (encoding/json has just decoded it), and
-// refuses nesting deeper than maxDepth and a repeated property name: the same name twice,
-// or two names that encoding/json would match to the same struct field (it matches
-// case-insensitively). encoding/json keeps the last of two equal keys in a map but merges
-// two objects under the same key into one struct, so with duplicates the validator would
-// check one object while the program used another.
+// checkKeys refuses, in raw, one valid JSON value (encoding/json has decoded it), nesting
+// deeper than maxDepth and a repeated property name: the same name twice, or two names
+// that encoding/json would match to the same struct field (it matches case-insensitively).
+// encoding/json keeps the last of two equal keys in a map but merges two objects under the
+// same key into one struct, so with duplicates the validator would check one object while
+// the program used another.
 func checkKeys(raw []byte) error {
+	_, _, err := walkKeys(raw, "")
+	return err
+}
+
+// walkKeys is checkKeys that also returns the span of raw holding the value of the
+// top-level object's property named member (an object or array), or -1, -1.
+func walkKeys(raw []byte, member string) (start, end int, err error) {
 	var (
-		stack     []frame
-		path      []string // safe tokens of the current location, for messages
-		expectKey bool     // the next string in the current object is a name
+		stack     = make([]frame, 0, 8)
+		path      = make([]string, 0, 8) // safe tokens of the current location, for messages
+		expectKey bool                   // the next string in the current object is a name
+		inMember  bool                   // the next value is member's
 	)
+	start, end = -1, -1
 	for i := 0; i < len(raw); i++ {
 		switch c := raw[i]; c {
 		case '{', '[':
 			if len(stack) >= maxDepth {
-				return problem("JSON nested more than " + strconv.Itoa(maxDepth) + " levels deep")
+				return -1, -1, problem("JSON nested more than " + strconv.Itoa(maxDepth) + " levels deep")
+			}
+			if inMember {
+				start, inMember = i, false
 			}
 			stack = append(stack, frame{object: c == '{'})
 			expectKey = c == '{'
@@ -150,6 +163,9 @@ func checkKeys(raw []byte) error {
 				path = path[:len(path)-1]
 			}
 			stack = stack[:len(stack)-1]
+			if len(stack) == 1 && start >= 0 && end < 0 {
+				end = i + 1
+			}
 		case ',':
 			top := &stack[len(stack)-1]
 			if top.object {
@@ -160,56 +176,68 @@ func checkKeys(raw []byte) error {
 				path[len(path)-1] = strconv.Itoa(top.index)
 			}
 		case '"':
-			end := stringEnd(raw, i)
+			q := stringEnd(raw, i)
 			if expectKey {
 				expectKey = false
-				key := raw[i+1 : end]
-				name := string(key)
+				key := raw[i+1 : q]
 				if bytes.IndexByte(key, '\\') >= 0 {
-					if err := json.Unmarshal(raw[i:end+1], &name); err != nil {
-						return problem("malformed JSON at byte " + strconv.Itoa(i))
+					var name string
+					if err := json.Unmarshal(raw[i:q+1], &name); err != nil {
+						return -1, -1, problem("malformed JSON at byte " + strconv.Itoa(i))
 					}
+					key = []byte(name)
 				}
-				path = append(path, safeName(name))
-				if (&stack[len(stack)-1]).seen(foldKey(name)) {
-					return problem(where(pointer(path)) + " is a repeated property")
+				path = append(path, safeName(string(key)))
+				if stack[len(stack)-1].seen(foldKey(key)) {
+					return -1, -1, problem(where(pointer(path)) + " is a repeated property")
 				}
+				inMember = len(stack) == 1 && member != "" && string(key) == member
+			} else {
+				inMember = false
 			}
-			i = end
+			i = q
+		case ' ', '\t', '\n', '\r', ':':
+		default: // a number or a literal
+			inMember = false
 		}
 	}
-	return nil
+	return start, end, nil
 }
 
-// frame is an object or array that checkKeys is inside.
+// frame is an object or array that walkKeys is inside.
 type frame struct {
 	object bool
 	named  bool                // the object has a name so far
 	index  int                 // of the current element, in an array
-	keys   []string            // folded names seen, in an object
+	keys   [][]byte            // folded names seen, in an object
 	set    map[string]struct{} // the same, once there are many
 }
 
 // seen records a folded name and reports whether the object had it already. Names are
 // kept in a slice while few (Lethe's objects have at most ten) and in a map beyond, so a
 // hostile object with thousands of names costs linear time.
-func (f *frame) seen(name string) bool {
+func (f *frame) seen(name []byte) bool {
 	f.named = true
 	if f.set != nil {
-		if _, ok := f.set[name]; ok {
+		if _, ok := f.set[string(name)]; ok {
 			return true
 		}
-		f.set[name] = struct{}{}
+		f.set[string(name)] = struct{}{}
 		return false
 	}
-	if slices.Contains(f.keys, name) {
-		return true
+	for _, k := range f.keys {
+		if bytes.Equal(k, name) {
+			return true
+		}
+	}
+	if f.keys == nil {
+		f.keys = make([][]byte, 0, 8)
 	}
 	f.keys = append(f.keys, name)
 	if len(f.keys) > 16 {
 		f.set = make(map[string]struct{}, 2*len(f.keys))
 		for _, k := range f.keys {
-			f.set[k] = struct{}{}
+			f.set[string(k)] = struct{}{}
 		}
 	}
 	return false
@@ -234,10 +262,10 @@ func stringEnd(raw []byte, start int) int {
 // rune to the smallest rune of its case-fold set (the Kelvin sign to K); foldKey does the
 // same but ends with ASCII letters in lower case, so the usual lowercase name is its own
 // representative and costs no allocation.
-func foldKey(key string) string {
+func foldKey(key []byte) []byte {
 	plain := true
-	for i := 0; i < len(key); i++ {
-		if c := key[i]; c >= utf8.RuneSelf || 'A' <= c && c <= 'Z' {
+	for _, c := range key {
+		if c >= utf8.RuneSelf || 'A' <= c && c <= 'Z' {
 			plain = false
 			break
 		}
@@ -245,9 +273,8 @@ func foldKey(key string) string {
 	if plain {
 		return key
 	}
-	var b strings.Builder
-	b.Grow(len(key))
-	for _, r := range key {
+	out := make([]byte, 0, len(key))
+	for _, r := range string(key) {
 		if r >= utf8.RuneSelf {
 			for {
 				next := unicode.SimpleFold(r)
@@ -261,9 +288,9 @@ func foldKey(key string) string {
 		if 'A' <= r && r <= 'Z' {
 			r += 'a' - 'A'
 		}
-		b.WriteRune(r)
+		out = utf8.AppendRune(out, r)
 	}
-	return b.String()
+	return out
 }
 
 // safeName returns a property name if it may appear in an error message: 1 to 40

@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -21,15 +22,15 @@ func TestFoldKey(t *testing.T) {
 			t.Fatal(err)
 		}
 		matched := got.Field == "x"
-		if folds := foldKey(name) == foldKey("kid"); folds != matched {
+		if folds := string(foldKey([]byte(name))) == "kid"; folds != matched {
 			t.Errorf("foldKey(%q) == foldKey(\"kid\") is %v, but encoding/json matches it to kid: %v", name, folds, matched)
 		}
 	}
-	if got := foldKey("\u017fealed"); got != "sealed" {
+	if got := string(foldKey([]byte("\u017fealed"))); got != "sealed" {
 		t.Errorf("foldKey(long s + ealed) = %q, want %q", got, "sealed")
 	}
 	for _, name := range []string{"barcode", "amount_cents", "a1-b"} {
-		if got := foldKey(name); got != name {
+		if got := string(foldKey([]byte(name))); got != name {
 			t.Errorf("foldKey(%q) = %q, want it unchanged", name, got)
 		}
 	}
@@ -56,5 +57,49 @@ func TestSafeNames(t *testing.T) {
 		if got := safeToken(tc.in); got != tc.token {
 			t.Errorf("safeToken(%q) = %q, want %q", tc.in, got, tc.token)
 		}
+	}
+}
+
+func TestCheckKeys(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ raw, want string }{
+		{`{"a":1,"b":{"a":1},"c":[{"a":1},{"a":2}]}`, ""},
+		{`{"a":"x\"y","b":"\\","c":"}{]["}`, ""},
+		{`[]`, ""},
+		{`{}`, ""},
+		{`"a"`, ""},
+		{`{"a":1,"a":2}`, "/a is a repeated property"},
+		{`{"a":1,"\u0061":2}`, "/a is a repeated property"},
+		{`{"a":1,"A":2}`, "/? is a repeated property"},
+		{`{"a":{},"b":[],"c":{"x":1,"y":{"z":[]},"x":2}}`, "/c/x is a repeated property"},
+		{`{"loans":[{"a":1},{"b":1,"b":2}]}`, "/loans/1/b is a repeated property"},
+		{`[[1,2],[3,{"q":{"r":1,"r":1}}]]`, "/1/1/q/r is a repeated property"},
+		{`{"x\"":1,"x\"":2}`, "/? is a repeated property"},
+		{strings.Repeat("[", 32) + strings.Repeat("]", 32), ""},
+		{strings.Repeat("[", 33) + strings.Repeat("]", 33), "JSON nested more than 32 levels deep"},
+	} {
+		err := checkKeys([]byte(tc.raw))
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tc.want {
+			t.Errorf("checkKeys(%s) = %q, want %q", tc.raw, got, tc.want)
+		}
+	}
+}
+
+// TestCheckKeysManyNames checks that an object with very many names is checked in
+// linear time, and that a repeat among them is still found.
+func TestCheckKeysManyNames(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range 10000 {
+		fmt.Fprintf(&b, `"k%d":0,`, i)
+	}
+	b.WriteString(`"k17":1}`)
+	if err := checkKeys([]byte(b.String())); err == nil || err.Error() != "/? is a repeated property" {
+		t.Errorf("checkKeys(10000 names, one repeated) = %v, want repeated", err)
 	}
 }

@@ -35,4 +35,3 @@ type Sealed struct {
 	Nonce []byte `json:"nonce"`
 	CT    []byte `json:"ct"`
 }
-

@@ -3,7 +3,6 @@ package schemas
 import (
 	"bytes"
 	"encoding/json"
-	"sync"
 	"testing"
 	"time"
 )
@@ -241,21 +240,14 @@ func sampleReplies() map[string]any {
 	}
 }
 
-var (
-	validatorOnce sync.Once
-	validatorVal  *Validator
-	validatorErr  error
-)
-
-// testValidator returns a Validator shared by the tests: building one per test would
-// dominate the run time, and sharing it also exercises concurrent use under -race.
+// testValidator builds a Validator or fails the test.
 func testValidator(t testing.TB) *Validator {
 	t.Helper()
-	validatorOnce.Do(func() { validatorVal, validatorErr = NewValidator() })
-	if validatorErr != nil {
-		t.Fatalf("NewValidator() = %v", validatorErr)
+	v, err := NewValidator()
+	if err != nil {
+		t.Fatalf("NewValidator() = %v", err)
 	}
-	return validatorVal
+	return v
 }
 
 // mustMarshal marshals v or fails the test.

@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -195,7 +196,7 @@ func (v *Validator) Event(raw []byte) (Event, error) {
 	if len(raw) > MaxEventBytes {
 		return Event{}, Errorf(CodeInvalid, "invalid event: too large (limit %d bytes)", MaxEventBytes)
 	}
-	tree, err := decodeTree(raw)
+	tree, start, end, err := decodeTree(raw, "data")
 	if err != nil {
 		return Event{}, Errorf(CodeInvalid, "invalid event: %s", err.Error())
 	}
@@ -205,15 +206,32 @@ func (v *Validator) Event(raw []byte) (Event, error) {
 	env := tree.(map[string]any) // the envelope schema requires an object
 	typ := env["type"].(string)  // and a type from the known list
 	what := "invalid event " + typ
+	if start < 0 || end < start { // cannot happen: data is a required object
+		return Event{}, Errorf(CodeInvalid, "%s: /data not found", what)
+	}
 	if env["dataschema"] != DataSchema(typ) {
 		return Event{}, Errorf(CodeInvalid, "%s: /dataschema is not the schema of the type", what)
 	}
 	if err := v.events[typ].Validate(env["data"]); err != nil {
 		return Event{}, schemaError(what, "/data", err)
 	}
-	var ev Event
-	if err := decodeInto(raw, &ev); err != nil {
-		return Event{}, Errorf(CodeInvalid, "%s: %s", what, decodeProblem(err))
+	// The schema has checked every attribute, so the Event is filled from the tree rather
+	// than by decoding raw again; data keeps its bytes as they came.
+	ev := Event{
+		SpecVersion:     env["specversion"].(string),
+		ID:              env["id"].(string),
+		Type:            typ,
+		Source:          env["source"].(string),
+		DataContentType: env["datacontenttype"].(string),
+		DataSchema:      env["dataschema"].(string),
+		Data:            bytes.Clone(raw[start:end]),
+	}
+	ev.Subject, _ = env["subject"].(string)
+	ev.CommandID, _ = env["commandid"].(string)
+	// UnmarshalText parses as encoding/json does; the timestamp pattern and format admit
+	// only strings it parses.
+	if err := ev.Time.UnmarshalText([]byte(env["time"].(string))); err != nil {
+		return Event{}, Errorf(CodeInvalid, "%s: /time is not a valid RFC 3339 date-time", what)
 	}
 	return ev, nil
 }
@@ -223,7 +241,7 @@ func check(s *jsonschema.Schema, what string, raw []byte, limit int) error {
 	if len(raw) > limit {
 		return Errorf(CodeInvalid, "%s: too large (limit %d bytes)", what, limit)
 	}
-	tree, err := decodeTree(raw)
+	tree, _, _, err := decodeTree(raw, "")
 	if err != nil {
 		return Errorf(CodeInvalid, "%s: %s", what, err.Error())
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -45,6 +46,35 @@ func TestValidEvents(t *testing.T) {
 				t.Errorf("DecodeStrict(%s data) (-want +got):\n%s", typ, diff)
 			}
 		})
+	}
+}
+
+// TestEventDataBytes checks that Event keeps the bytes of data as they came, whatever the
+// layout of the message.
+func TestEventDataBytes(t *testing.T) {
+	t.Parallel()
+	v := testValidator(t)
+	data := "{ \"txn_id\" :\n\t\"" + sampleTxn + "\" }"
+	raw := `{"data"  :  ` + data + ` ,"specversion":"1.0","id":"` + sampleEventID + `","type":"` + TypeTransactionClosed +
+		`","source":"lethe/ledger/node-1","time":"2026-03-14T15:09:26.5+01:00","datacontenttype":"application/json","dataschema":"` +
+		DataSchema(TypeTransactionClosed) + `"}` + "\n"
+	ev, err := v.Event([]byte(raw))
+	if err != nil {
+		t.Fatalf("Event(%s) = %v", raw, err)
+	}
+	if string(ev.Data) != data {
+		t.Errorf("Event(%s).Data = %q, want %q", raw, ev.Data, data)
+	}
+	want := time.Date(2026, 3, 14, 14, 9, 26, 5e8, time.UTC)
+	if !ev.Time.Equal(want) || ev.Subject != "" || ev.CommandID != "" {
+		t.Errorf("Event(%s) = %+v, want time %v and no subject or commandid", raw, ev, want)
+	}
+	var viaJSON Event
+	if err := json.Unmarshal([]byte(raw), &viaJSON); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(viaJSON, ev); diff != "" {
+		t.Errorf("Event differs from json.Unmarshal (-json +Event):\n%s", diff)
 	}
 }
 

@@ -105,6 +105,17 @@ func (h *harness) start() {
 	h.s = s
 }
 
+// offline runs f with the service stopped, then starts it again.
+func (h *harness) offline(f func()) {
+	h.t.Helper()
+	if err := h.s.stop(); err != nil {
+		h.t.Fatalf("stop: %v", err)
+	}
+	h.s = nil
+	f()
+	h.start()
+}
+
 // restart stops and starts the service on the same data directory.
 func (h *harness) restart() {
 	h.t.Helper()

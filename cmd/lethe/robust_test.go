@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/imagineif/lethe/keystore"
+	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/schemas"
+)
+
+func TestBadInputChangesNothing(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.catalog("OK1", 1000)
+	h.catalog("OUT", 1000)
+	h.register("21000000000100", "Ro Bust", "1980-01-01")
+	if r := h.checkout("21000000000100", "OUT"); !r.OK {
+		t.Fatal(r.Error)
+	}
+	id := cmdID()
+	big := []byte(`{"command_id":"` + id + `","card":"21000000000100","barcode":"` + strings.Repeat("A", 20<<10) + `"}`)
+	kiosk := []struct {
+		name, cmd string
+		raw       []byte
+		code      schemas.Code
+	}{
+		{"malformed JSON", "checkout", []byte(`{"command_id":`), schemas.CodeInvalid},
+		{"not an object", "checkout", []byte(`[1,2]`), schemas.CodeInvalid},
+		{"missing card", "checkout", []byte(`{"command_id":"` + id + `","barcode":"OK1"}`), schemas.CodeInvalid},
+		{"extra field", "checkout", []byte(`{"command_id":"` + id + `","card":"21000000000100","barcode":"OK1","pin":"1234"}`), schemas.CodeInvalid},
+		{"wrong type", "checkout", []byte(`{"command_id":"` + id + `","card":21000000000100,"barcode":"OK1"}`), schemas.CodeInvalid},
+		{"bad command id", "checkout", []byte(`{"command_id":"x","card":"21000000000100","barcode":"OK1"}`), schemas.CodeInvalid},
+		{"unsafe barcode dot", "checkout", []byte(`{"command_id":"` + id + `","card":"21000000000100","barcode":"a.b"}`), schemas.CodeInvalid},
+		{"unsafe barcode wildcard", "checkout", []byte(`{"command_id":"` + id + `","card":"21000000000100","barcode":">"}`), schemas.CodeInvalid},
+		{"unsafe barcode space", "return", []byte(`{"command_id":"` + id + `","barcode":"a b"}`), schemas.CodeInvalid},
+		{"oversized", "checkout", big, schemas.CodeInvalid},
+		{"unknown item", "checkout", []byte(`{"command_id":"` + id + `","card":"21000000000100","barcode":"NOPE"}`), schemas.CodeNotFound},
+		{"unknown card", "checkout", []byte(`{"command_id":"` + id + `","card":"99999999999999","barcode":"OK1"}`), schemas.CodeNotFound},
+		{"return of an item not on loan", "return", []byte(`{"command_id":"` + id + `","barcode":"OK1"}`), schemas.CodeConflict},
+		{"renew of an item not on loan", "renew", []byte(`{"command_id":"` + id + `","card":"21000000000100","barcode":"OK1"}`), schemas.CodeConflict},
+		{"checkout of an item on loan", "checkout", []byte(`{"command_id":"` + id + `","card":"21000000000100","barcode":"OUT"}`), schemas.CodeConflict},
+		{"unknown command", "destroy", []byte(`{}`), schemas.CodeInvalid},
+		{"staff command from a kiosk", "waive_fine", []byte(`{"command_id":"` + id + `","fine_id":"` + id + `"}`), schemas.CodeInvalid},
+		{"return in the future", "return", []byte(`{"command_id":"` + id + `","barcode":"OUT","returned_at":"2999-01-01T00:00:00Z"}`), schemas.CodeInvalid},
+	}
+	before := h.streamLast()
+	for _, tc := range kiosk {
+		r := h.kiosk("k1", tc.cmd, tc.raw)
+		if r.OK || r.Error == nil || r.Error.Code != tc.code {
+			t.Errorf("%s: reply = %+v, want code %q", tc.name, r.Error, tc.code)
+		} else if r.Error.Message == "" {
+			t.Errorf("%s: error without a message", tc.name)
+		}
+	}
+	desk := []struct {
+		name, path string
+		raw        []byte
+		status     int
+	}{
+		{"malformed JSON", "/api/commands/catalog_item", []byte(`{`), 400},
+		{"unknown command", "/api/commands/format_disk", []byte(`{}`), 400},
+		{"negative price", "/api/commands/catalog_item", []byte(`{"command_id":"` + id + `","barcode":"X1","title":"t","collection":"c","branch":"b","replacement_cents":-1}`), 400},
+		{"unknown fine", "/api/commands/pay_fine", []byte(`{"command_id":"` + id + `","fine_id":"` + id + `","amount_cents":5}`), 404},
+		{"zero payment", "/api/commands/pay_fine", []byte(`{"command_id":"` + id + `","fine_id":"` + id + `","amount_cents":0}`), 400},
+		{"unknown patron", "/api/commands/assess_fee", []byte(`{"command_id":"` + id + `","patron_id":"` + id + `","amount_cents":5}`), 404},
+		{"oversized body", "/api/commands/catalog_item", bytes.Repeat([]byte("x"), 64<<10), 400},
+		{"no such route", "/api/nothing", []byte(`{}`), 404},
+	}
+	for _, tc := range desk {
+		status, body := h.post(tc.path, tc.raw)
+		var e struct {
+			Error schemas.Error `json:"error"`
+		}
+		if status != tc.status || json.Unmarshal(body, &e) != nil || e.Error.Code == "" {
+			t.Errorf("%s: %d %s, want %d with a coded error", tc.name, status, body, tc.status)
+		}
+	}
+	if status := h.get("/api/items/a.b", nil); status != 400 {
+		t.Errorf("GET unsafe barcode = %d, want 400", status)
+	}
+	if after := h.streamLast(); after != before {
+		t.Fatalf("bad input appended %d events", after-before)
+	}
+	// Still serving.
+	if r := h.checkout("21000000000100", "OK1"); !r.OK {
+		t.Fatalf("valid checkout after bad input = %+v", r.Error)
+	}
+}
+
+// TestUndecodableEventStopsProjector: an event that cannot be decoded is never skipped;
+// the projector stops, loudly, and commands are refused rather than decided on a state
+// that is silently wrong.
+func TestUndecodableEventStopsProjector(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.catalog("U1", 1000)
+	h.register("21000000000200", "Sam Stop", "1980-01-01")
+	if _, err := h.s.js.Publish(ctxT(t), "circ.item.U1", []byte(`{"not":"an event"}`)); err != nil {
+		t.Fatal(err)
+	}
+	r := h.checkout("21000000000200", "U1")
+	if r.OK {
+		t.Fatal("checkout succeeded after an undecodable event")
+	}
+	waitFor(t, "projector stop logged", func() bool { return strings.Contains(h.logs.String(), "projector stopped") })
+	err := h.s.stop()
+	h.s = nil
+	if err == nil || !strings.Contains(err.Error(), "undecodable") {
+		t.Fatalf("stop = %v, want the projector's undecodable-event error", err)
+	}
+}
+
+// TestCrashBetweenCloseAndExpunge stops the process after transactions closed and before
+// the expunger ran; the next start finishes the work, and records each once.
+func TestCrashBetweenCloseAndExpunge(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *serviceConfig) { c.noExpungeLoop = true })
+	h.register("21000000000300", "Ty Crash", "1980-01-01")
+	var txns []string
+	for _, b := range []string{"C1", "C2", "C3"} {
+		h.catalog(b, 1000)
+		if r := h.checkout("21000000000300", b); !r.OK {
+			t.Fatal(r.Error)
+		}
+		txns = append(txns, h.txnOf(b))
+	}
+	h.checkin("C1")
+	h.checkin("C2")
+	pending, err := h.s.proj.PendingExpunges()
+	if err != nil || len(pending) != 2 {
+		t.Fatalf("pending = %v, %v; want 2 closed and not yet expunged", pending, err)
+	}
+	if _, err := h.s.keys.Get(keystore.Transaction, txns[0]); err != nil {
+		t.Fatalf("key before the expunger ran: %v", err)
+	}
+	// An orphan key: created for a command whose append never happened.
+	if _, err := h.s.keys.Create(keystore.Transaction, "orphan-transaction"); err != nil {
+		t.Fatal(err)
+	}
+	h.cfg.noExpungeLoop = false
+	h.restart()
+	for _, id := range txns[:2] {
+		h.assertExpunged(id)
+	}
+	if _, err := h.s.keys.Get(keystore.Transaction, "orphan-transaction"); !errors.Is(err, keystore.ErrNotFound) {
+		t.Fatalf("orphan key after restart: %v, want destroyed", err)
+	}
+	if _, err := h.s.keys.Get(keystore.Transaction, txns[2]); err != nil {
+		t.Fatalf("open transaction's key after restart: %v", err)
+	}
+	h.restart() // a second start finds nothing to do and appends nothing twice
+	for _, id := range txns[:2] {
+		h.assertExpunged(id)
+	}
+	h.assertRebuildEqual()
+}
+
+// assertRebuildEqual rebuilds the projections from the stream and compares row for row.
+func (h *harness) assertRebuildEqual() {
+	h.t.Helper()
+	var out, errOut syncBuffer
+	data := h.cfg.Data
+	h.offline(func() {
+		err := run(context.Background(), []string{"projections", "rebuild", "--data", data, "--timezone", "UTC"}, func(string) string { return "" }, nil, &out, &errOut)
+		if err != nil || !strings.Contains(out.String(), "equal to the live projections") {
+			h.t.Fatalf("rebuild: %v\n%s%s", err, out.String(), errOut.String())
+		}
+	})
+}
+
+func TestRebuildEqualsLive(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	adult := h.register("21000000000400", "Uma Replay", "1980-01-01")
+	h.register("21000000000401", "Vic Replay", "1981-01-01")
+	for _, b := range []string{"R1", "R2", "R3", "R4", "R5"} {
+		h.catalog(b, 1200)
+	}
+	for _, b := range []string{"R1", "R2", "R3"} {
+		if r := h.checkout("21000000000400", b); !r.OK {
+			t.Fatal(r.Error)
+		}
+	}
+	if r := h.checkout("21000000000401", "R4"); !r.OK {
+		t.Fatal(r.Error)
+	}
+	h.clock.Advance(30 * day)
+	h.checkin("R1")                                                                                               // late: fine, open
+	h.checkin("R4")                                                                                               // late: fine
+	mustDesk[schemas.Accepted](h, schemas.CmdDeclareLost, schemas.DeclareLost{CommandID: cmdID(), Barcode: "R2"}) // lost
+	mustDesk[schemas.Accepted](h, schemas.CmdAssessFee, schemas.AssessFee{CommandID: cmdID(), PatronID: adult, AmountCents: 100})
+	rec := h.record("21000000000401")
+	mustDesk[schemas.Accepted](h, schemas.CmdPayFine, schemas.PayFine{CommandID: cmdID(), FineID: rec.Fines[0].FineID, AmountCents: rec.Fines[0].RemainingCents})
+	mustDesk[schemas.Accepted](h, schemas.CmdReportCardLost, schemas.ReportCardLost{CommandID: cmdID(), Card: "21000000000401"})
+	h.expungeAll()
+	h.assertRebuildEqual()
+	if c, _ := h.s.proj.Counts(); c.OpenTxns != 4 {
+		t.Fatalf("open transactions = %d, want 4 (R1 fine, R2 lost, R3 loan, fee)", c.OpenTxns)
+	}
+	_ = ledger.ItemOnLoan
+}
