@@ -2,7 +2,9 @@ package ledger
 
 import (
 	"errors"
+
 	"fmt"
+	"github.com/google/uuid"
 	"slices"
 	"time"
 
@@ -136,17 +138,12 @@ func (l *Ledger) checkOut(at Station, c schemas.CheckOut) decider {
 		if err != nil {
 			return plan{}, err
 		}
-		ev, err := l.event(at, schemas.TypeItemCheckedOut, subject, now, nil)
-		if err == nil {
-			var sealed schemas.Sealed
-			sealed, err = sealPatron(key, p.ID, ev.ID, txnID)
-			if err == nil {
-				ev, err = l.eventWithID(ev.ID, at, schemas.TypeItemCheckedOut, subject, now, schemas.ItemCheckedOut{
-					TxnID: txnID, Barcode: c.Barcode, Patron: sealed,
-					Branch: at.Branch, Station: at.ID, Due: now.Add(l.cfg.Rules.LoanPeriod()),
-				})
+		ev, err := l.sealedEvent(at, schemas.TypeItemCheckedOut, subject, now, key, p.ID, txnID, func(sealed schemas.Sealed) any {
+			return schemas.ItemCheckedOut{
+				TxnID: txnID, Barcode: c.Barcode, Patron: sealed,
+				Branch: at.Branch, Station: at.ID, Due: now.Add(l.cfg.Rules.LoanPeriod()),
 			}
-		}
+		})
 		if err != nil {
 			undo()
 			return plan{}, err
@@ -204,6 +201,20 @@ func (l *Ledger) checkIn(at Station, c schemas.Return) decider {
 		}
 		return l.closeIfSettled(at, t, subject, now, plan{expect: expect, events: events})
 	}
+}
+
+// sealedEvent builds an event whose data carries the patron sealed under a transaction's
+// key. The event id is chosen first because it is part of the ciphertext's associated data.
+func (l *Ledger) sealedEvent(at Station, typ, subject string, t time.Time, key []byte, patronID, txnID string, data func(schemas.Sealed) any) (schemas.Event, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return schemas.Event{}, err
+	}
+	sealed, err := sealPatron(key, patronID, id.String(), txnID)
+	if err != nil {
+		return schemas.Event{}, err
+	}
+	return l.eventWithID(id.String(), at, typ, subject, t, data(sealed))
 }
 
 // closeIfSettled appends transaction.closed to p if, after p, nothing is open in t.
@@ -395,16 +406,9 @@ func (l *Ledger) assessFee(at Station, c schemas.AssessFee) decider {
 		if err != nil {
 			return plan{}, err
 		}
-		ev, err := l.event(at, schemas.TypeFineAssessed, subject, now, nil)
-		if err == nil {
-			var sealed schemas.Sealed
-			sealed, err = sealPatron(key, p.ID, ev.ID, txnID)
-			if err == nil {
-				ev, err = l.eventWithID(ev.ID, at, schemas.TypeFineAssessed, subject, now, schemas.FineAssessed{
-					TxnID: txnID, FineID: fineID, Reason: schemas.ReasonFee, AmountCents: c.AmountCents, Patron: &sealed,
-				})
-			}
-		}
+		ev, err := l.sealedEvent(at, schemas.TypeFineAssessed, subject, now, key, p.ID, txnID, func(sealed schemas.Sealed) any {
+			return schemas.FineAssessed{TxnID: txnID, FineID: fineID, Reason: schemas.ReasonFee, AmountCents: c.AmountCents, Patron: &sealed}
+		})
 		if err != nil {
 			undo()
 			return plan{}, err
