@@ -2,12 +2,11 @@ package ledger
 
 import (
 	"errors"
-
 	"fmt"
-	"github.com/google/uuid"
 	"slices"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/schemas"
 )
