@@ -24,6 +24,8 @@ type applier struct {
 	b     *pebble.Batch
 	work  bool // something closed that the expunger must finish
 	stats map[string]int64
+	// clock is the event-time high-water mark: the latest event time applied so far.
+	clock time.Time
 }
 
 // Apply applies stream messages in order, in one Pebble batch together with the sequence
@@ -34,6 +36,9 @@ func (s *Store) Apply(msgs []ledger.Msg) error {
 	}
 	a := applier{s: s, b: s.db.NewIndexedBatch(), stats: map[string]int64{}}
 	defer a.b.Close()
+	if err := a.loadClock(); err != nil {
+		return err
+	}
 	applied := s.Applied()
 	for _, m := range msgs {
 		if m.Seq <= applied {
@@ -49,6 +54,12 @@ func (s *Store) Apply(msgs []ledger.Msg) error {
 		applied = m.Seq
 	}
 	if err := a.flushStats(); err != nil {
+		return err
+	}
+	if err := a.forgetCommands(); err != nil {
+		return err
+	}
+	if err := a.b.Set([]byte(pClock), u64(uint64(a.clock.UnixNano())), nil); err != nil {
 		return err
 	}
 	if err := a.b.Set([]byte(pApplied), u64(applied), nil); err != nil {
@@ -69,6 +80,18 @@ func (s *Store) Apply(msgs []ledger.Msg) error {
 	return nil
 }
 
+func (a *applier) loadClock() error {
+	val, closer, err := a.b.Get([]byte(pClock))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	defer closer.Close()
+	a.clock = time.Unix(0, int64(binary.BigEndian.Uint64(val))).UTC()
+	return nil
+}
+
 func (a *applier) get(key []byte, v any) error { return getJSON(a.b, key, v) }
 
 func (a *applier) put(key []byte, v any) error {
@@ -82,6 +105,9 @@ func (a *applier) put(key []byte, v any) error {
 func (a *applier) del(key []byte) error { return a.b.Delete(key, nil) }
 
 func (a *applier) apply(seq uint64, ev schemas.Event) error {
+	if ev.Time.After(a.clock) {
+		a.clock = ev.Time
+	}
 	if err := a.b.Set(subjectKey(ev.Subject), u64(seq), nil); err != nil {
 		return err
 	}
@@ -143,26 +169,38 @@ func decodeThen[D any](ev schemas.Event, f func(D) error) error {
 	return f(d)
 }
 
-// command records the sequences a command appended, for DedupeWindow, and forgets
-// commands older than that (by event time, so a rebuild forgets the same ones).
+// command records the sequences a command appended. The row is stamped with the event-time
+// high-water mark at the command's latest event, not with an event's own time: a late return
+// from an offline kiosk happened long ago but was appended now, and its retry must still be
+// recognised.
 func (a *applier) command(seq uint64, ev schemas.Event) error {
 	var row commandRow
 	if err := a.get(commandKey(ev.CommandID), &row); err != nil && !errors.Is(err, ledger.ErrNotFound) {
 		return err
 	}
-	if row.Seqs == nil {
-		row.Time = ev.Time.Unix()
-		if err := a.b.Set(commandTimeKey(ev.Time, ev.CommandID), []byte(ev.CommandID), nil); err != nil {
+	// The row ages from the command's latest event: re-stamp it as the mark moves.
+	if now := a.clock.Unix(); row.Seqs == nil || row.Time < now {
+		if row.Seqs != nil {
+			if err := a.del(commandTimeKey(time.Unix(row.Time, 0), ev.CommandID)); err != nil {
+				return err
+			}
+		}
+		row.Time = now
+		if err := a.b.Set(commandTimeKey(a.clock, ev.CommandID), []byte(ev.CommandID), nil); err != nil {
 			return err
 		}
 	}
 	row.Seqs = append(row.Seqs, seq)
-	if err := a.put(commandKey(ev.CommandID), row); err != nil {
-		return err
-	}
+	return a.put(commandKey(ev.CommandID), row)
+}
+
+// forgetCommands drops commands older than DedupeWindow behind the high-water mark. It
+// runs once per batch; since the mark only grows, the rows left do not depend on how the
+// stream was cut into batches, so a rebuild forgets exactly what the live projections did.
+func (a *applier) forgetCommands() error {
 	it, err := a.b.NewIter(&pebble.IterOptions{
 		LowerBound: []byte(pCmdTime),
-		UpperBound: commandTimeKey(ev.Time.Add(-ledger.DedupeWindow), ""),
+		UpperBound: commandTimeKey(a.clock.Add(-ledger.DedupeWindow), ""),
 	})
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 // Key prefixes; see the package comment.
 const (
 	pApplied  = "m/applied"
+	pClock    = "m/clock"
 	pItem     = "i/"
 	pTxn      = "t/"
 	pPatron   = "p/"

@@ -415,3 +415,37 @@ func TestMinorNeedsCaregiver(t *testing.T) {
 	mustDesk[schemas.Registered](h, schemas.CmdRegisterPatron, schemas.RegisterPatron{CommandID: cmdID(), HomeBranch: "main",
 		Profile: schemas.Profile{Name: "Kid WithCarer", BirthDate: birth, Caregiver: &schemas.Caregiver{Name: "Pat Carer"}}})
 }
+
+// TestRetriedOfflineReturnAppliedOnce: an offline kiosk's late return carries an old
+// occurrence time; its retry must still be recognised, however old that time is.
+func TestRetriedOfflineReturnAppliedOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.catalog("B13", 1000)
+	h.catalog("B14", 1000)
+	h.register("21000000000041", "Ola Offline", "1980-04-04")
+	if r := h.checkout("21000000000041", "B13"); !r.OK {
+		t.Fatal(r.Error)
+	}
+	back := h.clock.Now().Add(time.Hour)
+	h.clock.Advance(3 * day)
+	ret := schemas.Return{CommandID: cmdID(), Barcode: "B13", ReturnedAt: &back}
+	first := mustKiosk[schemas.ReturnResult](h, schemas.CmdReturn, ret)
+	if r := h.checkout("21000000000041", "B14"); !r.OK { // newer events after the return
+		t.Fatal(r.Error)
+	}
+	again := mustKiosk[schemas.ReturnResult](h, schemas.CmdReturn, ret)
+	if again != first {
+		t.Fatalf("retry = %+v, want %+v", again, first)
+	}
+	if n := countType(h.events(), schemas.TypeItemReturned); n != 1 {
+		t.Fatalf("returned events = %d, want 1", n)
+	}
+	// Past the deduplication window the projections forget the command: they grow with
+	// open work, not with history.
+	h.clock.Advance(ledger.DedupeWindow + time.Minute)
+	h.checkin("B14")
+	if seqs, err := h.s.proj.CommandSeqs(ret.CommandID); err != nil || seqs != nil {
+		t.Fatalf("command after the window = %v, %v; want forgotten", seqs, err)
+	}
+}
