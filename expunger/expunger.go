@@ -43,7 +43,8 @@ type Expunger struct {
 	proj *projections.Store
 	led  *ledger.Ledger
 
-	mu           sync.Mutex  // serialises expunge passes and sweeps
+	mu           sync.Mutex  // serialises expunge passes; guards the fields below
+	sweepMu      sync.Mutex  // serialises sweeps
 	awaitErasure []time.Time // close times of transactions expunged since the last sweep
 	expungeLag   *lagWindow
 	erasureLag   *lagWindow
@@ -158,24 +159,34 @@ func (e *Expunger) ExpungeNow(ctx context.Context) (int, error) {
 
 // Sweep makes every deletion so far physical: the keystore and the projections are
 // flushed and compacted and their obsolete files removed, so no file under the data
-// directory still holds a destroyed key, its wrapped form, or a closed link.
+// directory still holds a destroyed key, its wrapped form, or a closed link. Expunging goes
+// on while a sweep runs; what is expunged meanwhile waits for the next sweep.
 func (e *Expunger) Sweep(ctx context.Context) error {
+	e.sweepMu.Lock()
+	defer e.sweepMu.Unlock()
+	e.mu.Lock()
+	covered := e.awaitErasure
+	e.awaitErasure = nil
+	e.mu.Unlock()
+	start := e.cfg.Now()
+	err := e.keys.Sweep(ctx)
+	if err != nil {
+		err = fmt.Errorf("sweep keystore: %w", err)
+	} else if err = keystore.Erase(ctx, e.proj.DB()); err != nil {
+		err = fmt.Errorf("sweep projections: %w", err)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	start := e.cfg.Now()
-	if err := e.keys.Sweep(ctx); err != nil {
-		return fmt.Errorf("sweep keystore: %w", err)
-	}
-	if err := keystore.Erase(ctx, e.proj.DB()); err != nil {
-		return fmt.Errorf("sweep projections: %w", err)
+	if err != nil {
+		e.awaitErasure = append(covered, e.awaitErasure...) // still waiting
+		return err
 	}
 	done := e.cfg.Now()
-	for _, closedAt := range e.awaitErasure {
+	for _, closedAt := range covered {
 		lag := done.Sub(closedAt)
 		e.erasureLag.add(lag)
 		e.erasureHist.Observe(lag.Seconds())
 	}
-	e.awaitErasure = e.awaitErasure[:0]
 	e.sweeps++
 	e.lastSweep = done
 	e.cfg.Logger.Debug("erasure sweep", "elapsed", done.Sub(start))
