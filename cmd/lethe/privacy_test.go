@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -329,4 +331,41 @@ func TestAuditReplayNeedsNoKeys(t *testing.T) {
 		t.Errorf("audit summary = %q", errOut.String())
 	}
 	h.start()
+}
+
+// TestMetricsCountWithoutPatronData reads /metrics: the counts and lags are there and no
+// label or value holds patron data.
+func TestMetricsCountWithoutPatronData(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	adult, minor := h.registerMarked()
+	h.catalog("M1", 1000)
+	h.catalog("M2", 1000)
+	for _, b := range []string{"M1", "M2"} {
+		if r := h.checkout(markCard, b); !r.OK {
+			t.Fatal(r.Error)
+		}
+	}
+	h.checkin("M1")
+	h.expungeAll()
+	resp, err := http.Get(h.s.httpURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	text := string(body)
+	for _, want := range []string{
+		"lethe_open_transactions 1\n", "lethe_items_on_loan 1\n", "lethe_pending_expunges 0\n",
+		"lethe_expunge_lag_seconds_count 1\n", "lethe_erasure_lag_seconds_count 1\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	for _, mark := range append(personalMarkers(), adult, minor) {
+		if strings.Contains(text, mark) {
+			t.Errorf("/metrics holds %q", mark)
+		}
+	}
 }

@@ -126,22 +126,35 @@ func registerGauges(reg *prometheus.Registry, n *node) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "lethe_projection_applied_sequence", Help: "Last stream sequence applied to the projections.",
 	}, func() float64 { return float64(n.proj.Applied()) }))
-	for _, g := range []struct {
-		name, help string
-		pick       func(projections.Counts) int
-	}{
-		{"lethe_open_transactions", "Open transactions: the only patron-item links that exist.", func(c projections.Counts) int { return c.OpenTxns }},
-		{"lethe_items_on_loan", "Items on loan.", func(c projections.Counts) int { return c.OnLoan }},
-		{"lethe_pending_expunges", "Closed transactions whose expunged record is not yet applied.", func(c projections.Counts) int { return c.PendingExpunge }},
-	} {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help}, func() float64 {
-			c, err := n.proj.Counts()
-			if err != nil {
-				return -1
-			}
-			return float64(g.pick(c))
-		}))
+	reg.MustRegister(countsCollector{n.proj})
+}
+
+var (
+	descOpenTxns = prometheus.NewDesc("lethe_open_transactions", "Open transactions: the only patron-item links that exist.", nil, nil)
+	descOnLoan   = prometheus.NewDesc("lethe_items_on_loan", "Items on loan.", nil, nil)
+	descPending  = prometheus.NewDesc("lethe_pending_expunges", "Closed transactions whose expunged record is not yet applied.", nil, nil)
+)
+
+// countsCollector reports the projections' row counts, counting once per scrape.
+type countsCollector struct{ proj *projections.Store }
+
+func (countsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descOpenTxns
+	ch <- descOnLoan
+	ch <- descPending
+}
+
+func (c countsCollector) Collect(ch chan<- prometheus.Metric) {
+	counts, err := c.proj.Counts()
+	if err != nil {
+		for _, d := range []*prometheus.Desc{descOpenTxns, descOnLoan, descPending} {
+			ch <- prometheus.NewInvalidMetric(d, err)
+		}
+		return
 	}
+	ch <- prometheus.MustNewConstMetric(descOpenTxns, prometheus.GaugeValue, float64(counts.OpenTxns))
+	ch <- prometheus.MustNewConstMetric(descOnLoan, prometheus.GaugeValue, float64(counts.OnLoan))
+	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(counts.PendingExpunge))
 }
 
 // goRun runs a part; the first part to fail stops the service.
