@@ -151,23 +151,35 @@ func (l *Ledger) checkOut(at Station, c schemas.CheckOut) decider {
 	}
 }
 
+// openLoan returns an item on loan, its transaction and the expectation a command on it
+// appends under; or the error any command on a loan gets when there is none.
+func (l *Ledger) openLoan(barcode string) (Item, Txn, Expect, error) {
+	it, subject, err := l.item(barcode)
+	if err != nil {
+		return Item{}, Txn{}, Expect{}, err
+	}
+	switch it.Status {
+	case ItemLost:
+		return Item{}, Txn{}, Expect{}, errItemLost
+	case ItemAvailable:
+		return Item{}, Txn{}, Expect{}, errNotOnLoan
+	}
+	t, err := l.st.Txn(it.TxnID)
+	if err != nil {
+		return Item{}, Txn{}, Expect{}, err
+	}
+	expect, err := l.expectOn(subject)
+	return it, t, expect, err
+}
+
 func (l *Ledger) checkIn(at Station, c schemas.Return) decider {
 	return func() (plan, error) {
 		now := l.cfg.Now()
-		it, subject, err := l.item(c.Barcode)
+		_, t, expect, err := l.openLoan(c.Barcode)
 		if err != nil {
 			return plan{}, err
 		}
-		switch it.Status {
-		case ItemLost:
-			return plan{}, errItemLost
-		case ItemAvailable:
-			return plan{}, errNotOnLoan
-		}
-		t, err := l.st.Txn(it.TxnID)
-		if err != nil {
-			return plan{}, err
-		}
+		subject := expect.Subject
 		back := now
 		if c.ReturnedAt != nil {
 			back = *c.ReturnedAt
@@ -177,10 +189,6 @@ func (l *Ledger) checkIn(at Station, c schemas.Return) decider {
 			if back.Before(t.Opened) {
 				return plan{}, schemas.Errorf(schemas.CodeInvalid, "returned_at is before the item was checked out")
 			}
-		}
-		expect, err := l.expectOn(subject)
-		if err != nil {
-			return plan{}, err
 		}
 		returned, err := l.event(at, schemas.TypeItemReturned, subject, back, schemas.ItemReturned{
 			TxnID: t.ID, Barcode: c.Barcode, Branch: at.Branch, Station: at.ID,
@@ -242,14 +250,7 @@ func (l *Ledger) renew(at Station, c schemas.Renew) decider {
 		if err != nil {
 			return plan{}, err
 		}
-		it, subject, err := l.item(c.Barcode)
-		if err != nil {
-			return plan{}, err
-		}
-		if it.Status != ItemOnLoan {
-			return plan{}, errNotOnLoan
-		}
-		t, err := l.st.Txn(it.TxnID)
+		_, t, expect, err := l.openLoan(c.Barcode)
 		if err != nil {
 			return plan{}, err
 		}
@@ -268,11 +269,7 @@ func (l *Ledger) renew(at Station, c schemas.Renew) decider {
 		} else if owed >= l.cfg.Rules.BlockCents {
 			return plan{}, schemas.Errorf(schemas.CodeForbidden, "fines owed are at or above the limit; please see staff")
 		}
-		expect, err := l.expectOn(subject)
-		if err != nil {
-			return plan{}, err
-		}
-		ev, err := l.event(at, schemas.TypeItemRenewed, subject, now, schemas.ItemRenewed{
+		ev, err := l.event(at, schemas.TypeItemRenewed, expect.Subject, now, schemas.ItemRenewed{
 			TxnID: t.ID, Barcode: c.Barcode, Due: now.Add(l.cfg.Rules.LoanPeriod()), Renewals: t.Renewals + 1,
 		})
 		if err != nil {
@@ -288,24 +285,14 @@ func (l *Ledger) renew(at Station, c schemas.Renew) decider {
 func (l *Ledger) declareLost(at Station, barcode, wantTxn string) decider {
 	return func() (plan, error) {
 		now := l.cfg.Now()
-		it, subject, err := l.item(barcode)
+		it, t, expect, err := l.openLoan(barcode)
 		if err != nil {
 			return plan{}, err
 		}
-		if it.Status == ItemLost {
-			return plan{}, errItemLost
-		}
-		if it.Status != ItemOnLoan || (wantTxn != "" && it.TxnID != wantTxn) {
+		if wantTxn != "" && t.ID != wantTxn {
 			return plan{}, errNotOnLoan
 		}
-		t, err := l.st.Txn(it.TxnID)
-		if err != nil {
-			return plan{}, err
-		}
-		expect, err := l.expectOn(subject)
-		if err != nil {
-			return plan{}, err
-		}
+		subject := expect.Subject
 		lost, err := l.event(at, schemas.TypeItemDeclaredLost, subject, now, schemas.ItemDeclaredLost{TxnID: t.ID, Barcode: barcode})
 		if err != nil {
 			return plan{}, err
@@ -329,24 +316,11 @@ func (l *Ledger) declareLost(at Station, barcode, wantTxn string) decider {
 func (l *Ledger) markDamaged(at Station, c schemas.MarkDamaged) decider {
 	return func() (plan, error) {
 		now := l.cfg.Now()
-		it, subject, err := l.item(c.Barcode)
+		_, t, expect, err := l.openLoan(c.Barcode)
 		if err != nil {
 			return plan{}, err
 		}
-		switch it.Status {
-		case ItemLost:
-			return plan{}, errItemLost
-		case ItemAvailable:
-			return plan{}, errNotOnLoan
-		}
-		t, err := l.st.Txn(it.TxnID)
-		if err != nil {
-			return plan{}, err
-		}
-		expect, err := l.expectOn(subject)
-		if err != nil {
-			return plan{}, err
-		}
+		subject := expect.Subject
 		dmg, err := l.event(at, schemas.TypeItemDamaged, subject, now, schemas.ItemDamaged{
 			TxnID: t.ID, Barcode: c.Barcode, Branch: at.Branch, Station: at.ID,
 		})
