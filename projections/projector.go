@@ -20,15 +20,20 @@ const maxBatch = 512
 // gathers consecutive messages into one batch while more are pending. It stops on an event
 // it cannot decode or apply, loudly: waiters are released with the error.
 func (s *Store) Follow(ctx context.Context, js jetstream.JetStream) error {
-	return s.catchUp(ctx, js, true)
+	return s.catchUp(ctx, js, true, 0)
 }
 
 // CatchUp applies the stream up to the end it had when called.
 func (s *Store) CatchUp(ctx context.Context, js jetstream.JetStream) error {
-	return s.catchUp(ctx, js, false)
+	return s.catchUp(ctx, js, false, 0)
 }
 
-func (s *Store) catchUp(ctx context.Context, js jetstream.JetStream, follow bool) error {
+// catchUp applies the stream from the next unapplied event, in batches, until its end
+// (or, following, until ctx ends), or through sequence upTo when that is not 0.
+func (s *Store) catchUp(ctx context.Context, js jetstream.JetStream, follow bool, upTo uint64) error {
+	if upTo != 0 && s.Applied() >= upTo {
+		return nil
+	}
 	var pending []ledger.Msg
 	flush := func() error {
 		err := s.Apply(pending)
@@ -40,16 +45,25 @@ func (s *Store) catchUp(ctx context.Context, js jetstream.JetStream, follow bool
 		return err
 	}
 	err := ledger.Read(ctx, js, ledger.ReadOptions{From: s.Applied() + 1, Follow: follow}, func(m ledger.Msg) error {
+		if upTo != 0 && m.Seq > upTo {
+			return errStop
+		}
 		pending = append(pending, m)
-		if m.Pending == 0 || len(pending) >= maxBatch {
-			return flush()
+		last := upTo != 0 && m.Seq == upTo
+		if m.Pending == 0 || len(pending) >= maxBatch || last {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if last {
+			return errStop
 		}
 		return nil
 	})
-	if err == nil && len(pending) > 0 {
+	if (err == nil || errors.Is(err, errStop)) && len(pending) > 0 {
 		err = flush()
 	}
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+	if errors.Is(err, errStop) || (errors.Is(err, context.Canceled) && ctx.Err() != nil) {
 		return nil
 	}
 	return err
@@ -79,29 +93,7 @@ func (s *Store) Rebuild(ctx context.Context, js jetstream.JetStream, dir string,
 	if fresh.Applied() != 0 {
 		return Diff{}, fmt.Errorf("rebuild directory is not empty")
 	}
-	upTo := s.Applied()
-	var pending []ledger.Msg
-	err = ledger.Read(ctx, js, ledger.ReadOptions{}, func(m ledger.Msg) error {
-		if m.Seq > upTo {
-			return errStop
-		}
-		pending = append(pending, m)
-		if len(pending) >= maxBatch || m.Seq == upTo {
-			err := fresh.Apply(pending)
-			pending = pending[:0]
-			if err != nil {
-				return err
-			}
-		}
-		if m.Seq == upTo {
-			return errStop
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errStop) {
-		return Diff{}, err
-	}
-	if err := fresh.Apply(pending); err != nil {
+	if err := fresh.catchUp(ctx, js, false, s.Applied()); err != nil {
 		return Diff{}, err
 	}
 	return compare(s.db, fresh.db)
