@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,11 +31,6 @@ func (l *Ledger) ServeKiosks(ctx context.Context, nc *nats.Conn) (*nats.Subscrip
 	return sub, nil
 }
 
-// KioskCommand maps the commands a kiosk may send; anything else is refused.
-var kioskCommands = map[string]bool{
-	schemas.CmdCheckOut: true, schemas.CmdReturn: true, schemas.CmdRenew: true, schemas.CmdPatronInfo: true,
-}
-
 func (l *Ledger) answerKiosk(ctx context.Context, m *nats.Msg) {
 	start := time.Now()
 	tok := strings.Split(m.Subject, ".")
@@ -44,7 +40,7 @@ func (l *Ledger) answerKiosk(ctx context.Context, m *nats.Msg) {
 	switch {
 	case len(tok) != 5 || !ValidToken(tok[2]) || !ValidToken(tok[3]):
 		err = schemas.Errorf(schemas.CodeInvalid, "kiosk subject must be lethe.kiosk.<branch>.<kiosk>.<command>")
-	case !kioskCommands[tok[4]]:
+	case !slices.Contains(schemas.KioskCommands(), tok[4]):
 		err = schemas.Errorf(schemas.CodeInvalid, "unknown kiosk command")
 	case len(m.Data) > schemas.MaxCommandBytes:
 		err = schemas.Errorf(schemas.CodeInvalid, "command is larger than %d bytes", schemas.MaxCommandBytes)

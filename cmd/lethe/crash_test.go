@@ -70,9 +70,7 @@ func TestKeysRotate(t *testing.T) {
 	h := newHarness(t)
 	h.catalog("K1", 1000)
 	h.register("21000000000600", "Xia Rotate", "1980-01-01")
-	if r := h.checkout("21000000000600", "K1"); !r.OK {
-		t.Fatal(r.Error)
-	}
+	h.mustCheckout("21000000000600", "K1")
 	keyFile := filepath.Join(h.cfg.Data, "master.key")
 	old, err := os.ReadFile(keyFile)
 	if err != nil {

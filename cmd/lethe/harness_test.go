@@ -256,6 +256,14 @@ func (h *harness) checkout(card, barcode string) schemas.Reply {
 	return h.kiosk("k1", schemas.CmdCheckOut, schemas.CheckOut{CommandID: cmdID(), Card: card, Barcode: barcode})
 }
 
+// mustCheckout checks an item out at a kiosk and fails the test if it is refused.
+func (h *harness) mustCheckout(card, barcode string) {
+	h.t.Helper()
+	if r := h.checkout(card, barcode); !r.OK {
+		h.t.Fatalf("checkout of %s = %+v", barcode, r.Error)
+	}
+}
+
 func (h *harness) checkin(barcode string) schemas.ReturnResult {
 	h.t.Helper()
 	return mustKiosk[schemas.ReturnResult](h, schemas.CmdReturn, schemas.Return{CommandID: cmdID(), Barcode: barcode})

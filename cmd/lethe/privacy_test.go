@@ -102,13 +102,9 @@ func TestForensicFileScan(t *testing.T) {
 		h.catalog(b, 1000)
 	}
 	for _, b := range []string{"F1", "F2"} {
-		if r := h.checkout(markCard, b); !r.OK {
-			t.Fatal(r.Error)
-		}
+		h.mustCheckout(markCard, b)
 	}
-	if r := h.checkout(markMinorCard, "F3"); !r.OK {
-		t.Fatal(r.Error)
-	}
+	h.mustCheckout(markMinorCard, "F3")
 	txns := map[string]string{"F1": h.txnOf("F1"), "F2": h.txnOf("F2"), "F3": h.txnOf("F3")}
 	rawKeys := map[string][]byte{}
 	for b, id := range txns {
@@ -194,9 +190,7 @@ func TestStreamHoldsNoPlaintext(t *testing.T) {
 	h := newHarness(t)
 	adult, minor := h.registerMarked()
 	h.catalog("S1", 1000)
-	if r := h.checkout(markCard, "S1"); !r.OK {
-		t.Fatal(r.Error)
-	}
+	h.mustCheckout(markCard, "S1")
 	h.clock.Advance(30 * day)
 	h.checkin("S1")
 	mustDesk[schemas.Accepted](h, schemas.CmdAssessFee, schemas.AssessFee{CommandID: cmdID(), PatronID: minor, AmountCents: 150})
@@ -248,9 +242,7 @@ func TestLogsAndRepliesHoldNoPersonalData(t *testing.T) {
 	h.replies = &syncBuffer{} // the registration replies carry the new patron ids, by design
 	h.catalog("P1", 1000)
 	h.catalog("P2", 1000)
-	if r := h.checkout(markCard, "P1"); !r.OK {
-		t.Fatal(r.Error)
-	}
+	h.mustCheckout(markCard, "P1")
 	h.record(markCard)
 	wantCode(t, h.checkout(markMinorCard, "P1"), schemas.CodeConflict)
 	wantCode(t, h.checkout(markCard+"0", "P2"), schemas.CodeNotFound)
@@ -290,9 +282,7 @@ func TestAuditReplayNeedsNoKeys(t *testing.T) {
 	h.catalog("A1", 1000)
 	h.catalog("A2", 1000)
 	for _, b := range []string{"A1", "A2"} {
-		if r := h.checkout(markCard, b); !r.OK {
-			t.Fatal(r.Error)
-		}
+		h.mustCheckout(markCard, b)
 	}
 	closedTxn := h.txnOf("A1")
 	openTxn := h.txnOf("A2")
@@ -342,9 +332,7 @@ func TestMetricsCountWithoutPatronData(t *testing.T) {
 	h.catalog("M1", 1000)
 	h.catalog("M2", 1000)
 	for _, b := range []string{"M1", "M2"} {
-		if r := h.checkout(markCard, b); !r.OK {
-			t.Fatal(r.Error)
-		}
+		h.mustCheckout(markCard, b)
 	}
 	h.checkin("M1")
 	h.expungeAll()

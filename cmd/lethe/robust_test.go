@@ -20,9 +20,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	h.catalog("OK1", 1000)
 	h.catalog("OUT", 1000)
 	h.register("21000000000100", "Ro Bust", "1980-01-01")
-	if r := h.checkout("21000000000100", "OUT"); !r.OK {
-		t.Fatal(r.Error)
-	}
+	h.mustCheckout("21000000000100", "OUT")
 	id := cmdID()
 	big := []byte(`{"command_id":"` + id + `","card":"21000000000100","barcode":"` + strings.Repeat("A", 20<<10) + `"}`)
 	kiosk := []struct {
@@ -125,9 +123,7 @@ func TestCrashBetweenCloseAndExpunge(t *testing.T) {
 	var txns []string
 	for _, b := range []string{"C1", "C2", "C3"} {
 		h.catalog(b, 1000)
-		if r := h.checkout("21000000000300", b); !r.OK {
-			t.Fatal(r.Error)
-		}
+		h.mustCheckout("21000000000300", b)
 		txns = append(txns, h.txnOf(b))
 	}
 	h.checkin("C1")
@@ -183,13 +179,9 @@ func TestRebuildEqualsLive(t *testing.T) {
 		h.catalog(b, 1200)
 	}
 	for _, b := range []string{"R1", "R2", "R3"} {
-		if r := h.checkout("21000000000400", b); !r.OK {
-			t.Fatal(r.Error)
-		}
+		h.mustCheckout("21000000000400", b)
 	}
-	if r := h.checkout("21000000000401", "R4"); !r.OK {
-		t.Fatal(r.Error)
-	}
+	h.mustCheckout("21000000000401", "R4")
 	h.clock.Advance(30 * day)
 	h.checkin("R1")                                                                                               // late: fine, open
 	h.checkin("R4")                                                                                               // late: fine

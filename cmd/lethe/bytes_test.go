@@ -1,5 +1,0 @@
-package main
-
-import "bytes"
-
-func bytesContains(b, sub []byte) bool { return bytes.Contains(b, sub) }
