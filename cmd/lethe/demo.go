@@ -28,7 +28,7 @@ type demoTotals struct {
 
 func cmdDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	f := newFlags("demo", getenv, stderr)
-	build := serviceFlags(f, "")
+	build := serviceFlags(f, "", "10s") // a short erasure window, to watch it in a short demo
 	duration := f.Duration("duration", 0, "how long the simulated kiosks run; 0 runs until Ctrl-C")
 	items := f.Int("items", 2000, "items to catalog")
 	patrons := f.Int("patrons", 300, "patrons to register (some minors, with caregivers)")
@@ -53,9 +53,6 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 	cfg.Rules.Day = *day
 	cfg.Rules.LoanDays = 7
 	cfg.RulesInterval = *day
-	if cfg.SweepInterval == time.Minute {
-		cfg.SweepInterval = 10 * time.Second
-	}
 	s, err := startService(ctx, cfg)
 	if err != nil {
 		return err

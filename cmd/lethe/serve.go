@@ -192,7 +192,7 @@ func (s *service) stop() error {
 func (s *service) failed() <-chan struct{} { return s.runCtx.Done() }
 
 // serviceFlags declares the flags shared by serve and demo.
-func serviceFlags(f flags, dataDefault string) func() (serviceConfig, error) {
+func serviceFlags(f flags, dataDefault, sweepDefault string) func() (serviceConfig, error) {
 	data := f.str("data", dataDefault, "data directory")
 	natsURL := f.str("nats-url", "", "external NATS server or cluster; empty runs an embedded server")
 	listen := f.str("nats-listen", "127.0.0.1:4222", "embedded NATS client listener for kiosks and auditors, or 'off'")
@@ -200,7 +200,7 @@ func serviceFlags(f flags, dataDefault string) func() (serviceConfig, error) {
 	sync := f.str("sync", "always", "'always' to fsync before every acknowledgement, or a sync interval such as 2m (loses acknowledged events on power loss)")
 	replicas := f.str("replicas", "1", "stream replicas when creating the stream in an external cluster (3 for a cluster)")
 	masterFile := f.str("master-key-file", "", "master key file, ideally on another disk; default <data>/master.key, generated")
-	sweep := f.str("sweep-interval", "60s", "erasure sweep interval: how long deleted bytes may stay in files")
+	sweep := f.str("sweep-interval", sweepDefault, "erasure sweep interval: how long deleted bytes may stay in files")
 	rules := f.str("rules-interval", "1m", "how often overdue rules run")
 	rulesFile := f.str("rules", "", "JSON file of loan rules (loan_days, max_renewals, ...); default rules otherwise")
 	tz := f.str("timezone", "Local", "the library's time zone, for ages and daily statistics")
@@ -263,7 +263,7 @@ func readRules(path string) (ledger.Rules, error) {
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	f := newFlags("serve", getenv, stderr)
-	build := serviceFlags(f, "./lethe-data")
+	build := serviceFlags(f, "./lethe-data", "60s")
 	if err := f.parse(args); err != nil {
 		return err
 	}
