@@ -49,6 +49,7 @@ type Expunger struct {
 	expungeLag   *lagWindow
 	erasureLag   *lagWindow
 	expunged     int
+	erased       int
 	profiles     int
 	sweeps       int
 	lastSweep    time.Time
@@ -92,8 +93,27 @@ func New(keys *keystore.Store, proj *projections.Store, led *ledger.Ledger, cfg 
 }
 
 // Run expunges as transactions close and sweeps every SweepInterval until ctx ends. Call
-// Reconcile first, once, before kiosks are served.
+// Reconcile first, once, before kiosks are served. Sweeps run beside expunging, so a close
+// during a sweep is expunged at once and erased at the next sweep.
 func (e *Expunger) Run(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(e.cfg.SweepInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
+					e.cfg.Logger.Error("erasure sweep", "err", err)
+				}
+			}
+		}
+	}()
+	defer func() { <-done }()
+	// The periodic pass is a safety net: Work is signalled for every close.
 	t := time.NewTicker(e.cfg.SweepInterval)
 	defer t.Stop()
 	for {
@@ -101,16 +121,10 @@ func (e *Expunger) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-e.proj.Work():
-			if _, err := e.ExpungeNow(ctx); err != nil && ctx.Err() == nil {
-				e.cfg.Logger.Error("expunge", "err", err)
-			}
 		case <-t.C:
-			if _, err := e.ExpungeNow(ctx); err != nil && ctx.Err() == nil {
-				e.cfg.Logger.Error("expunge", "err", err)
-			}
-			if err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
-				e.cfg.Logger.Error("erasure sweep", "err", err)
-			}
+		}
+		if _, err := e.ExpungeNow(ctx); err != nil && ctx.Err() == nil {
+			e.cfg.Logger.Error("expunge", "err", err)
 		}
 	}
 }
@@ -164,6 +178,10 @@ func (e *Expunger) ExpungeNow(ctx context.Context) (int, error) {
 func (e *Expunger) Sweep(ctx context.Context) error {
 	e.sweepMu.Lock()
 	defer e.sweepMu.Unlock()
+	// A sweep waits for Pebble to remove obsolete files; something holding them open must
+	// not stall it for ever: it fails, says so, and the next sweep tries again.
+	ctx, cancel := context.WithTimeout(ctx, e.sweepTimeout())
+	defer cancel()
 	e.mu.Lock()
 	covered := e.awaitErasure
 	e.awaitErasure = nil
@@ -182,6 +200,7 @@ func (e *Expunger) Sweep(ctx context.Context) error {
 		return err
 	}
 	done := e.cfg.Now()
+	e.erased += len(covered)
 	for _, closedAt := range covered {
 		lag := done.Sub(closedAt)
 		e.erasureLag.add(lag)
@@ -192,6 +211,9 @@ func (e *Expunger) Sweep(ctx context.Context) error {
 	e.cfg.Logger.Debug("erasure sweep", "elapsed", done.Sub(start))
 	return nil
 }
+
+// sweepTimeout bounds one sweep: the sweep interval, and at least a minute.
+func (e *Expunger) sweepTimeout() time.Duration { return max(e.cfg.SweepInterval, time.Minute) }
 
 // Reconcile finishes what a crash interrupted: it expunges every closed transaction still
 // waiting and destroys keys that no open transaction or account uses (created for a command
@@ -233,6 +255,7 @@ func (e *Expunger) Reconcile(ctx context.Context) error {
 // Stats is what the expunger has done since it started.
 type Stats struct {
 	Expunged        int           `json:"expunged"`
+	Erased          int           `json:"erased"` // expunged and swept from every file
 	ProfilesErased  int           `json:"profiles_erased"`
 	AwaitingErasure int           `json:"awaiting_erasure"`
 	Sweeps          int           `json:"sweeps"`
@@ -248,7 +271,7 @@ func (e *Expunger) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return Stats{
-		Expunged: e.expunged, ProfilesErased: e.profiles, AwaitingErasure: len(e.awaitErasure),
+		Expunged: e.expunged, Erased: e.erased, ProfilesErased: e.profiles, AwaitingErasure: len(e.awaitErasure),
 		Sweeps: e.sweeps, LastSweep: e.lastSweep,
 		ExpungeLagP50: e.expungeLag.quantile(0.5), ExpungeLagP99: e.expungeLag.quantile(0.99),
 		ErasureLagP50: e.erasureLag.quantile(0.5), ErasureLagP99: e.erasureLag.quantile(0.99),

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/imagineif/lethe/keystore"
@@ -220,5 +221,20 @@ func TestRebuildDetectsDifference(t *testing.T) {
 		if err == nil || exitCode(err) != 1 || !strings.Contains(out.String(), "DIFFERENT") || !strings.Contains(out.String(), "1 changed") {
 			t.Fatalf("rebuild of tampered projections: err %v, output %q; want exit 1 reporting 1 changed row", err, out.String())
 		}
+	})
+}
+
+// TestPeriodicSweepErases runs the expunger as serve does, with a short sweep interval:
+// a close is expunged without anyone asking, and erased by the next periodic sweep.
+func TestPeriodicSweepErases(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *serviceConfig) { c.SweepInterval = 200 * time.Millisecond })
+	h.catalog("W1", 1000)
+	h.register("21000000000800", "Zed Sweep", "1980-01-01")
+	h.mustCheckout("21000000000800", "W1")
+	h.checkin("W1")
+	waitFor(t, "periodic expunge and sweep", func() bool {
+		st := h.s.exp.Stats()
+		return st.Expunged == 1 && st.Erased == 1
 	})
 }
