@@ -224,6 +224,20 @@ func (l *Ledger) sealedEvent(at Station, typ, subject string, t time.Time, key [
 	return l.eventWithID(id.String(), at, typ, subject, t, data(sealed))
 }
 
+// oneEvent plans a single event on subject, conditional on the subject not having changed
+// since the state was read.
+func (l *Ledger) oneEvent(at Station, typ, subject string, data any) (plan, error) {
+	expect, err := l.expectOn(subject)
+	if err != nil {
+		return plan{}, err
+	}
+	ev, err := l.event(at, typ, subject, l.cfg.Now(), data)
+	if err != nil {
+		return plan{}, err
+	}
+	return plan{expect: expect, events: []schemas.Event{ev}}, nil
+}
+
 // closeIfSettled appends transaction.closed to p if, after p, nothing is open in t.
 func (l *Ledger) closeIfSettled(at Station, t Txn, subject string, now time.Time, p plan) (plan, error) {
 	if !t.Settled() {
@@ -443,15 +457,7 @@ func (l *Ledger) catalog(at Station, c schemas.CatalogItem) decider {
 		if err != nil {
 			return plan{}, err
 		}
-		expect, err := l.expectOn(subject)
-		if err != nil {
-			return plan{}, err
-		}
-		ev, err := l.event(at, schemas.TypeItemCataloged, subject, l.cfg.Now(), c.ItemCataloged)
-		if err != nil {
-			return plan{}, err
-		}
-		return plan{expect: expect, events: []schemas.Event{ev}}, nil
+		return l.oneEvent(at, schemas.TypeItemCataloged, subject, c.ItemCataloged)
 	}
 }
 
@@ -528,16 +534,7 @@ func (l *Ledger) issueCard(at Station, c schemas.IssueCard) decider {
 		if err := l.cardFree(hash); err != nil {
 			return plan{}, err
 		}
-		subject := PatronSubject(p.ID)
-		expect, err := l.expectOn(subject)
-		if err != nil {
-			return plan{}, err
-		}
-		ev, err := l.event(at, schemas.TypeCardIssued, subject, l.cfg.Now(), schemas.CardIssued{PatronID: p.ID, CardHash: hash})
-		if err != nil {
-			return plan{}, err
-		}
-		return plan{expect: expect, events: []schemas.Event{ev}}, nil
+		return l.oneEvent(at, schemas.TypeCardIssued, PatronSubject(p.ID), schemas.CardIssued{PatronID: p.ID, CardHash: hash})
 	}
 }
 
@@ -553,16 +550,10 @@ func (l *Ledger) reportCardLost(at Station, c schemas.ReportCardLost) decider {
 		if card.Lost {
 			return plan{}, schemas.Errorf(schemas.CodeConflict, "this card is already reported lost")
 		}
-		subject := PatronSubject(card.PatronID)
-		expect, err := l.expectOn(subject)
-		if err != nil {
-			return plan{}, err
+		if card.Closed {
+			return plan{}, schemas.Errorf(schemas.CodeConflict, "this card's account is closed; it opens nothing")
 		}
-		ev, err := l.event(at, schemas.TypeCardReportedLost, subject, l.cfg.Now(), schemas.CardReportedLost{PatronID: card.PatronID, CardHash: hash})
-		if err != nil {
-			return plan{}, err
-		}
-		return plan{expect: expect, events: []schemas.Event{ev}}, nil
+		return l.oneEvent(at, schemas.TypeCardReportedLost, PatronSubject(card.PatronID), schemas.CardReportedLost{PatronID: card.PatronID, CardHash: hash})
 	}
 }
 
@@ -575,15 +566,6 @@ func (l *Ledger) closePatron(at Station, c schemas.ClosePatron) decider {
 		if len(p.Txns) > 0 {
 			return plan{}, schemas.Errorf(schemas.CodeConflict, "the account has open loans or fines")
 		}
-		subject := PatronSubject(p.ID)
-		expect, err := l.expectOn(subject)
-		if err != nil {
-			return plan{}, err
-		}
-		ev, err := l.event(at, schemas.TypePatronClosed, subject, l.cfg.Now(), schemas.PatronClosed{PatronID: p.ID})
-		if err != nil {
-			return plan{}, err
-		}
-		return plan{expect: expect, events: []schemas.Event{ev}}, nil
+		return l.oneEvent(at, schemas.TypePatronClosed, PatronSubject(p.ID), schemas.PatronClosed{PatronID: p.ID})
 	}
 }

@@ -381,6 +381,10 @@ func TestStandaloneFeeAndClosePatron(t *testing.T) {
 		t.Fatalf("profile key after close: %v, want ErrNotFound", err)
 	}
 	wantCode(t, h.kiosk("k1", schemas.CmdPatronInfo, schemas.PatronInfo{Card: "21000000000050"}), schemas.CodeForbidden)
+	// The card of a closed account is still known, but there is nobody to report it for.
+	if status, body := h.desk(schemas.CmdReportCardLost, schemas.ReportCardLost{CommandID: cmdID(), Card: "21000000000050"}); status != 409 {
+		t.Fatalf("report lost of a closed account's card = %d %s, want 409", status, body)
+	}
 	if n, _ := h.s.proj.Counts(); n.OpenTxns != 0 || n.Patrons != 0 {
 		t.Fatalf("counts = %+v, want no open transactions and no patron rows", n)
 	}
