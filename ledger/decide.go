@@ -25,7 +25,7 @@ var (
 )
 
 // cardPatron resolves a presented card to its open account.
-func (l *Ledger) cardPatron(card string) (Patron, error) {
+func (l view) cardPatron(card string) (Patron, error) {
 	c, err := l.st.Card(l.keys.CardHash(card))
 	if errors.Is(err, ErrNotFound) {
 		return Patron{}, errUnknownCard
@@ -48,7 +48,7 @@ func (l *Ledger) cardPatron(card string) (Patron, error) {
 	return p, nil
 }
 
-func (l *Ledger) item(barcode string) (Item, string, error) {
+func (l view) item(barcode string) (Item, string, error) {
 	subject, err := ItemSubject(barcode)
 	if err != nil {
 		return Item{}, "", err
@@ -62,7 +62,7 @@ func (l *Ledger) item(barcode string) (Item, string, error) {
 
 // standing is a patron's open loans and what they owe now, overdue fines accrued so far
 // included.
-func (l *Ledger) standing(p Patron, now time.Time) (loans int, owed int64, txns []Txn, err error) {
+func (l view) standing(p Patron, now time.Time) (loans int, owed int64, txns []Txn, err error) {
 	for _, id := range p.Txns {
 		t, err := l.st.Txn(id)
 		if errors.Is(err, ErrNotFound) {
@@ -82,7 +82,7 @@ func (l *Ledger) standing(p Patron, now time.Time) (loans int, owed int64, txns 
 	return loans, owed, txns, nil
 }
 
-func (l *Ledger) expectOn(subject string) (Expect, error) {
+func (l view) expectOn(subject string) (Expect, error) {
 	seq, err := l.st.SubjectSeq(subject)
 	return Expect{Subject: subject, Seq: seq}, err
 }
@@ -102,7 +102,7 @@ func (l *Ledger) newTxnKey(txnID string) ([]byte, func(), error) {
 }
 
 func (l *Ledger) checkOut(at Station, c schemas.CheckOut) decider {
-	return func() (plan, error) {
+	return func(l view) (plan, error) {
 		now := l.cfg.Now()
 		p, err := l.cardPatron(c.Card)
 		if err != nil {
@@ -153,7 +153,7 @@ func (l *Ledger) checkOut(at Station, c schemas.CheckOut) decider {
 
 // openLoan returns an item on loan, its transaction and the expectation a command on it
 // appends under; or the error any command on a loan gets when there is none.
-func (l *Ledger) openLoan(barcode string) (Item, Txn, Expect, error) {
+func (l view) openLoan(barcode string) (Item, Txn, Expect, error) {
 	it, subject, err := l.item(barcode)
 	if err != nil {
 		return Item{}, Txn{}, Expect{}, err
@@ -173,7 +173,7 @@ func (l *Ledger) openLoan(barcode string) (Item, Txn, Expect, error) {
 }
 
 func (l *Ledger) checkIn(at Station, c schemas.Return) decider {
-	return func() (plan, error) {
+	return func(l view) (plan, error) {
 		now := l.cfg.Now()
 		_, t, expect, err := l.openLoan(c.Barcode)
 		if err != nil {
@@ -226,7 +226,7 @@ func (l *Ledger) sealedEvent(at Station, typ, subject string, t time.Time, key [
 
 // oneEvent plans a single event on subject, conditional on the subject not having changed
 // since the state was read.
-func (l *Ledger) oneEvent(at Station, typ, subject string, data any) (plan, error) {
+func (l view) oneEvent(at Station, typ, subject string, data any) (plan, error) {
 	expect, err := l.expectOn(subject)
 	if err != nil {
 		return plan{}, err
@@ -258,7 +258,7 @@ func (l *Ledger) fine(at Station, t Txn, subject, reason string, cents int64, wh
 }
 
 func (l *Ledger) renew(at Station, c schemas.Renew) decider {
-	return func() (plan, error) {
+	return func(l view) (plan, error) {
 		now := l.cfg.Now()
 		p, err := l.cardPatron(c.Card)
 		if err != nil {
@@ -297,7 +297,7 @@ func (l *Ledger) renew(at Station, c schemas.Renew) decider {
 // sweeper passes the transaction it found overdue so a loan that changed meanwhile is left
 // alone.
 func (l *Ledger) declareLost(at Station, barcode, wantTxn string) decider {
-	return func() (plan, error) {
+	return func(l view) (plan, error) {
 		now := l.cfg.Now()
 		it, t, expect, err := l.openLoan(barcode)
 		if err != nil {
@@ -328,7 +328,7 @@ func (l *Ledger) declareLost(at Station, barcode, wantTxn string) decider {
 }
 
 func (l *Ledger) markDamaged(at Station, c schemas.MarkDamaged) decider {
-	return func() (plan, error) {
+	return func(l view) (plan, error) {
 		now := l.cfg.Now()
 		_, t, expect, err := l.openLoan(c.Barcode)
 		if err != nil {
@@ -365,7 +365,7 @@ func (l *Ledger) markDamaged(at Station, c schemas.MarkDamaged) decider {
 	}
 }
 
-func (l *Ledger) openPatron(id string) (Patron, error) {
+func (l view) openPatron(id string) (Patron, error) {
 	p, err := l.st.Patron(id)
 	if errors.Is(err, ErrNotFound) {
 		return Patron{}, errUnknownPatron
@@ -381,7 +381,7 @@ func (l *Ledger) openPatron(id string) (Patron, error) {
 // assessFee charges a stand-alone fee: a transaction of its own, with the patron sealed
 // under its own key, on its own subject.
 func (l *Ledger) assessFee(at Station, c schemas.AssessFee) decider {
-	return func() (plan, error) {
+	return func(l view) (plan, error) {
 		now := l.cfg.Now()
 		p, err := l.openPatron(c.PatronID)
 		if err != nil {
@@ -407,7 +407,7 @@ func (l *Ledger) assessFee(at Station, c schemas.AssessFee) decider {
 // settleFine pays part of a fine (waive false) or forgives what remains (waive true), and
 // closes the transaction if that settles it.
 func (l *Ledger) settleFine(at Station, fineID string, cents int64, waive bool) decider {
-	return func() (plan, error) {
+	return func(l view) (plan, error) {
 		now := l.cfg.Now()
 		txnID, err := l.st.FineTxn(fineID)
 		if errors.Is(err, ErrNotFound) {
@@ -452,7 +452,7 @@ func (l *Ledger) settleFine(at Station, fineID string, cents int64, waive bool) 
 }
 
 func (l *Ledger) catalog(at Station, c schemas.CatalogItem) decider {
-	return func() (plan, error) {
+	return func(l view) (plan, error) {
 		subject, err := ItemSubject(c.Barcode)
 		if err != nil {
 			return plan{}, err
@@ -463,7 +463,7 @@ func (l *Ledger) catalog(at Station, c schemas.CatalogItem) decider {
 
 // cardFree refuses a card number that already belongs to a card, lost or not: a number
 // once reported lost must never open an account again.
-func (l *Ledger) cardFree(hash string) error {
+func (l view) cardFree(hash string) error {
 	_, err := l.st.Card(hash)
 	switch {
 	case err == nil:
@@ -475,7 +475,7 @@ func (l *Ledger) cardFree(hash string) error {
 }
 
 func (l *Ledger) register(at Station, c schemas.RegisterPatron) decider {
-	return func() (plan, error) {
+	return func(l view) (plan, error) {
 		now := l.cfg.Now()
 		age, err := c.Profile.AgeAt(now, l.cfg.Location)
 		if err != nil {
@@ -525,7 +525,7 @@ func (l *Ledger) register(at Station, c schemas.RegisterPatron) decider {
 }
 
 func (l *Ledger) issueCard(at Station, c schemas.IssueCard) decider {
-	return func() (plan, error) {
+	return func(l view) (plan, error) {
 		p, err := l.openPatron(c.PatronID)
 		if err != nil {
 			return plan{}, err
@@ -539,7 +539,7 @@ func (l *Ledger) issueCard(at Station, c schemas.IssueCard) decider {
 }
 
 func (l *Ledger) reportCardLost(at Station, c schemas.ReportCardLost) decider {
-	return func() (plan, error) {
+	return func(l view) (plan, error) {
 		hash := l.keys.CardHash(c.Card)
 		card, err := l.st.Card(hash)
 		if errors.Is(err, ErrNotFound) {
@@ -558,7 +558,7 @@ func (l *Ledger) reportCardLost(at Station, c schemas.ReportCardLost) decider {
 }
 
 func (l *Ledger) closePatron(at Station, c schemas.ClosePatron) decider {
-	return func() (plan, error) {
+	return func(l view) (plan, error) {
 		p, err := l.openPatron(c.PatronID)
 		if err != nil {
 			return plan{}, err

@@ -153,9 +153,24 @@ type plan struct {
 	undo   func()
 }
 
-// decider decides a command against the current state. It is called again when the state
-// changed under it.
-type decider func() (plan, error)
+// decider decides a command against one consistent view of the state. It is called again,
+// on a newer view, when the state changed under it.
+type decider func(view) (plan, error)
+
+// view is the ledger reading one snapshot of the projections: every row a decision reads,
+// and the subject sequences its expectation names, are as of the same stream position. An
+// event appended after the snapshot on the decision's subject makes its append stale.
+type view struct {
+	*Ledger
+	st Reader
+}
+
+// withView calls f with a fresh snapshot of the state.
+func (l *Ledger) withView(f func(view) error) error {
+	r, done := l.st.View()
+	defer done()
+	return f(view{Ledger: l, st: r})
+}
 
 func decodeRun[C any](l *Ledger, ctx context.Context, name string, raw []byte, f func(C) (string, decider)) (any, error) {
 	var c C
@@ -178,7 +193,11 @@ func (l *Ledger) run(ctx context.Context, name, commandID string, decide decider
 		} else if seqs != nil {
 			return l.answerAgain(ctx, name, seqs)
 		}
-		p, err := decide()
+		var p plan
+		err := l.withView(func(v view) (err error) {
+			p, err = decide(v)
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -327,7 +346,7 @@ var expungeNamespace = uuid.MustParse("0b6f9e1c-2f4e-4c53-9a7d-8c3e5d2a1f47")
 // destroyed. It carries no patron data.
 func (l *Ledger) RecordExpunged(ctx context.Context, txnID string, closedAt, destroyedAt time.Time) error {
 	id := uuid.NewSHA1(expungeNamespace, []byte(txnID)).String()
-	_, err := l.run(ctx, "record_expunged", id, func() (plan, error) {
+	_, err := l.run(ctx, "record_expunged", id, func(view) (plan, error) {
 		ev, err := l.event(Station{Kind: "system", ID: "expunger"}, schemas.TypeTransactionExpunged, ExpungedSubject, destroyedAt,
 			schemas.TransactionExpunged{TxnID: txnID, ClosedAt: closedAt.UTC(), KeyDestroyedAt: destroyedAt.UTC()})
 		return plan{events: []schemas.Event{ev}}, err

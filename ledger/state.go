@@ -11,9 +11,8 @@ import (
 // ErrNotFound is returned by a State for a row that does not exist.
 var ErrNotFound = errors.New("not found")
 
-// State is what the ledger decides against: the projections' current rows. Package
-// projections implements it. Every row reflects the stream up to Applied().
-type State interface {
+// Reader reads the projections' rows. Package projections implements it.
+type Reader interface {
 	Item(barcode string) (Item, error)
 	Card(hash string) (Card, error)
 	Patron(id string) (Patron, error)
@@ -25,6 +24,15 @@ type State interface {
 	// CommandSeqs are the stream sequences of the events a command appended, nil if the
 	// command is unknown or older than the deduplication window.
 	CommandSeqs(commandID string) ([]uint64, error)
+}
+
+// State is what the ledger decides against: the projections' current rows, which reflect
+// the stream up to some sequence that only grows.
+type State interface {
+	Reader
+	// View is a consistent snapshot: all its rows reflect the stream up to the same
+	// sequence. done releases it.
+	View() (r Reader, done func())
 	// Overdue lists open loans due before t, oldest first, at most limit.
 	Overdue(before time.Time, limit int) ([]Overdue, error)
 	// WaitApplied blocks until the state reflects the stream up to seq.

@@ -128,3 +128,46 @@ func TestApplyRefusesUndecodable(t *testing.T) {
 		t.Fatal("the batch's first event was applied although the batch failed")
 	}
 }
+
+// TestViewIsConsistent: a view keeps showing the rows and subject sequences of the moment
+// it was taken while later batches are applied. Decisions rely on it: a decision that read
+// "on loan" must not pair it with the subject sequence of the return that ended the loan.
+func TestViewIsConsistent(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	m, err := keystore.GenerateMasterFile(filepath.Join(dir, "master.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := keystore.Open(filepath.Join(dir, "keys"), m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keys.Close()
+	v, err := schemas.NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := testMsgs(t)
+	s := openTestStore(t, keys, v, "view")
+	if err := s.Apply(msgs[:2]); err != nil {
+		t.Fatal(err)
+	}
+	view, done := s.View()
+	defer done()
+	if err := s.Apply(msgs[2:]); err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string, r ledger.Reader, status string, seq uint64) {
+		t.Helper()
+		it, err := r.Item("T1")
+		if err != nil || it.Status != status {
+			t.Errorf("%s: item = %+v, %v; want %s", name, it, err, status)
+		}
+		if got, err := r.SubjectSeq("circ.item.T1"); err != nil || got != seq {
+			t.Errorf("%s: subject sequence = %d, %v; want %d", name, got, err, seq)
+		}
+	}
+	check("view", view, ledger.ItemOnLoan, 2)
+	check("live", s, ledger.ItemAvailable, 4)
+}

@@ -25,6 +25,7 @@ type Config struct {
 
 // Store holds the read models. It implements ledger.State.
 type Store struct {
+	rows   // the live rows; View gives a snapshot
 	db     *pebble.DB
 	keys   *keystore.Store
 	v      *schemas.Validator
@@ -54,7 +55,7 @@ func Open(dir string, keys *keystore.Store, v *schemas.Validator, cfg Config) (*
 	if err != nil {
 		return nil, fmt.Errorf("open projections: %w", err)
 	}
-	s := &Store{db: db, keys: keys, v: v, loc: cfg.Location, logger: cfg.Logger,
+	s := &Store{rows: rows{db}, db: db, keys: keys, v: v, loc: cfg.Location, logger: cfg.Logger,
 		advance: make(chan struct{}), work: make(chan struct{}, 1)}
 	v2, closer, err := db.Get([]byte(pApplied))
 	switch {
@@ -133,34 +134,37 @@ func getOr[T any](r pebble.Reader, key []byte) (T, error) {
 	return v, err
 }
 
-// Item implements ledger.State.
-func (s *Store) Item(barcode string) (ledger.Item, error) {
-	return getOr[ledger.Item](s.db, itemKey(barcode))
+// rows reads rows from the live database or from a snapshot of it.
+type rows struct{ r pebble.Reader }
+
+// Item implements ledger.Reader.
+func (s rows) Item(barcode string) (ledger.Item, error) {
+	return getOr[ledger.Item](s.r, itemKey(barcode))
 }
 
-// Card implements ledger.State.
-func (s *Store) Card(hash string) (ledger.Card, error) {
-	return getOr[ledger.Card](s.db, cardKey(hash))
+// Card implements ledger.Reader.
+func (s rows) Card(hash string) (ledger.Card, error) {
+	return getOr[ledger.Card](s.r, cardKey(hash))
 }
 
-// Patron implements ledger.State.
-func (s *Store) Patron(id string) (ledger.Patron, error) {
-	return getOr[ledger.Patron](s.db, patronKey(id))
+// Patron implements ledger.Reader.
+func (s rows) Patron(id string) (ledger.Patron, error) {
+	return getOr[ledger.Patron](s.r, patronKey(id))
 }
 
-// Txn implements ledger.State.
-func (s *Store) Txn(id string) (ledger.Txn, error) {
-	return getOr[ledger.Txn](s.db, txnKey(id))
+// Txn implements ledger.Reader.
+func (s rows) Txn(id string) (ledger.Txn, error) {
+	return getOr[ledger.Txn](s.r, txnKey(id))
 }
 
-// FineTxn implements ledger.State.
-func (s *Store) FineTxn(fineID string) (string, error) {
-	return getOr[string](s.db, fineKey(fineID))
+// FineTxn implements ledger.Reader.
+func (s rows) FineTxn(fineID string) (string, error) {
+	return getOr[string](s.r, fineKey(fineID))
 }
 
-// SubjectSeq implements ledger.State.
-func (s *Store) SubjectSeq(subject string) (uint64, error) {
-	val, closer, err := s.db.Get(subjectKey(subject))
+// SubjectSeq implements ledger.Reader.
+func (s rows) SubjectSeq(subject string) (uint64, error) {
+	val, closer, err := s.r.Get(subjectKey(subject))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil
 	} else if err != nil {
@@ -170,13 +174,24 @@ func (s *Store) SubjectSeq(subject string) (uint64, error) {
 	return binary.BigEndian.Uint64(val), nil
 }
 
-// CommandSeqs implements ledger.State.
-func (s *Store) CommandSeqs(commandID string) ([]uint64, error) {
-	row, err := getOr[commandRow](s.db, commandKey(commandID))
+// CommandSeqs implements ledger.Reader.
+func (s rows) CommandSeqs(commandID string) ([]uint64, error) {
+	row, err := getOr[commandRow](s.r, commandKey(commandID))
 	if errors.Is(err, ledger.ErrNotFound) {
 		return nil, nil
 	}
 	return row.Seqs, err
+}
+
+// View implements ledger.State: a Pebble snapshot, which every applied batch is either
+// wholly in or wholly out of.
+func (s *Store) View() (ledger.Reader, func()) {
+	snap := s.db.NewSnapshot()
+	return rows{snap}, func() {
+		if err := snap.Close(); err != nil {
+			s.logger.Error("close projection snapshot", "err", err)
+		}
+	}
 }
 
 // Overdue implements ledger.State.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -279,32 +280,49 @@ func TestTwoKiosksRaceForOneItem(t *testing.T) {
 	h.catalog("RACE", 1000)
 	h.register("21000000000020", "Jo Fast", "1980-01-01")
 	h.register("21000000000021", "Ka Faster", "1980-01-02")
-	for round := range 30 {
-		var wg sync.WaitGroup
-		replies := make([]schemas.Reply, 2)
-		for i, card := range []string{"21000000000020", "21000000000021"} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				replies[i] = h.kiosk([]string{"k1", "k2"}[i], schemas.CmdCheckOut, schemas.CheckOut{CommandID: cmdID(), Card: card, Barcode: "RACE"})
-			}()
-		}
-		wg.Wait()
-		ok := 0
-		for _, r := range replies {
-			if r.OK {
-				ok++
-			} else if r.Error.Code != schemas.CodeConflict {
-				t.Fatalf("round %d: loser's error = %+v, want conflict", round, r.Error)
-			}
-		}
-		if ok != 1 {
-			t.Fatalf("round %d: %d checkouts won, want exactly 1", round, ok)
-		}
-		h.checkin("RACE")
+	cards := []string{"21000000000020", "21000000000021"}
+	const rounds = 30
+	for round := range rounds {
+		// Two patrons check the same item out at once: one wins.
+		race(t, h, round, schemas.CmdCheckOut, func(i int) any {
+			return schemas.CheckOut{CommandID: cmdID(), Card: cards[i], Barcode: "RACE"}
+		})
+		// Two kiosks take the same item back at once: one return ends the loan, the other
+		// finds nothing on loan. A second return would end a loan that the first one closed.
+		race(t, h, round, schemas.CmdReturn, func(int) any {
+			return schemas.Return{CommandID: cmdID(), Barcode: "RACE"}
+		})
 	}
-	if n := countType(h.events(), schemas.TypeItemCheckedOut); n != 30 {
-		t.Fatalf("checked_out events = %d, want 30", n)
+	evs := h.events()
+	for typ, want := range map[string]int{schemas.TypeItemCheckedOut: rounds, schemas.TypeItemReturned: rounds, schemas.TypeTransactionClosed: rounds} {
+		if n := countType(evs, typ); n != want {
+			t.Errorf("%s events = %d, want %d", typ, n, want)
+		}
+	}
+	h.expungeAll()
+	h.assertRebuildEqual()
+}
+
+// race sends different commands named name from several kiosks at once and fails unless
+// exactly one succeeds and the others are refused with conflict.
+func race(t *testing.T, h *harness, round int, name string, command func(i int) any) {
+	t.Helper()
+	var wg sync.WaitGroup
+	replies := make([]schemas.Reply, 6)
+	for i := range replies {
+		wg.Go(func() { replies[i] = h.kiosk(fmt.Sprintf("k%d", i), name, command(i%2)) })
+	}
+	wg.Wait()
+	ok := 0
+	for _, r := range replies {
+		if r.OK {
+			ok++
+		} else if r.Error.Code != schemas.CodeConflict {
+			t.Fatalf("round %d: %s loser's error = %+v, want conflict", round, name, r.Error)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("round %d: %d of %d %s commands won, want exactly 1", round, ok, len(replies), name)
 	}
 }
 
