@@ -17,6 +17,10 @@ const (
 	CodeForbidden   Code = "forbidden"   // the requester may not do this (lost card, blocked patron, limit reached)
 	CodeUnavailable Code = "unavailable" // the service cannot take the request now; retry later
 	CodeInternal    Code = "internal"    // a fault inside Lethe; details are in the server log only
+
+	// Codes of the staff HTTP API only; kiosks never see them.
+	CodeUnauthenticated Code = "unauthenticated" // no valid session: log in (again)
+	CodeRateLimited     Code = "rate_limited"    // too many failed logins; wait and retry
 )
 
 // Error is a coded domain error. Message is safe to show to a kiosk user or a browser: it
