@@ -540,6 +540,16 @@ func (s *Store) CardHash(card string) string {
 	return hex.EncodeToString(mac.Sum(nil))
 }
 
+// NameHash is the keyed hash under which the projections index a patron's name, so staff
+// can find an account by the name on a photo ID without any plaintext name at rest. Case
+// and runs of white space do not matter. The "name" prefix keeps it apart from card hashes.
+func (s *Store) NameHash(name string) string {
+	mac := hmac.New(sha256.New, s.cardKey[:])
+	mac.Write([]byte("name\x00"))
+	mac.Write([]byte(strings.ToLower(strings.Join(strings.Fields(name), " "))))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
 // Sweep makes the destroys done so far physical: afterwards no file of the
 // store's directory holds a destroyed key's wrapped value or Pebble key (see
 // Erase). It does nothing when nothing was destroyed since the last

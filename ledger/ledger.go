@@ -23,6 +23,9 @@ type Config struct {
 	Location   *time.Location   // the library's time zone, for ages; default time.Local
 	AckTimeout time.Duration    // how long to wait for the stream's acknowledgement; default 5s
 	Logger     *slog.Logger     // default slog.Default()
+	// Recorder keeps the access record: every disclosure of a patron's data, and every
+	// refusal, is recorded before anything is disclosed. Without one, nothing is disclosed.
+	Recorder Recorder
 }
 
 func (c Config) withDefaults() Config {
@@ -140,7 +143,7 @@ func (l *Ledger) Execute(ctx context.Context, at Station, name string, raw []byt
 		if err := schemas.DecodeStrict(raw, &c); err != nil {
 			return nil, err
 		}
-		return l.PatronRecord(c.Card)
+		return l.kioskPatronInfo(ctx, at, c.Card)
 	}
 	return nil, schemas.Errorf(schemas.CodeInvalid, "unknown command")
 }

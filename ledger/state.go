@@ -21,6 +21,13 @@ type Reader interface {
 	FineTxn(fineID string) (string, error)
 	// SubjectSeq is the stream sequence of the last event applied on subject, 0 if none.
 	SubjectSeq(subject string) (uint64, error)
+	// PatronsByName returns the ids of the open accounts whose profile name has the keyed
+	// hash nameHash (keystore.NameHash), in no particular order.
+	PatronsByName(nameHash string) ([]string, error)
+	// PatronByAccessKID returns the open account whose access-record pseudonym is kid.
+	PatronByAccessKID(kid string) (string, error)
+	// EachTxn calls fn for every open transaction.
+	EachTxn(fn func(Txn) error) error
 	// CommandSeqs are the stream sequences of the events a command appended, nil if the
 	// command is unknown or older than the deduplication window.
 	CommandSeqs(commandID string) ([]uint64, error)
@@ -67,6 +74,8 @@ type Patron struct {
 	ID         string         `json:"id"`
 	HomeBranch string         `json:"home_branch"`
 	Profile    schemas.Sealed `json:"profile"`
+	NameHash   string         `json:"name_hash,omitempty"`  // keystore.NameHash of the profile's name
+	AccessKID  string         `json:"access_kid,omitempty"` // AccessKID: the account's pseudonym on the access record
 	Closed     bool           `json:"closed"`
 	Cards      []string       `json:"cards,omitempty"` // card hashes
 	Txns       []string       `json:"txns,omitempty"`  // open transactions

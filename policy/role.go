@@ -1,5 +1,11 @@
 // Package policy is ImagineIF Libraries' Policy 1002, Confidentiality of Library Records,
 // as a pure decision: who may see which part of a patron's record, on which basis.
+//
+// Decide answers a record lookup and Permit any other action; both cite the Clause that
+// grants or refuses, quoted from the policy. Invariants: a decision depends only on its
+// arguments (the caller passes the time and the library's time zone), anything the policy
+// does not recognize is refused, and a decision's Reason never repeats a value from the
+// request, so it is safe to log and to show.
 package policy
 
 // Role is what a staff account (or a self-service station) may do.
@@ -22,6 +28,15 @@ func (r Role) Valid() bool {
 		if r == s {
 			return true
 		}
+	}
+	return false
+}
+
+// known reports whether r is a role the policy knows: a staff role or a kiosk.
+func (r Role) known() bool {
+	switch r {
+	case Circulation, Administrator, Auditor, Kiosk:
+		return true
 	}
 	return false
 }

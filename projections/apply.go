@@ -238,7 +238,27 @@ func (a *applier) cataloged(d schemas.ItemCataloged) error {
 }
 
 func (a *applier) registered(d schemas.PatronRegistered) error {
-	return a.put(patronKey(d.PatronID), ledger.Patron{ID: d.PatronID, HomeBranch: d.HomeBranch, Profile: d.Profile})
+	p := ledger.Patron{ID: d.PatronID, HomeBranch: d.HomeBranch, Profile: d.Profile}
+	// The name index needs the profile key; in a replay of an account closed later in the
+	// stream the key is gone, and so is the account's row at its close.
+	profile, err := ledger.OpenProfile(a.s.keys, d.PatronID, d.Profile)
+	switch {
+	case errors.Is(err, keystore.ErrNotFound):
+	case err != nil:
+		return err
+	default:
+		p.NameHash = a.s.keys.NameHash(profile.Name)
+		if err := a.b.Set(nameKey(p.NameHash, p.ID), []byte(p.ID), nil); err != nil {
+			return err
+		}
+		if p.AccessKID, err = ledger.AccessKID(a.s.keys, p.ID); err != nil {
+			return err
+		}
+		if err := a.b.Set(accessKey(p.AccessKID), []byte(p.ID), nil); err != nil {
+			return err
+		}
+	}
+	return a.put(patronKey(d.PatronID), p)
 }
 
 func (a *applier) patron(id string) (ledger.Patron, error) {
@@ -286,6 +306,16 @@ func (a *applier) patronClosed(d schemas.PatronClosed) error {
 	}
 	if err := a.del(patronKey(d.PatronID)); err != nil {
 		return err
+	}
+	if p.NameHash != "" {
+		if err := a.del(nameKey(p.NameHash, p.ID)); err != nil {
+			return err
+		}
+	}
+	if p.AccessKID != "" {
+		if err := a.del(accessKey(p.AccessKID)); err != nil {
+			return err
+		}
 	}
 	a.work = true
 	return a.b.Set(profileKeyRow(d.PatronID), []byte(d.PatronID), nil)

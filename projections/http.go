@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -14,24 +13,18 @@ import (
 	"github.com/imagineif/lethe/schemas"
 )
 
-// Commander runs staff commands: the ledger.
-type Commander interface {
-	Execute(ctx context.Context, at ledger.Station, name string, raw []byte) (any, error)
-}
-
 // Sweeper is the expunger as the API sees it.
 type Sweeper interface {
 	Sweep(ctx context.Context) error
 	StatsJSON() any
 }
 
-// API is the staff HTTP JSON API and dashboard.
+// API is the part of the staff HTTP API that reads anonymous projections, and the
+// dashboard page. Package desk serves it, behind staff sessions and roles.
 type API struct {
 	Store    *Store
-	Ledger   Commander
 	Expunger Sweeper
 	Metrics  http.Handler // Prometheus text exposition
-	Branch   string       // branch recorded for desk commands; default "main"
 	// MinCount suppresses aggregate counts below it in statistics; default 5.
 	MinCount int64
 	Logger   *slog.Logger
@@ -41,38 +34,35 @@ type API struct {
 	StreamLast func(context.Context) (uint64, error)
 }
 
-// httpStatus maps error codes to HTTP statuses: the one table for this transport.
-var httpStatus = map[schemas.Code]int{
-	schemas.CodeInvalid:     http.StatusBadRequest,
-	schemas.CodeNotFound:    http.StatusNotFound,
-	schemas.CodeConflict:    http.StatusConflict,
-	schemas.CodeForbidden:   http.StatusForbidden,
-	schemas.CodeUnavailable: http.StatusServiceUnavailable,
-	schemas.CodeInternal:    http.StatusInternalServerError,
+// HTTPStatus maps error codes to HTTP statuses: the one table for this transport.
+var HTTPStatus = map[schemas.Code]int{
+	schemas.CodeInvalid:         http.StatusBadRequest,
+	schemas.CodeNotFound:        http.StatusNotFound,
+	schemas.CodeConflict:        http.StatusConflict,
+	schemas.CodeForbidden:       http.StatusForbidden,
+	schemas.CodeUnavailable:     http.StatusServiceUnavailable,
+	schemas.CodeInternal:        http.StatusInternalServerError,
+	schemas.CodeUnauthenticated: http.StatusUnauthorized,
+	schemas.CodeRateLimited:     http.StatusTooManyRequests,
 }
 
-// Handler returns the routes.
-func (a *API) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", a.health)
-	if a.Metrics != nil {
-		mux.Handle("GET /metrics", a.Metrics)
+// Handlers returns the API's handlers by route pattern. None of them reads patron data.
+func (a *API) Handlers() map[string]http.HandlerFunc {
+	h := map[string]http.HandlerFunc{
+		"GET /healthz":             a.health,
+		"GET /api/items":           a.items,
+		"GET /api/items/{barcode}": a.item,
+		"GET /api/overdue":         a.overdue,
+		"GET /api/stats":           a.stats,
+		"GET /api/summary":         a.summary,
+		"POST /api/sweep":          a.sweep,
+		"GET /{$}":                 dashboard,
+		"GET /favicon.ico":         func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) },
 	}
-	mux.HandleFunc("GET /api/items", a.items)
-	mux.HandleFunc("GET /api/items/{barcode}", a.item)
-	mux.HandleFunc("GET /api/overdue", a.overdue)
-	mux.HandleFunc("GET /api/stats", a.stats)
-	mux.HandleFunc("GET /api/summary", a.summary)
-	mux.HandleFunc("POST /api/commands/{name}", a.command)
-	mux.HandleFunc("POST /api/sweep", a.sweep)
-	mux.HandleFunc("GET /{$}", dashboard)
-	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		a.fail(w, r, schemas.Errorf(schemas.CodeNotFound, "no such route"))
-	})
-	// Browsers send Sec-Fetch-Site/Origin: a page on another site cannot make a staff
-	// browser post a command here (CSRF), even on loopback.
-	return http.NewCrossOriginProtection().Handler(http.MaxBytesHandler(mux, schemas.MaxCommandBytes))
+	if a.Metrics != nil {
+		h["GET /metrics"] = a.Metrics.ServeHTTP
+	}
+	return h
 }
 
 func (a *API) logger() *slog.Logger {
@@ -82,33 +72,36 @@ func (a *API) logger() *slog.Logger {
 	return a.Logger
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON answers with v as JSON, never cached.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// fail answers with a coded error; internal detail goes to the log only.
-func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+// Fail answers with a coded error; internal detail goes to logger only.
+func Fail(logger *slog.Logger, w http.ResponseWriter, r *http.Request, err error) {
 	pub := schemas.Public(err)
 	if pub.Code == schemas.CodeInternal || pub.Code == schemas.CodeUnavailable {
-		a.logger().Error("http request", "method", r.Method, "route", r.Pattern, "code", pub.Code, "err", err)
+		logger.Error("http request", "method", r.Method, "route", r.Pattern, "code", pub.Code, "err", err)
 	}
-	writeJSON(w, httpStatus[pub.Code], map[string]any{"error": pub})
+	WriteJSON(w, HTTPStatus[pub.Code], map[string]any{"error": pub})
 }
+
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) { Fail(a.logger(), w, r, err) }
 
 func (a *API) health(w http.ResponseWriter, r *http.Request) {
 	body := map[string]any{"status": "ok", "applied": a.Store.Applied()}
 	if a.StreamLast != nil {
 		last, err := a.StreamLast(r.Context())
 		if err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "stream unavailable"})
+			WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "stream unavailable"})
 			return
 		}
 		body["stream_last"] = last
 	}
-	writeJSON(w, http.StatusOK, body)
+	WriteJSON(w, http.StatusOK, body)
 }
 
 func (a *API) items(w http.ResponseWriter, r *http.Request) {
@@ -130,7 +123,7 @@ func (a *API) items(w http.ResponseWriter, r *http.Request) {
 	for i, it := range items {
 		out[i] = viewItem(it)
 	}
-	writeJSON(w, http.StatusOK, out)
+	WriteJSON(w, http.StatusOK, out)
 }
 
 // itemView is an item as staff see it without a disclosure basis: no transaction id, no
@@ -159,7 +152,7 @@ func (a *API) item(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, viewItem(it))
+	WriteJSON(w, http.StatusOK, viewItem(it))
 }
 
 func (a *API) overdue(w http.ResponseWriter, r *http.Request) {
@@ -181,7 +174,7 @@ func (a *API) overdue(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, viewItem(it))
 	}
-	writeJSON(w, http.StatusOK, out)
+	WriteJSON(w, http.StatusOK, out)
 }
 
 // stats returns aggregate counts. Counts of events below MinCount are suppressed (reported
@@ -226,7 +219,7 @@ func (a *API) stats(w http.ResponseWriter, r *http.Request) {
 			out[i].Count = &stats[i].Count
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	WriteJSON(w, http.StatusOK, out)
 }
 
 func (a *API) summary(w http.ResponseWriter, r *http.Request) {
@@ -239,26 +232,7 @@ func (a *API) summary(w http.ResponseWriter, r *http.Request) {
 	if a.Expunger != nil {
 		body["expunger"] = a.Expunger.StatsJSON()
 	}
-	writeJSON(w, http.StatusOK, body)
-}
-
-func (a *API) command(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	raw, err := io.ReadAll(r.Body)
-	if err != nil {
-		a.fail(w, r, schemas.Errorf(schemas.CodeInvalid, "request body larger than %d bytes", schemas.MaxCommandBytes))
-		return
-	}
-	branch := a.Branch
-	if branch == "" {
-		branch = "main"
-	}
-	res, err := a.Ledger.Execute(r.Context(), ledger.Station{Kind: "desk", Branch: branch, ID: "desk"}, name, raw)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+	WriteJSON(w, http.StatusOK, body)
 }
 
 func (a *API) sweep(w http.ResponseWriter, r *http.Request) {
@@ -270,5 +244,5 @@ func (a *API) sweep(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, a.Expunger.StatsJSON())
+	WriteJSON(w, http.StatusOK, a.Expunger.StatsJSON())
 }

@@ -24,6 +24,8 @@ const (
 	pExpunge  = "e/"
 	pProfileK = "k/"
 	pStat     = "s/"
+	pName     = "n/"
+	pAccess   = "a/"
 )
 
 func hashed(prefix, id string) []byte {
@@ -89,6 +91,15 @@ type expungeRow struct {
 func txnKey(id string) []byte {
 	r := keystore.RefOf(keystore.Transaction, id)
 	return append([]byte(pTxn), r.Hash[:]...)
+}
+
+// accessKey maps an open account's access-record pseudonym to the account.
+func accessKey(kid string) []byte { return []byte(pAccess + kid) }
+
+// nameKey indexes an open account under the keyed hash of its name: n/<name hash><ref>.
+func nameKey(nameHash, patronID string) []byte {
+	r := keystore.RefOf(keystore.Profile, patronID)
+	return append([]byte(pName+nameHash), r.Hash[:]...)
 }
 
 func patronKey(id string) []byte {

@@ -174,6 +174,56 @@ func (s rows) SubjectSeq(subject string) (uint64, error) {
 	return binary.BigEndian.Uint64(val), nil
 }
 
+// PatronsByName implements ledger.Reader.
+func (s rows) PatronsByName(nameHash string) ([]string, error) {
+	prefix := []byte(pName + nameHash)
+	it, err := s.r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var ids []string
+	for ok := it.First(); ok; ok = it.Next() {
+		ids = append(ids, string(it.Value()))
+	}
+	return ids, it.Error()
+}
+
+// PatronByAccessKID implements ledger.Reader.
+func (s rows) PatronByAccessKID(kid string) (string, error) {
+	return getString(s.r, accessKey(kid))
+}
+
+// EachTxn implements ledger.Reader.
+func (s rows) EachTxn(fn func(ledger.Txn) error) error {
+	it, err := s.r.NewIter(&pebble.IterOptions{LowerBound: []byte(pTxn), UpperBound: prefixEnd([]byte(pTxn))})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		var t ledger.Txn
+		if err := json.Unmarshal(it.Value(), &t); err != nil {
+			return err
+		}
+		if err := fn(t); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+func getString(r pebble.Reader, key []byte) (string, error) {
+	val, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return "", ledger.ErrNotFound
+	} else if err != nil {
+		return "", err
+	}
+	defer closer.Close()
+	return string(val), nil
+}
+
 // CommandSeqs implements ledger.Reader.
 func (s rows) CommandSeqs(commandID string) ([]uint64, error) {
 	row, err := getOr[commandRow](s.r, commandKey(commandID))

@@ -11,7 +11,7 @@ import (
 var allowedImports = map[string][]string{
 	"schemas":     {"github.com/santhosh-tekuri/jsonschema/v6"},
 	"keystore":    {"github.com/cockroachdb/pebble/v2", "golang.org/x/crypto/"},
-	"ledger":      {"schemas", "keystore", "github.com/nats-io/nats.go", "github.com/google/uuid"},
+	"ledger":      {"schemas", "keystore", "policy", "github.com/nats-io/nats.go", "github.com/google/uuid"},
 	"projections": {"schemas", "ledger", "keystore", "github.com/cockroachdb/pebble/v2", "github.com/nats-io/nats.go/jetstream"},
 	"expunger":    {"ledger", "keystore", "projections", "github.com/prometheus/client_golang/prometheus"},
 	"policy":      {"schemas"},

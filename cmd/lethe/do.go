@@ -10,7 +10,7 @@ import (
 
 func cmdDo(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	f := newFlags("do", getenv, stderr)
-	base := f.str("server", "http://127.0.0.1:8080", "the running lethe's HTTP address")
+	connect := clientFlags(f, stdin, stderr)
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -30,7 +30,11 @@ func cmdDo(ctx context.Context, args []string, getenv func(string) string, stdin
 	if err := json.Unmarshal(raw, &body); err != nil {
 		return &exitError{2, fmt.Errorf("the command must be a JSON object: %w", err)}
 	}
-	out, err := postCommand(ctx, *base, f.Arg(0), body)
+	c, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	out, err := c.command(ctx, f.Arg(0), body)
 	if err != nil {
 		return err
 	}

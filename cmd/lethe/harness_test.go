@@ -8,14 +8,18 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/imagineif/lethe/desk"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
+	"github.com/imagineif/lethe/staff"
 )
 
 // clock is a test clock: the ledger and expunger read it, tests move it.
@@ -30,6 +34,13 @@ func (c *clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
+}
+
+// Set moves the clock to t.
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
 }
 
 func (c *clock) Advance(d time.Duration) {
@@ -65,7 +76,17 @@ type harness struct {
 	clock   *clock
 	logs    *syncBuffer
 	replies *syncBuffer // every kiosk and HTTP reply body, for privacy scans
+
+	mu     sync.Mutex
+	tokens map[string]string // staff account -> session token
 }
+
+// The harness's administrator, created offline as on a fresh install, and the password
+// of every account the harness creates.
+const (
+	adminName     = "admin"
+	staffPassword = "correct horse battery staple"
+)
 
 type harnessOption func(*serviceConfig)
 
@@ -85,6 +106,16 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	for _, o := range opts {
 		o(&h.cfg)
 	}
+	st, err := staff.Open(filepath.Join(h.cfg.Data, "staff"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Add(adminName, policy.Administrator, staffPassword); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
 	h.start()
 	t.Cleanup(func() {
 		if h.s != nil {
@@ -103,6 +134,80 @@ func (h *harness) start() {
 		h.t.Fatalf("startService: %v", err)
 	}
 	h.s = s
+	h.mu.Lock()
+	h.tokens = map[string]string{} // sessions live in memory: a restart logs everyone out
+	h.mu.Unlock()
+}
+
+// session returns a session token of a staff account, logging in if needed.
+func (h *harness) session(name string) string {
+	h.t.Helper()
+	h.mu.Lock()
+	tok, ok := h.tokens[name]
+	h.mu.Unlock()
+	if ok {
+		return tok
+	}
+	raw, _ := json.Marshal(map[string]string{"name": name, "password": staffPassword})
+	status, body := h.requestAs("", http.MethodPost, "/api/login", raw)
+	if status != http.StatusOK {
+		h.t.Fatalf("login %s = %d %s", name, status, body)
+	}
+	var r struct {
+		Result staff.SessionInfo `json:"result"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil || r.Result.Token == "" {
+		h.t.Fatalf("login %s: no token in %s", name, body)
+	}
+	h.mu.Lock()
+	h.tokens[name] = r.Result.Token
+	h.mu.Unlock()
+	return r.Result.Token
+}
+
+// account creates a staff account with a role, as the administrator does over the API.
+func (h *harness) account(name string, role policy.Role) {
+	h.t.Helper()
+	raw, _ := json.Marshal(map[string]string{"name": name, "role": string(role), "password": staffPassword})
+	if status, body := h.post("/api/staff", raw); status != http.StatusOK {
+		h.t.Fatalf("add staff %s = %d %s", name, status, body)
+	}
+}
+
+// requestAs makes a request as a staff account ("" for none) and returns status and body.
+// Tests move the clock by days, past any session's end: a 401 logs in again, once.
+func (h *harness) requestAs(name, method, path string, raw []byte) (int, []byte) {
+	h.t.Helper()
+	status, body := h.requestOnce(name, method, path, raw)
+	if status == http.StatusUnauthorized && name != "" {
+		h.mu.Lock()
+		delete(h.tokens, name)
+		h.mu.Unlock()
+		status, body = h.requestOnce(name, method, path, raw)
+	}
+	return status, body
+}
+
+func (h *harness) requestOnce(name, method, path string, raw []byte) (int, []byte) {
+	h.t.Helper()
+	var rd io.Reader
+	if raw != nil {
+		rd = bytes.NewReader(raw)
+	}
+	req, _ := http.NewRequestWithContext(ctxT(h.t), method, h.s.httpURL+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(staff.ClientHeader, "cli")
+	if name != "" {
+		req.Header.Set("Authorization", "Bearer "+h.session(name))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	h.replies.Write(body)
+	return resp.StatusCode, body
 }
 
 // offline runs f with the service stopped, then starts it again.
@@ -176,46 +281,35 @@ func wantCode(t testing.TB, r schemas.Reply, code schemas.Code) {
 	}
 }
 
-// desk posts a staff command to the HTTP API and returns the status and body.
+// desk posts a staff command to the HTTP API as the administrator and returns the status
+// and body.
 func (h *harness) desk(name string, v any) (int, []byte) {
 	h.t.Helper()
 	raw, err := json.Marshal(v)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return h.post("/api/commands/"+name, raw)
+	path := desk.CommandPath(name)
+	if path == "" {
+		path = "/api/desk/" + name
+	}
+	return h.post(path, raw)
 }
 
 func (h *harness) post(path string, raw []byte) (int, []byte) {
 	h.t.Helper()
-	req, _ := http.NewRequestWithContext(ctxT(h.t), http.MethodPost, h.s.httpURL+path, bytes.NewReader(raw))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		h.t.Fatalf("POST %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	h.replies.Write(body)
-	return resp.StatusCode, body
+	return h.requestAs(adminName, http.MethodPost, path, raw)
 }
 
 func (h *harness) get(path string, v any) int {
 	h.t.Helper()
-	req, _ := http.NewRequestWithContext(ctxT(h.t), http.MethodGet, h.s.httpURL+path, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		h.t.Fatalf("GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	h.replies.Write(body)
-	if v != nil && resp.StatusCode == http.StatusOK {
+	status, body := h.requestAs(adminName, http.MethodGet, path, nil)
+	if v != nil && status == http.StatusOK {
 		if err := json.Unmarshal(body, v); err != nil {
 			h.t.Fatalf("GET %s: %v in %s", path, err, body)
 		}
 	}
-	return resp.StatusCode
+	return status
 }
 
 // mustDesk runs a staff command that must succeed.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/imagineif/lethe/schemas"
 )
 
 // importNamespace makes an import row's command id a function of its content, so
@@ -22,9 +23,9 @@ var importNamespace = uuid.MustParse("3e0c2b1d-7f5a-4e8b-a6c9-1d2e3f4a5b6c")
 
 var itemColumns = []string{"barcode", "title", "collection", "branch", "replacement_cents"}
 
-func cmdItemsImport(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func cmdItemsImport(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	f := newFlags("items import", getenv, stderr)
-	base := f.str("server", "http://127.0.0.1:8080", "the running lethe's HTTP address")
+	connect := clientFlags(f, stdin, stderr)
 	workers := f.Int("workers", 8, "concurrent requests")
 	if err := f.parse(args); err != nil {
 		return err
@@ -41,6 +42,10 @@ func cmdItemsImport(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		return err
 	}
+	c, err := connect(ctx)
+	if err != nil {
+		return err
+	}
 	var done, failed atomic.Int64
 	var firstErr error
 	var mu sync.Mutex
@@ -52,7 +57,7 @@ func cmdItemsImport(ctx context.Context, args []string, getenv func(string) stri
 			defer wg.Done()
 			for r := range jobs {
 				cents, _ := strconv.ParseInt(r[4], 10, 64)
-				_, err := postCommand(ctx, *base, "catalog_item", map[string]any{
+				_, err := c.command(ctx, schemas.CmdCatalogItem, map[string]any{
 					"command_id": uuid.NewSHA1(importNamespace, []byte(strings.Join(r, "\x00"))).String(),
 					"barcode":    r[0], "title": r[1], "collection": r[2], "branch": r[3], "replacement_cents": cents,
 				})

@@ -17,11 +17,21 @@ func TestItemsImport(t *testing.T) {
 	good := filepath.Join(dir, "items.csv")
 	os.WriteFile(good, []byte("barcode,title,collection,branch,replacement_cents\n"+
 		"I1,\"Moby-Dick; or, The Whale\",fiction,main,2599\nI2,Atlas,reference,north,4000\n"), 0o600)
+	password := staffPassword
+	env := func(k string) string {
+		return map[string]string{"LETHE_USER": adminName, "LETHE_PASSWORD": password}[k]
+	}
 	lethe := func(args ...string) (string, error) {
 		var out, errOut syncBuffer
-		err := run(context.Background(), args, func(string) string { return "" }, strings.NewReader(""), &out, &errOut)
+		err := run(context.Background(), args, env, strings.NewReader(""), &out, &errOut)
 		return out.String() + errOut.String(), err
 	}
+	// The CLI acts as a staff account: a wrong password imports nothing.
+	password = "not the password at all"
+	if _, err := lethe("items", "import", "--server", h.s.httpURL, good); schemas.CodeOf(err) != schemas.CodeUnauthenticated {
+		t.Fatalf("import with a wrong password: %v, want unauthenticated", err)
+	}
+	password = staffPassword
 	if out, err := lethe("items", "import", "--server", h.s.httpURL, good); err != nil || !strings.Contains(out, "imported 2 items, 0 refused") {
 		t.Fatalf("import: %v\n%s", err, out)
 	}

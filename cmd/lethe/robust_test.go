@@ -62,13 +62,13 @@ func TestBadInputChangesNothing(t *testing.T) {
 		raw        []byte
 		status     int
 	}{
-		{"malformed JSON", "/api/commands/catalog_item", []byte(`{`), 400},
-		{"unknown command", "/api/commands/format_disk", []byte(`{}`), 400},
-		{"negative price", "/api/commands/catalog_item", []byte(`{"command_id":"` + id + `","barcode":"X1","title":"t","collection":"c","branch":"b","replacement_cents":-1}`), 400},
-		{"unknown fine", "/api/commands/pay_fine", []byte(`{"command_id":"` + id + `","fine_id":"` + id + `","amount_cents":5}`), 404},
-		{"zero payment", "/api/commands/pay_fine", []byte(`{"command_id":"` + id + `","fine_id":"` + id + `","amount_cents":0}`), 400},
-		{"unknown patron", "/api/commands/assess_fee", []byte(`{"command_id":"` + id + `","patron_id":"` + id + `","amount_cents":5}`), 404},
-		{"oversized body", "/api/commands/catalog_item", bytes.Repeat([]byte("x"), 64<<10), 400},
+		{"malformed JSON", "/api/desk/catalog-item", []byte(`{`), 400},
+		{"unknown command", "/api/desk/format-disk", []byte(`{}`), 404},
+		{"negative price", "/api/desk/catalog-item", []byte(`{"command_id":"` + id + `","barcode":"X1","title":"t","collection":"c","branch":"b","replacement_cents":-1}`), 400},
+		{"unknown fine", "/api/desk/pay-fine", []byte(`{"command_id":"` + id + `","fine_id":"` + id + `","amount_cents":5}`), 404},
+		{"zero payment", "/api/desk/pay-fine", []byte(`{"command_id":"` + id + `","fine_id":"` + id + `","amount_cents":0}`), 400},
+		{"unknown patron", "/api/desk/assess-fee", []byte(`{"command_id":"` + id + `","patron_id":"` + id + `","amount_cents":5}`), 404},
+		{"oversized body", "/api/desk/catalog-item", bytes.Repeat([]byte("x"), 64<<10), 400},
 		{"no such route", "/api/nothing", []byte(`{}`), 404},
 	}
 	for _, tc := range desk {

@@ -20,8 +20,11 @@ commands:
   audit replay          print the stream as an auditor sees it (no keys needed)
   items import FILE     catalog items from a CSV file (barcode,title,collection,branch,replacement_cents)
   do COMMAND [JSON]     send one staff command to a running server (JSON from the argument or stdin)
+  access-log            print the access record of a running server (administrators)
+  staff COMMAND [NAME]  staff accounts: add, disable, enable, passwd, list (server stopped)
   keys rotate           re-wrap every key under a new master key and destroy the old one (server stopped)
   projections rebuild   rebuild the projections from the stream and compare with the live ones (server stopped)
+  bench [--quick]       measure Lethe next to raw JetStream and Pebble doing the same I/O (--json FILE)
   version               print the version
 
 Run 'lethe <command> -h' for the flags of a command. Every flag can also be set with an
@@ -74,9 +77,13 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		if len(rest) == 0 || rest[0] != "import" {
 			return &exitError{2, errors.New("usage: lethe items import [flags] FILE.csv")}
 		}
-		return cmdItemsImport(ctx, rest[1:], getenv, stdout, stderr)
+		return cmdItemsImport(ctx, rest[1:], getenv, stdin, stdout, stderr)
 	case "do":
 		return cmdDo(ctx, rest, getenv, stdin, stdout, stderr)
+	case "access-log":
+		return cmdAccessLog(ctx, rest, getenv, stdin, stdout, stderr)
+	case "staff":
+		return cmdStaff(ctx, rest, getenv, stdin, stdout, stderr)
 	case "keys":
 		if len(rest) == 0 || rest[0] != "rotate" {
 			return &exitError{2, errors.New("usage: lethe keys rotate [flags]")}
@@ -87,6 +94,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 			return &exitError{2, errors.New("usage: lethe projections rebuild [flags]")}
 		}
 		return cmdRebuild(ctx, rest[1:], getenv, stdout, stderr)
+	case "bench":
+		return cmdBench(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "lethe", version)
 		return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,13 +11,17 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/imagineif/lethe/access"
+	"github.com/imagineif/lethe/desk"
 	"github.com/imagineif/lethe/expunger"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/projections"
+	"github.com/imagineif/lethe/staff"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -30,6 +35,10 @@ type serviceConfig struct {
 	RulesInterval time.Duration // how often overdue rules run
 	Rules         ledger.Rules
 	Now           func() time.Time
+
+	TLSCert, TLSKey string // serve HTTPS with this certificate and key
+	Sessions        staff.SessionConfig
+	Collections     desk.Thresholds // defaults of the collections export
 
 	// noExpungeLoop leaves closed transactions waiting (tests stop the process between
 	// close and expunge with it). It is not a setting: there is no flag for it.
@@ -49,6 +58,8 @@ type service struct {
 	errMu  sync.Mutex
 	err    error
 	srv    *http.Server
+	staff  *staff.Store
+	desk   *desk.Server
 }
 
 func startService(ctx context.Context, cfg serviceConfig) (s *service, err error) {
@@ -65,8 +76,12 @@ func startService(ctx context.Context, cfg serviceConfig) (s *service, err error
 	if err := n.proj.CatchUp(ctx, n.js); err != nil {
 		return nil, fmt.Errorf("catch up projections: %w", err)
 	}
+	accessLog, err := access.Open(ctx, n.js, cfg.Replicas, n.keys, n.proj, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
 	led, err := ledger.New(n.nc, n.stream, n.proj, n.keys, n.v, ledger.Config{
-		Rules: cfg.Rules, Now: cfg.Now, Location: cfg.Location, Logger: cfg.Logger,
+		Rules: cfg.Rules, Now: cfg.Now, Location: cfg.Location, Logger: cfg.Logger, Recorder: accessLog,
 	})
 	if err != nil {
 		return nil, err
@@ -105,13 +120,40 @@ func startService(ctx context.Context, cfg serviceConfig) (s *service, err error
 			s.stop()
 			return nil, fmt.Errorf("http listen: %w", err)
 		}
-		api := &projections.API{
-			Store: n.proj, Ledger: led, Expunger: exp, Logger: cfg.Logger,
-			Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-			StreamLast: n.streamLast, Now: cfg.Now,
+		if s.staff, err = staff.Open(filepath.Join(cfg.Data, "staff"), cfg.Logger); err != nil {
+			ln.Close()
+			s.stop()
+			return nil, err
 		}
+		sessions := cfg.Sessions
+		if sessions.Now == nil {
+			sessions.Now = cfg.Now
+		}
+		api := &desk.Server{
+			API: &projections.API{
+				Store: n.proj, Expunger: exp, Logger: cfg.Logger,
+				Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+				StreamLast: n.streamLast, Now: cfg.Now,
+			},
+			Ledger: led, Access: accessLog, Collections: cfg.Collections, Location: cfg.Location, Logger: cfg.Logger,
+			Auth: &staff.Auth{Store: s.staff, Sessions: staff.NewSessions(sessions),
+				Limiter: staff.NewLimiter(staff.LimitConfig{Now: cfg.Now}), Secure: cfg.TLSCert != "", Logger: cfg.Logger},
+		}
+		s.desk = api
 		s.srv = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
-		s.httpURL = "http://" + ln.Addr().String()
+		scheme := "http"
+		if cfg.TLSCert != "" {
+			scheme = "https"
+			cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+			if err != nil {
+				ln.Close()
+				s.stop()
+				return nil, fmt.Errorf("TLS certificate: %w", err)
+			}
+			s.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+			ln = tls.NewListener(ln, s.srv.TLSConfig)
+		}
+		s.httpURL = scheme + "://" + ln.Addr().String()
 		s.goRun("http", func() error {
 			if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
@@ -163,11 +205,7 @@ func (s *service) goRun(name string, f func() error) {
 	go func() {
 		defer s.wg.Done()
 		if err := f(); err != nil {
-			s.errMu.Lock()
-			if s.err == nil {
-				s.err = fmt.Errorf("%s: %w", name, err)
-			}
-			s.errMu.Unlock()
+			s.setErr(fmt.Errorf("%s: %w", name, err))
 			s.cancel()
 		}
 	}()
@@ -182,10 +220,24 @@ func (s *service) stop() error {
 	}
 	s.cancel()
 	s.wg.Wait()
+	if s.staff != nil {
+		if err := s.staff.Close(); err != nil {
+			s.setErr(fmt.Errorf("close staff store: %w", err))
+		}
+	}
 	s.close()
 	s.errMu.Lock()
 	defer s.errMu.Unlock()
 	return s.err
+}
+
+// setErr keeps the first error of the service.
+func (s *service) setErr(err error) {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	if s.err == nil {
+		s.err = err
+	}
 }
 
 // failed is closed when a part fails (or the service is stopping).
@@ -205,6 +257,12 @@ func serviceFlags(f flags, dataDefault, sweepDefault string) func() (serviceConf
 	rulesFile := f.str("rules", "", "JSON file of loan rules (loan_days, max_renewals, ...); default rules otherwise")
 	tz := f.str("timezone", "Local", "the library's time zone, for ages and daily statistics")
 	level := f.str("log-level", "info", "debug, info, warn or error")
+	tlsCert := f.str("tls-cert", "", "PEM certificate file: serve the staff API over HTTPS (needed off loopback)")
+	tlsKey := f.str("tls-key", "", "PEM private key file for --tls-cert")
+	idle := f.str("session-idle", "15m", "a staff session ends after this long without a request")
+	absolute := f.str("session-max", "8h", "a staff session ends this long after login, whatever the activity")
+	minOwed := f.str("collections-min-owed-cents", "1000", "the collections export lists accounts owing at least this many cents")
+	minDays := f.str("collections-min-days-overdue", "30", "or with an item at least this many days overdue")
 	return func() (serviceConfig, error) {
 		var cfg serviceConfig
 		var err error
@@ -227,6 +285,22 @@ func serviceFlags(f flags, dataDefault, sweepDefault string) func() (serviceConf
 			if cfg.Rules, err = readRules(*rulesFile); err != nil {
 				return cfg, err
 			}
+		}
+		if (*tlsCert == "") != (*tlsKey == "") {
+			return cfg, errors.New("--tls-cert and --tls-key go together")
+		}
+		cfg.TLSCert, cfg.TLSKey = *tlsCert, *tlsKey
+		if cfg.Sessions.Idle, err = time.ParseDuration(*idle); err != nil || cfg.Sessions.Idle <= 0 {
+			return cfg, errors.New("--session-idle must be a positive duration")
+		}
+		if cfg.Sessions.Absolute, err = time.ParseDuration(*absolute); err != nil || cfg.Sessions.Absolute < cfg.Sessions.Idle {
+			return cfg, errors.New("--session-max must be a duration no shorter than --session-idle")
+		}
+		if cfg.Collections.MinOwedCents, err = strconv.ParseInt(*minOwed, 10, 64); err != nil || cfg.Collections.MinOwedCents < 0 {
+			return cfg, errors.New("--collections-min-owed-cents must be a whole number, 0 or more")
+		}
+		if cfg.Collections.MinDaysOverdue, err = strconv.Atoi(*minDays); err != nil || cfg.Collections.MinDaysOverdue < 0 {
+			return cfg, errors.New("--collections-min-days-overdue must be a whole number, 0 or more")
 		}
 		cfg.Data, cfg.NATSURL, cfg.NATSListen, cfg.HTTP, cfg.Sync = *data, *natsURL, *listen, *httpAddr, *sync
 		cfg.MasterKeyFile, cfg.MasterKey = *masterFile, f.getenv("LETHE_MASTER_KEY")

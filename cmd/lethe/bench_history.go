@@ -1,0 +1,312 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/projections"
+	"github.com/imagineif/lethe/schemas"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// rawRead reads the whole CIRC stream with an ordered consumer and does nothing with the
+// messages but count their bytes: the engine's own replay rate.
+func rawRead(ctx context.Context, js jetstream.JetStream) (int, time.Duration, error) {
+	start := time.Now()
+	s, err := js.Stream(ctx, ledger.StreamName)
+	if err != nil {
+		return 0, 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	total := int(info.State.Msgs)
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return 0, 0, err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1000))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer it.Stop()
+	n, size := 0, 0
+	for n < total {
+		m, err := it.Next()
+		if err != nil {
+			return n, 0, err
+		}
+		size += len(m.Data())
+		n++
+	}
+	if size == 0 {
+		return n, 0, errors.New("empty stream")
+	}
+	return n, time.Since(start), nil
+}
+
+// auditRead is lethe audit replay without its output: the expunged records first, then
+// every event through the auditor's decode path (schema check, data, patron status).
+// It returns the events decoded and the time of the main pass.
+func auditRead(ctx context.Context, js jetstream.JetStream, v *schemas.Validator) (int, time.Duration, error) {
+	expunged, err := expungedTxns(ctx, js, v)
+	if err != nil {
+		return 0, 0, err
+	}
+	a := &auditor{v: v, expunged: expunged}
+	n, sealed := 0, 0
+	start := time.Now()
+	err = ledger.Read(ctx, js, ledger.ReadOptions{}, func(m ledger.Msg) error {
+		l, err := a.line(m)
+		if err != nil {
+			return fmt.Errorf("sequence %d: %w", m.Seq, err)
+		}
+		if l.Patron == "sealed" {
+			sealed++
+		}
+		n++
+		return nil
+	})
+	return n, time.Since(start), err
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// replayAndRebuild replays the ingest service's stream raw and as the auditor does, and
+// rebuilds its projections, as lethe projections rebuild does (server stopped).
+func (b *bencher) replayAndRebuild(ctx context.Context) error {
+	b.prog.set("replay: opening the history")
+	n, err := openNode(ctx, nodeConfig{Data: b.history, NATSListen: "off", Sync: "always", Location: time.UTC, Logger: b.logger})
+	if err != nil {
+		return err
+	}
+	defer n.close()
+	if err := n.proj.CatchUp(ctx, n.js); err != nil {
+		return err
+	}
+	events := int(n.proj.Applied())
+	// A first read warms the page cache for both.
+	if _, _, err := rawRead(ctx, n.js); err != nil {
+		return err
+	}
+	var raws, audits, rebuilds []float64
+	for i := range b.plan.replayRuns {
+		b.prog.set("replay %d/%d: raw ordered consumer, %s events", i+1, b.plan.replayRuns, thousands(int64(events)))
+		rn, rd, err := rawRead(ctx, n.js)
+		if err != nil {
+			return err
+		}
+		raws = append(raws, float64(rn)/rd.Seconds())
+		b.prog.set("replay %d/%d: auditor's decode path", i+1, b.plan.replayRuns)
+		an, ad, err := auditRead(ctx, n.js, n.v)
+		if err != nil {
+			return err
+		}
+		if an != rn {
+			return fmt.Errorf("the auditor read %d events, the raw read %d", an, rn)
+		}
+		audits = append(audits, float64(an)/ad.Seconds())
+		if !b.runs("rebuild") {
+			continue
+		}
+		b.prog.set("rebuild %d/%d: projections from %s events", i+1, b.plan.replayRuns, thousands(int64(events)))
+		dir, err := os.MkdirTemp(b.history, "rebuild-")
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		diff, err := n.proj.Rebuild(ctx, n.js, filepath.Join(dir, "projections"), projections.Config{Location: time.UTC, Logger: b.logger})
+		elapsed := time.Since(start)
+		os.RemoveAll(dir)
+		if err != nil {
+			return fmt.Errorf("rebuild: %w", err)
+		}
+		if !diff.Equal() {
+			b.warn("the rebuilt projections differ from the live ones: %d missing, %d extra, %d changed", diff.Missing, diff.Extra, diff.Changed)
+		}
+		rebuilds = append(rebuilds, float64(events)/elapsed.Seconds())
+	}
+	raw := median(raws)
+	note := fmt.Sprintf("%s events; median of %d", thousands(int64(events)), b.plan.replayRuns)
+	if b.runs("replay") {
+		audit := median(audits)
+		b.add(newRow("replay", "auditor decode + schema check", "events/s", ptr(raw), audit).
+			target("≥ 0.7× raw", audit >= 0.7*raw).note(note))
+	}
+	if len(rebuilds) > 0 {
+		reb := median(rebuilds)
+		b.add(newRow("rebuild", "projection rebuild from the stream", "events/s", ptr(raw), reb).
+			target("≥ 100,000 events/s", reb >= 100000).note(note + "; raw: the ordered-consumer read alone"))
+	}
+	return nil
+}
+
+// benchClock is the service's clock in the growth runs: real time plus an offset the
+// bench moves forward, past the deduplication window.
+type benchClock struct{ offset atomic.Int64 }
+
+func (c *benchClock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+
+// growth measures the keystore's and the projections' bytes on disk with n open
+// transactions, then after 10×n more transactions opened and closed: they must follow the
+// open transactions, not the history.
+func (b *bencher) growth(ctx context.Context) error {
+	for _, open := range b.plan.growth {
+		if err := b.growthRun(ctx, open); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *bencher) growthRun(ctx context.Context, open int) error {
+	const kiosks = 16
+	var clk benchClock
+	b.prog.set("growth %d: seeding", open)
+	s, err := b.startLethe(ctx, "growth"+strconv.Itoa(open), time.Hour, clk.Now)
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	// Cards for the open loans (at most 40 each, under the loan limit), and one per kiosk.
+	holders := (open + 39) / 40
+	lib, err := seedLibrary(ctx, s, open+4*kiosks, holders+kiosks, io.Discard)
+	if err != nil {
+		return err
+	}
+	kc, err := kioskConn(s)
+	if err != nil {
+		return err
+	}
+	defer kc.Close()
+
+	b.prog.set("growth %d: opening %d loans", open, open)
+	if err := parallel(ctx, kiosks, open, func(i int) error {
+		code, err := kioskRequest(ctx, kc, "growth"+strconv.Itoa(i%kiosks), schemas.CmdCheckOut,
+			schemas.CheckOut{CommandID: uuid.NewString(), Card: lib.cards[i%holders], Barcode: lib.barcodes[i]})
+		if err == nil && code != "" {
+			err = fmt.Errorf("checkout refused: %s", code)
+		}
+		b.prog.count.Add(1)
+		return err
+	}); err != nil {
+		return err
+	}
+	measure := func() (keys, proj int64, err error) {
+		if _, err := s.exp.ExpungeNow(ctx); err != nil {
+			return 0, 0, err
+		}
+		if err := s.exp.Sweep(ctx); err != nil {
+			return 0, 0, err
+		}
+		if keys, err = dirBytes(filepath.Join(s.cfg.Data, "keystore")); err != nil {
+			return 0, 0, err
+		}
+		proj, err = dirBytes(filepath.Join(s.cfg.Data, "projections"))
+		return keys, proj, err
+	}
+	keys0, proj0, err := measure()
+	if err != nil {
+		return err
+	}
+
+	closed := 10 * open
+	b.prog.set("growth %d: %d transactions opened and closed", open, closed)
+	pool := lib.barcodes[open:]
+	var next atomic.Int64
+	if err := parallel(ctx, kiosks, kiosks, func(k int) error {
+		var out, in latencies
+		items := kioskItems(pool, k, kiosks)
+		card := lib.cards[holders+k]
+		for i := 0; next.Add(1) <= int64(closed); i++ {
+			if err := roundTrip(ctx, kc, "growth"+strconv.Itoa(k), card, items[i%len(items)], &out, &in, func(code string) {
+				b.warn("growth: a kiosk request was refused (%s)", code)
+			}); err != nil {
+				return err
+			}
+			b.prog.count.Add(1)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	keys1, proj1, err := measure()
+	if err != nil {
+		return err
+	}
+	// Move the clock past the deduplication window; the next event applied lets the
+	// projections forget the command ids they kept for retries.
+	clk.offset.Store(int64(ledger.DedupeWindow + time.Minute))
+	var out, in latencies
+	if err := roundTrip(ctx, kc, "growth-late", lib.cards[holders], pool[0], &out, &in, func(code string) {
+		b.warn("growth: a kiosk request was refused (%s)", code)
+	}); err != nil {
+		return err
+	}
+	keys2, proj2, err := measure()
+	if err != nil {
+		return err
+	}
+	counts, err := s.proj.Counts()
+	if err != nil {
+		return err
+	}
+	if counts.OpenTxns != open {
+		b.warn("growth %d: %d open transactions at the end, want %d", open, counts.OpenTxns, open)
+	}
+	sec := fmt.Sprintf("growth, %s open", thousands(int64(open)))
+	name := fmt.Sprintf("%s with %s open → after %s more closed", "%s", thousands(int64(open)), thousands(int64(closed)))
+	b.add(newRow(sec, fmt.Sprintf(name, "keystore bytes"), "bytes", ptr(float64(keys0)), float64(keys2)).
+		target("flat (≤ 1.25×)", float64(keys2) <= 1.25*float64(keys0)).
+		note(fmt.Sprintf("raw column: before; %s right after the closes", formatValue(float64(keys1), "bytes"))))
+	b.add(newRow(sec, fmt.Sprintf(name, "projection bytes"), "bytes", ptr(float64(proj0)), float64(proj2)).
+		target("flat (≤ 1.25×)", float64(proj2) <= 1.25*float64(proj0)).
+		note(fmt.Sprintf("raw column: before; %s right after the closes, while their command ids are kept for retries (%s)",
+			formatValue(float64(proj1), "bytes"), ledger.DedupeWindow)))
+	return nil
+}
+
+// parallel runs f(0..n-1) on workers goroutines and returns the first error.
+func parallel(ctx context.Context, workers, n int, f func(int) error) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for range min(workers, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := f(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := errors.Join(collect(errs)...); err != nil {
+		return err
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,591 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/schemas"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// loadResult is what one ingest run measured.
+type loadResult struct {
+	events  int64         // messages appended to the stream during the run
+	elapsed time.Duration // from the first request to the last reply
+	all     latencies     // every request
+	byCmd   map[string]latencies
+	refused map[string]int64 // replies that were not ok, by error code
+}
+
+func (r loadResult) rate() float64 { return float64(r.events) / r.elapsed.Seconds() }
+
+// merge adds one worker's latencies.
+func (r *loadResult) merge(mu *sync.Mutex, cmd string, l latencies) {
+	mu.Lock()
+	defer mu.Unlock()
+	r.all = append(r.all, l...)
+	if r.byCmd == nil {
+		r.byCmd = map[string]latencies{}
+	}
+	r.byCmd[cmd] = append(r.byCmd[cmd], l...)
+}
+
+// startLethe starts a fresh Lethe service in a temporary directory: embedded NATS with
+// fsync before every acknowledgement, no HTTP, kiosks over an in-process connection.
+func (b *bencher) startLethe(ctx context.Context, name string, sweep time.Duration, now func() time.Time) (*service, error) {
+	cfg := serviceConfig{
+		nodeConfig: nodeConfig{Data: b.tempDir(name), NATSListen: "off", Sync: "always", Replicas: 1,
+			Location: time.UTC, Logger: b.logger},
+		HTTP: "off", SweepInterval: sweep, RulesInterval: time.Hour, Now: now,
+	}
+	return startService(ctx, cfg)
+}
+
+// startRaw starts an embedded NATS server configured exactly as Lethe's (startNATS, fsync
+// before every acknowledgement) with the CIRC stream's configuration, for the raw runs.
+func (b *bencher) startRaw(ctx context.Context) (*server.Server, *nats.Conn, error) {
+	ns, err := startNATS(nodeConfig{Data: b.tempDir("raw"), NATSListen: "off", Sync: "always"})
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("bench-raw"))
+	if err != nil {
+		ns.Shutdown()
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err == nil {
+		_, err = ledger.EnsureStream(ctx, js, 1)
+	}
+	if err != nil {
+		nc.Close()
+		ns.Shutdown()
+		return nil, nil, err
+	}
+	return ns, nc, nil
+}
+
+func stopRaw(ns *server.Server, nc *nats.Conn) {
+	nc.Close()
+	ns.Shutdown()
+	ns.WaitForShutdown()
+}
+
+// kioskConn is the kiosks' own connection to the embedded server, as a kiosk gateway's
+// would be: separate from the one the ledger serves on.
+func kioskConn(s *service) (*nats.Conn, error) {
+	return nats.Connect("", nats.InProcessServer(s.ns), nats.Name("bench-kiosks"))
+}
+
+// kioskRequest sends one kiosk command and returns the reply's error code ("" if ok).
+func kioskRequest(ctx context.Context, nc *nats.Conn, kiosk, cmd string, v any) (string, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	m, err := nc.RequestWithContext(ctx, ledger.KioskSubject("main", kiosk, cmd), raw)
+	if err != nil {
+		return "", err
+	}
+	var r schemas.Reply
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return "", fmt.Errorf("kiosk reply: %w", err)
+	}
+	if !r.OK {
+		if r.Error == nil {
+			return string(schemas.CodeInternal), nil
+		}
+		return string(r.Error.Code), nil
+	}
+	return "", nil
+}
+
+// roundTrip checks an item out to a card and returns it, timing each request.
+func roundTrip(ctx context.Context, nc *nats.Conn, kiosk, card, barcode string, out, in *latencies, refused func(string)) error {
+	t := time.Now()
+	code, err := kioskRequest(ctx, nc, kiosk, schemas.CmdCheckOut, schemas.CheckOut{CommandID: uuid.NewString(), Card: card, Barcode: barcode})
+	if err != nil {
+		return err
+	}
+	*out = append(*out, time.Since(t))
+	if code != "" {
+		refused("checkout " + code)
+		return nil
+	}
+	t = time.Now()
+	code, err = kioskRequest(ctx, nc, kiosk, schemas.CmdReturn, schemas.Return{CommandID: uuid.NewString(), Barcode: barcode})
+	if err != nil {
+		return err
+	}
+	*in = append(*in, time.Since(t))
+	if code != "" {
+		refused("return " + code)
+	}
+	return nil
+}
+
+// refusals counts refused requests by code, safely across workers.
+type refusals struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+func (r *refusals) add(code string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[string]int64{}
+	}
+	r.m[code]++
+}
+
+// letheLoad runs kiosks concurrent kiosks for d, each checking its own items out and back
+// in as fast as Lethe answers.
+func (b *bencher) letheLoad(ctx context.Context, s *service, nc *nats.Conn, lib *demoLibrary, kiosks int, d time.Duration) (loadResult, error) {
+	before, err := s.streamLast(ctx)
+	if err != nil {
+		return loadResult{}, err
+	}
+	var (
+		res  loadResult
+		mu   sync.Mutex
+		ref  refusals
+		wg   sync.WaitGroup
+		errs = make(chan error, kiosks)
+	)
+	start := time.Now()
+	deadline := start.Add(d)
+	for k := range kiosks {
+		items := kioskItems(lib.barcodes, k, kiosks)
+		card := lib.cards[k%len(lib.cards)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out, in latencies
+			name := "bench" + strconv.Itoa(k)
+			for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
+				if err := roundTrip(ctx, nc, name, card, items[i%len(items)], &out, &in, ref.add); err != nil {
+					errs <- err
+					return
+				}
+				b.prog.count.Add(2)
+			}
+			res.merge(&mu, schemas.CmdCheckOut, out)
+			res.merge(&mu, schemas.CmdReturn, in)
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	close(errs)
+	if err := errors.Join(collect(errs)...); err != nil {
+		return res, err
+	}
+	after, err := s.streamLast(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.events = int64(after - before)
+	res.refused = ref.m
+	return res, nil
+}
+
+func collect(errs <-chan error) []error {
+	var out []error
+	for err := range errs {
+		out = append(out, err)
+	}
+	return out
+}
+
+// kioskItems are the barcodes kiosk k of n works on: its own, so kiosks never race.
+func kioskItems(barcodes []string, k, n int) []string {
+	var out []string
+	for i := k; i < len(barcodes); i += n {
+		out = append(out, barcodes[i])
+	}
+	return out
+}
+
+// rawPublish is one request-publish to the CIRC stream, as the ledger appends: a message
+// of size bytes with a Nats-Msg-Id, waiting for the stream's acknowledgement.
+func rawPublish(ctx context.Context, nc *nats.Conn, subject string, payload []byte) error {
+	m := nats.NewMsg(subject)
+	m.Data = payload
+	m.Header.Set("Nats-Msg-Id", uuid.NewString())
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := nc.RequestMsgWithContext(ctx, m)
+	if err != nil {
+		return err
+	}
+	var ack struct {
+		Error *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return err
+	}
+	if ack.Error != nil {
+		return fmt.Errorf("raw publish refused: %s", ack.Error.Description)
+	}
+	return nil
+}
+
+// rawLoad runs publishers concurrent publishers for d, each publishing one message at a
+// time to its own subject.
+func (b *bencher) rawLoad(ctx context.Context, nc *nats.Conn, publishers, size int, d time.Duration) (loadResult, error) {
+	payload := benchPayload(size)
+	var (
+		res  loadResult
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		n    atomic.Int64
+		errs = make(chan error, publishers)
+	)
+	start := time.Now()
+	deadline := start.Add(d)
+	for k := range publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var l latencies
+			subject := "circ.item.raw" + strconv.Itoa(k)
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				t := time.Now()
+				if err := rawPublish(ctx, nc, subject, payload); err != nil {
+					errs <- err
+					return
+				}
+				l = append(l, time.Since(t))
+				n.Add(1)
+				b.prog.count.Add(1)
+			}
+			res.merge(&mu, "publish", l)
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	close(errs)
+	res.events = n.Load()
+	return res, errors.Join(collect(errs)...)
+}
+
+// benchPayload is size bytes of JSON-like text (the stream stores it as it is).
+func benchPayload(size int) []byte {
+	p := make([]byte, max(size, 2))
+	for i := range p {
+		p[i] = "abcdefghijklmnopqrstuvwxyz0123456789"[i%36]
+	}
+	p[0], p[len(p)-1] = '{', '}'
+	return p
+}
+
+// meanEventSize is the mean size of the stream's messages after sequence from.
+func meanEventSize(ctx context.Context, js jetstream.JetStream, from uint64) (int, error) {
+	var n, total int
+	err := ledger.Read(ctx, js, ledger.ReadOptions{From: from}, func(m ledger.Msg) error {
+		n++
+		total += len(m.Data)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, errors.New("no kiosk events to measure")
+	}
+	return total / n, nil
+}
+
+// ingest compares raw request-publish with kiosk round trips at each concurrency, on one
+// seeded Lethe service whose stream then serves as the replay and rebuild history.
+func (b *bencher) ingest(ctx context.Context) error {
+	maxKiosks := slices.Max(b.plan.kiosks)
+	b.prog.set("ingest: seeding %d items and %d patrons", b.plan.items, maxKiosks)
+	s, err := b.startLethe(ctx, "ingest", time.Hour, nil)
+	if err != nil {
+		return err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			s.stop()
+		}
+	}()
+	lib, err := seedLibrary(ctx, s, b.plan.items, maxKiosks, io.Discard)
+	if err != nil {
+		return err
+	}
+	kc, err := kioskConn(s)
+	if err != nil {
+		return err
+	}
+	defer kc.Close()
+	// Warm up, and measure the size of the events a round trip appends.
+	seeded, err := s.streamLast(ctx)
+	if err != nil {
+		return err
+	}
+	b.prog.set("ingest: warming up")
+	if _, err := b.letheLoad(ctx, s, kc, lib, 4, 300*time.Millisecond); err != nil {
+		return err
+	}
+	if _, err := s.exp.ExpungeNow(ctx); err != nil {
+		return err
+	}
+	if b.eventSize, err = meanEventSize(ctx, s.js, seeded+1); err != nil {
+		return err
+	}
+	ns, rc, err := b.startRaw(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopRaw(ns, rc)
+	if err := rawPublish(ctx, rc, "circ.item.warmup", benchPayload(b.eventSize)); err != nil {
+		return err
+	}
+	if b.runs("ingest") {
+		for _, k := range b.plan.kiosks {
+			b.prog.set("ingest: raw JetStream, %d publishers", k)
+			raw, err := b.rawLoad(ctx, rc, k, b.eventSize, b.plan.runFor)
+			if err != nil {
+				return err
+			}
+			b.prog.set("ingest: Lethe, %d kiosks", k)
+			lethe, err := b.letheLoad(ctx, s, kc, lib, k, b.plan.runFor)
+			if err != nil {
+				return err
+			}
+			b.ingestRows(k, raw, lethe)
+		}
+	}
+	if b.plan.historyFill > 0 && (b.runs("replay") || b.runs("rebuild")) {
+		b.prog.set("history: %d kiosks for %s", maxKiosks, b.plan.historyFill)
+		if _, err := b.letheLoad(ctx, s, kc, lib, maxKiosks, b.plan.historyFill); err != nil {
+			return err
+		}
+	}
+	// Let the expunger finish, so the history ends quiet.
+	if _, err := s.exp.ExpungeNow(ctx); err != nil {
+		return err
+	}
+	b.history = s.cfg.Data
+	stopped = true
+	return s.stop()
+}
+
+func (b *bencher) ingestRows(kiosks int, raw, lethe loadResult) {
+	sec := fmt.Sprintf("ingest, %d kiosk", kiosks)
+	if kiosks > 1 {
+		sec += "s"
+	}
+	rate := newRow(sec, "throughput", "events/s", ptr(raw.rate()), lethe.rate()).
+		note(fmt.Sprintf("raw: %d-byte request-publishes; Lethe: checkout+return round trips (%d events, expunged records included)", b.eventSize, lethe.events))
+	rate = rate.target("≥ 0.8× raw", lethe.rate() >= 0.8*raw.rate())
+	b.add(rate)
+	if kiosks >= 64 {
+		b.add(newRow(sec, "group commit (moonshot)", "events/s", ptr(raw.rate()), lethe.rate()).
+			target("≥ 3× raw", lethe.rate() >= 3*raw.rate()))
+	}
+	for _, p := range []struct {
+		name string
+		q    float64
+	}{{"p50 latency", 50}, {"p99 latency", 99}, {"p99.9 latency", 99.9}} {
+		b.add(newRow(sec, p.name, "ms", ptr(ms(raw.all.percentile(p.q))), ms(lethe.all.percentile(p.q))))
+	}
+	for code, n := range lethe.refused {
+		b.warn("%s: %d kiosk requests refused (%s)", sec, n, code)
+	}
+}
+
+// fixedAndExpunge runs kiosks at a fixed event rate on a fresh service with a short
+// erasure sweep interval, for latency under a steady load and for the expunge and erasure
+// lags; and raw publishes at the same rate.
+func (b *bencher) fixedAndExpunge(ctx context.Context) error {
+	if b.eventSize == 0 {
+		b.eventSize = 500 // --only without ingest: a typical kiosk event
+	}
+	b.prog.set("fixed rate: seeding")
+	s, err := b.startLethe(ctx, "fixed", b.plan.sweepEvery, nil)
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	lib, err := seedLibrary(ctx, s, 200, 16, io.Discard)
+	if err != nil {
+		return err
+	}
+	kc, err := kioskConn(s)
+	if err != nil {
+		return err
+	}
+	defer kc.Close()
+	ns, rc, err := b.startRaw(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopRaw(ns, rc)
+
+	rate := b.plan.fixedRate
+	b.prog.set("fixed rate: raw JetStream, %d messages/s", rate)
+	raw, err := b.rawFixed(ctx, rc, rate, b.plan.fixedFor)
+	if err != nil {
+		return err
+	}
+	b.prog.set("fixed rate: Lethe, %d events/s", rate)
+	// A round trip appends four events: checked_out, returned, closed and expunged.
+	lethe, err := b.letheFixed(ctx, s, kc, lib, float64(rate)/4, b.plan.fixedFor)
+	if err != nil {
+		return err
+	}
+	if b.runs("fixed") {
+		sec := fmt.Sprintf("fixed %d events/s", rate)
+		b.add(newRow(sec, "achieved rate", "events/s", ptr(raw.rate()), lethe.rate()))
+		co := lethe.byCmd[schemas.CmdCheckOut]
+		for _, p := range []struct {
+			name string
+			q    float64
+		}{{"p50 latency", 50}, {"p99 latency", 99}, {"p99.9 latency", 99.9}} {
+			b.add(newRow(sec, p.name, "ms", ptr(ms(raw.all.percentile(p.q))), ms(lethe.all.percentile(p.q))).
+				note("every kiosk request, checkouts and returns"))
+		}
+		p99 := ms(co.percentile(99))
+		b.add(newRow(sec, "checkout p99 latency", "ms", ptr(ms(raw.all.percentile(99))), p99).target("< 5 ms", p99 < 5))
+		b.add(newRow(sec, "return p99 latency", "ms", ptr(ms(raw.all.percentile(99))), ms(lethe.byCmd[schemas.CmdReturn].percentile(99))).
+			note("a return appends returned+closed as one atomic batch"))
+		for code, n := range lethe.refused {
+			b.warn("%s: %d kiosk requests refused (%s)", sec, n, code)
+		}
+	}
+	if !b.runs("expunge") {
+		return nil
+	}
+	// As the demo does: expunge what is left, then sweep, so every close is erased.
+	b.prog.set("expunge: final sweep")
+	if _, err := s.exp.ExpungeNow(ctx); err != nil {
+		return err
+	}
+	if err := s.exp.Sweep(ctx); err != nil {
+		return err
+	}
+	st := s.exp.Stats()
+	sec := fmt.Sprintf("expunge at %d events/s", rate)
+	note := fmt.Sprintf("%d transactions closed and expunged", st.Expunged)
+	b.add(newRow(sec, "expunge lag p50", "ms", nil, ms(st.ExpungeLagP50)).note(note))
+	b.add(newRow(sec, "expunge lag p99", "ms", nil, ms(st.ExpungeLagP99)).target("< 100 ms", st.ExpungeLagP99 < 100*time.Millisecond))
+	bound := b.plan.sweepEvery + time.Second
+	b.add(newRow(sec, "erasure lag p50", "ms", nil, ms(st.ErasureLagP50)).note(fmt.Sprintf("sweep every %s", b.plan.sweepEvery)))
+	b.add(newRow(sec, "erasure lag p99", "ms", nil, ms(st.ErasureLagP99)).
+		target(fmt.Sprintf("≤ sweep interval (%s) + 1 s", b.plan.sweepEvery), st.ErasureLagP99 <= bound))
+	return nil
+}
+
+// rawFixed publishes rate messages per second for d, each from its own goroutine at its
+// scheduled time (an open loop: a slow reply delays no other message).
+func (b *bencher) rawFixed(ctx context.Context, nc *nats.Conn, rate int, d time.Duration) (loadResult, error) {
+	payload := benchPayload(b.eventSize)
+	var res loadResult
+	var mu sync.Mutex
+	var ref refusals
+	err := openLoop(ctx, float64(rate), d, func(i int) error {
+		t := time.Now()
+		if err := rawPublish(ctx, nc, "circ.item.fixed"+strconv.Itoa(i%64), payload); err != nil {
+			return err
+		}
+		res.merge(&mu, "publish", latencies{time.Since(t)})
+		b.prog.count.Add(1)
+		return nil
+	}, &res)
+	res.refused = ref.m
+	res.events = int64(len(res.all))
+	return res, err
+}
+
+// letheFixed starts rate round trips per second for d, each on an item no other round
+// trip holds, cards taken in turn.
+func (b *bencher) letheFixed(ctx context.Context, s *service, nc *nats.Conn, lib *demoLibrary, rate float64, d time.Duration) (loadResult, error) {
+	before, err := s.streamLast(ctx)
+	if err != nil {
+		return loadResult{}, err
+	}
+	free := make(chan string, len(lib.barcodes))
+	for _, bc := range lib.barcodes {
+		free <- bc
+	}
+	var res loadResult
+	var mu sync.Mutex
+	var ref refusals
+	err = openLoop(ctx, rate, d, func(i int) error {
+		var bc string
+		select {
+		case bc = <-free:
+		default:
+			ref.add("no free item")
+			return nil
+		}
+		defer func() { free <- bc }()
+		var out, in latencies
+		card := lib.cards[i%len(lib.cards)]
+		if err := roundTrip(ctx, nc, "fixed"+strconv.Itoa(i%16), card, bc, &out, &in, ref.add); err != nil {
+			return err
+		}
+		res.merge(&mu, schemas.CmdCheckOut, out)
+		res.merge(&mu, schemas.CmdReturn, in)
+		b.prog.count.Add(2)
+		return nil
+	}, &res)
+	if err != nil {
+		return res, err
+	}
+	after, err := s.streamLast(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.events = int64(after - before)
+	res.refused = ref.m
+	return res, nil
+}
+
+// openLoop calls f(i) in a new goroutine at start + i/rate for d, waits for all of them,
+// and sets res.elapsed from the start to the last return.
+func openLoop(ctx context.Context, rate float64, d time.Duration, f func(int) error, res *loadResult) error {
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	interval := time.Duration(float64(time.Second) / rate)
+	start := time.Now()
+	for i := 0; ; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if at.Sub(start) >= d || ctx.Err() != nil {
+			break
+		}
+		if wait := time.Until(at); wait > 0 {
+			time.Sleep(wait)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(i); err != nil {
+				once.Do(func() { first = err })
+			}
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	return first
+}

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// benchRow is one line of lethe bench's results: Lethe's figure next to the raw engine
+// doing the same I/O. Ratio is always Lethe ÷ raw (for growth: after ÷ before), so its
+// meaning depends on the unit: above 1 is better for a rate, below 1 for a latency.
+type benchRow struct {
+	Section string   `json:"section"`
+	Name    string   `json:"name"`
+	Unit    string   `json:"unit"` // "events/s", "ms", "bytes"
+	Raw     *float64 `json:"raw"`  // nil when there is no raw counterpart
+	Lethe   float64  `json:"lethe"`
+	Ratio   *float64 `json:"ratio"`
+	Target  string   `json:"target,omitempty"`
+	Met     *bool    `json:"met,omitempty"` // nil when the row has no target
+	Note    string   `json:"note,omitempty"`
+}
+
+// newRow fills Ratio from raw and lethe.
+func newRow(section, name, unit string, raw *float64, lethe float64) benchRow {
+	r := benchRow{Section: section, Name: name, Unit: unit, Raw: raw, Lethe: lethe}
+	if raw != nil && *raw != 0 {
+		r.Ratio = ptr(lethe / *raw)
+	}
+	return r
+}
+
+// target sets the row's target and whether it is met.
+func (r benchRow) target(text string, met bool) benchRow {
+	r.Target, r.Met = text, &met
+	return r
+}
+
+func (r benchRow) note(text string) benchRow {
+	r.Note = text
+	return r
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// latencies collects request latencies of one run.
+type latencies []time.Duration
+
+// percentile returns the p-th percentile (0 < p ≤ 100) by nearest rank: the smallest
+// sample that at least p% of the samples do not exceed. It sorts l.
+func (l latencies) percentile(p float64) time.Duration {
+	if len(l) == 0 {
+		return 0
+	}
+	slices.Sort(l)
+	rank := int(math.Ceil(p / 100 * float64(len(l))))
+	return l[min(max(rank, 1), len(l))-1]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// benchMachine describes where the benchmark ran.
+type benchMachine struct {
+	GOOS      string `json:"goos"`
+	GOARCH    string `json:"goarch"`
+	NumCPU    int    `json:"num_cpu"`
+	GoVersion string `json:"go_version"`
+	CPUModel  string `json:"cpu_model,omitempty"`
+	MemoryKiB int64  `json:"memory_kib,omitempty"`
+}
+
+func machineInfo() benchMachine {
+	m := benchMachine{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, NumCPU: runtime.NumCPU(), GoVersion: runtime.Version()}
+	m.CPUModel = procField("/proc/cpuinfo", "model name")
+	if kb := procField("/proc/meminfo", "MemTotal"); kb != "" {
+		m.MemoryKiB, _ = strconv.ParseInt(strings.Fields(kb)[0], 10, 64)
+	}
+	return m
+}
+
+// procField returns the value of the first "name : value" line of a /proc file, or "".
+func procField(path, name string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == name {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// benchReport is what --json writes.
+type benchReport struct {
+	Command  string       `json:"command"`
+	Quick    bool         `json:"quick"`
+	Started  time.Time    `json:"started"`
+	Elapsed  float64      `json:"elapsed_s"`
+	Machine  benchMachine `json:"machine"`
+	Rows     []benchRow   `json:"rows"`
+	Warnings []string     `json:"warnings,omitempty"`
+}
+
+func writeJSONReport(w io.Writer, r benchReport) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// writeTable prints the summary: one line per row, raw figure, Lethe's, the ratio, the
+// target and whether it is met.
+func writeTable(w io.Writer, rows []benchRow) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "section\tmeasure\traw\tLethe\tratio\ttarget\tmet")
+	for _, r := range rows {
+		raw := "—"
+		if r.Raw != nil {
+			raw = formatValue(*r.Raw, r.Unit)
+		}
+		ratio := "—"
+		if r.Ratio != nil {
+			ratio = fmt.Sprintf("%.2f", *r.Ratio)
+		}
+		met := ""
+		if r.Met != nil {
+			met = "no"
+			if *r.Met {
+				met = "yes"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Section, r.Name, raw, formatValue(r.Lethe, r.Unit), ratio, r.Target, met)
+	}
+	return tw.Flush()
+}
+
+// writeMarkdown prints the rows as a Markdown table, for the README.
+func writeMarkdown(w io.Writer, rows []benchRow) {
+	fmt.Fprintln(w, "| section | measure | raw | Lethe | ratio | target | met |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		raw := "—"
+		if r.Raw != nil {
+			raw = formatValue(*r.Raw, r.Unit)
+		}
+		ratio := "—"
+		if r.Ratio != nil {
+			ratio = fmt.Sprintf("%.2f", *r.Ratio)
+		}
+		met := ""
+		if r.Met != nil {
+			met = "no"
+			if *r.Met {
+				met = "yes"
+			}
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", r.Section, r.Name, raw, formatValue(r.Lethe, r.Unit), ratio, r.Target, met)
+	}
+}
+
+// formatValue prints a figure in its unit: rates and counts with thousands separators,
+// milliseconds with three significant digits, bytes in KiB or MiB.
+func formatValue(v float64, unit string) string {
+	switch unit {
+	case "ms":
+		switch {
+		case v >= 100:
+			return fmt.Sprintf("%.0f ms", v)
+		case v >= 10:
+			return fmt.Sprintf("%.1f ms", v)
+		}
+		return fmt.Sprintf("%.2f ms", v)
+	case "bytes":
+		switch {
+		case v >= 10<<20:
+			return fmt.Sprintf("%.1f MiB", v/(1<<20))
+		case v >= 1<<10:
+			return fmt.Sprintf("%.0f KiB", v/(1<<10))
+		}
+		return fmt.Sprintf("%.0f B", v)
+	case "s":
+		return fmt.Sprintf("%.2f s", v)
+	}
+	return thousands(int64(math.Round(v))) + " " + unit
+}
+
+// thousands writes n with comma separators.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}

@@ -1,0 +1,474 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/imagineif/lethe/keystore"
+	"github.com/imagineif/lethe/policy"
+	"github.com/imagineif/lethe/schemas"
+)
+
+// Requester is who asks for a patron's data: a staff account, or a kiosk.
+type Requester struct {
+	Name string // the staff account, or "kiosk <branch>/<id>"
+	Role policy.Role
+}
+
+// Disclosure is one entry of the access record: who asked, on which basis, what they were
+// given. Patrons are internal ids; the Recorder seals each under that patron's profile key
+// and never stores it in the clear.
+type Disclosure struct {
+	At       time.Time
+	By       Requester
+	Action   string // what was asked: "lookup", "patron_info", "checkout", "collections_export", ...
+	Basis    policy.Basis
+	Scope    policy.Scope
+	Clause   string // the clause of Policy 1002 that granted or refused
+	OrderRef string // a court order's reference, when given
+	Patrons  []string
+}
+
+// Recorder appends to the access record. Record returns only once the entry is durable.
+type Recorder interface {
+	Record(ctx context.Context, d Disclosure) error
+}
+
+// RecordAccess writes d to the access record: the one way every disclosure and refusal is
+// recorded. An unrecorded disclosure must not happen, so failing to record is unavailable.
+func (l *Ledger) RecordAccess(ctx context.Context, d Disclosure) error {
+	if l.cfg.Recorder == nil {
+		return schemas.Errorf(schemas.CodeUnavailable, "the access record is not available")
+	}
+	if d.At.IsZero() {
+		d.At = l.cfg.Now()
+	}
+	if err := l.cfg.Recorder.Record(ctx, d); err != nil {
+		return unavailable(fmt.Errorf("record access: %w", err))
+	}
+	return nil
+}
+
+// DiscloseRequest asks for a patron's record on a basis of Policy 1002, with the evidence
+// the requester presented. Which fields identify the account depends on the basis: the
+// card for card and caregiver_with_card; the name (the child's, for a caregiver) for
+// in_person and caregiver_photo_id; either for court_order.
+type DiscloseRequest struct {
+	By             Requester
+	Action         string // recorded on the access record; default "lookup"
+	Basis          policy.Basis
+	Card           string
+	Name           string
+	BirthDate      string // in_person: the date of birth to verify; otherwise it only tells apart accounts with the same name
+	PhotoIDChecked bool
+	CaregiverName  string // the name on the caregiver's photo ID
+	OrderRef       string
+}
+
+// Disclosed is what a request was given: the scope the policy allowed and only the part of
+// the record that scope covers.
+type Disclosed struct {
+	Basis    policy.Basis         `json:"basis"`
+	Scope    policy.Scope         `json:"scope"`
+	Clause   policy.Clause        `json:"clause"`
+	PatronID string               `json:"patron_id"`
+	Record   schemas.PatronRecord `json:"record"`
+	// History is set for a court order: closed transactions no longer exist.
+	History string `json:"history,omitempty"`
+}
+
+// identified is the account a request points at, and what the policy may know about it.
+type identified struct {
+	patronID string
+	facts    policy.Facts
+	evidence policy.Evidence
+	patron   Patron
+	refusal  string // why no single account could be identified, when facts.Found is false
+}
+
+// Disclose decides a request for a patron's record under Policy 1002, records the
+// decision on the access record, and returns the part of the record the decision allows.
+// A refusal is recorded too and returned as a forbidden error naming the clause.
+func (l *Ledger) Disclose(ctx context.Context, req DiscloseRequest) (Disclosed, error) {
+	if req.Action == "" {
+		req.Action = "lookup"
+	}
+	now := l.cfg.Now()
+	var (
+		out Disclosed
+		who identified
+		dec policy.Decision
+	)
+	err := l.withView(func(v view) error {
+		var err error
+		if who, err = v.identify(req); err != nil {
+			return err
+		}
+		dec = policy.Decide(policy.Request{
+			Role: req.By.Role, Basis: req.Basis, Evidence: who.evidence, Facts: who.facts,
+			At: now, Location: l.cfg.Location,
+		})
+		if !dec.Allowed() {
+			return nil
+		}
+		rec, err := v.record(who.patronID)
+		if err != nil {
+			return err
+		}
+		switch dec.Scope {
+		case policy.Limited:
+			rec = policy.Limit(rec)
+		case policy.CurrentRecord:
+		default:
+			return fmt.Errorf("scope %q is not a record scope", dec.Scope)
+		}
+		out = Disclosed{Basis: req.Basis, Scope: dec.Scope, Clause: dec.Clause, PatronID: who.patronID, Record: rec}
+		if req.Basis == policy.CourtOrder {
+			out.History = policy.NoHistory
+		}
+		return nil
+	})
+	if err != nil {
+		return Disclosed{}, err
+	}
+	entry := Disclosure{At: now, By: req.By, Action: req.Action, Basis: req.Basis, Scope: dec.Scope,
+		Clause: dec.Clause.ID, OrderRef: strings.TrimSpace(req.OrderRef)}
+	if who.patronID != "" {
+		entry.Patrons = []string{who.patronID}
+	}
+	if err := l.RecordAccess(ctx, entry); err != nil {
+		return Disclosed{}, err
+	}
+	if !dec.Allowed() {
+		reason := dec.Reason
+		if who.refusal != "" {
+			reason = who.refusal
+		}
+		return Disclosed{Basis: req.Basis, Scope: policy.Refused, Clause: dec.Clause},
+			schemas.Errorf(schemas.CodeForbidden, "refused under Policy 1002 (%s): %s", dec.Clause.ID, reason)
+	}
+	return out, nil
+}
+
+// kioskPatronInfo is a kiosk's patron_info: the card presented at a self-checkout station,
+// decided and recorded like any other disclosure.
+func (l *Ledger) kioskPatronInfo(ctx context.Context, at Station, card string) (schemas.PatronRecord, error) {
+	if at.Kind != "kiosk" {
+		return schemas.PatronRecord{}, schemas.Errorf(schemas.CodeInvalid, "patron_info is a kiosk command; staff look up records with a stated basis")
+	}
+	d, err := l.Disclose(ctx, DiscloseRequest{
+		By:     Requester{Name: "kiosk " + at.Branch + "/" + at.ID, Role: policy.Kiosk},
+		Action: "patron_info", Basis: policy.Card, Card: card,
+	})
+	if err != nil {
+		return schemas.PatronRecord{}, kioskError(err)
+	}
+	return d.Record, nil
+}
+
+// kioskError keeps the kiosk's answers as they were before the policy engine: a card
+// that opens nothing says why in the words a patron at a kiosk needs.
+func kioskError(err error) error {
+	var e *schemas.Error
+	if !errors.As(err, &e) || e.Code != schemas.CodeForbidden {
+		return err
+	}
+	for _, known := range []*schemas.Error{errUnknownCard, errCardLost, errAccountClosed} {
+		if strings.Contains(e.Message, known.Message) {
+			return known
+		}
+	}
+	return err
+}
+
+// identify finds the account a request points at and gathers the facts and evidence the
+// policy decides on. An account that cannot be identified is not an error: the request is
+// refused, and the refusal recorded.
+func (l view) identify(req DiscloseRequest) (identified, error) {
+	ev := policy.Evidence{
+		PhotoIDChecked: req.PhotoIDChecked, BirthDate: strings.TrimSpace(req.BirthDate),
+		CaregiverName: req.CaregiverName, OrderRef: req.OrderRef,
+	}
+	var who identified
+	switch {
+	case strings.TrimSpace(req.Card) != "":
+		c, err := l.st.Card(l.keys.CardHash(req.Card))
+		if errors.Is(err, ErrNotFound) {
+			who.refusal = errUnknownCard.Message
+			break
+		} else if err != nil {
+			return identified{}, err
+		}
+		ev.CardPresented, ev.CardLost = true, c.Lost
+		if c.Closed {
+			who.refusal = errAccountClosed.Message
+			who.facts = policy.Facts{Found: true, AccountClosed: true}
+			break
+		}
+		if c.Lost {
+			who.refusal = errCardLost.Message
+		}
+		who.patronID = c.PatronID
+	case strings.TrimSpace(req.Name) != "":
+		id, refusal, err := l.byName(req)
+		if err != nil {
+			return identified{}, err
+		}
+		who.patronID, who.refusal = id, refusal
+	default:
+		who.refusal = "the request names no card and no name"
+	}
+	who.evidence = ev
+	if who.patronID == "" {
+		return who, nil
+	}
+	p, err := l.st.Patron(who.patronID)
+	if errors.Is(err, ErrNotFound) {
+		return identified{evidence: ev, refusal: errUnknownPatron.Message}, nil
+	} else if err != nil {
+		return identified{}, err
+	}
+	profile, err := OpenProfile(l.keys, p.ID, p.Profile)
+	if errors.Is(err, keystore.ErrNotFound) {
+		// Closed between the rows: nothing left to disclose.
+		return identified{evidence: ev, facts: policy.Facts{Found: true, AccountClosed: true}, refusal: errAccountClosed.Message}, nil
+	} else if err != nil {
+		return identified{}, err
+	}
+	who.patron = p
+	who.facts = policy.Facts{Found: true, AccountClosed: p.Closed, BirthDate: profile.BirthDate}
+	if profile.Caregiver != nil {
+		who.facts.CaregiverName = profile.Caregiver.Name
+	}
+	return who, nil
+}
+
+// byName finds one open account by the name on a photo ID. Accounts that share the name
+// are told apart by the date of birth given, or, for a caregiver, by the caregiver's name.
+func (l view) byName(req DiscloseRequest) (id, refusal string, err error) {
+	ids, err := l.st.PatronsByName(l.keys.NameHash(req.Name))
+	if err != nil {
+		return "", "", err
+	}
+	if len(ids) == 0 {
+		return "", "no open account has this name", nil
+	}
+	if len(ids) == 1 {
+		return ids[0], "", nil
+	}
+	var match []string
+	for _, id := range ids {
+		p, err := l.st.Patron(id)
+		if err != nil {
+			return "", "", err
+		}
+		profile, err := OpenProfile(l.keys, id, p.Profile)
+		if errors.Is(err, keystore.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return "", "", err
+		}
+		switch {
+		case strings.TrimSpace(req.BirthDate) != "":
+			if profile.BirthDate == strings.TrimSpace(req.BirthDate) {
+				match = append(match, id)
+			}
+		case req.Basis == policy.CaregiverPhotoID && profile.Caregiver != nil:
+			if sameName(profile.Caregiver.Name, req.CaregiverName) {
+				match = append(match, id)
+			}
+		}
+	}
+	if len(match) != 1 {
+		return "", "more than one account has this name and the date of birth given does not single one out", nil
+	}
+	return match[0], "", nil
+}
+
+// CollectionsRequest asks for the collections export: accounts to pursue for the recovery
+// of materials and fines.
+type CollectionsRequest struct {
+	By             Requester
+	MinOwedCents   int64 // an account owing at least this much is listed
+	MinDaysOverdue int   // an account with an item at least this many days overdue is listed
+}
+
+// Debtor is one account in the collections export: only what recovery needs.
+type Debtor struct {
+	Name      string     `json:"name"`
+	Email     string     `json:"email,omitempty"`
+	Phone     string     `json:"phone,omitempty"`
+	Address   string     `json:"address,omitempty"`
+	Caregiver string     `json:"caregiver,omitempty"` // for a cardholder under 18: the caregiver to contact
+	Contact   string     `json:"caregiver_contact,omitempty"`
+	Items     []DebtItem `json:"items"`
+	OwedCents int64      `json:"owed_cents"`
+}
+
+// DebtItem is an item to recover, or a charge for one.
+type DebtItem struct {
+	Barcode     string    `json:"barcode,omitempty"`
+	Title       string    `json:"title,omitempty"`
+	Status      string    `json:"status"` // "overdue", "lost", "damaged" or "fee"
+	Due         time.Time `json:"due,omitzero"`
+	DaysOverdue int       `json:"days_overdue,omitempty"`
+	OwedCents   int64     `json:"owed_cents"`
+}
+
+// Collections is the collections export, decided by the policy's recovery clause and
+// recorded as one access entry naming every account listed.
+func (l *Ledger) Collections(ctx context.Context, req CollectionsRequest) ([]Debtor, policy.Decision, error) {
+	now := l.cfg.Now()
+	dec := policy.Decide(policy.Request{Role: req.By.Role, Basis: policy.Collections, At: now, Location: l.cfg.Location})
+	entry := Disclosure{At: now, By: req.By, Action: "collections_export", Basis: policy.Collections,
+		Scope: dec.Scope, Clause: dec.Clause.ID}
+	if !dec.Allowed() {
+		if err := l.RecordAccess(ctx, entry); err != nil {
+			return nil, dec, err
+		}
+		return nil, dec, schemas.Errorf(schemas.CodeForbidden, "refused under Policy 1002 (%s): %s", dec.Clause.ID, dec.Reason)
+	}
+	var (
+		debtors []Debtor
+		ids     []string
+	)
+	err := l.withView(func(v view) error {
+		byPatron := map[string][]Txn{}
+		err := v.st.EachTxn(func(t Txn) error {
+			if t.PatronID != "" {
+				byPatron[t.PatronID] = append(byPatron[t.PatronID], t)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for id, txns := range byPatron {
+			d, ok, err := v.debtor(id, txns, now, req)
+			if err != nil {
+				return err
+			}
+			if ok {
+				debtors = append(debtors, d)
+				ids = append(ids, id)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, dec, err
+	}
+	entry.Patrons = ids
+	if err := l.RecordAccess(ctx, entry); err != nil {
+		return nil, dec, err
+	}
+	slices.SortFunc(debtors, func(a, b Debtor) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return int(b.OwedCents - a.OwedCents)
+	})
+	return debtors, dec, nil
+}
+
+// debtor builds an account's collections row, and reports whether it meets the thresholds.
+func (l view) debtor(patronID string, txns []Txn, now time.Time, req CollectionsRequest) (Debtor, bool, error) {
+	var (
+		d         = Debtor{Items: []DebtItem{}}
+		longest   int
+		recovered bool // something is to recover: an overdue or lost item, or a charge
+	)
+	for _, t := range txns {
+		if t.Loan == LoanOpen && now.After(t.Due) {
+			days := int(now.Sub(t.Due) / l.cfg.Rules.Day)
+			accrued := l.cfg.Rules.OverdueFine(t.Due, now)
+			item := DebtItem{Barcode: t.Barcode, Status: "overdue", Due: t.Due, DaysOverdue: days, OwedCents: accrued}
+			if it, err := l.st.Item(t.Barcode); err == nil {
+				item.Title = it.Title
+			}
+			d.Items = append(d.Items, item)
+			d.OwedCents += accrued
+			longest = max(longest, days)
+			recovered = true
+		}
+		for _, f := range t.Fines {
+			if f.RemainingCents <= 0 {
+				continue
+			}
+			item := DebtItem{Barcode: t.Barcode, Status: f.Reason, OwedCents: f.RemainingCents}
+			if t.Barcode != "" {
+				if it, err := l.st.Item(t.Barcode); err == nil {
+					item.Title = it.Title
+				}
+			}
+			d.Items = append(d.Items, item)
+			d.OwedCents += f.RemainingCents
+			recovered = true
+		}
+	}
+	if !recovered || (d.OwedCents < req.MinOwedCents && longest < req.MinDaysOverdue) {
+		return Debtor{}, false, nil
+	}
+	p, err := l.st.Patron(patronID)
+	if err != nil {
+		return Debtor{}, false, err
+	}
+	profile, err := OpenProfile(l.keys, patronID, p.Profile)
+	if errors.Is(err, keystore.ErrNotFound) {
+		return Debtor{}, false, nil
+	} else if err != nil {
+		return Debtor{}, false, err
+	}
+	d.Name, d.Email, d.Phone, d.Address = profile.Name, profile.Email, profile.Phone, profile.Address
+	if age, err := profile.AgeAt(now, l.cfg.Location); err == nil && age < 18 && profile.Caregiver != nil {
+		d.Caregiver, d.Contact = profile.Caregiver.Name, profile.Caregiver.Contact
+	}
+	return d, true, nil
+}
+
+// sameName compares names as staff read them off an ID: case and runs of white space do
+// not matter.
+func sameName(a, b string) bool {
+	norm := func(s string) string { return strings.ToLower(strings.Join(strings.Fields(s), " ")) }
+	return norm(a) != "" && norm(a) == norm(b)
+}
+
+// CommandPatron is the patron a staff command concerns, for the access record: by the card
+// it presents (card reports true), the patron it names, or the fine it settles. "" when
+// the command names nobody known.
+func (l *Ledger) CommandPatron(name string, raw []byte) (patronID string, card bool) {
+	var c struct {
+		Card     string `json:"card"`
+		PatronID string `json:"patron_id"`
+		FineID   string `json:"fine_id"`
+	}
+	if json.Unmarshal(raw, &c) != nil {
+		return "", false
+	}
+	_ = l.withView(func(v view) error {
+		switch {
+		case c.Card != "" && name != schemas.CmdIssueCard:
+			card = true
+			if row, err := v.st.Card(l.keys.CardHash(c.Card)); err == nil {
+				patronID = row.PatronID
+			}
+		case c.PatronID != "":
+			if _, err := v.st.Patron(c.PatronID); err == nil {
+				patronID = c.PatronID
+			}
+		case c.FineID != "":
+			if txn, err := v.st.FineTxn(c.FineID); err == nil {
+				if t, err := v.st.Txn(txn); err == nil {
+					patronID = t.PatronID
+				}
+			}
+		}
+		return nil
+	})
+	return patronID, card
+}

@@ -1,0 +1,85 @@
+package policy
+
+import "testing"
+
+// permitCase is one row of the Permit table; clause is the clause the row checks.
+type permitCase struct {
+	role   Role
+	action Action
+	clause string
+	want   bool
+}
+
+// permitCases is the whole role × action table, written out so that a change to the
+// permissions shows in this file.
+func permitCases() []permitCase {
+	allowed := map[Role][]Action{
+		Circulation: {CheckOut, CheckIn, Renew, ReportCardLost, IssueCard, RegisterPatron, TakePayment,
+			AssessFee, DeclareLost, MarkDamaged, ReadStatistics, ReadItems},
+		Administrator: {CheckOut, CheckIn, Renew, ReportCardLost, IssueCard, RegisterPatron, TakePayment,
+			WaiveFine, AssessFee, DeclareLost, MarkDamaged, ClosePatron, CatalogItem, ExportCollections,
+			ReadAccessLog, ManageStaff, ReadStatistics, ReadItems},
+		Auditor: {ReadStatistics, ReadItems},
+		Kiosk:   {CheckOut, CheckIn, Renew},
+	}
+	clause := map[Action]string{
+		CheckOut: ClauseFunction, CheckIn: ClauseFunction, Renew: ClauseFunction,
+		ReportCardLost: ClauseLostCard, IssueCard: ClauseFunction, RegisterPatron: ClauseFunction,
+		TakePayment: ClauseFunction, WaiveFine: ClauseFunction, AssessFee: ClauseFunction,
+		DeclareLost: ClauseFunction, MarkDamaged: ClauseFunction, ClosePatron: ClauseFunction,
+		CatalogItem: ClauseFunction, ExportCollections: ClauseCollections, ReadAccessLog: ClauseEmployees,
+		ManageStaff: ClauseEmployees, ReadStatistics: ClauseStatistics, ReadItems: ClauseFunction,
+	}
+	var cases []permitCase
+	for _, role := range []Role{Circulation, Administrator, Auditor, Kiosk} {
+		for _, a := range Actions {
+			ok := false
+			for _, x := range allowed[role] {
+				ok = ok || x == a
+			}
+			c := permitCase{role, a, clause[a], ok}
+			if !ok && role == Auditor {
+				c.clause = ClauseStatistics // auditors read anonymous data only
+			}
+			cases = append(cases, c)
+		}
+	}
+	for _, a := range []Action{"", "delete_history", "Checkout"} {
+		cases = append(cases, permitCase{Administrator, a, ClauseConfidentiality, false})
+	}
+	for _, r := range []Role{"", "janitor", "Administrator"} {
+		cases = append(cases, permitCase{r, CheckOut, ClauseConfidentiality, false})
+	}
+	return cases
+}
+
+func TestPermit(t *testing.T) {
+	t.Parallel()
+	for _, c := range permitCases() {
+		d := Permit(c.role, c.action)
+		want := Refused
+		if c.want {
+			want = CurrentRecord
+		}
+		if d.Scope != want || d.Clause.ID != c.clause || d.Allowed() != c.want || d.Reason == "" {
+			t.Errorf("Permit(%q, %q) = %+v, want scope %s by clause %s", c.role, c.action, d, want, c.clause)
+		}
+	}
+}
+
+func TestActions(t *testing.T) {
+	t.Parallel()
+	seen := map[Action]bool{}
+	for _, a := range Actions {
+		if !a.Valid() || seen[a] {
+			t.Errorf("Actions has %q: valid %v, repeated %v", a, a.Valid(), seen[a])
+		}
+		seen[a] = true
+	}
+	if len(seen) != 18 {
+		t.Errorf("len(Actions) = %d, want 18", len(seen))
+	}
+	if Action("delete_history").Valid() {
+		t.Error(`Action("delete_history").Valid() = true, want false`)
+	}
+}
