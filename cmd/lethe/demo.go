@@ -2,18 +2,24 @@ package main
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
+	"github.com/imagineif/lethe/staff"
 )
 
 var (
@@ -53,6 +59,10 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 	cfg.Rules.Day = *day
 	cfg.Rules.LoanDays = 7
 	cfg.RulesInterval = *day
+	password, err := demoAccount(cfg.Data)
+	if err != nil {
+		return err
+	}
 	s, err := startService(ctx, cfg)
 	if err != nil {
 		return err
@@ -61,6 +71,7 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 	fmt.Fprintf(stdout, "Lethe demo: data in %s; a library day lasts %s\n", cfg.Data, *day)
 	if s.httpURL != "" {
 		fmt.Fprintf(stdout, "dashboard: %s/   (staff API under %s/api/, metrics at %s/metrics)\n", s.httpURL, s.httpURL, s.httpURL)
+		fmt.Fprintf(stdout, "sign in as %q with password %s (an administrator made for this demo; a real server's accounts come from 'lethe staff add')\n", demoUser, password)
 	}
 	lib, err := seedLibrary(ctx, s, *items, *patrons, stderr)
 	if err != nil {
@@ -278,4 +289,30 @@ func (lib *demoLibrary) summaries(ctx context.Context, s *service, t *demoTotals
 			fmt.Fprintln(w, line)
 		}
 	}
+}
+
+// demoUser is the demo's administrator.
+const demoUser = "demo"
+
+// demoAccount gives the demo an administrator with a fresh random password, so a newcomer
+// can sign in to the dashboard and try the staff API. Only the demo does this: a real
+// server has no account until 'lethe staff add' makes one.
+func demoAccount(data string) (string, error) {
+	b := make([]byte, 12)
+	if _, err := crand.Read(b); err != nil {
+		return "", err
+	}
+	password := base64.RawURLEncoding.EncodeToString(b)
+	st, err := staff.Open(filepath.Join(data, "staff"), nil)
+	if err != nil {
+		return "", err
+	}
+	err = st.Add(demoUser, policy.Administrator, password)
+	if errors.Is(err, staff.ErrExists) {
+		err = st.SetPassword(demoUser, password)
+	}
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	return password, err
 }

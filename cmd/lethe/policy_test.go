@@ -3,9 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/csv"
 	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +31,7 @@ import (
 
 // Staff accounts of the policy tests, one per role besides the administrator.
 const (
-	clerk   = "clerk"   // circulation
+	clerk       = "clerk"   // circulation
 	auditorAcct = "auditor" // auditorAcct
 )
 
@@ -274,40 +286,40 @@ func TestEveryDisclosingRouteRecordsOnce(t *testing.T) {
 	}
 	id := func() string { return `"command_id":"` + cmdID() + `"` }
 	samples := map[string]requestSample{
-		"GET /healthz":                      {status: 200},
-		"GET /metrics":                      {status: 200},
-		"GET /{$}":                          {status: 200},
-		"GET /favicon.ico":                  {status: 204},
-		"POST /api/login":                   {body: `{"name":"nobody","password":"wrong password!"}`, status: 401},
-		"POST /api/logout":                  {status: 200},
-		"GET /api/session":                  {status: 200},
-		"GET /api/items":                    {status: 200},
-		"GET /api/items/{barcode}":          {query: "/api/items/P1", status: 200},
-		"GET /api/overdue":                  {status: 200},
-		"GET /api/stats":                    {status: 200},
-		"GET /api/summary":                  {status: 200},
-		"POST /api/sweep":                   {status: 200},
-		"GET /api/staff":                    {status: 200},
-		"POST /api/staff":                   {body: `{"name":"temp","role":"circulation","password":"a long enough password"}`, status: 200},
-		"POST /api/staff/{name}/disable":    {query: "/api/staff/temp/disable", status: 200},
-		"POST /api/staff/{name}/enable":     {query: "/api/staff/temp/enable", status: 200},
-		"POST /api/staff/{name}/password":   {query: "/api/staff/temp/password", body: `{"password":"another long password"}`, status: 200},
-		"POST /api/patrons/lookup":          {body: `{"basis":"card","card":"` + lib.adultCard + `"}`, as: clerk, status: 200},
-		"GET /api/collections":              {query: "/api/collections?format=csv&min_owed_cents=1", status: 200},
-		"GET /api/access-log":               {status: 200},
-		"POST /api/desk/checkout":           {body: `{` + id() + `,"card":"` + lib.adultCard + `","barcode":"P4"}`, as: clerk, status: 409},
-		"POST /api/desk/return":             {body: `{` + id() + `,"barcode":"P3"}`, as: clerk, status: 200},
-		"POST /api/desk/renew":              {body: `{` + id() + `,"card":"` + lib.childCard + `","barcode":"P4"}`, as: clerk, status: 403},
-		"POST /api/desk/report-card-lost":   {body: `{` + id() + `,"card":"21000000000899"}`, as: clerk, status: 404},
-		"POST /api/desk/issue-card":         {body: `{` + id() + `,"patron_id":"` + lib.adult + `","card":"21000000000898"}`, as: clerk, status: 200},
-		"POST /api/desk/register-patron":    {body: `{` + id() + `,"home_branch":"main","profile":{"name":"New Person","birth_date":"1988-08-08"}}`, as: clerk, status: 200},
-		"POST /api/desk/pay-fine":           {body: `{` + id() + `,"fine_id":"` + fine[0].FineID + `","amount_cents":100}`, as: clerk, status: 200},
-		"POST /api/desk/waive-fine":         {body: `{` + id() + `,"fine_id":"` + fine[0].FineID + `"}`, status: 200},
-		"POST /api/desk/assess-fee":         {body: `{` + id() + `,"patron_id":"` + lib.adult + `","amount_cents":150}`, as: clerk, status: 200},
-		"POST /api/desk/declare-lost":       {body: `{` + id() + `,"barcode":"P1"}`, as: clerk, status: 200},
-		"POST /api/desk/mark-damaged":       {body: `{` + id() + `,"barcode":"P2"}`, as: clerk, status: 200},
-		"POST /api/desk/close-patron":       {body: `{` + id() + `,"patron_id":"` + lib.adult + `"}`, status: 409},
-		"POST /api/desk/catalog-item":       {body: `{` + id() + `,"barcode":"P9","title":"t","collection":"c","branch":"main","replacement_cents":100}`, status: 200},
+		"GET /healthz":                    {status: 200},
+		"GET /metrics":                    {status: 200},
+		"GET /{$}":                        {status: 200},
+		"GET /favicon.ico":                {status: 204},
+		"POST /api/login":                 {body: `{"name":"nobody","password":"wrong password!"}`, status: 401},
+		"POST /api/logout":                {status: 200},
+		"GET /api/session":                {status: 200},
+		"GET /api/items":                  {status: 200},
+		"GET /api/items/{barcode}":        {query: "/api/items/P1", status: 200},
+		"GET /api/overdue":                {status: 200},
+		"GET /api/stats":                  {status: 200},
+		"GET /api/summary":                {status: 200},
+		"POST /api/sweep":                 {status: 200},
+		"GET /api/staff":                  {status: 200},
+		"POST /api/staff":                 {body: `{"name":"temp","role":"circulation","password":"a long enough password"}`, status: 200},
+		"POST /api/staff/{name}/disable":  {query: "/api/staff/temp/disable", status: 200},
+		"POST /api/staff/{name}/enable":   {query: "/api/staff/temp/enable", status: 200},
+		"POST /api/staff/{name}/password": {query: "/api/staff/temp/password", body: `{"password":"another long password"}`, status: 200},
+		"POST /api/patrons/lookup":        {body: `{"basis":"card","card":"` + lib.adultCard + `"}`, as: clerk, status: 200},
+		"GET /api/collections":            {query: "/api/collections?format=csv&min_owed_cents=1", status: 200},
+		"GET /api/access-log":             {status: 200},
+		"POST /api/desk/checkout":         {body: `{` + id() + `,"card":"` + lib.adultCard + `","barcode":"P4"}`, as: clerk, status: 409},
+		"POST /api/desk/return":           {body: `{` + id() + `,"barcode":"P3"}`, as: clerk, status: 200},
+		"POST /api/desk/renew":            {body: `{` + id() + `,"card":"` + lib.childCard + `","barcode":"P4"}`, as: clerk, status: 403},
+		"POST /api/desk/report-card-lost": {body: `{` + id() + `,"card":"21000000000899"}`, as: clerk, status: 404},
+		"POST /api/desk/issue-card":       {body: `{` + id() + `,"patron_id":"` + lib.adult + `","card":"21000000000898"}`, as: clerk, status: 200},
+		"POST /api/desk/register-patron":  {body: `{` + id() + `,"home_branch":"main","profile":{"name":"New Person","birth_date":"1988-08-08"}}`, as: clerk, status: 200},
+		"POST /api/desk/pay-fine":         {body: `{` + id() + `,"fine_id":"` + fine[0].FineID + `","amount_cents":100}`, as: clerk, status: 200},
+		"POST /api/desk/waive-fine":       {body: `{` + id() + `,"fine_id":"` + fine[0].FineID + `"}`, status: 200},
+		"POST /api/desk/assess-fee":       {body: `{` + id() + `,"patron_id":"` + lib.adult + `","amount_cents":150}`, as: clerk, status: 200},
+		"POST /api/desk/declare-lost":     {body: `{` + id() + `,"barcode":"P1"}`, as: clerk, status: 200},
+		"POST /api/desk/mark-damaged":     {body: `{` + id() + `,"barcode":"P2"}`, as: clerk, status: 200},
+		"POST /api/desk/close-patron":     {body: `{` + id() + `,"patron_id":"` + lib.adult + `"}`, status: 409},
+		"POST /api/desk/catalog-item":     {body: `{` + id() + `,"barcode":"P9","title":"t","collection":"c","branch":"main","replacement_cents":100}`, status: 200},
 	}
 	markers := []string{lib.adult, lib.child, lib.adultCard, lib.childCard, "Ada Adult", "Kit Child", "Cara Giver", "1970-04-04", lib.childBirth, "406-555"}
 	for _, r := range h.s.desk.Routes() {
@@ -621,4 +633,96 @@ func (h *harness) fresh(name string) string {
 	delete(h.tokens, name)
 	h.mu.Unlock()
 	return h.session(name)
+}
+
+// TestSessionCookies: the browser's session cookie is HttpOnly and SameSite=Strict; with
+// TLS it is also Secure and carries the __Host- prefix; a cookie session works like a
+// token, and the token is only given to clients that ask for it.
+func TestSessionCookies(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile, pool := selfSignedCert(t)
+	for _, tc := range []struct {
+		name   string
+		opt    harnessOption
+		client *http.Client
+		cookie string
+		secure bool
+	}{
+		{"plain HTTP on loopback", func(*serviceConfig) {}, &http.Client{}, "lethe_session", false},
+		{"TLS", func(c *serviceConfig) { c.TLSCert, c.TLSKey = certFile, keyFile },
+			&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}},
+			"__Host-lethe_session", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.opt)
+			if tc.secure != strings.HasPrefix(h.s.httpURL, "https://") {
+				t.Fatalf("server URL %s", h.s.httpURL)
+			}
+			raw, _ := json.Marshal(map[string]string{"name": adminName, "password": staffPassword})
+			resp, err := tc.client.Post(h.s.httpURL+"/api/login", "application/json", bytes.NewReader(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || bytes.Contains(body, []byte(`"token"`)) {
+				t.Fatalf("browser login = %d %s, want 200 without a token in the body", resp.StatusCode, body)
+			}
+			var c *http.Cookie
+			for _, k := range resp.Cookies() {
+				if k.Name == tc.cookie {
+					c = k
+				}
+			}
+			if c == nil || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Secure != tc.secure || c.Path != "/" {
+				t.Fatalf("session cookie = %+v, want %s, HttpOnly, SameSite=Strict, Secure=%v, Path=/", c, tc.cookie, tc.secure)
+			}
+			req, _ := http.NewRequest(http.MethodGet, h.s.httpURL+"/api/items", nil)
+			req.AddCookie(c)
+			resp, err = tc.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("request with the session cookie = %d, want 200", resp.StatusCode)
+			}
+		})
+	}
+}
+
+// selfSignedCert writes a certificate for 127.0.0.1 and its key, and returns a pool that
+// trusts it.
+func selfSignedCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "lethe test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
 }
