@@ -279,7 +279,7 @@ func (l view) byName(req DiscloseRequest) (id, refusal string, err error) {
 				match = append(match, id)
 			}
 		case req.Basis == policy.CaregiverPhotoID && profile.Caregiver != nil:
-			if sameName(profile.Caregiver.Name, req.CaregiverName) {
+			if policy.SameName(profile.Caregiver.Name, req.CaregiverName) {
 				match = append(match, id)
 			}
 		}
@@ -429,13 +429,6 @@ func (l view) debtor(patronID string, txns []Txn, now time.Time, req Collections
 		d.Caregiver, d.Contact = profile.Caregiver.Name, profile.Caregiver.Contact
 	}
 	return d, true, nil
-}
-
-// sameName compares names as staff read them off an ID: case and runs of white space do
-// not matter.
-func sameName(a, b string) bool {
-	norm := func(s string) string { return strings.ToLower(strings.Join(strings.Fields(s), " ")) }
-	return norm(a) != "" && norm(a) == norm(b)
 }
 
 // CommandPatron is the patron a staff command concerns, for the access record: by the card

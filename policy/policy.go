@@ -237,15 +237,15 @@ func decideCaregiverPhotoID(r Request) Decision {
 	if d, ok := minor(r); !ok {
 		return d
 	}
-	if !sameName(r.Evidence.CaregiverName, r.Facts.CaregiverName) {
+	if !SameName(r.Evidence.CaregiverName, r.Facts.CaregiverName) {
 		return refuse(clauseCaregiverPhotoID, "The name on the photo ID is not the caregiver listed on the account.")
 	}
 	return Decision{Limited, clauseCaregiverPhotoID, "The listed caregiver showed photo ID without the child's card, so only overdue, lost or damaged items and fines owed may be shown."}
 }
 
-// sameName compares names ignoring case and runs of white space. An empty name matches
+// SameName compares names ignoring case and runs of white space. An empty name matches
 // nothing.
-func sameName(a, b string) bool {
+func SameName(a, b string) bool {
 	a, b = strings.Join(strings.Fields(a), " "), strings.Join(strings.Fields(b), " ")
 	return a != "" && strings.EqualFold(a, b)
 }

@@ -331,8 +331,8 @@ func TestSameName(t *testing.T) {
 		{"Dana", "", false},
 	}
 	for _, c := range cases {
-		if got := sameName(c.a, c.b); got != c.want {
-			t.Errorf("sameName(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		if got := SameName(c.a, c.b); got != c.want {
+			t.Errorf("SameName(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
 		}
 	}
 }
