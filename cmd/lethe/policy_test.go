@@ -382,6 +382,12 @@ func TestEveryDisclosingRouteRecordsOnce(t *testing.T) {
 	for pattern := range samples {
 		t.Errorf("sample for %s, which is not a route", pattern)
 	}
+	// Nothing any route did put patron data in the log.
+	for _, m := range markers {
+		if strings.Contains(h.logs.String(), m) {
+			t.Errorf("the log holds patron data %q", m)
+		}
+	}
 }
 
 func cmpOr(a, b string) string {
