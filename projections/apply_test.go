@@ -22,6 +22,26 @@ func openTestStore(t *testing.T, keys *keystore.Store, v *schemas.Validator, nam
 	return s
 }
 
+// testKeys opens a keystore under a fresh master key, and a validator.
+func testKeys(t *testing.T) (*keystore.Store, *schemas.Validator) {
+	t.Helper()
+	dir := t.TempDir()
+	m, err := keystore.GenerateMasterFile(filepath.Join(dir, "master.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := keystore.Open(filepath.Join(dir, "keys"), m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { keys.Close() })
+	v, err := schemas.NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys, v
+}
+
 func testMsgs(t *testing.T) []ledger.Msg {
 	t.Helper()
 	at := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
@@ -51,20 +71,7 @@ func testMsgs(t *testing.T) []ledger.Msg {
 // from m/applied, but a consumer may redeliver) change nothing, statistics included.
 func TestApplyExactlyOnce(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	m, err := keystore.GenerateMasterFile(filepath.Join(dir, "master.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := keystore.Open(filepath.Join(dir, "keys"), m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer keys.Close()
-	v, err := schemas.NewValidator()
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys, v := testKeys(t)
 	msgs := testMsgs(t)
 	once, twice := openTestStore(t, keys, v, "once"), openTestStore(t, keys, v, "twice")
 	if err := once.Apply(msgs); err != nil {
@@ -134,20 +141,7 @@ func TestApplyRefusesUndecodable(t *testing.T) {
 // "on loan" must not pair it with the subject sequence of the return that ended the loan.
 func TestViewIsConsistent(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	m, err := keystore.GenerateMasterFile(filepath.Join(dir, "master.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := keystore.Open(filepath.Join(dir, "keys"), m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer keys.Close()
-	v, err := schemas.NewValidator()
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys, v := testKeys(t)
 	msgs := testMsgs(t)
 	s := openTestStore(t, keys, v, "view")
 	if err := s.Apply(msgs[:2]); err != nil {

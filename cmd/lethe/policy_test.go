@@ -35,15 +35,10 @@ const (
 	auditorAcct = "auditor" // auditorAcct
 )
 
-// disclosed is a lookup reply.
+// disclosed is a lookup reply: what was disclosed, or the refusal.
 type disclosed struct {
-	Basis    policy.Basis         `json:"basis"`
-	Scope    policy.Scope         `json:"scope"`
-	Clause   policy.Clause        `json:"clause"`
-	PatronID string               `json:"patron_id"`
-	Record   schemas.PatronRecord `json:"record"`
-	History  string               `json:"history"`
-	Error    *schemas.Error       `json:"error"`
+	ledger.Disclosed
+	Error *schemas.Error `json:"error"`
 }
 
 // lookup asks for a patron's record as a staff account and decodes the reply.
