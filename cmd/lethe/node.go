@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/imagineif/lethe/keystore"
@@ -43,6 +44,8 @@ type node struct {
 	keys   *keystore.Store
 	proj   *projections.Store
 	v      *schemas.Validator
+
+	closeOnce sync.Once
 }
 
 func openNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
@@ -175,7 +178,13 @@ func (n *node) streamLast(ctx context.Context) (uint64, error) {
 	return info.State.LastSeq, nil
 }
 
+// close stops the node. It may be called more than once: a start that fails half-way
+// stops the service and then unwinds the node.
 func (n *node) close() {
+	n.closeOnce.Do(n.closeAll)
+}
+
+func (n *node) closeAll() {
 	if n.proj != nil {
 		n.proj.Close()
 	}

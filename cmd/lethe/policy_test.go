@@ -727,3 +727,20 @@ func selfSignedCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
 }
+
+// TestPlainHTTPOnlyOnLoopback: the staff API refuses to listen beyond loopback without TLS.
+func TestPlainHTTPOnlyOnLoopback(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]bool{"127.0.0.1:0": true, "localhost:8080": true, "[::1]:0": true,
+		":8080": false, "0.0.0.0:8080": false, "192.0.2.7:8080": false, "library.example:8080": false} {
+		if got := loopback(addr); got != want {
+			t.Errorf("loopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+	var out, errOut syncBuffer
+	err := run(context.Background(), []string{"serve", "--data", t.TempDir(), "--http", "0.0.0.0:0", "--nats-listen", "off"},
+		func(string) string { return "" }, nil, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "--tls-cert") {
+		t.Fatalf("serve on 0.0.0.0 without TLS: %v, want a refusal naming --tls-cert", err)
+	}
+}

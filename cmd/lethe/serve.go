@@ -115,6 +115,10 @@ func startService(ctx context.Context, cfg serviceConfig) (s *service, err error
 	s.goRun("kiosks", func() error { <-runCtx.Done(); return kiosks.Drain() })
 	registerGauges(reg, n)
 	if cfg.HTTP != "off" {
+		if cfg.TLSCert == "" && !loopback(cfg.HTTP) {
+			s.stop()
+			return nil, fmt.Errorf("--http %s is not a loopback address: staff passwords and sessions would cross the network in the clear; give --tls-cert and --tls-key", cfg.HTTP)
+		}
 		ln, err := net.Listen("tcp", cfg.HTTP)
 		if err != nil {
 			s.stop()
@@ -229,6 +233,19 @@ func (s *service) stop() error {
 	s.errMu.Lock()
 	defer s.errMu.Unlock()
 	return s.err
+}
+
+// loopback reports whether a listen address is on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // setErr keeps the first error of the service.
