@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -41,17 +43,63 @@ type Expect struct {
 	Seq     uint64
 }
 
-// appender appends events to the stream with one request per command: a single publish,
-// or an atomic batch when a command has several events.
+// appender appends commands to the stream. Each command is one atomic unit: a single
+// publish, or an atomic batch when it has several events.
+//
+// Group commit. With fsync before every acknowledgement, JetStream syncs once per
+// message, and an atomic batch costs a fixed handful of syncs (it is staged in a store
+// of its own first) however many messages it holds. So commands that arrive while a
+// commit is in flight wait, and are then committed together: as one atomic batch when
+// that makes them wait less in all than committing them one by one (by the costs
+// observed so far), or else each on its own, pipelined in one go, single messages
+// first. A batch holds at most one command with an expectation per subject, and no
+// message before it on that subject, so each expectation is checked against the state
+// it was decided on. If JetStream refuses the batch (a stale expectation, a duplicate
+// command id), every command in it is committed again on its own, so one command never
+// fails its neighbours.
 type appender struct {
 	nc      *nats.Conn
 	timeout time.Duration
+
+	mu      sync.Mutex
+	queue   []*appendReq
+	leading bool // a goroutine is committing the queue
+
+	// Observed commit durations (exponential moving averages, in nanoseconds).
+	singleNS, batchNS atomic.Int64
+	// What was committed: requests to JetStream, and commands in them.
+	commits, commands atomic.Int64
+}
+
+// Cost model defaults, before any commit is observed, and the per-message cost of a
+// message inside an atomic batch (measured on a 2-core machine: 4.5 ms for a batch of
+// two, 9.7 ms for 64).
+const (
+	defaultSingleCost = 500 * time.Microsecond
+	defaultBatchCost  = 4 * time.Millisecond
+	batchMsgCost      = 80 * time.Microsecond
+	// maxGroupMsgs bounds an atomic batch (JetStream's own limit is 1000 messages).
+	maxGroupMsgs = 256
+)
+
+// appendReq is one command waiting to be committed.
+type appendReq struct {
+	commandID string
+	expect    Expect
+	msgs      []*nats.Msg
+	done      chan appendResult
+}
+
+type appendResult struct {
+	seq uint64 // stream sequence of the command's last event
+	err error
 }
 
 type pubAck struct {
 	Stream    string `json:"stream"`
 	Seq       uint64 `json:"seq"`
 	Duplicate bool   `json:"duplicate"`
+	Count     int    `json:"count"` // messages in an atomic batch
 	Error     *struct {
 		Code        int    `json:"code"`
 		ErrCode     int    `json:"err_code"`
@@ -63,16 +111,37 @@ type pubAck struct {
 // the last. The first message carries commandID as its Nats-Msg-Id and the expectation, so
 // a retried command is recognised and a concurrent change refuses the whole command.
 func (a *appender) append(ctx context.Context, commandID string, expect Expect, events []schemas.Event) (uint64, error) {
-	if len(events) == 0 {
-		return 0, errors.New("append: no events")
+	req, err := newAppendReq(commandID, expect, events)
+	if err != nil {
+		return 0, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, a.timeout)
-	defer cancel()
+	a.mu.Lock()
+	a.queue = append(a.queue, req)
+	lead := !a.leading
+	a.leading = true
+	a.mu.Unlock()
+	if lead {
+		go a.lead()
+	}
+	select {
+	case r := <-req.done:
+		return r.seq, r.err
+	case <-ctx.Done():
+		// As with a timeout, the outcome is unknown: the commit goes on without us.
+		return 0, unavailable(ctx.Err())
+	}
+}
+
+// newAppendReq encodes a command's events as the messages it appends.
+func newAppendReq(commandID string, expect Expect, events []schemas.Event) (*appendReq, error) {
+	if len(events) == 0 {
+		return nil, errors.New("append: no events")
+	}
 	msgs := make([]*nats.Msg, len(events))
 	for i, ev := range events {
 		data, err := json.Marshal(ev)
 		if err != nil {
-			return 0, fmt.Errorf("encode event: %w", err)
+			return nil, fmt.Errorf("encode event: %w", err)
 		}
 		m := nats.NewMsg(ev.Subject)
 		m.Data = data
@@ -89,40 +158,369 @@ func (a *appender) append(ctx context.Context, commandID string, expect Expect, 
 		}
 		msgs[i] = m
 	}
-	if len(msgs) > 1 {
-		batch := uuid.NewString()
-		for i, m := range msgs {
-			m.Header.Set(hdrBatchID, batch)
-			m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
+	return &appendReq{commandID: commandID, expect: expect, msgs: msgs, done: make(chan appendResult, 1)}, nil
+}
+
+// lead commits the queue, group by group, until it is empty.
+func (a *appender) lead() {
+	for {
+		a.mu.Lock()
+		if len(a.queue) == 0 {
+			a.leading = false
+			a.mu.Unlock()
+			return
 		}
-		msgs[len(msgs)-1].Header.Set(hdrBatchCommit, "1")
-		for _, m := range msgs[:len(msgs)-1] {
-			if err := a.nc.PublishMsg(m); err != nil {
-				return 0, unavailable(err)
+		group := a.queue
+		a.queue = nil
+		a.mu.Unlock()
+		if rest := a.commitGroup(group); len(rest) > 0 {
+			a.mu.Lock()
+			a.queue = append(rest, a.queue...) // first in the next group
+			a.mu.Unlock()
+		}
+	}
+}
+
+// commitGroup commits what it can of group and returns the commands left for the next
+// group, in order. It chooses, by the costs observed so far, the plan under which the
+// commands wait least in all:
+//
+//   - each alone: single messages first, then each command of several events as its own
+//     atomic batch (one after another in JetStream);
+//   - single messages alone, then the commands of several events in one atomic batch;
+//   - everything in one atomic batch.
+func (a *appender) commitGroup(group []*appendReq) (rest []*appendReq) {
+	if len(group) == 1 {
+		a.commit([]unit{{group[0]}})
+		return nil
+	}
+	var singles, multis []*appendReq
+	for _, r := range group {
+		if len(r.msgs) == 1 {
+			singles = append(singles, r)
+		} else {
+			multis = append(multis, r)
+		}
+	}
+	single, batch := a.costs()
+	S := time.Duration(len(singles))
+	singlesDone := single * S * (S + 1) / 2 // the sum of the singles' waits, one after another
+	eachAlone := singlesDone
+	for i := range multis {
+		eachAlone += S*single + time.Duration(i+1)*batch
+	}
+	best, plan := eachAlone, "alone"
+
+	// Single messages alone, the rest in one batch after them.
+	var multiBatch, multiRest []*appendReq
+	if len(multis) > 1 {
+		multiBatch, multiRest = batchableAfter(singles, multis)
+		if len(multiBatch) > 1 {
+			c := singlesDone + time.Duration(len(multiBatch))*(S*single+batch+msgCount(multiBatch)*batchMsgCost)
+			if c < best {
+				best, plan = c, "mixed"
 			}
+		}
+	}
+	// Everything in one batch.
+	all, allRest := batchable(group)
+	if len(all) > 1 {
+		if c := time.Duration(len(all)) * (batch + msgCount(all)*batchMsgCost); c < best {
+			plan = "together"
+		}
+	}
+	switch plan {
+	case "together":
+		a.commit([]unit{all})
+		return allRest
+	case "mixed":
+		units := make([]unit, 0, len(singles)+1)
+		for _, r := range singles {
+			units = append(units, unit{r})
+		}
+		a.commit(append(units, multiBatch))
+		return multiRest
+	}
+	units := make([]unit, 0, len(group))
+	for _, r := range singles {
+		units = append(units, unit{r})
+	}
+	for _, r := range multis {
+		units = append(units, unit{r})
+	}
+	a.commit(units)
+	return nil
+}
+
+func msgCount(rs []*appendReq) time.Duration {
+	n := 0
+	for _, r := range rs {
+		n += len(r.msgs)
+	}
+	return time.Duration(n)
+}
+
+// batchable splits group into the commands that can share one atomic batch, in order,
+// and the rest: a command with an expectation on a subject that an earlier message of the
+// batch is on, or whose id is already in the batch, waits.
+func batchable(group []*appendReq) (batch, rest []*appendReq) {
+	return batchableAfter(nil, group)
+}
+
+// batchableAfter is batchable for a batch committed after the commands of prior.
+func batchableAfter(prior, group []*appendReq) (batch, rest []*appendReq) {
+	used := map[string]bool{}
+	ids := map[string]bool{}
+	for _, r := range prior {
+		ids[r.commandID] = true
+		for _, m := range r.msgs {
+			used[m.Subject] = true
+		}
+	}
+	n := 0
+	for _, r := range group {
+		if (r.expect.Subject != "" && used[r.expect.Subject]) || ids[r.commandID] || n+len(r.msgs) > maxGroupMsgs {
+			rest = append(rest, r)
+			continue
+		}
+		batch = append(batch, r)
+		ids[r.commandID] = true
+		n += len(r.msgs)
+		for _, m := range r.msgs {
+			used[m.Subject] = true
+		}
+		if r.expect.Subject != "" {
+			used[r.expect.Subject] = true
+		}
+	}
+	return batch, rest
+}
+
+func (a *appender) costs() (single, batch time.Duration) {
+	single, batch = time.Duration(a.singleNS.Load()), time.Duration(a.batchNS.Load())
+	if single == 0 {
+		single = defaultSingleCost
+	}
+	if batch == 0 {
+		batch = defaultBatchCost
+	}
+	return single, batch
+}
+
+// observe folds the time a commit took, of msgs messages, into the cost model.
+func (a *appender) observe(d time.Duration, msgs int) {
+	v := &a.singleNS
+	if msgs > 1 {
+		v = &a.batchNS
+		d -= time.Duration(msgs) * batchMsgCost
+	}
+	old := v.Load()
+	if old == 0 {
+		v.Store(int64(d))
+		return
+	}
+	v.Store(old + (int64(d)-old)/8)
+}
+
+// unit is what JetStream commits at once: one command (one message, or its own atomic
+// batch), or several commands in one atomic batch.
+type unit []*appendReq
+
+func (u unit) msgs() []*nats.Msg {
+	if len(u) == 1 {
+		return u[0].msgs
+	}
+	var msgs []*nats.Msg
+	for _, r := range u {
+		for _, m := range r.msgs {
+			// A copy: if the batch is refused, each command is published again as it was.
+			c := nats.NewMsg(m.Subject)
+			c.Data = m.Data
+			for k, v := range m.Header {
+				c.Header[k] = v
+			}
+			msgs = append(msgs, c)
+		}
+	}
+	return msgs
+}
+
+// commit publishes the units in order, all at once (JetStream commits them one after
+// another), and hands each command its result. A batch of several commands that
+// JetStream refuses is committed again, each command on its own.
+func (a *appender) commit(units []unit) {
+	if len(units) == 1 && len(units[0]) == 1 {
+		a.commitAlone(units[0][0])
+		return
+	}
+	inbox := nats.NewInbox()
+	sub, err := a.nc.SubscribeSync(inbox + ".*")
+	if err != nil {
+		for _, u := range units {
+			for _, r := range u {
+				r.done <- appendResult{err: unavailable(err)}
+			}
+		}
+		return
+	}
+	defer sub.Unsubscribe()
+	type sent struct {
+		u    unit
+		msgs int
+	}
+	waiting := map[string]sent{}
+	start := time.Now()
+	for i, u := range units {
+		msgs := u.msgs()
+		reply := inbox + "." + strconv.Itoa(i)
+		if err := a.send(msgs, reply); err != nil {
+			for _, r := range u {
+				r.done <- appendResult{err: err}
+			}
+			continue
+		}
+		waiting[reply] = sent{u, len(msgs)}
+		a.commits.Add(1)
+	}
+	var refused []*appendReq
+	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
+	defer cancel()
+	for len(waiting) > 0 {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			// The outcome is unknown: the commits may or may not have happened.
+			for _, w := range waiting {
+				for _, r := range w.u {
+					r.done <- appendResult{err: unavailable(err)}
+				}
+			}
+			break
+		}
+		w, ok := waiting[m.Subject]
+		if !ok {
+			continue
+		}
+		delete(waiting, m.Subject)
+		var ack pubAck
+		if err := json.Unmarshal(m.Data, &ack); err != nil {
+			for _, r := range w.u {
+				r.done <- appendResult{err: fmt.Errorf("decode publish ack: %w", err)}
+			}
+			continue
+		}
+		if len(w.u) == 1 {
+			if ack.Error == nil {
+				a.observe(time.Since(start), w.msgs)
+			}
+			a.commands.Add(1)
+			w.u[0].done <- ackResult(ack)
+			continue
+		}
+		if ack.Error != nil || ack.Duplicate || ack.Count != w.msgs || ack.Seq < uint64(w.msgs) {
+			refused = append(refused, w.u...)
+			continue
+		}
+		a.observe(time.Since(start), w.msgs)
+		a.commands.Add(int64(len(w.u)))
+		// The batch is contiguous in the stream and ends at ack.Seq.
+		seq := ack.Seq - uint64(w.msgs)
+		for _, r := range w.u {
+			seq += uint64(len(r.msgs))
+			r.done <- appendResult{seq: seq}
+		}
+	}
+	if len(refused) > 0 {
+		units := make([]unit, len(refused))
+		for i, r := range refused {
+			units[i] = unit{r}
+		}
+		a.commit(units)
+	}
+}
+
+// commitAlone commits one command: a single publish, or its own atomic batch.
+func (a *appender) commitAlone(r *appendReq) {
+	start := time.Now()
+	ack, err := a.publish(r.msgs)
+	a.commits.Add(1)
+	a.commands.Add(1)
+	if err != nil {
+		r.done <- appendResult{err: err}
+		return
+	}
+	if ack.Error == nil {
+		a.observe(time.Since(start), len(r.msgs))
+	}
+	r.done <- ackResult(ack)
+}
+
+// ackResult interprets a command's own acknowledgement.
+func ackResult(ack pubAck) appendResult {
+	if ack.Error != nil {
+		switch ack.Error.ErrCode {
+		case errCodeWrongLastSeq:
+			return appendResult{err: errStale}
+		case errCodeBatchDuplicate:
+			return appendResult{err: errDuplicate}
+		}
+		return appendResult{err: fmt.Errorf("append refused: %s (err_code %d)", ack.Error.Description, ack.Error.ErrCode)}
+	}
+	if ack.Duplicate {
+		return appendResult{seq: ack.Seq, err: errDuplicate}
+	}
+	return appendResult{seq: ack.Seq}
+}
+
+// send publishes msgs (one message, or one atomic batch), the last with reply as its
+// reply subject; it does not wait.
+func (a *appender) send(msgs []*nats.Msg, reply string) error {
+	stage(msgs)
+	for _, m := range msgs[:len(msgs)-1] {
+		if err := a.nc.PublishMsg(m); err != nil {
+			return unavailable(err)
+		}
+	}
+	last := msgs[len(msgs)-1]
+	last.Reply = reply
+	if err := a.nc.PublishMsg(last); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// stage marks several messages as one atomic batch.
+func stage(msgs []*nats.Msg) {
+	if len(msgs) < 2 {
+		return
+	}
+	batch := uuid.NewString()
+	for i, m := range msgs {
+		m.Header.Set(hdrBatchID, batch)
+		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
+	}
+	msgs[len(msgs)-1].Header.Set(hdrBatchCommit, "1")
+}
+
+// publish publishes msgs as they are (one message), or as one atomic batch, and returns
+// the stream's acknowledgement. An error means the outcome is unknown.
+func (a *appender) publish(msgs []*nats.Msg) (pubAck, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
+	defer cancel()
+	stage(msgs)
+	for _, m := range msgs[:len(msgs)-1] {
+		if err := a.nc.PublishMsg(m); err != nil {
+			return pubAck{}, unavailable(err)
 		}
 	}
 	resp, err := a.nc.RequestMsgWithContext(ctx, msgs[len(msgs)-1])
 	if err != nil {
-		return 0, unavailable(err)
+		return pubAck{}, unavailable(err)
 	}
 	var ack pubAck
 	if err := json.Unmarshal(resp.Data, &ack); err != nil {
-		return 0, fmt.Errorf("decode publish ack: %w", err)
+		return pubAck{}, fmt.Errorf("decode publish ack: %w", err)
 	}
-	if ack.Error != nil {
-		switch ack.Error.ErrCode {
-		case errCodeWrongLastSeq:
-			return 0, errStale
-		case errCodeBatchDuplicate:
-			return 0, errDuplicate
-		}
-		return 0, fmt.Errorf("append refused: %s (err_code %d)", ack.Error.Description, ack.Error.ErrCode)
-	}
-	if ack.Duplicate {
-		return ack.Seq, errDuplicate
-	}
-	return ack.Seq, nil
+	return ack, nil
 }
 
 func unavailable(err error) error {

@@ -100,6 +100,12 @@ func New(nc *nats.Conn, stream jetstream.Stream, st State, keys *keystore.Store,
 // Rules returns the rules in force.
 func (l *Ledger) Rules() Rules { return l.cfg.Rules }
 
+// CommitStats reports how many commits (publishes or atomic batches) the ledger has made
+// and how many commands they carried: group commit puts several commands in one.
+func (l *Ledger) CommitStats() (commits, commands int64) {
+	return l.app.commits.Load(), l.app.commands.Load()
+}
+
 // Execute validates and runs one command (raw JSON per its schema) from a station and
 // returns its result. Errors are *schemas.Error for domain failures; anything else is
 // internal and must not reach a client (use schemas.Public).

@@ -77,26 +77,50 @@ func Read(ctx context.Context, js jetstream.JetStream, opts ReadOptions, fn func
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
-	for {
-		m, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+
+	// Messages are taken from the consumer (and their metadata parsed) on one goroutine
+	// and handed to fn on this one, so that reading and fn's work overlap.
+	msgs := make(chan Msg, readAhead)
+	var readErr error // set before msgs is closed
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(msgs)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				switch {
+				case ctx.Err() != nil:
+					readErr = ctx.Err()
+				case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+				default:
+					readErr = fmt.Errorf("read stream: %w", err)
+				}
+				return
 			}
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
+			md, err := m.Metadata()
+			if err != nil {
+				readErr = fmt.Errorf("message metadata: %w", err)
+				return
 			}
-			return fmt.Errorf("read stream: %w", err)
+			msgs <- Msg{Seq: md.Sequence.Stream, Subject: m.Subject(), Data: m.Data(), Pending: md.NumPending}
+			if !opts.Follow && md.Sequence.Stream >= end {
+				return
+			}
 		}
-		md, err := m.Metadata()
-		if err != nil {
-			return fmt.Errorf("message metadata: %w", err)
-		}
-		if err := fn(Msg{Seq: md.Sequence.Stream, Subject: m.Subject(), Data: m.Data(), Pending: md.NumPending}); err != nil {
+	}()
+	for m := range msgs {
+		if err := fn(m); err != nil {
+			it.Stop()
+			for range msgs { // let the reader finish
+			}
+			<-done
 			return err
 		}
-		if !opts.Follow && md.Sequence.Stream >= end {
-			return nil
-		}
 	}
+	<-done
+	return readErr
 }
+
+// readAhead is how many messages Read takes from the consumer ahead of fn.
+const readAhead = 256

@@ -1,11 +1,15 @@
 package projections
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -18,40 +22,320 @@ import (
 // stops on it: skipping an event would make the projections silently wrong.
 var ErrUndecodable = errors.New("undecodable event")
 
-// applier applies events to one indexed batch, which sees its own writes.
+// applier applies events to one batch of rows (rowBatch), which sees its own writes.
 type applier struct {
 	s     *Store
-	b     *pebble.Batch
+	st    *applyState // what the projector run knows across batches; nil for a lone Apply
+	b     *rowBatch
 	work  bool // something closed that the expunger must finish
 	stats map[string]int64
 	// clock is the event-time high-water mark: the latest event time applied so far.
 	clock time.Time
+	// forgotten is the upper bound of this batch's forgetCommands.
+	forgotten []byte
+}
+
+// rowBatch holds every row a batch of events reads, writes or deletes, in memory, until
+// the batch is complete; then it writes the final state of the rows it changed in one
+// Pebble batch. A row that many events of the batch touch (an item checked out, returned
+// and closed; a subject's sequence) is decoded once, and encoded and written once. Its
+// Set and Delete have the signatures of *pebble.Batch's.
+type rowBatch struct {
+	db    *pebble.DB
+	st    *applyState // nil for a lone Apply
+	rows  map[string]*cachedRow
+	order []string // keys in the order first seen, for a deterministic write
+}
+
+// cachedRow is a row as the batch has it.
+type cachedRow struct {
+	v       any    // the decoded value (encoded as JSON when written), unless isRaw
+	raw     []byte // the row's bytes, if isRaw
+	isRaw   bool
+	deleted bool // absent: deleted in the batch, or known not to exist
+	dirty   bool // written or deleted in this batch
+	// absentBefore: the database did not hold the row when the batch began, so deleting
+	// it needs no tombstone.
+	absentBefore bool
+}
+
+func newRowBatch(db *pebble.DB, st *applyState) *rowBatch {
+	return &rowBatch{db: db, st: st, rows: make(map[string]*cachedRow, 64)}
+}
+
+// keep sets the batch's row at key, remembering whether the database held it before.
+func (b *rowBatch) keep(key []byte, r *cachedRow) {
+	k := string(key)
+	if old, ok := b.rows[k]; ok {
+		r.absentBefore = r.absentBefore || old.absentBefore
+	} else {
+		b.order = append(b.order, k)
+		if b.st != nil && tracked(key) {
+			if !b.st.mayExist(key) {
+				r.absentBefore = true
+			}
+			b.st.add(key)
+		}
+	}
+	b.rows[k] = r
+}
+
+// Set writes the bytes of a row.
+func (b *rowBatch) Set(key, value []byte, _ *pebble.WriteOptions) error {
+	b.keep(key, &cachedRow{raw: bytes.Clone(value), isRaw: true, dirty: true})
+	return nil
+}
+
+// Delete deletes a row.
+func (b *rowBatch) Delete(key []byte, _ *pebble.WriteOptions) error {
+	b.keep(key, &cachedRow{deleted: true, dirty: true})
+	return nil
+}
+
+// Get returns the bytes of a row as the batch has it, or pebble.ErrNotFound.
+func (b *rowBatch) Get(key []byte) ([]byte, error) {
+	if r, ok := b.rows[string(key)]; ok {
+		switch {
+		case r.deleted:
+			return nil, pebble.ErrNotFound
+		case r.isRaw:
+			return r.raw, nil
+		}
+		return json.Marshal(r.v)
+	}
+	val, closer, err := b.db.Get(key)
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	return bytes.Clone(val), nil
+}
+
+// commit writes the rows the batch changed, in one Pebble batch.
+func (b *rowBatch) commit() error {
+	pb := b.db.NewBatch()
+	defer pb.Close()
+	for _, k := range b.order {
+		r := b.rows[k]
+		var err error
+		switch {
+		case !r.dirty, r.deleted && r.absentBefore:
+			continue
+		case r.deleted:
+			err = pb.Delete([]byte(k), nil)
+		case r.isRaw:
+			err = pb.Set([]byte(k), r.raw, nil)
+		default:
+			var data []byte
+			if data, err = json.Marshal(r.v); err == nil {
+				err = pb.Set([]byte(k), data, nil)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	// No fsync: projections are disposable. A crash loses at most a suffix of batches,
+	// m/applied with them, and the projector reads that suffix again.
+	return pb.Commit(pebble.NoSync)
+}
+
+// decoded is a stream message checked against its schema, its data decoded; or the
+// error that stops the projector at it.
+type decoded struct {
+	seq  uint64
+	ev   schemas.Event
+	data any
+	err  error
+}
+
+// decodeMsg checks a message against its schema and decodes its data.
+func (s *Store) decodeMsg(m ledger.Msg) decoded {
+	ev, data, err := s.v.EventData(m.Data)
+	if err != nil {
+		return decoded{seq: m.Seq, err: fmt.Errorf("%w: sequence %d: %v", ErrUndecodable, m.Seq, err)}
+	}
+	return decoded{seq: m.Seq, ev: ev, data: data}
+}
+
+// parallelDecodeMin is the batch size from which decoding is spread over the cores.
+const parallelDecodeMin = 64
+
+// decodeAll decodes the messages after the last applied sequence, in order. Big batches
+// (catching up, a rebuild) are decoded on every core: checking and decoding cost more
+// than applying.
+func (s *Store) decodeAll(msgs []ledger.Msg) []decoded {
+	applied := s.Applied()
+	i := 0
+	for i < len(msgs) && msgs[i].Seq <= applied {
+		i++ // already applied before a restart
+	}
+	msgs = msgs[i:]
+	out := make([]decoded, len(msgs))
+	workers := min(runtime.GOMAXPROCS(0), len(msgs)/parallelDecodeMin)
+	if workers <= 1 {
+		for i, m := range msgs {
+			out[i] = s.decodeMsg(m)
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	chunk := (len(msgs) + workers - 1) / workers
+	for lo := 0; lo < len(msgs); lo += chunk {
+		hi := min(lo+chunk, len(msgs))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				out[i] = s.decodeMsg(msgs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // Apply applies stream messages in order, in one Pebble batch together with the sequence
 // of the last, so the projections move from one consistent state to the next.
 func (s *Store) Apply(msgs []ledger.Msg) error {
+	return s.applyDecoded(nil, s.decodeAll(msgs))
+}
+
+// applyState is what one run of the projector (catchUp) knows across its batches.
+//
+// known is a superset of the rows under the prefixes the applier creates per event (t/,
+// o/, e/, x/) that the database holds: most events create such a row (a loan's
+// transaction, a command's ids), and without the set each would cost a fruitless lookup
+// through every level of the database (the projections have no bloom filters), and
+// each row created and deleted within one batch (a loan checked out and returned) a
+// tombstone.
+type applyState struct {
+	seed  maphash.Seed
+	known map[uint64]struct{}
+	// hot holds the decoded rows (and known absences) the last batches read or wrote, so
+	// that a row many batches touch, an item or a patron, is not read and decoded from
+	// the database each time. Only the applier writes these rows, so hot stays true.
+	hot map[string]any
+	// forgotten is the upper bound of the last forgetCommands: every y/ row below it is
+	// gone, and none is created there again (a row's time is the clock, which only grows),
+	// so the next one need not step over their tombstones.
+	forgotten []byte
+}
+
+// maxKnownRows bounds known; past it, known is read again from the database, which holds
+// only open transactions and the commands of the deduplication window.
+const maxKnownRows = 1 << 20
+
+// trackedPrefixes are the prefixes of the rows in known.
+func trackedPrefixes() []string { return []string{pTxn, pOverdue, pExpunge, pCommand} }
+
+func tracked(key []byte) bool {
+	if len(key) < 2 {
+		return false
+	}
+	switch string(key[:2]) {
+	case pTxn, pOverdue, pExpunge, pCommand:
+		return true
+	}
+	return false
+}
+
+func (s *Store) newApplyState() (*applyState, error) {
+	st := &applyState{seed: maphash.MakeSeed()}
+	return st, st.load(s.db)
+}
+
+// load sets known to the tracked rows of the database.
+func (st *applyState) load(db *pebble.DB) error {
+	st.known = map[uint64]struct{}{}
+	for _, p := range trackedPrefixes() {
+		prefix := []byte(p)
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+		if err != nil {
+			return err
+		}
+		for ok := it.First(); ok; ok = it.Next() {
+			st.add(it.Key())
+		}
+		if err := it.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (st *applyState) add(key []byte) { st.known[maphash.Bytes(st.seed, key)] = struct{}{} }
+
+// mayExist reports whether the tracked row at key may exist; false means it does not.
+func (st *applyState) mayExist(key []byte) bool {
+	_, ok := st.known[maphash.Bytes(st.seed, key)]
+	return ok
+}
+
+// absentRow marks a row in hot that the database does not hold.
+type absentRow struct{}
+
+// maxHotRows bounds hot; past it, it starts again empty.
+const maxHotRows = 1 << 14
+
+// hotRow reports whether rows under key's prefix may be kept in hot: the decoded rows
+// that only the applier writes.
+func hotRow(key string) bool {
+	if len(key) < 2 {
+		return false
+	}
+	switch key[:2] {
+	case pItem, pTxn, pPatron, pCard, pFine, pCommand, pExpunge:
+		return true
+	}
+	return false
+}
+
+// remember keeps the final state of the batch's decoded rows in hot, once committed.
+func (st *applyState) remember(b *rowBatch) {
+	if st.hot == nil || len(st.hot)+len(b.order) > maxHotRows {
+		st.hot = make(map[string]any, 1024)
+	}
+	for _, k := range b.order {
+		r := b.rows[k]
+		switch {
+		case !hotRow(k), r.isRaw:
+			delete(st.hot, k)
+		case r.deleted:
+			st.hot[k] = absentRow{}
+		default:
+			st.hot[k] = r.v
+		}
+	}
+}
+
+// applyDecoded applies decoded messages in one batch. It stops at the first message that
+// could not be decoded or applied, and then commits nothing.
+func (s *Store) applyDecoded(st *applyState, msgs []decoded) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	a := applier{s: s, b: s.db.NewIndexedBatch(), stats: map[string]int64{}}
-	defer a.b.Close()
+	if st != nil && len(st.known) > maxKnownRows {
+		if err := st.load(s.db); err != nil {
+			return err
+		}
+	}
+	a := applier{s: s, st: st, b: newRowBatch(s.db, st), stats: map[string]int64{}}
 	if err := a.loadClock(); err != nil {
 		return err
 	}
 	applied := s.Applied()
-	for _, m := range msgs {
-		if m.Seq <= applied {
+	for _, d := range msgs {
+		if d.seq <= applied {
 			continue // already applied before a restart
 		}
-		ev, err := s.v.Event(m.Data)
-		if err != nil {
-			return fmt.Errorf("%w: sequence %d: %v", ErrUndecodable, m.Seq, err)
+		if d.err != nil {
+			return d.err
 		}
-		if err := a.apply(m.Seq, ev); err != nil {
-			return fmt.Errorf("%w: sequence %d (%s): %v", ErrUndecodable, m.Seq, ev.Type, err)
+		if err := a.apply(d.seq, d.ev, d.data); err != nil {
+			return fmt.Errorf("%w: sequence %d (%s): %v", ErrUndecodable, d.seq, d.ev.Type, err)
 		}
-		applied = m.Seq
+		applied = d.seq
 	}
 	if err := a.flushStats(); err != nil {
 		return err
@@ -65,10 +349,15 @@ func (s *Store) Apply(msgs []ledger.Msg) error {
 	if err := a.b.Set([]byte(pApplied), u64(applied), nil); err != nil {
 		return err
 	}
-	// No fsync: projections are disposable. A crash loses at most a suffix of batches,
-	// m/applied with them, and the projector reads that suffix again.
-	if err := a.b.Commit(pebble.NoSync); err != nil {
+	if err := a.b.commit(); err != nil {
+		if st != nil {
+			st.hot = nil
+		}
 		return fmt.Errorf("commit projections: %w", err)
+	}
+	if st != nil {
+		st.remember(a.b)
+		st.forgotten = a.forgotten
 	}
 	s.setApplied(applied, nil)
 	if a.work {
@@ -81,30 +370,158 @@ func (s *Store) Apply(msgs []ledger.Msg) error {
 }
 
 func (a *applier) loadClock() error {
-	val, closer, err := a.b.Get([]byte(pClock))
+	val, err := a.b.Get([]byte(pClock))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil
 	} else if err != nil {
 		return err
 	}
-	defer closer.Close()
 	a.clock = time.Unix(0, int64(binary.BigEndian.Uint64(val))).UTC()
 	return nil
 }
 
-func (a *applier) get(key []byte, v any) error { return getJSON(a.b, key, v) }
-
-func (a *applier) put(key []byte, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
+// get reads the row at key into v.
+func (a *applier) get(key []byte, v any) error {
+	b := a.b
+	if r, ok := b.rows[string(key)]; ok {
+		switch {
+		case r.deleted:
+			return ledger.ErrNotFound
+		case r.isRaw:
+			return json.Unmarshal(r.raw, v)
+		}
+		return assign(v, r.v)
+	}
+	if a.st != nil && tracked(key) && !a.st.mayExist(key) {
+		b.keep(key, &cachedRow{deleted: true, absentBefore: true})
+		return ledger.ErrNotFound
+	}
+	if a.st != nil {
+		if h, ok := a.st.hot[string(key)]; ok {
+			if _, absent := h.(absentRow); absent {
+				b.keep(key, &cachedRow{deleted: true, absentBefore: true})
+				return ledger.ErrNotFound
+			}
+			if err := assign(v, h); err != nil {
+				return err
+			}
+			if c, ok := snapshot(v); ok {
+				b.keep(key, &cachedRow{v: c})
+			}
+			return nil
+		}
+	}
+	if err := getJSON(b.db, key, v); errors.Is(err, ledger.ErrNotFound) {
+		b.keep(key, &cachedRow{deleted: true, absentBefore: true})
+		return err
+	} else if err != nil {
 		return err
 	}
-	return a.b.Set(key, data, nil)
+	// Keep a copy, decoded, for the next event that reads the row.
+	if c, ok := snapshot(v); ok {
+		b.keep(key, &cachedRow{v: c})
+	}
+	return nil
+}
+
+// put writes v as the row at key; it is encoded when the batch is complete. The batch
+// keeps its own copy: a later change to v's slices does not reach it.
+func (a *applier) put(key []byte, v any) error {
+	switch r := v.(type) {
+	case ledger.Txn:
+		r.Fines = slices.Clone(r.Fines)
+		v = r
+	case ledger.Patron:
+		r.Cards, r.Txns = slices.Clone(r.Cards), slices.Clone(r.Txns)
+		v = r
+	case commandRow:
+		r.Seqs = slices.Clone(r.Seqs)
+		v = r
+	}
+	a.b.keep(key, &cachedRow{v: v, dirty: true})
+	return nil
 }
 
 func (a *applier) del(key []byte) error { return a.b.Delete(key, nil) }
 
-func (a *applier) apply(seq uint64, ev schemas.Event) error {
+// snapshot returns a copy of *v for the row cache, for the row types the applier uses.
+func snapshot(v any) (any, bool) {
+	switch v := v.(type) {
+	case *ledger.Item:
+		return *v, true
+	case *ledger.Txn:
+		t := *v
+		t.Fines = slices.Clone(t.Fines)
+		return t, true
+	case *ledger.Patron:
+		p := *v
+		p.Cards, p.Txns = slices.Clone(p.Cards), slices.Clone(p.Txns)
+		return p, true
+	case *ledger.Card:
+		return *v, true
+	case *commandRow:
+		c := *v
+		c.Seqs = slices.Clone(c.Seqs)
+		return c, true
+	case *expungeRow:
+		return *v, true
+	case *string:
+		return *v, true
+	}
+	return nil, false
+}
+
+// assign sets *dst to a copy of the cached value src, which no later change of *dst can
+// reach. A value of another type goes through JSON, as the row would from the database.
+func assign(dst, src any) error {
+	switch d := dst.(type) {
+	case *ledger.Item:
+		if s, ok := src.(ledger.Item); ok {
+			*d = s
+			return nil
+		}
+	case *ledger.Txn:
+		if s, ok := src.(ledger.Txn); ok {
+			s.Fines = slices.Clone(s.Fines)
+			*d = s
+			return nil
+		}
+	case *ledger.Patron:
+		if s, ok := src.(ledger.Patron); ok {
+			s.Cards, s.Txns = slices.Clone(s.Cards), slices.Clone(s.Txns)
+			*d = s
+			return nil
+		}
+	case *ledger.Card:
+		if s, ok := src.(ledger.Card); ok {
+			*d = s
+			return nil
+		}
+	case *commandRow:
+		if s, ok := src.(commandRow); ok {
+			s.Seqs = slices.Clone(s.Seqs)
+			*d = s
+			return nil
+		}
+	case *expungeRow:
+		if s, ok := src.(expungeRow); ok {
+			*d = s
+			return nil
+		}
+	case *string:
+		if s, ok := src.(string); ok {
+			*d = s
+			return nil
+		}
+	}
+	data, err := json.Marshal(src)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, dst)
+}
+
+func (a *applier) apply(seq uint64, ev schemas.Event, data any) error {
 	if ev.Time.After(a.clock) {
 		a.clock = ev.Time
 	}
@@ -116,57 +533,39 @@ func (a *applier) apply(seq uint64, ev schemas.Event) error {
 			return err
 		}
 	}
-	switch ev.Type {
-	case schemas.TypeItemCataloged:
-		return decodeThen(ev, a.cataloged)
-	case schemas.TypePatronRegistered:
-		return decodeThen(ev, a.registered)
-	case schemas.TypeCardIssued:
-		return decodeThen(ev, a.cardIssued)
-	case schemas.TypeCardReportedLost:
-		return decodeThen(ev, a.cardLost)
-	case schemas.TypePatronClosed:
-		return decodeThen(ev, a.patronClosed)
-	case schemas.TypeItemCheckedOut:
-		return decodeThen(ev, func(d schemas.ItemCheckedOut) error { return a.checkedOut(ev, d) })
-	case schemas.TypeItemRenewed:
-		return decodeThen(ev, func(d schemas.ItemRenewed) error { return a.renewed(ev, d) })
-	case schemas.TypeItemReturned:
-		return decodeThen(ev, func(d schemas.ItemReturned) error {
-			return a.loanEnded(ev, d.TxnID, d.Barcode, d.Branch, ledger.LoanReturned, "returns")
-		})
-	case schemas.TypeItemDeclaredLost:
-		return decodeThen(ev, func(d schemas.ItemDeclaredLost) error {
-			return a.loanEnded(ev, d.TxnID, d.Barcode, "", ledger.LoanLost, "lost")
-		})
-	case schemas.TypeItemDamaged:
-		return decodeThen(ev, func(d schemas.ItemDamaged) error {
-			return a.loanEnded(ev, d.TxnID, d.Barcode, d.Branch, ledger.LoanDamaged, "damaged")
-		})
-	case schemas.TypeFineAssessed:
-		return decodeThen(ev, func(d schemas.FineAssessed) error { return a.fineAssessed(ev, d) })
-	case schemas.TypeFinePaid:
-		return decodeThen(ev, func(d schemas.FinePaid) error {
-			return a.fineSettled(ev, d.TxnID, d.FineID, d.AmountCents, d.RemainingCents, "fines_paid_cents")
-		})
-	case schemas.TypeFineWaived:
-		return decodeThen(ev, func(d schemas.FineWaived) error {
-			return a.fineSettled(ev, d.TxnID, d.FineID, d.AmountCents, 0, "fines_waived_cents")
-		})
-	case schemas.TypeTransactionClosed:
-		return decodeThen(ev, func(d schemas.TransactionClosed) error { return a.closed(ev, d) })
-	case schemas.TypeTransactionExpunged:
-		return decodeThen(ev, func(d schemas.TransactionExpunged) error { return a.del(expungeKey(d.TxnID)) })
+	switch d := data.(type) {
+	case schemas.ItemCataloged:
+		return a.cataloged(d)
+	case schemas.PatronRegistered:
+		return a.registered(d)
+	case schemas.CardIssued:
+		return a.cardIssued(d)
+	case schemas.CardReportedLost:
+		return a.cardLost(d)
+	case schemas.PatronClosed:
+		return a.patronClosed(d)
+	case schemas.ItemCheckedOut:
+		return a.checkedOut(ev, d)
+	case schemas.ItemRenewed:
+		return a.renewed(ev, d)
+	case schemas.ItemReturned:
+		return a.loanEnded(ev, d.TxnID, d.Barcode, d.Branch, ledger.LoanReturned, "returns")
+	case schemas.ItemDeclaredLost:
+		return a.loanEnded(ev, d.TxnID, d.Barcode, "", ledger.LoanLost, "lost")
+	case schemas.ItemDamaged:
+		return a.loanEnded(ev, d.TxnID, d.Barcode, d.Branch, ledger.LoanDamaged, "damaged")
+	case schemas.FineAssessed:
+		return a.fineAssessed(ev, d)
+	case schemas.FinePaid:
+		return a.fineSettled(ev, d.TxnID, d.FineID, d.AmountCents, d.RemainingCents, "fines_paid_cents")
+	case schemas.FineWaived:
+		return a.fineSettled(ev, d.TxnID, d.FineID, d.AmountCents, 0, "fines_waived_cents")
+	case schemas.TransactionClosed:
+		return a.closed(ev, d)
+	case schemas.TransactionExpunged:
+		return a.del(expungeKey(d.TxnID))
 	}
 	return fmt.Errorf("unknown event type")
-}
-
-func decodeThen[D any](ev schemas.Event, f func(D) error) error {
-	var d D
-	if err := json.Unmarshal(ev.Data, &d); err != nil {
-		return err
-	}
-	return f(d)
 }
 
 // command records the sequences a command appended. The row is stamped with the event-time
@@ -175,7 +574,8 @@ func decodeThen[D any](ev schemas.Event, f func(D) error) error {
 // recognised.
 func (a *applier) command(seq uint64, ev schemas.Event) error {
 	var row commandRow
-	if err := a.get(commandKey(ev.CommandID), &row); err != nil && !errors.Is(err, ledger.ErrNotFound) {
+	key := commandKey(ev.CommandID)
+	if err := a.get(key, &row); err != nil && !errors.Is(err, ledger.ErrNotFound) {
 		return err
 	}
 	// The row ages from the command's latest event: re-stamp it as the mark moves.
@@ -191,26 +591,40 @@ func (a *applier) command(seq uint64, ev schemas.Event) error {
 		}
 	}
 	row.Seqs = append(row.Seqs, seq)
-	return a.put(commandKey(ev.CommandID), row)
+	return a.put(key, row)
 }
 
 // forgetCommands drops commands older than DedupeWindow behind the high-water mark. It
 // runs once per batch; since the mark only grows, the rows left do not depend on how the
 // stream was cut into batches, so a rebuild forgets exactly what the live projections did.
 func (a *applier) forgetCommands() error {
-	it, err := a.b.NewIter(&pebble.IterOptions{
-		LowerBound: []byte(pCmdTime),
-		UpperBound: commandTimeKey(a.clock.Add(-ledger.DedupeWindow), ""),
-	})
+	lower, upper := []byte(pCmdTime), commandTimeKey(a.clock.Add(-ledger.DedupeWindow), "")
+	if a.st != nil && a.st.forgotten != nil && bytes.Compare(a.st.forgotten, upper) <= 0 {
+		lower = a.st.forgotten
+	}
+	// The expired y/ rows: those in the database the batch has not touched, and those the
+	// batch wrote.
+	it, err := a.b.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err
 	}
 	var expired [][2][]byte
 	for ok := it.First(); ok; ok = it.Next() {
-		expired = append(expired, [2][]byte{slices.Clone(it.Key()), slices.Clone(it.Value())})
+		if _, touched := a.b.rows[string(it.Key())]; !touched {
+			expired = append(expired, [2][]byte{slices.Clone(it.Key()), slices.Clone(it.Value())})
+		}
 	}
 	if err := it.Close(); err != nil {
 		return err
+	}
+	for _, k := range a.b.order {
+		if r := a.b.rows[k]; !r.deleted && k >= string(lower) && k < string(upper) {
+			val, err := a.b.Get([]byte(k))
+			if err != nil {
+				return err
+			}
+			expired = append(expired, [2][]byte{[]byte(k), val})
+		}
 	}
 	for _, kv := range expired {
 		if err := a.del(kv[0]); err != nil {
@@ -220,6 +634,7 @@ func (a *applier) forgetCommands() error {
 			return err
 		}
 	}
+	a.forgotten = upper
 	return nil
 }
 
@@ -545,10 +960,9 @@ func (a *applier) count(t time.Time, branch, collection, measure string, n int64
 func (a *applier) flushStats() error {
 	for k, n := range a.stats {
 		var cur int64
-		val, closer, err := a.b.Get([]byte(k))
+		val, err := a.b.Get([]byte(k))
 		if err == nil {
 			cur = int64(binary.BigEndian.Uint64(val))
-			closer.Close()
 		} else if !errors.Is(err, pebble.ErrNotFound) {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/imagineif/lethe/keystore"
@@ -30,21 +31,27 @@ func (s *Store) CatchUp(ctx context.Context, js jetstream.JetStream) error {
 
 // catchUp applies the stream from the next unapplied event, in batches, until its end
 // (or, following, until ctx ends), or through sequence upTo when that is not 0.
+//
+// Reading and applying overlap: the stream is read on this goroutine while the previous
+// batch is decoded (on every core, when it is big) and applied on another.
 func (s *Store) catchUp(ctx context.Context, js jetstream.JetStream, follow bool, upTo uint64) error {
 	if upTo != 0 && s.Applied() >= upTo {
 		return nil
 	}
-	var pending []ledger.Msg
-	flush := func() error {
-		err := s.Apply(pending)
-		pending = pending[:0]
-		if err != nil {
-			s.setApplied(0, err)
-			s.logger.Error("projector stopped", "err", err)
-		}
+	st, err := s.newApplyState()
+	if err != nil {
 		return err
 	}
-	err := ledger.Read(ctx, js, ledger.ReadOptions{From: s.Applied() + 1, Follow: follow}, func(m ledger.Msg) error {
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	ap := s.startApplying(st, stopReading)
+	pending := make([]ledger.Msg, 0, maxBatch)
+	flush := func() error {
+		batch := pending
+		pending = make([]ledger.Msg, 0, maxBatch) // the applier owns batch now
+		return ap.submit(batch)
+	}
+	err = ledger.Read(readCtx, js, ledger.ReadOptions{From: s.Applied() + 1, Follow: follow}, func(m ledger.Msg) error {
 		if upTo != 0 && m.Seq > upTo {
 			return errStop
 		}
@@ -63,10 +70,79 @@ func (s *Store) catchUp(ctx context.Context, js jetstream.JetStream, follow bool
 	if (err == nil || errors.Is(err, errStop)) && len(pending) > 0 {
 		err = flush()
 	}
+	// The applier's failure comes first: it is why reading stopped.
+	if aerr := ap.close(); aerr != nil {
+		return aerr
+	}
 	if errors.Is(err, errStop) || (errors.Is(err, context.Canceled) && ctx.Err() != nil) {
 		return nil
 	}
 	return err
+}
+
+// applying decodes and applies batches handed over by the reader, in order: one
+// goroutine decodes (on every core, for a big batch) while another applies the batch
+// before, so neither waits for the other.
+type applying struct {
+	batches chan []ledger.Msg
+	done    chan struct{}
+	mu      sync.Mutex
+	err     error // the first failure
+}
+
+// startApplying starts the applier; fail is called when a batch fails, to stop reading.
+func (s *Store) startApplying(st *applyState, fail func()) *applying {
+	ap := &applying{batches: make(chan []ledger.Msg, 2), done: make(chan struct{})}
+	decoded := make(chan []decoded, 2)
+	go func() {
+		defer close(decoded)
+		for batch := range ap.batches {
+			if ap.failed() == nil {
+				decoded <- s.decodeAll(batch)
+			}
+		}
+	}()
+	go func() {
+		defer close(ap.done)
+		for batch := range decoded {
+			if ap.failed() != nil {
+				continue // drain: the reader stops at its next submit
+			}
+			if err := s.applyDecoded(st, batch); err != nil {
+				s.setApplied(0, err)
+				s.logger.Error("projector stopped", "err", err)
+				ap.mu.Lock()
+				ap.err = err
+				ap.mu.Unlock()
+				fail()
+			}
+		}
+	}()
+	return ap
+}
+
+func (ap *applying) failed() error {
+	ap.mu.Lock()
+	defer ap.mu.Unlock()
+	return ap.err
+}
+
+// submit hands a batch to the applier; it returns the applier's failure, if any.
+func (ap *applying) submit(batch []ledger.Msg) error {
+	if err := ap.failed(); err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		ap.batches <- batch
+	}
+	return ap.failed()
+}
+
+// close waits until every submitted batch is applied and returns the first failure.
+func (ap *applying) close() error {
+	close(ap.batches)
+	<-ap.done
+	return ap.failed()
 }
 
 // Diff is how two projections differ.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,13 +80,17 @@ func (t *tree) member(v *jval, name string) *jval {
 // errBail means the fast path does not decide this input; the library's path does.
 var errBail = errors.New("not for the fast path")
 
-// parsers are reused: a parse allocates nothing once the pool is warm.
-var parsers = sync.Pool{New: func() any { return &parser{} }}
+// parserPool reuses parsers: a parse allocates nothing once the pool is warm.
+type parserPool struct{ sync.Pool }
 
-// fastParse parses raw as exactly one JSON value, as strictly as encoding/json or more.
+// parse parses raw as exactly one JSON value, as strictly as encoding/json or more.
 // Call done on the parser when finished with the tree.
-func fastParse(raw []byte) (*parser, error) {
-	p := parsers.Get().(*parser)
+func (pp *parserPool) parse(raw []byte) (*parser, error) {
+	p, _ := pp.Get().(*parser)
+	if p == nil {
+		p = &parser{}
+	}
+	p.pool = pp
 	p.raw, p.i = raw, 0
 	p.t.nodes, p.stack = p.t.nodes[:0], p.stack[:0]
 	if len(raw) > math.MaxInt32 {
@@ -109,6 +114,7 @@ func fastParse(raw []byte) (*parser, error) {
 }
 
 type parser struct {
+	pool  *parserPool
 	raw   []byte
 	i     int
 	t     tree
@@ -125,7 +131,7 @@ func (p *parser) done() {
 	clear(p.t.nodes)
 	clear(p.stack[:p.high])
 	p.high = 0
-	parsers.Put(p)
+	p.pool.Put(p)
 }
 
 func (p *parser) space() {
@@ -231,6 +237,10 @@ func (p *parser) string() (string, error) {
 	ascii := true
 	for p.i < len(p.raw) {
 		c := p.raw[p.i]
+		if plainStringByte(c) {
+			p.i++
+			continue
+		}
 		switch {
 		case c == '"':
 			seg := p.raw[start:p.i]
@@ -399,12 +409,17 @@ type fnode struct {
 	consts   []any // const (one value) or enum values: strings, booleans or nil only
 	hasConst bool
 	format   *jsonschema.Format
-	ref      *fnode
+	// formatString is Lethe's own check of a format it registers, called without boxing
+	// the string; the library's Format.Validate otherwise.
+	formatString func(string) error
+	ref          *fnode
 
 	props    []fprop
 	required []string
-	addlNone bool   // additionalProperties: false
-	addl     *fnode // additionalProperties: a schema
+	reqMask  uint64   // the props that are required, as bits of their index
+	reqOther []string // required names that are not among props
+	addlNone bool     // additionalProperties: false
+	addl     *fnode   // additionalProperties: a schema
 	minProps int
 	maxProps int
 
@@ -472,8 +487,26 @@ const (
 	tObject
 )
 
-var typeBits = map[string]uint8{"null": tNull, "boolean": tBoolean, "number": tNumber,
-	"integer": tInteger, "string": tString, "array": tArray, "object": tObject}
+// typeBit returns the bit of a JSON Schema type name, or 0.
+func typeBit(name string) uint8 {
+	switch name {
+	case "null":
+		return tNull
+	case "boolean":
+		return tBoolean
+	case "number":
+		return tNumber
+	case "integer":
+		return tInteger
+	case "string":
+		return tString
+	case "array":
+		return tArray
+	case "object":
+		return tObject
+	}
+	return 0
+}
 
 // errUnsupported: the schema uses a keyword the fast checker does not implement.
 var errUnsupported = errors.New("keyword not supported by the fast checker")
@@ -516,8 +549,8 @@ func (c *fastCompiler) compile(s *jsonschema.Schema) (*fnode, error) {
 	}
 	if s.Types != nil {
 		for _, t := range s.Types.ToStrings() {
-			bit, ok := typeBits[t]
-			if !ok {
+			bit := typeBit(t)
+			if bit == 0 {
 				return nil, fmt.Errorf("%w: type %s", errUnsupported, t)
 			}
 			n.types |= bit
@@ -548,6 +581,9 @@ func (c *fastCompiler) compile(s *jsonschema.Schema) (*fnode, error) {
 		n.consts, n.hasConst = s.Enum.Values, true
 	}
 	n.format = s.Format
+	if s.Format != nil {
+		n.formatString = fastFormat(s.Format.Name)
+	}
 	var err error
 	if n.ref, err = c.compile(s.Ref); err != nil {
 		return nil, err
@@ -560,6 +596,17 @@ func (c *fastCompiler) compile(s *jsonschema.Schema) (*fnode, error) {
 		n.props = append(n.props, fprop{name, pn})
 	}
 	n.required = s.Required
+	if len(n.props) > 64 {
+		return nil, fmt.Errorf("%w: more than 64 properties %s", errUnsupported, s.Location)
+	}
+	for _, r := range s.Required {
+		i := slices.IndexFunc(n.props, func(p fprop) bool { return p.name == r })
+		if i < 0 {
+			n.reqOther = append(n.reqOther, r)
+		} else {
+			n.reqMask |= 1 << i
+		}
+	}
 	switch a := s.AdditionalProperties.(type) {
 	case nil:
 	case bool:
@@ -644,7 +691,11 @@ func (n *fnode) valid(t *tree, v *jval) bool {
 	if n.hasConst && !n.constMatch(v) {
 		return false
 	}
-	if n.format != nil {
+	if n.formatString != nil && v.kind == jString {
+		if n.formatString(v.s) != nil {
+			return false
+		}
+	} else if n.format != nil {
 		var x any
 		switch v.kind {
 		case jString:
@@ -765,24 +816,23 @@ func (n *fnode) objectValid(t *tree, v *jval) bool {
 	if l := int(v.hi - v.lo); n.minProps >= 0 && l < n.minProps || n.maxProps >= 0 && l > n.maxProps {
 		return false
 	}
-	for _, r := range n.required {
-		if t.member(v, r) == nil {
-			return false
-		}
-	}
+	// Names are unique (the parser leaves repeated names to the library), so the
+	// required props are all present when each was seen once.
+	var seen uint64
 	kids := t.kids(v)
 	for i := range kids {
 		m := &kids[i]
-		var ps *fnode
-		for _, p := range n.props {
-			if p.name == m.key {
-				ps = p.node
+		p := -1
+		for j := range n.props {
+			if n.props[j].name == m.key {
+				p = j
 				break
 			}
 		}
 		switch {
-		case ps != nil:
-			if !ps.valid(t, m) {
+		case p >= 0:
+			seen |= 1 << p
+			if !n.props[p].node.valid(t, m) {
 				return false
 			}
 		case n.addlNone:
@@ -791,6 +841,14 @@ func (n *fnode) objectValid(t *tree, v *jval) bool {
 			if !n.addl.valid(t, m) {
 				return false
 			}
+		}
+	}
+	if seen&n.reqMask != n.reqMask {
+		return false
+	}
+	for _, r := range n.reqOther {
+		if t.member(v, r) == nil {
+			return false
 		}
 	}
 	return true
@@ -827,11 +885,11 @@ func compileFast(v *Validator) fastSchemas {
 
 // fastCheck reports whether raw, one JSON document, certainly satisfies n. False means
 // only that the library must decide.
-func fastCheck(n *fnode, raw []byte) bool {
+func (v *Validator) fastCheck(n *fnode, raw []byte) bool {
 	if n == nil {
 		return false
 	}
-	p, err := fastParse(raw)
+	p, err := v.parsers.parse(raw)
 	if err != nil {
 		return false
 	}
@@ -841,18 +899,24 @@ func fastCheck(n *fnode, raw []byte) bool {
 
 // fastEvent decodes an event on the fast path. ok is false when the library must decide.
 func (v *Validator) fastEvent(raw []byte) (ev Event, ok bool) {
-	if v.fast.envelope == nil {
-		return Event{}, false
-	}
-	p, err := fastParse(raw)
+	p, err := v.parsers.parse(raw)
 	if err != nil {
 		return Event{}, false
 	}
 	defer p.done()
-	t := &p.t
+	ev, _, ok = v.fastEventTree(raw, &p.t)
+	return ev, ok
+}
+
+// fastEventTree checks the parsed event t and builds its Event; it also returns the data
+// object's node.
+func (v *Validator) fastEventTree(raw []byte, t *tree) (ev Event, data *jval, ok bool) {
+	if v.fast.envelope == nil {
+		return Event{}, nil, false
+	}
 	env := t.root()
 	if !v.fast.envelope.valid(t, env) {
-		return Event{}, false
+		return Event{}, nil, false
 	}
 	// The strings of the tree share raw; the Event gets its own copies.
 	str := func(name string) string {
@@ -862,10 +926,10 @@ func (v *Validator) fastEvent(raw []byte) (ev Event, ok bool) {
 		return ""
 	}
 	typ := str("type")
-	data := t.member(env, "data")
+	data = t.member(env, "data")
 	ds := v.fast.events[typ]
 	if data == nil || ds == nil || str("dataschema") != DataSchema(typ) || !ds.valid(t, data) {
-		return Event{}, false
+		return Event{}, nil, false
 	}
 	// Envelope values are names the schema fixes (interned), or copies.
 	ev = Event{
@@ -880,9 +944,9 @@ func (v *Validator) fastEvent(raw []byte) (ev Event, ok bool) {
 		Data:            bytes.Clone(raw[data.start:data.end]),
 	}
 	if err := ev.Time.UnmarshalText([]byte(str("time"))); err != nil {
-		return Event{}, false
+		return Event{}, nil, false
 	}
-	return ev, true
+	return ev, data, true
 }
 
 // eventType returns the constant for a known event type, so an Event does not hold a
@@ -922,3 +986,17 @@ func eventType(typ string) string {
 	}
 	return strings.Clone(typ)
 }
+
+// fastFormat returns the check of a format Lethe registers (validate.go), taking the
+// string directly: the same function the library calls through Format.Validate.
+func fastFormat(name string) func(string) error {
+	switch name {
+	case "date-time":
+		return validateDateTimeString
+	}
+	return nil
+}
+
+// plainStringByte reports whether c is a byte a string holds as it is: printable ASCII
+// other than the quote and the backslash.
+func plainStringByte(c byte) bool { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\' }

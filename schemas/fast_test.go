@@ -3,6 +3,7 @@ package schemas
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -56,13 +57,13 @@ func TestFastPathCoversEverySchema(t *testing.T) {
 	}
 	for _, cmds := range []map[string]any{sampleCommands(), minimalCommands()} {
 		for name, c := range cmds {
-			if !fastCheck(v.fast.commands[name], mustMarshal(t, c)) {
+			if !v.fastCheck(v.fast.commands[name], mustMarshal(t, c)) {
 				t.Errorf("the fast path did not accept the sample %s command", name)
 			}
 		}
 	}
 	for name, r := range sampleReplies() {
-		if !fastCheck(v.fast.replies[name], mustMarshal(t, r)) {
+		if !v.fastCheck(v.fast.replies[name], mustMarshal(t, r)) {
 			t.Errorf("the fast path did not accept the sample %s reply", name)
 		}
 	}
@@ -86,9 +87,36 @@ func agreeEvent(t *testing.T, v *Validator, raw []byte) (fast bool) {
 	return true
 }
 
+// agreeEventData checks EventData against Event followed by encoding/json, and reports
+// whether its fast path decided.
+func agreeEventData(t *testing.T, v *Validator, raw []byte) (fast bool) {
+	t.Helper()
+	ev, data, err := v.EventData(raw)
+	wantEv, wantErr := v.Event(raw)
+	if (err == nil) != (wantErr == nil) {
+		t.Fatalf("EventData(%q) = %v, Event = %v", raw, err, wantErr)
+	}
+	if err != nil {
+		return false
+	}
+	typ, _ := dataType(wantEv.Type)
+	want := reflect.New(typ)
+	if err := json.Unmarshal(wantEv.Data, want.Interface()); err != nil {
+		t.Fatalf("json.Unmarshal(%s) = %v", wantEv.Data, err)
+	}
+	if diff := cmp.Diff(wantEv, ev); diff != "" {
+		t.Fatalf("EventData(%q) event differs (-Event +EventData):\n%s", raw, diff)
+	}
+	if diff := cmp.Diff(want.Elem().Interface(), data); diff != "" {
+		t.Fatalf("EventData(%q) data differs (-encoding/json +EventData):\n%s", raw, diff)
+	}
+	_, _, fast = v.fastEventData(raw)
+	return fast
+}
+
 func agreeCommand(t *testing.T, v *Validator, name string, raw []byte) (fast bool) {
 	t.Helper()
-	if len(raw) > MaxCommandBytes || !fastCheck(v.fast.commands[name], raw) {
+	if len(raw) > MaxCommandBytes || !v.fastCheck(v.fast.commands[name], raw) {
 		return false
 	}
 	if err := check(v.commands[name], "invalid "+name, raw, MaxCommandBytes); err != nil {
@@ -176,13 +204,23 @@ func TestFastAgreesWithLibrary(t *testing.T) {
 	for typ, data := range sampleEvents() {
 		events = append(events, envelope(t, typ, data))
 	}
+	dataFast := 0
 	for _, ev := range events {
 		for _, raw := range variants(t, mustMarshal(t, ev)) {
 			total++
 			if agreeEvent(t, v, raw) {
 				fast++
 			}
+			if agreeEventData(t, v, raw) {
+				dataFast++
+			}
 		}
+		if !agreeEventData(t, v, mustMarshal(t, ev)) {
+			t.Errorf("EventData's fast path did not take the sample %s", ev.Type)
+		}
+	}
+	if dataFast == 0 {
+		t.Error("EventData's fast path decided nothing")
 	}
 	for _, cmds := range []map[string]any{sampleCommands(), minimalCommands()} {
 		for name, c := range cmds {
@@ -225,6 +263,7 @@ func FuzzFastAgreesWithLibrary(f *testing.F) {
 			return
 		}
 		agreeEvent(t, v, raw)
+		agreeEventData(t, v, raw)
 		agreeCommand(t, v, names[int(i)%len(names)], raw)
 	})
 }
@@ -372,6 +411,19 @@ func BenchmarkEventOnly(b *testing.B) {
 }
 
 // BenchmarkEventLibrary is Event on the library's path alone, for comparison.
+// BenchmarkEventData is the projector's decode: the event and its data.
+func BenchmarkEventData(b *testing.B) {
+	v := testValidator(b)
+	raw := mustMarshal(b, envelope(b, TypeItemCheckedOut, sampleEvents()[TypeItemCheckedOut]))
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := v.EventData(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkEventLibrary(b *testing.B) {
 	v := testValidator(b)
 	raw := mustMarshal(b, envelope(b, TypeItemCheckedOut, sampleEvents()[TypeItemCheckedOut]))

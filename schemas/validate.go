@@ -65,6 +65,9 @@ type Validator struct {
 	commands map[string]*jsonschema.Schema // by command name
 	replies  map[string]*jsonschema.Schema // by reply name
 	fast     fastSchemas                   // the same schemas for the fast path (fast.go)
+	// dataPlans fill each event type's Go data type from the fast path's tree.
+	dataPlans map[string]*structPlan
+	parsers   parserPool
 }
 
 // NewValidator compiles every embedded schema.
@@ -136,6 +139,7 @@ func NewValidator() (*Validator, error) {
 		return nil, err
 	}
 	v.fast = compileFast(v)
+	v.dataPlans = planData()
 	return v, nil
 }
 
@@ -179,7 +183,7 @@ func (v *Validator) Command(name string, raw []byte) error {
 		}
 		return Errorf(CodeInvalid, "unknown command")
 	}
-	if len(raw) <= MaxCommandBytes && fastCheck(v.fast.commands[name], raw) {
+	if len(raw) <= MaxCommandBytes && v.fastCheck(v.fast.commands[name], raw) {
 		return nil
 	}
 	return check(s, "invalid "+name, raw, MaxCommandBytes)
@@ -191,7 +195,7 @@ func (v *Validator) Reply(name string, raw []byte) error {
 	if !ok {
 		return Errorf(CodeInvalid, "unknown reply schema")
 	}
-	if len(raw) <= maxReplyBytes && fastCheck(v.fast.replies[name], raw) {
+	if len(raw) <= maxReplyBytes && v.fastCheck(v.fast.replies[name], raw) {
 		return nil
 	}
 	return check(s, "invalid "+name, raw, maxReplyBytes)
@@ -449,8 +453,14 @@ func validateDateTime(v any) error {
 	if !ok {
 		return nil
 	}
+	return validateDateTimeString(s)
+}
+
+var errNotDateTime = errors.New("not an RFC 3339 date-time")
+
+func validateDateTimeString(s string) error {
 	if _, err := time.Parse(time.RFC3339, s); err != nil {
-		return errors.New("not an RFC 3339 date-time")
+		return errNotDateTime
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -33,7 +34,7 @@ type benchPlan struct {
 	sweepEvery  time.Duration // erasure sweep interval of the fixed-rate run
 	items       int           // items cataloged for the ingest service
 	replayRuns  int           // timed replays and rebuilds (the median is reported)
-	historyFill time.Duration // extra kiosk load to grow the stream before replay and rebuild
+	historyFill time.Duration // kiosk load that makes the history replayed and rebuilt
 	growth      []int         // open transactions in the growth runs
 }
 
@@ -41,7 +42,7 @@ func newBenchPlan(quick bool) benchPlan {
 	if quick {
 		return benchPlan{quick: true, runFor: 1500 * time.Millisecond, kiosks: []int{1, 8, 64}, fixedRate: 500,
 			fixedFor: 3 * time.Second, sweepEvery: time.Second, items: 200, replayRuns: 1,
-			growth: []int{40, 160}}
+			historyFill: 4 * time.Second, growth: []int{40, 160}}
 	}
 	return benchPlan{runFor: 6 * time.Second, kiosks: []int{1, 8, 64}, fixedRate: 500,
 		fixedFor: 15 * time.Second, sweepEvery: 5 * time.Second, items: 640, replayRuns: 3,
@@ -49,14 +50,18 @@ func newBenchPlan(quick bool) benchPlan {
 }
 
 // benchSections are the parts of a run, in order; --only picks some.
-var benchSections = []string{"ingest", "fixed", "replay", "rebuild", "expunge", "growth"}
+func benchSections() []string {
+	return []string{"ingest", "fixed", "replay", "rebuild", "expunge", "growth"}
+}
 
 func cmdBench(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	f := newFlags("bench", getenv, stderr)
 	quick := f.Bool("quick", false, "a short run (under a minute on two cores) with small counts")
 	jsonFile := f.String("json", "", "also write the results as JSON to this file")
 	markdown := f.Bool("markdown", false, "print the summary as a Markdown table")
-	only := f.String("only", "", "comma-separated sections to run: "+strings.Join(benchSections, ","))
+	only := f.String("only", "", "comma-separated sections to run: "+strings.Join(benchSections(), ","))
+	sweep := f.Duration("sweep-interval", 0, "erasure sweep interval of the fixed-rate run (default: 1s with --quick, 5s otherwise)")
+	cpuprofile := f.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	dir := f.String("dir", "", "where to make the temporary data directories (default: the system's temporary directory); the disk decides fsync latency")
 	if err := f.parse(args); err != nil {
 		return err
@@ -69,8 +74,8 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 		if s = strings.TrimSpace(s); s == "" {
 			continue
 		}
-		if !slices.Contains(benchSections, s) {
-			return &exitError{2, fmt.Errorf("--only: unknown section %q (use %s)", s, strings.Join(benchSections, ","))}
+		if !slices.Contains(benchSections(), s) {
+			return &exitError{2, fmt.Errorf("--only: unknown section %q (use %s)", s, strings.Join(benchSections(), ","))}
 		}
 		want[s] = true
 	}
@@ -80,11 +85,26 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	defer os.RemoveAll(root)
 
+	plan := newBenchPlan(*quick)
+	if *sweep > 0 {
+		plan.sweepEvery = *sweep
+	}
 	b := &bencher{
-		plan: newBenchPlan(*quick), root: root, want: want,
+		plan: plan, root: root, want: want,
 		// Lethe's own log: errors only, so the progress line stays readable.
 		logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 		prog:   newBenchProgress(stderr),
+	}
+	if *cpuprofile != "" {
+		fh, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer fh.Close()
+		if err := pprof.StartCPUProfile(fh); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	started := time.Now()
 	runErr := b.run(ctx)
@@ -152,8 +172,7 @@ func (b *bencher) tempDir(name string) string {
 }
 
 func (b *bencher) run(ctx context.Context) error {
-	needHistory := b.runs("replay") || b.runs("rebuild")
-	if b.runs("ingest") || needHistory {
+	if b.runs("ingest") {
 		if err := b.ingest(ctx); err != nil {
 			return fmt.Errorf("ingest: %w", err)
 		}
@@ -163,7 +182,10 @@ func (b *bencher) run(ctx context.Context) error {
 			return fmt.Errorf("fixed rate: %w", err)
 		}
 	}
-	if needHistory {
+	if b.runs("replay") || b.runs("rebuild") {
+		if err := b.fillHistory(ctx); err != nil {
+			return fmt.Errorf("history: %w", err)
+		}
 		if err := b.replayAndRebuild(ctx); err != nil {
 			return fmt.Errorf("replay: %w", err)
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -114,7 +115,11 @@ func (b *bencher) replayAndRebuild(ctx context.Context) error {
 		}
 		raws = append(raws, float64(rn)/rd.Seconds())
 		b.prog.set("replay %d/%d: auditor's decode path", i+1, b.plan.replayRuns)
-		an, ad, err := auditRead(ctx, n.js, n.v)
+		var an int
+		var ad time.Duration
+		pprof.Do(ctx, pprof.Labels("bench", "replay"), func(ctx context.Context) {
+			an, ad, err = auditRead(ctx, n.js, n.v)
+		})
 		if err != nil {
 			return err
 		}
@@ -130,8 +135,12 @@ func (b *bencher) replayAndRebuild(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		var diff projections.Diff
 		start := time.Now()
-		diff, err := n.proj.Rebuild(ctx, n.js, filepath.Join(dir, "projections"), projections.Config{Location: time.UTC, Logger: b.logger})
+		// The label lets a profile (--cpuprofile) pick out the rebuild: -tagfocus bench=rebuild.
+		pprof.Do(ctx, pprof.Labels("bench", "rebuild"), func(ctx context.Context) {
+			diff, err = n.proj.Rebuild(ctx, n.js, filepath.Join(dir, "projections"), projections.Config{Location: time.UTC, Logger: b.logger})
+		})
 		elapsed := time.Since(start)
 		os.RemoveAll(dir)
 		if err != nil {

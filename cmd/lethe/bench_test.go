@@ -3,8 +3,11 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/uuid"
@@ -151,4 +154,75 @@ func BenchmarkRawPebbleBatch(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkRebuild rebuilds the projections from a stream of real kiosk traffic (made
+// once, as lethe bench makes its history): the stream read, decode and schema check on
+// every core, and the apply. Compare its events/s with BenchmarkRawRead.
+func BenchmarkRebuild(b *testing.B) {
+	n := benchHistory(b)
+	events := n.proj.Applied()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		diff, err := n.proj.Rebuild(ctxT(b), n.js, filepath.Join(b.TempDir(), "projections"), projections.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !diff.Equal() {
+			b.Fatalf("rebuild differs: %+v", diff)
+		}
+	}
+	b.ReportMetric(float64(events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkRawRead reads the same stream with an ordered consumer and does nothing else.
+func BenchmarkRawRead(b *testing.B) {
+	n := benchHistory(b)
+	total := 0
+	b.ResetTimer()
+	for b.Loop() {
+		got, _, err := rawRead(ctxT(b), n.js)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += got
+	}
+	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkAuditRead is lethe audit replay's decode path over the same stream.
+func BenchmarkAuditRead(b *testing.B) {
+	n := benchHistory(b)
+	total := 0
+	b.ResetTimer()
+	for b.Loop() {
+		got, _, err := auditRead(ctxT(b), n.js, n.v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += got
+	}
+	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
+}
+
+// benchHistory makes a history as lethe bench does (kiosks for a few seconds) and opens
+// it as lethe projections rebuild does.
+func benchHistory(b *testing.B) *node { return benchHistoryT(b) }
+
+func benchHistoryT(b testing.TB) *node {
+	b.Helper()
+	bn := &bencher{plan: benchPlan{historyFill: 3 * time.Second}, root: b.TempDir(),
+		logger: slog.New(slog.DiscardHandler), prog: newBenchProgress(io.Discard)}
+	if err := bn.fillHistory(ctxT(b)); err != nil {
+		b.Fatal(err)
+	}
+	n, err := openNode(ctxT(b), nodeConfig{Data: bn.history, NATSListen: "off", Location: time.UTC, Logger: bn.logger})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(n.close)
+	if err := n.proj.CatchUp(ctxT(b), n.js); err != nil {
+		b.Fatal(err)
+	}
+	return n
 }

@@ -1,0 +1,229 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/imagineif/lethe/schemas"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// testStream starts an embedded JetStream server with fsync before every acknowledgement
+// and the CIRC stream, and returns an appender on it and the stream.
+func testStream(t *testing.T) (*appender, jetstream.Stream) {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: filepath.Join(t.TempDir(), "nats"),
+		DontListen: true, NoSigs: true, NoLog: true, SyncAlways: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := EnsureStream(context.Background(), js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &appender{nc: nc, timeout: 10 * time.Second}, st
+}
+
+// testEvents returns n events on subject.
+func testEvents(subject string, n int) []schemas.Event {
+	evs := make([]schemas.Event, n)
+	for i := range evs {
+		evs[i] = schemas.Event{SpecVersion: "1.0", ID: uuid.NewString(), Type: schemas.TypeTransactionClosed,
+			Source: "lethe/test", Subject: subject, Data: []byte(`{}`)}
+	}
+	return evs
+}
+
+func mustReq(t *testing.T, id string, expect Expect, events []schemas.Event) *appendReq {
+	t.Helper()
+	r, err := newAppendReq(id, expect, events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// checkLanded checks that the command's last event is at seq in the stream.
+func checkLanded(t *testing.T, st jetstream.Stream, r *appendReq, res appendResult) {
+	t.Helper()
+	if res.err != nil {
+		t.Fatalf("command %s: %v", r.commandID, res.err)
+	}
+	m, err := st.GetMsg(context.Background(), res.seq)
+	if err != nil {
+		t.Fatalf("get %d: %v", res.seq, err)
+	}
+	want := r.commandID
+	if len(r.msgs) > 1 {
+		want = fmt.Sprintf("%s/%d", r.commandID, len(r.msgs))
+	}
+	if got := m.Header.Get(hdrMsgID); got != want {
+		t.Errorf("sequence %d holds %s, want the last event of %s (%s)", res.seq, got, r.commandID, want)
+	}
+}
+
+// TestGroupCommitConcurrentCommands: commands appended at once share commits, and each
+// learns the sequence of its own last event.
+func TestGroupCommitConcurrentCommands(t *testing.T) {
+	t.Parallel()
+	a, st := testStream(t)
+	const n = 48
+	type result struct {
+		id   string
+		msgs int
+		seq  uint64
+		err  error
+	}
+	results := make([]result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := uuid.NewString()
+			events := testEvents(fmt.Sprintf("circ.item.g%d", i), 1+i%2)
+			seq, err := a.append(context.Background(), id, Expect{Subject: events[0].Subject}, events)
+			results[i] = result{id, len(events), seq, err}
+		}()
+	}
+	wg.Wait()
+	seen := map[uint64]bool{}
+	for _, r := range results {
+		if r.err != nil {
+			t.Fatalf("append %s: %v", r.id, r.err)
+		}
+		if seen[r.seq] {
+			t.Fatalf("two commands answered with sequence %d", r.seq)
+		}
+		seen[r.seq] = true
+		checkLanded(t, st, &appendReq{commandID: r.id, msgs: make([]*nats.Msg, r.msgs)}, appendResult{seq: r.seq})
+	}
+	if commits, commands := a.commits.Load(), a.commands.Load(); commands != n || commits >= n {
+		t.Errorf("%d commands in %d commits, want %d commands in fewer commits", commands, commits, n)
+	}
+}
+
+// TestGroupCommitRefusedBatch: one stale command (or one already appended) refuses the
+// whole atomic batch; every command is then committed on its own and only those fail.
+func TestGroupCommitRefusedBatch(t *testing.T) {
+	t.Parallel()
+	a, st := testStream(t)
+	done := mustReq(t, uuid.NewString(), Expect{}, testEvents("circ.item.dup", 1))
+	a.commitAlone(done)
+	if r := <-done.done; r.err != nil {
+		t.Fatal(r.err)
+	}
+	good1 := mustReq(t, uuid.NewString(), Expect{Subject: "circ.item.a"}, testEvents("circ.item.a", 2))
+	stale := mustReq(t, uuid.NewString(), Expect{Subject: "circ.item.b", Seq: 99}, testEvents("circ.item.b", 2))
+	dup := mustReq(t, done.commandID, Expect{}, testEvents("circ.item.dup", 1))
+	good2 := mustReq(t, uuid.NewString(), Expect{Subject: "circ.item.c"}, testEvents("circ.item.c", 2))
+	a.commit([]unit{{good1, stale, dup, good2}})
+	checkLanded(t, st, good1, <-good1.done)
+	checkLanded(t, st, good2, <-good2.done)
+	if r := <-stale.done; !errors.Is(r.err, errStale) {
+		t.Errorf("stale command: %v, want errStale", r.err)
+	}
+	if r := <-dup.done; !errors.Is(r.err, errDuplicate) {
+		t.Errorf("duplicate command: %v, want errDuplicate", r.err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 5 {
+		t.Errorf("stream holds %d messages, want 5 (the first, and two commands of two)", info.State.Msgs)
+	}
+}
+
+// TestBatchable: a command whose expectation's subject an earlier message of the batch is
+// on, or whose id is already in it, waits for the next group.
+func TestBatchable(t *testing.T) {
+	t.Parallel()
+	r := func(id, expect string, subjects ...string) *appendReq {
+		req := &appendReq{commandID: id, expect: Expect{Subject: expect}}
+		for _, s := range subjects {
+			req.msgs = append(req.msgs, nats.NewMsg(s))
+		}
+		return req
+	}
+	group := []*appendReq{
+		r("1", "circ.item.a", "circ.item.a", "circ.item.a"),
+		r("2", "circ.item.a", "circ.item.a"),       // same subject as 1: waits
+		r("3", "", "circ.sys.expunged"),            // no expectation
+		r("4", "", "circ.sys.expunged"),            // no expectation: shares the subject
+		r("5", "circ.item.x", "circ.item.b"),       // expects on another subject
+		r("6", "circ.item.b", "circ.item.b"),       // 5 wrote circ.item.b: waits
+		r("1", "circ.item.z", "circ.item.z"),       // same id as 1: waits
+		r("7", "circ.patron.p", "circ.patron.p"),   // free
+		r("8", "circ.sys.expunged", "circ.item.q"), // expects on a subject 3 wrote: waits
+	}
+	batch, rest := batchable(group)
+	ids := func(rs []*appendReq) (out []string) {
+		for _, r := range rs {
+			out = append(out, r.commandID+":"+r.expect.Subject)
+		}
+		return out
+	}
+	want := []string{"1:circ.item.a", "3:", "4:", "5:circ.item.x", "7:circ.patron.p"}
+	if got := ids(batch); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("batch = %v, want %v", got, want)
+	}
+	wantRest := []string{"2:circ.item.a", "6:circ.item.b", "1:circ.item.z", "8:circ.sys.expunged"}
+	if got := ids(rest); fmt.Sprint(got) != fmt.Sprint(wantRest) {
+		t.Errorf("rest = %v, want %v", got, wantRest)
+	}
+}
+
+// TestGroupCommitPlans: a group of commands of several events goes in one batch after the
+// single messages; every command lands where its result says.
+func TestGroupCommitPlans(t *testing.T) {
+	t.Parallel()
+	a, st := testStream(t)
+	var group []*appendReq
+	for i := range 6 {
+		subject := fmt.Sprintf("circ.item.p%d", i)
+		group = append(group, mustReq(t, uuid.NewString(), Expect{Subject: subject}, testEvents(subject, 1+i%2)))
+	}
+	// A command of several events with an expectation on a subject a single message of
+	// the group writes waits for the next group.
+	late := mustReq(t, uuid.NewString(), Expect{Subject: "circ.item.p0"}, testEvents("circ.item.p0", 2))
+	group = append(group, late)
+	rest := a.commitGroup(group)
+	if len(rest) != 1 || rest[0] != late {
+		t.Fatalf("commitGroup left %d commands, want the late one", len(rest))
+	}
+	for _, r := range group[:6] {
+		checkLanded(t, st, r, <-r.done)
+	}
+	if commits, commands := a.commits.Load(), a.commands.Load(); commands != 6 || commits != 4 {
+		t.Errorf("%d commands in %d commits, want 6 in 4 (three alone, three in one batch)", commands, commits)
+	}
+	if r := a.commitGroup(rest); len(r) != 0 {
+		t.Fatalf("commitGroup left %d", len(r))
+	}
+	if r := <-late.done; !errors.Is(r.err, errStale) {
+		t.Errorf("late command: %v, want errStale (p0 moved on)", r.err)
+	}
+}
