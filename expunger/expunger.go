@@ -139,21 +139,53 @@ func (e *Expunger) ExpungeNow(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for _, c := range closed {
+	// Destroy every key first: that is what ends the link, and it waits for nothing else.
+	destroyed := make([]time.Time, len(closed))
+	for i, c := range closed {
 		if err := e.keys.Destroy(keystore.Transaction, c.TxnID); err != nil {
-			return n, fmt.Errorf("destroy transaction key: %w", err)
+			return 0, fmt.Errorf("destroy transaction key: %w", err)
 		}
-		destroyed := e.cfg.Now()
-		lag := destroyed.Sub(c.ClosedAt)
-		if err := e.led.RecordExpunged(ctx, c.TxnID, c.ClosedAt, destroyed); err != nil {
-			return n, fmt.Errorf("record expunged: %w", err)
-		}
+		destroyed[i] = e.cfg.Now()
+		lag := destroyed[i].Sub(c.ClosedAt)
 		e.expungeLag.add(lag)
 		e.expungeHist.Observe(lag.Seconds())
-		e.awaitErasure = append(e.awaitErasure, c.ClosedAt)
-		e.expunged++
-		n++
+	}
+	// Then record them, concurrently, so the ledger commits the records together instead
+	// of one commit each. A record that fails leaves its transaction pending: the next
+	// round destroys nothing new for it (destroying twice is harmless) and records it again.
+	var (
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, maxConcurrentRecords)
+		failMu   sync.Mutex
+		firstErr error
+		recorded = make([]bool, len(closed))
+	)
+	for i, c := range closed {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := e.led.RecordExpunged(ctx, c.TxnID, c.ClosedAt, destroyed[i]); err != nil {
+				failMu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("record expunged: %w", err)
+				}
+				failMu.Unlock()
+				return
+			}
+			recorded[i] = true
+		})
+	}
+	wg.Wait()
+	n := 0
+	for i, c := range closed {
+		if recorded[i] {
+			e.awaitErasure = append(e.awaitErasure, c.ClosedAt)
+			e.expunged++
+			n++
+		}
+	}
+	if firstErr != nil {
+		return n, firstErr
 	}
 	patrons, err := e.proj.ClosedPatrons()
 	if err != nil {
@@ -170,6 +202,9 @@ func (e *Expunger) ExpungeNow(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// maxConcurrentRecords bounds the transaction.expunged records in flight at once.
+const maxConcurrentRecords = 64
 
 // Sweep makes every deletion so far physical: the keystore and the projections are
 // flushed and compacted and their obsolete files removed, so no file under the data

@@ -166,15 +166,15 @@ type plan struct {
 // on a newer view, when the state changed under it.
 type decider func(view) (plan, error)
 
-// view is the ledger reading one snapshot of the projections: every row a decision reads,
+// view is the ledger reading one consistent view of the projections: every row a decision reads,
 // and the subject sequences its expectation names, are as of the same stream position. An
-// event appended after the snapshot on the decision's subject makes its append stale.
+// event appended after the view on the decision's subject makes its append stale.
 type view struct {
 	*Ledger
 	st Reader
 }
 
-// withView calls f with a fresh snapshot of the state.
+// withView calls f with a fresh consistent view of the state.
 func (l *Ledger) withView(f func(view) error) error {
 	r, done := l.st.View()
 	defer done()

@@ -37,8 +37,8 @@ type Reader interface {
 // the stream up to some sequence that only grows.
 type State interface {
 	Reader
-	// View is a consistent snapshot: all its rows reflect the stream up to the same
-	// sequence. done releases it.
+	// View is a consistent view: all its rows reflect the stream up to the same sequence
+	// until done is called, which must be soon: the projector waits for it.
 	View() (r Reader, done func())
 	// Overdue lists open loans due before t, oldest first, at most limit.
 	Overdue(before time.Time, limit int) ([]Overdue, error)

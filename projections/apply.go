@@ -349,7 +349,10 @@ func (s *Store) applyDecoded(st *applyState, msgs []decoded) error {
 	if err := a.b.Set([]byte(pApplied), u64(applied), nil); err != nil {
 		return err
 	}
-	if err := a.b.commit(); err != nil {
+	a.s.viewMu.Lock() // no decision may see half of what it reads before, half after
+	err := a.b.commit()
+	a.s.viewMu.Unlock()
+	if err != nil {
 		if st != nil {
 			st.hot = nil
 		}

@@ -136,20 +136,16 @@ func TestApplyRefusesUndecodable(t *testing.T) {
 	}
 }
 
-// TestViewIsConsistent: a view keeps showing the rows and subject sequences of the moment
-// it was taken while later batches are applied. Decisions rely on it: a decision that read
-// "on loan" must not pair it with the subject sequence of the return that ended the loan.
+// TestViewIsConsistent: while a view is open no batch is committed, so everything a
+// decision reads, rows and subject sequences alike, is as of one position in the stream.
+// A decision that read "on loan" must not pair it with the subject sequence of the return
+// that ended the loan. The batch commits as soon as the view is done.
 func TestViewIsConsistent(t *testing.T) {
 	t.Parallel()
 	keys, v := testKeys(t)
 	msgs := testMsgs(t)
 	s := openTestStore(t, keys, v, "view")
 	if err := s.Apply(msgs[:2]); err != nil {
-		t.Fatal(err)
-	}
-	view, done := s.View()
-	defer done()
-	if err := s.Apply(msgs[2:]); err != nil {
 		t.Fatal(err)
 	}
 	check := func(name string, r ledger.Reader, status string, seq uint64) {
@@ -162,6 +158,18 @@ func TestViewIsConsistent(t *testing.T) {
 			t.Errorf("%s: subject sequence = %d, %v; want %d", name, got, err, seq)
 		}
 	}
+	view, done := s.View()
+	applied := make(chan error, 1)
+	go func() { applied <- s.Apply(msgs[2:]) }()
+	select {
+	case err := <-applied:
+		t.Fatalf("a batch was committed while a view was open (err %v)", err)
+	case <-time.After(100 * time.Millisecond):
+	}
 	check("view", view, ledger.ItemOnLoan, 2)
+	done()
+	if err := <-applied; err != nil {
+		t.Fatal(err)
+	}
 	check("live", s, ledger.ItemAvailable, 4)
 }

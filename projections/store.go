@@ -32,6 +32,9 @@ type Store struct {
 	loc    *time.Location
 	logger *slog.Logger
 
+	// viewMu: views (decisions) read under RLock; a batch commits under Lock.
+	viewMu sync.RWMutex
+
 	mu      sync.Mutex
 	applied uint64
 	advance chan struct{} // closed and replaced whenever applied moves
@@ -233,15 +236,14 @@ func (s rows) CommandSeqs(commandID string) ([]uint64, error) {
 	return row.Seqs, err
 }
 
-// View implements ledger.State: a Pebble snapshot, which every applied batch is either
-// wholly in or wholly out of.
+// View implements ledger.State. No batch is committed while a view is open, so the rows
+// it reads, and the subject sequences, are all as of one position in the stream. It is not
+// a Pebble snapshot: a snapshot pins deleted rows, and with decisions running all the
+// time the erasure sweep would never find a moment without one. A view lasts as long as
+// one decision, so the projector waits at most that long.
 func (s *Store) View() (ledger.Reader, func()) {
-	snap := s.db.NewSnapshot()
-	return rows{snap}, func() {
-		if err := snap.Close(); err != nil {
-			s.logger.Error("close projection snapshot", "err", err)
-		}
-	}
+	s.viewMu.RLock()
+	return s.rows, s.viewMu.RUnlock
 }
 
 // Overdue implements ledger.State.

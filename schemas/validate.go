@@ -64,10 +64,6 @@ type Validator struct {
 	events   map[string]*jsonschema.Schema // by event type
 	commands map[string]*jsonschema.Schema // by command name
 	replies  map[string]*jsonschema.Schema // by reply name
-	fast     fastSchemas                   // the same schemas for the fast path (fast.go)
-	// dataPlans fill each event type's Go data type from the fast path's tree.
-	dataPlans map[string]*structPlan
-	parsers   parserPool
 }
 
 // NewValidator compiles every embedded schema.
@@ -138,8 +134,6 @@ func NewValidator() (*Validator, error) {
 	if v.replies, err = compileAll(replySchemaNS, Replies()); err != nil {
 		return nil, err
 	}
-	v.fast = compileFast(v)
-	v.dataPlans = planData()
 	return v, nil
 }
 
@@ -183,9 +177,6 @@ func (v *Validator) Command(name string, raw []byte) error {
 		}
 		return Errorf(CodeInvalid, "unknown command")
 	}
-	if len(raw) <= MaxCommandBytes && v.fastCheck(v.fast.commands[name], raw) {
-		return nil
-	}
 	return check(s, "invalid "+name, raw, MaxCommandBytes)
 }
 
@@ -194,9 +185,6 @@ func (v *Validator) Reply(name string, raw []byte) error {
 	s, ok := v.replies[name]
 	if !ok {
 		return Errorf(CodeInvalid, "unknown reply schema")
-	}
-	if len(raw) <= maxReplyBytes && v.fastCheck(v.fast.replies[name], raw) {
-		return nil
 	}
 	return check(s, "invalid "+name, raw, maxReplyBytes)
 }
@@ -208,15 +196,7 @@ func (v *Validator) Event(raw []byte) (Event, error) {
 	if len(raw) > MaxEventBytes {
 		return Event{}, Errorf(CodeInvalid, "invalid event: too large (limit %d bytes)", MaxEventBytes)
 	}
-	if ev, ok := v.fastEvent(raw); ok {
-		return ev, nil
-	}
-	return v.libraryEvent(raw)
-}
 
-// libraryEvent is Event checked by the JSON Schema library alone: the reference the fast
-// path must agree with, and the path that words every refusal.
-func (v *Validator) libraryEvent(raw []byte) (Event, error) {
 	tree, start, end, err := decodeTree(raw, "data")
 	if err != nil {
 		return Event{}, Errorf(CodeInvalid, "invalid event: %s", err.Error())
