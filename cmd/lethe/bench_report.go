@@ -126,50 +126,42 @@ func writeJSONReport(w io.Writer, r benchReport) error {
 // target and whether it is met.
 func writeTable(w io.Writer, rows []benchRow) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "section\tmeasure\traw\tLethe\tratio\ttarget\tmet")
+	fmt.Fprintln(tw, strings.Join(benchHeader, "\t"))
 	for _, r := range rows {
-		raw := "—"
-		if r.Raw != nil {
-			raw = formatValue(*r.Raw, r.Unit)
-		}
-		ratio := "—"
-		if r.Ratio != nil {
-			ratio = fmt.Sprintf("%.2f", *r.Ratio)
-		}
-		met := ""
-		if r.Met != nil {
-			met = "no"
-			if *r.Met {
-				met = "yes"
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Section, r.Name, raw, formatValue(r.Lethe, r.Unit), ratio, r.Target, met)
+		fmt.Fprintln(tw, strings.Join(r.cells(), "\t"))
 	}
 	return tw.Flush()
 }
 
 // writeMarkdown prints the rows as a Markdown table, for the README.
 func writeMarkdown(w io.Writer, rows []benchRow) {
-	fmt.Fprintln(w, "| section | measure | raw | Lethe | ratio | target | met |")
+	fmt.Fprintln(w, "| "+strings.Join(benchHeader, " | ")+" |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	for _, r := range rows {
-		raw := "—"
-		if r.Raw != nil {
-			raw = formatValue(*r.Raw, r.Unit)
-		}
-		ratio := "—"
-		if r.Ratio != nil {
-			ratio = fmt.Sprintf("%.2f", *r.Ratio)
-		}
-		met := ""
-		if r.Met != nil {
-			met = "no"
-			if *r.Met {
-				met = "yes"
-			}
-		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", r.Section, r.Name, raw, formatValue(r.Lethe, r.Unit), ratio, r.Target, met)
+		fmt.Fprintln(w, "| "+strings.Join(r.cells(), " | ")+" |")
 	}
+}
+
+var benchHeader = []string{"section", "measure", "raw", "Lethe", "ratio", "target", "met"}
+
+// cells are a row's columns as the table and the Markdown show them.
+func (r benchRow) cells() []string {
+	raw := "—"
+	if r.Raw != nil {
+		raw = formatValue(*r.Raw, r.Unit)
+	}
+	ratio := "—"
+	if r.Ratio != nil {
+		ratio = fmt.Sprintf("%.2f", *r.Ratio)
+	}
+	met := ""
+	if r.Met != nil {
+		met = "no"
+		if *r.Met {
+			met = "yes"
+		}
+	}
+	return []string{r.Section, r.Name, raw, formatValue(r.Lethe, r.Unit), ratio, r.Target, met}
 }
 
 // formatValue prints a figure in its unit: rates and counts with thousands separators,
