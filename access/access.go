@@ -50,6 +50,10 @@ type Entry struct {
 	Clause   string           `json:"clause"`
 	OrderRef string           `json:"order_ref,omitempty"`
 	Patrons  []schemas.Sealed `json:"patrons,omitempty"`
+	// OrderSealed is the order reference when the entry names a patron: a reference may
+	// name the person, so it is sealed under the first patron's profile key like the
+	// patron, and goes with it when the account closes.
+	OrderSealed *schemas.Sealed `json:"order_sealed,omitempty"`
 }
 
 // StreamConfig is the ACCESS stream: file storage, append-only, kept forever.
@@ -119,6 +123,7 @@ func (l *Log) Record(ctx context.Context, d ledger.Disclosure) error {
 	if d.Scope == policy.Refused || d.Scope == "" {
 		e.Scope, e.Outcome = policy.Refused, Refused
 	}
+	var first string // the first patron sealed
 	for _, p := range d.Patrons {
 		sealed, err := ledger.SealAccess(l.keys, p, e.ID)
 		if errors.Is(err, keystore.ErrNotFound) {
@@ -127,6 +132,16 @@ func (l *Log) Record(ctx context.Context, d ledger.Disclosure) error {
 			return err
 		}
 		e.Patrons = append(e.Patrons, sealed)
+		if first == "" {
+			first = p
+		}
+	}
+	if e.OrderRef != "" && first != "" {
+		sealed, err := ledger.SealAccessNote(l.keys, first, e.ID, e.OrderRef)
+		if err != nil {
+			return err
+		}
+		e.OrderRef, e.OrderSealed = "", &sealed
 	}
 	body, err := json.Marshal(e)
 	if err != nil {
@@ -261,6 +276,14 @@ func (l *Log) open(e Entry) Listed {
 		}
 		out.Patrons = append(out.Patrons, id)
 	}
-	out.Entry.Patrons = nil
+	if s := e.OrderSealed; s != nil {
+		out.OrderRef = Erased
+		if id, err := l.ids.PatronByAccessKID(s.KID); err == nil {
+			if ref, err := ledger.OpenAccessNote(l.keys, id, e.ID, *s); err == nil {
+				out.OrderRef = ref
+			}
+		}
+	}
+	out.Entry.Patrons, out.OrderSealed = nil, nil
 	return out
 }

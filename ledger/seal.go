@@ -121,3 +121,34 @@ func OpenAccess(keys *keystore.Store, patronID, entryID string, s schemas.Sealed
 	}
 	return string(pt), nil
 }
+
+// noteAD binds a sealed note of an access entry (a court order's reference, which may
+// name the person) to its entry.
+func noteAD(entryID string) []byte { return []byte("access note\x00" + entryID) }
+
+// SealAccessNote seals text about a patron on the access entry entryID under the patron's
+// profile key: readable while the account is open, and by no one once it is closed.
+func SealAccessNote(keys *keystore.Store, patronID, entryID, text string) (schemas.Sealed, error) {
+	key, err := keys.Get(keystore.Profile, patronID)
+	if err != nil {
+		return schemas.Sealed{}, err
+	}
+	nonce, ct, err := keystore.Seal(key, []byte(text), noteAD(entryID))
+	if err != nil {
+		return schemas.Sealed{}, err
+	}
+	return schemas.Sealed{KID: accessKID(key), Nonce: nonce, CT: ct}, nil
+}
+
+// OpenAccessNote opens a note sealed by SealAccessNote.
+func OpenAccessNote(keys *keystore.Store, patronID, entryID string, s schemas.Sealed) (string, error) {
+	key, err := keys.Get(keystore.Profile, patronID)
+	if err != nil {
+		return "", err
+	}
+	pt, err := keystore.Unseal(key, s.Nonce, s.CT, noteAD(entryID))
+	if err != nil {
+		return "", fmt.Errorf("open access note: %w", err)
+	}
+	return string(pt), nil
+}

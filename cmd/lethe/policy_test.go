@@ -456,7 +456,15 @@ func TestAccessLogForgetsClosedAccounts(t *testing.T) {
 		}
 	}
 	h.lookup(clerk, map[string]any{"basis": "in_person", "name": "Lou Lookup", "birth_date": "1999-09-09", "photo_id_checked": true})
+	// A court order's reference may name the person: it goes with the account too.
+	const order = "State v. Lou Lookup, DC-26-0412"
+	if status, d := h.lookup(adminName, map[string]any{"basis": "court_order", "card": "21000000000821", "order_ref": order}); status != 200 {
+		t.Fatalf("court order = %d %+v", status, d.Error)
+	}
 	var entries []access.Listed
+	if status := h.get("/api/access-log?staff="+adminName, &entries); status != 200 || len(entries) == 0 || entries[0].OrderRef != order {
+		t.Fatalf("administrator's entries = %d %+v, want the court order with its reference", status, entries)
+	}
 	if status := h.get("/api/access-log?staff="+clerk, &entries); status != 200 || len(entries) != 3 {
 		t.Fatalf("access log of %s = %d %+v, want 3 entries", clerk, status, entries)
 	}
@@ -492,6 +500,9 @@ func TestAccessLogForgetsClosedAccounts(t *testing.T) {
 			t.Errorf("entry after close = %+v, want the patron erased", e)
 		}
 	}
+	if status := h.get("/api/access-log?staff="+adminName, &entries); status != 200 || entries[0].OrderRef != access.Erased || entries[0].Patrons[0] != access.Erased {
+		t.Errorf("court order entry after close = %d %+v, want the reference and the patron erased", status, entries[0])
+	}
 	// The CLI reads the same record.
 	var out, errOut syncBuffer
 	env := map[string]string{"LETHE_USER": adminName, "LETHE_PASSWORD": staffPassword}
@@ -501,7 +512,7 @@ func TestAccessLogForgetsClosedAccounts(t *testing.T) {
 	}
 	// Nothing on the access stream names the patron in the clear, before or after.
 	raw := h.rawStream(access.StreamName)
-	for _, secret := range []string{id, "21000000000821", "Lou Lookup", "1985-02-02", staffPassword} {
+	for _, secret := range []string{id, "21000000000821", "Lou Lookup", "1985-02-02", staffPassword, "DC-26-0412"} {
 		if bytes.Contains(raw, []byte(secret)) {
 			t.Errorf("the access stream holds %q in the clear", secret)
 		}
