@@ -336,7 +336,7 @@ func TestEveryDisclosingRouteRecordsOnce(t *testing.T) {
 			body = []byte(sample.body)
 		}
 		as := cmpOr(sample.as, adminName)
-		if r.Access == 0 /* public */ && r.Pattern != "GET /api/session" && r.Pattern != "POST /api/logout" {
+		if r.Access == desk.Public && r.Pattern != "GET /api/session" && r.Pattern != "POST /api/logout" {
 			as = ""
 		}
 
