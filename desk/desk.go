@@ -262,13 +262,20 @@ func (s *Server) command(c command) http.HandlerFunc {
 		if err != nil {
 			err = schemas.Errorf(schemas.CodeInvalid, "request body larger than %d bytes", schemas.MaxCommandBytes)
 		}
+		// Who the command concerns is read before it runs: closing an account removes the
+		// rows that say so.
+		var patronID string
+		var card bool
+		if c.discloses && err == nil {
+			patronID, card = s.Ledger.CommandPatron(c.name, raw)
+		}
 		var res any
 		if err == nil {
 			branch := cmp.Or(s.Branch, "main")
 			res, err = s.Ledger.Execute(r.Context(), ledger.Station{Kind: "desk", Branch: branch, ID: "desk"}, c.name, raw)
 		}
 		if c.discloses {
-			if rerr := s.recordCommand(r.Context(), requester(r), c, raw, err); rerr != nil {
+			if rerr := s.recordCommand(r.Context(), requester(r), c, patronID, card, err); rerr != nil {
 				s.fail(w, r, rerr)
 				return
 			}
@@ -282,13 +289,12 @@ func (s *Server) command(c command) http.HandlerFunc {
 }
 
 // recordCommand writes the access entry of a desk command that concerns a patron.
-func (s *Server) recordCommand(ctx context.Context, by ledger.Requester, c command, raw []byte, cmdErr error) error {
+func (s *Server) recordCommand(ctx context.Context, by ledger.Requester, c command, patronID string, card bool, cmdErr error) error {
 	dec := policy.Permit(by.Role, c.action)
 	d := ledger.Disclosure{By: by, Action: c.name, Scope: dec.Scope, Clause: dec.Clause.ID}
 	if schemas.CodeOf(cmdErr) == schemas.CodeForbidden {
 		d.Scope = policy.Refused
 	}
-	patronID, card := s.Ledger.CommandPatron(c.name, raw)
 	if card {
 		d.Basis = policy.Card
 	}
