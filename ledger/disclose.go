@@ -14,6 +14,13 @@ import (
 	"github.com/imagineif/lethe/schemas"
 )
 
+// Why a lookup identifies no single account. Like every refusal, they name no one.
+var (
+	errNoOne         = schemas.Errorf(schemas.CodeInvalid, "the request names no card and no name")
+	errNoSuchName    = schemas.Errorf(schemas.CodeNotFound, "no open account has this name")
+	errNameAmbiguous = schemas.Errorf(schemas.CodeConflict, "more than one account has this name and the date of birth given does not single one out")
+)
+
 // Requester is who asks for a patron's data: a staff account, or a kiosk.
 type Requester struct {
 	Name string // the staff account, or "kiosk <branch>/<id>"
@@ -80,6 +87,8 @@ type Disclosed struct {
 	Record   schemas.PatronRecord `json:"record"`
 	// History is set for a court order: closed transactions no longer exist.
 	History string `json:"history,omitempty"`
+
+	cause *schemas.Error // of a refusal: the card or name opened no account
 }
 
 // identified is the account a request points at, and what the policy may know about it.
@@ -88,7 +97,7 @@ type identified struct {
 	facts    policy.Facts
 	evidence policy.Evidence
 	patron   Patron
-	refusal  string // why no single account could be identified, when facts.Found is false
+	refusal  *schemas.Error // why the card or name opens no account, if it does not
 }
 
 // Disclose decides a request for a patron's record under Policy 1002, records the
@@ -146,10 +155,10 @@ func (l *Ledger) Disclose(ctx context.Context, req DiscloseRequest) (Disclosed, 
 	}
 	if !dec.Allowed() {
 		reason := dec.Reason
-		if who.refusal != "" {
-			reason = who.refusal
+		if who.refusal != nil {
+			reason = who.refusal.Message
 		}
-		return Disclosed{Basis: req.Basis, Scope: policy.Refused, Clause: dec.Clause},
+		return Disclosed{Basis: req.Basis, Scope: policy.Refused, Clause: dec.Clause, cause: who.refusal},
 			schemas.Errorf(schemas.CodeForbidden, "refused under Policy 1002 (%s): %s", dec.Clause.ID, reason)
 	}
 	return out, nil
@@ -165,25 +174,14 @@ func (l *Ledger) kioskPatronInfo(ctx context.Context, at Station, card string) (
 		By:     Requester{Name: "kiosk " + at.Branch + "/" + at.ID, Role: policy.Kiosk},
 		Action: "patron_info", Basis: policy.Card, Card: card,
 	})
+	if d.cause != nil {
+		// A patron at a kiosk is told why the card opens nothing, in the kiosk's codes.
+		return schemas.PatronRecord{}, d.cause
+	}
 	if err != nil {
-		return schemas.PatronRecord{}, kioskError(err)
+		return schemas.PatronRecord{}, err
 	}
 	return d.Record, nil
-}
-
-// kioskError keeps the kiosk's answers as they were before the policy engine: a card
-// that opens nothing says why in the words a patron at a kiosk needs.
-func kioskError(err error) error {
-	var e *schemas.Error
-	if !errors.As(err, &e) || e.Code != schemas.CodeForbidden {
-		return err
-	}
-	for _, known := range []*schemas.Error{errUnknownCard, errCardLost, errAccountClosed} {
-		if strings.Contains(e.Message, known.Message) {
-			return known
-		}
-	}
-	return err
 }
 
 // identify finds the account a request points at and gathers the facts and evidence the
@@ -199,19 +197,19 @@ func (l view) identify(req DiscloseRequest) (identified, error) {
 	case strings.TrimSpace(req.Card) != "":
 		c, err := l.st.Card(l.keys.CardHash(req.Card))
 		if errors.Is(err, ErrNotFound) {
-			who.refusal = errUnknownCard.Message
+			who.refusal = errUnknownCard
 			break
 		} else if err != nil {
 			return identified{}, err
 		}
 		ev.CardPresented, ev.CardLost = true, c.Lost
 		if c.Closed {
-			who.refusal = errAccountClosed.Message
+			who.refusal = errAccountClosed
 			who.facts = policy.Facts{Found: true, AccountClosed: true}
 			break
 		}
 		if c.Lost {
-			who.refusal = errCardLost.Message
+			who.refusal = errCardLost
 		}
 		who.patronID = c.PatronID
 	case strings.TrimSpace(req.Name) != "":
@@ -221,7 +219,7 @@ func (l view) identify(req DiscloseRequest) (identified, error) {
 		}
 		who.patronID, who.refusal = id, refusal
 	default:
-		who.refusal = "the request names no card and no name"
+		who.refusal = errNoOne
 	}
 	who.evidence = ev
 	if who.patronID == "" {
@@ -229,14 +227,14 @@ func (l view) identify(req DiscloseRequest) (identified, error) {
 	}
 	p, err := l.st.Patron(who.patronID)
 	if errors.Is(err, ErrNotFound) {
-		return identified{evidence: ev, refusal: errUnknownPatron.Message}, nil
+		return identified{evidence: ev, refusal: errUnknownPatron}, nil
 	} else if err != nil {
 		return identified{}, err
 	}
 	profile, err := OpenProfile(l.keys, p.ID, p.Profile)
 	if errors.Is(err, keystore.ErrNotFound) {
 		// Closed between the rows: nothing left to disclose.
-		return identified{evidence: ev, facts: policy.Facts{Found: true, AccountClosed: true}, refusal: errAccountClosed.Message}, nil
+		return identified{evidence: ev, facts: policy.Facts{Found: true, AccountClosed: true}, refusal: errAccountClosed}, nil
 	} else if err != nil {
 		return identified{}, err
 	}
@@ -250,28 +248,28 @@ func (l view) identify(req DiscloseRequest) (identified, error) {
 
 // byName finds one open account by the name on a photo ID. Accounts that share the name
 // are told apart by the date of birth given, or, for a caregiver, by the caregiver's name.
-func (l view) byName(req DiscloseRequest) (id, refusal string, err error) {
+func (l view) byName(req DiscloseRequest) (id string, refusal *schemas.Error, err error) {
 	ids, err := l.st.PatronsByName(l.keys.NameHash(req.Name))
 	if err != nil {
-		return "", "", err
+		return "", nil, err
 	}
 	if len(ids) == 0 {
-		return "", "no open account has this name", nil
+		return "", errNoSuchName, nil
 	}
 	if len(ids) == 1 {
-		return ids[0], "", nil
+		return ids[0], nil, nil
 	}
 	var match []string
 	for _, id := range ids {
 		p, err := l.st.Patron(id)
 		if err != nil {
-			return "", "", err
+			return "", nil, err
 		}
 		profile, err := OpenProfile(l.keys, id, p.Profile)
 		if errors.Is(err, keystore.ErrNotFound) {
 			continue
 		} else if err != nil {
-			return "", "", err
+			return "", nil, err
 		}
 		switch {
 		case strings.TrimSpace(req.BirthDate) != "":
@@ -285,9 +283,9 @@ func (l view) byName(req DiscloseRequest) (id, refusal string, err error) {
 		}
 	}
 	if len(match) != 1 {
-		return "", "more than one account has this name and the date of birth given does not single one out", nil
+		return "", errNameAmbiguous, nil
 	}
-	return match[0], "", nil
+	return match[0], nil, nil
 }
 
 // CollectionsRequest asks for the collections export: accounts to pursue for the recovery

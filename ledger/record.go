@@ -7,30 +7,9 @@ import (
 	"github.com/imagineif/lethe/schemas"
 )
 
-// PatronRecord is the current circulation record of the holder of card: open loans and
-// open fines. It is what presenting a card opens under Policy 1002; closed transactions are
-// not part of it because they no longer exist.
-func (l *Ledger) PatronRecord(card string) (rec schemas.PatronRecord, err error) {
-	err = l.withView(func(v view) error {
-		p, err := v.cardPatron(card)
-		if err != nil {
-			return err
-		}
-		rec, err = v.record(p.ID)
-		return err
-	})
-	return rec, err
-}
-
-// Record is the current circulation record of a patron, by internal id.
-func (l *Ledger) Record(patronID string) (rec schemas.PatronRecord, err error) {
-	err = l.withView(func(v view) error {
-		rec, err = v.record(patronID)
-		return err
-	})
-	return rec, err
-}
-
+// record is the current circulation record of a patron: open loans and open fines.
+// Closed transactions are not part of it because they no longer exist. Only Disclose
+// calls it, after the policy has decided and the decision is on the access record.
 func (l view) record(patronID string) (schemas.PatronRecord, error) {
 	p, err := l.st.Patron(patronID)
 	if errors.Is(err, ErrNotFound) {

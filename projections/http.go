@@ -34,18 +34,6 @@ type API struct {
 	StreamLast func(context.Context) (uint64, error)
 }
 
-// HTTPStatus maps error codes to HTTP statuses: the one table for this transport.
-var HTTPStatus = map[schemas.Code]int{
-	schemas.CodeInvalid:         http.StatusBadRequest,
-	schemas.CodeNotFound:        http.StatusNotFound,
-	schemas.CodeConflict:        http.StatusConflict,
-	schemas.CodeForbidden:       http.StatusForbidden,
-	schemas.CodeUnavailable:     http.StatusServiceUnavailable,
-	schemas.CodeInternal:        http.StatusInternalServerError,
-	schemas.CodeUnauthenticated: http.StatusUnauthorized,
-	schemas.CodeRateLimited:     http.StatusTooManyRequests,
-}
-
 // Handlers returns the API's handlers by route pattern. None of them reads patron data.
 func (a *API) Handlers() map[string]http.HandlerFunc {
 	h := map[string]http.HandlerFunc{
@@ -86,7 +74,7 @@ func Fail(logger *slog.Logger, w http.ResponseWriter, r *http.Request, err error
 	if pub.Code == schemas.CodeInternal || pub.Code == schemas.CodeUnavailable {
 		logger.Error("http request", "method", r.Method, "route", r.Pattern, "code", pub.Code, "err", err)
 	}
-	WriteJSON(w, HTTPStatus[pub.Code], map[string]any{"error": pub})
+	WriteJSON(w, schemas.HTTPStatus(pub.Code), map[string]any{"error": pub})
 }
 
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) { Fail(a.logger(), w, r, err) }

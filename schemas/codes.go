@@ -3,6 +3,7 @@ package schemas
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // Code classifies a domain failure. Each transport (NATS reply, SIP2, HTTP) maps codes in
@@ -54,4 +55,26 @@ func Public(err error) *Error {
 		return e
 	}
 	return &Error{Code: CodeInternal, Message: "internal error; the details are in the server log"}
+}
+
+// HTTPStatus is the HTTP status of a code: the one table for the staff HTTP API. Codes it
+// does not know (and CodeInternal) are 500.
+func HTTPStatus(c Code) int {
+	switch c {
+	case CodeInvalid:
+		return http.StatusBadRequest
+	case CodeNotFound:
+		return http.StatusNotFound
+	case CodeConflict:
+		return http.StatusConflict
+	case CodeForbidden:
+		return http.StatusForbidden
+	case CodeUnavailable:
+		return http.StatusServiceUnavailable
+	case CodeUnauthenticated:
+		return http.StatusUnauthorized
+	case CodeRateLimited:
+		return http.StatusTooManyRequests
+	}
+	return http.StatusInternalServerError
 }

@@ -84,53 +84,6 @@ func (a *Auth) cookieName() string {
 	return CookieName
 }
 
-// Routes registers the login routes and the staff management routes on mux. The
-// management routes are wrapped as wrap(a.Require(handler)); wrap may be nil.
-//
-//	POST /api/login                 {"name","password"} → SessionInfo; sets the cookie
-//	POST /api/logout                ends the session; expires the cookie
-//	GET  /api/session               SessionInfo of the current session, or 401
-//	POST /api/staff                 {"name","role","password"} → Account (administrator)
-//	GET  /api/staff                 [Account] (administrator)
-//	POST /api/staff/{name}/disable  → Account (administrator); ends its sessions
-//	POST /api/staff/{name}/enable   → Account (administrator)
-//	POST /api/staff/{name}/password {"password"} → Account (administrator); ends its sessions
-func (a *Auth) Routes(mux *http.ServeMux, wrap func(http.Handler) http.Handler) {
-	if wrap == nil {
-		wrap = func(h http.Handler) http.Handler { return h }
-	}
-	admin := func(h http.HandlerFunc) http.Handler { return wrap(a.Require(h)) }
-	mux.HandleFunc("POST /api/login", a.Login)
-	mux.HandleFunc("POST /api/logout", a.Logout)
-	mux.HandleFunc("GET /api/session", a.Whoami)
-	mux.Handle("POST /api/staff", admin(a.AddAccount))
-	mux.Handle("GET /api/staff", admin(a.ListAccounts))
-	mux.Handle("POST /api/staff/{name}/disable", admin(a.DisableAccount))
-	mux.Handle("POST /api/staff/{name}/enable", admin(a.EnableAccount))
-	mux.Handle("POST /api/staff/{name}/password", admin(a.SetPassword))
-}
-
-// statusOf maps error codes to HTTP statuses: the one table for this package.
-func statusOf(c schemas.Code) int {
-	switch c {
-	case schemas.CodeInvalid:
-		return http.StatusBadRequest
-	case schemas.CodeNotFound:
-		return http.StatusNotFound
-	case schemas.CodeConflict:
-		return http.StatusConflict
-	case schemas.CodeForbidden:
-		return http.StatusForbidden
-	case schemas.CodeUnavailable:
-		return http.StatusServiceUnavailable
-	case schemas.CodeUnauthenticated:
-		return http.StatusUnauthorized
-	case schemas.CodeRateLimited:
-		return http.StatusTooManyRequests
-	}
-	return http.StatusInternalServerError
-}
-
 func writeReply(w http.ResponseWriter, status int, rep schemas.Reply) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -157,7 +110,7 @@ func (a *Auth) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if pub.Code == schemas.CodeUnauthenticated {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="lethe"`)
 	}
-	writeReply(w, statusOf(pub.Code), schemas.Reply{Error: pub})
+	writeReply(w, schemas.HTTPStatus(pub.Code), schemas.Reply{Error: pub})
 }
 
 // decode reads a JSON body strictly into v: one object, known fields only, 4 KiB at most.

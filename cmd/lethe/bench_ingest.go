@@ -22,6 +22,17 @@ import (
 )
 
 // loadResult is what one ingest run measured.
+// finish records what a run appended since the stream was at before, and what was refused.
+func (r *loadResult) finish(ctx context.Context, s *service, before uint64, ref *refusals) error {
+	after, err := s.streamLast(ctx)
+	if err != nil {
+		return err
+	}
+	r.events = int64(after - before)
+	r.refused = ref.m
+	return nil
+}
+
 type loadResult struct {
 	events  int64         // messages appended to the stream during the run
 	elapsed time.Duration // from the first request to the last reply
@@ -201,13 +212,8 @@ func (b *bencher) letheLoad(ctx context.Context, s *service, nc *nats.Conn, lib 
 	if err := errors.Join(collect(errs)...); err != nil {
 		return res, err
 	}
-	after, err := s.streamLast(ctx)
-	if err != nil {
-		return res, err
-	}
-	res.events = int64(after - before)
-	res.refused = ref.m
-	return res, nil
+	err = res.finish(ctx, s, before, &ref)
+	return res, err
 }
 
 func collect(errs <-chan error) []error {
@@ -605,13 +611,8 @@ func (b *bencher) letheFixed(ctx context.Context, s *service, nc *nats.Conn, lib
 	if err != nil {
 		return res, err
 	}
-	after, err := s.streamLast(ctx)
-	if err != nil {
-		return res, err
-	}
-	res.events = int64(after - before)
-	res.refused = ref.m
-	return res, nil
+	err = res.finish(ctx, s, before, &ref)
+	return res, err
 }
 
 // openLoop calls f(i) in a new goroutine at start + i/rate for d, waits for all of them,
