@@ -128,6 +128,7 @@ func (s *Server) Routes() []Route {
 		Route{Pattern: "POST /api/patrons/lookup", Access: Session, Discloses: true, handler: s.lookup, Doc: "a patron's record on a basis of Policy 1002"},
 		Route{Pattern: "GET /api/collections", Access: Session, Action: policy.ExportCollections, Discloses: true, handler: s.collections, Doc: "the collections export"},
 		Route{Pattern: "GET /api/access-log", Access: Session, Action: policy.ReadAccessLog, Discloses: true, handler: s.accessLog, Doc: "the access record"},
+		Route{Pattern: "POST /api/projections/skip", Access: Session, Action: policy.ResolveProjections, handler: s.skip, Doc: "let stopped projections pass over an event they cannot apply"},
 	)
 	for _, c := range commands {
 		routes = append(routes, Route{Pattern: "POST " + CommandPath(c.name), Access: Session, Action: c.action,

@@ -39,7 +39,7 @@ func testStream(t *testing.T) (*appender, jetstream.Stream) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := EnsureStream(context.Background(), js, 1)
+	st, _, err := EnsureStream(context.Background(), js, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

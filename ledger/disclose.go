@@ -39,6 +39,9 @@ type Disclosure struct {
 	Clause   string // the clause of Policy 1002 that granted or refused
 	OrderRef string // a court order's reference, when given
 	Patrons  []string
+	// Requests is how many requests the entry stands for when it summarises several (a
+	// kiosk's card misses over a window); 0 means one.
+	Requests int
 }
 
 // Recorder appends to the access record. Record returns only once the entry is durable.
@@ -150,8 +153,14 @@ func (l *Ledger) Disclose(ctx context.Context, req DiscloseRequest) (Disclosed, 
 	if who.patronID != "" {
 		entry.Patrons = []string{who.patronID}
 	}
-	if err := l.RecordAccess(ctx, entry); err != nil {
-		return Disclosed{}, err
+	// A card that opens no account at a kiosk discloses nothing about anyone; the kiosk
+	// server counts such misses and records them as one summary entry per window, so that
+	// guessing cards neither floods the append-only record nor goes unrecorded.
+	kioskMiss := req.By.Role == policy.Kiosk && who.patronID == "" && who.refusal != nil
+	if !kioskMiss {
+		if err := l.RecordAccess(ctx, entry); err != nil {
+			return Disclosed{}, err
+		}
 	}
 	if !dec.Allowed() {
 		reason := dec.Reason

@@ -3,70 +3,346 @@ package ledger
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
 )
 
-// ServeKiosks answers kiosk requests on lethe.kiosk.<branch>.<kiosk>.<command> from the
-// moment it returns until ctx ends or the subscription is drained. Every request gets
-// exactly one reply: a result, or a coded error that never holds personal data and never
-// internal detail. Requests are handled concurrently; the queue group lets several Lethe
-// processes share the kiosks.
-func (l *Ledger) ServeKiosks(ctx context.Context, nc *nats.Conn) (*nats.Subscription, error) {
-	sub, err := nc.QueueSubscribe(KioskWildcard, "lethe-ledger", func(m *nats.Msg) {
-		go l.answerKiosk(ctx, m)
-	})
-	if err != nil {
-		return nil, err
-	}
-	// After the flush the server has the subscription: no request can miss it.
-	if err := nc.Flush(); err != nil {
-		return nil, err
-	}
-	return sub, nil
+// KioskConfig bounds the kiosk API. The zero value of each field means the default in its
+// comment. Every bound answers excess work with a coded refusal at once: nothing a client
+// sends grows a queue, a goroutine count or memory without limit.
+type KioskConfig struct {
+	Workers int // commands executed at once; default 64
+	Queue   int // requests waiting for a worker; default 1024. Beyond it: unavailable.
+	// Rate is the requests per second each kiosk may send on average, Burst how many at
+	// once; beyond them: rate_limited. Defaults 20 and 40: a patron scanning a stack of
+	// books is a few a second. A negative Rate turns the limit off (benchmarks).
+	Rate  float64
+	Burst int
+	// A card lookup that opens no account (an unknown or lost card) is a miss. A kiosk
+	// with MissesPerKiosk misses in a MissWindow, or all kiosks together with MissesTotal,
+	// get rate_limited for every command that presents a card until the window ends:
+	// guessing cards is slow. Defaults 10, 100 and one minute.
+	MissesPerKiosk int
+	MissesTotal    int
+	MissWindow     time.Duration
 }
 
-func (l *Ledger) answerKiosk(ctx context.Context, m *nats.Msg) {
+func (c KioskConfig) withDefaults() KioskConfig {
+	if c.Workers <= 0 {
+		c.Workers = 64
+	}
+	if c.Queue <= 0 {
+		c.Queue = 1024
+	}
+	if c.Rate == 0 {
+		c.Rate = 20
+	}
+	if c.Burst <= 0 {
+		c.Burst = 40
+	}
+	if c.MissesPerKiosk <= 0 {
+		c.MissesPerKiosk = 10
+	}
+	if c.MissesTotal <= 0 {
+		c.MissesTotal = 100
+	}
+	if c.MissWindow <= 0 {
+		c.MissWindow = time.Minute
+	}
+	return c
+}
+
+// KioskServer answers kiosk requests on lethe.kiosk.<branch>.<kiosk>.<command>: a fixed
+// pool of workers behind a bounded queue, per-kiosk rate limits, and a limit on card
+// lookups that miss. Card misses are not recorded one access entry per guess; each
+// kiosk's misses are summarised in one entry per window.
+type KioskServer struct {
+	l    *Ledger
+	cfg  KioskConfig
+	sub  *nats.Subscription
+	work chan *nats.Msg
+	wg   sync.WaitGroup
+	stop chan struct{}
+	// inMu guards sending on work against its closing: intake holds it shared.
+	inMu   sync.RWMutex
+	closed bool
+
+	mu      sync.Mutex
+	limits  map[string]*rate.Limiter // by kiosk
+	misses  map[string]int           // by kiosk, this window
+	total   int                      // all kiosks, this window
+	window  time.Time                // start of the window
+	summary map[string]int           // by kiosk: misses not yet on the access record
+
+	refused atomic.Int64 // requests refused for a full queue or a rate, for the metric
+}
+
+// maxKiosksTracked bounds the per-kiosk tables: kiosk names come from subjects, which
+// NATS permissions tie to identities; with an external NATS they might not be.
+const maxKiosksTracked = 10000
+
+// ServeKiosks answers kiosk requests from the moment it returns until Close. Every
+// request with a valid reply subject gets exactly one reply: a result, or a coded error
+// that never holds personal data or internal detail. The queue group lets several Lethe
+// processes share the kiosks.
+func (l *Ledger) ServeKiosks(nc *nats.Conn, cfg KioskConfig) (*KioskServer, error) {
+	cfg = cfg.withDefaults()
+	k := &KioskServer{
+		l: l, cfg: cfg, work: make(chan *nats.Msg, cfg.Queue), stop: make(chan struct{}),
+		limits: map[string]*rate.Limiter{}, misses: map[string]int{}, summary: map[string]int{},
+		window: l.cfg.Now(),
+	}
+	// Workers get a context that ends only with Close: a command in flight finishes.
+	ctx, cancel := context.WithCancel(context.Background())
+	for range cfg.Workers {
+		k.wg.Add(1)
+		go func() {
+			defer k.wg.Done()
+			for m := range k.work {
+				k.answer(ctx, m)
+			}
+		}()
+	}
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		defer cancel()
+		k.summarise(ctx)
+	}()
+	sub, err := nc.QueueSubscribe(KioskWildcard, "lethe-ledger", k.intake)
+	if err == nil {
+		// After the flush the server has the subscription: no request can miss it.
+		err = nc.Flush()
+	}
+	if err != nil {
+		if sub != nil {
+			_ = sub.Unsubscribe()
+		}
+		k.shutdown()
+		return nil, err
+	}
+	k.sub = sub
+	return k, nil
+}
+
+// Close stops taking requests, waits for every request taken to be answered, writes the
+// last miss summaries, and returns. It is the kiosk server's owner's last call.
+func (k *KioskServer) Close() error {
+	closed := k.sub.StatusChanged(nats.SubscriptionClosed)
+	err := k.sub.Drain()
+	if err == nil {
+		// Drain returns at once; the subscription closes once its callback has taken
+		// every message it had, so nothing is queued after work is closed.
+		select {
+		case <-closed:
+		case <-time.After(30 * time.Second):
+			err = errors.New("kiosk subscription did not drain within 30s")
+		}
+	}
+	k.shutdown()
+	return err
+}
+
+// shutdown stops queueing, lets the workers finish what is queued, and waits for them
+// and the summariser.
+func (k *KioskServer) shutdown() {
+	k.inMu.Lock()
+	k.closed = true
+	close(k.work)
+	k.inMu.Unlock()
+	close(k.stop)
+	k.wg.Wait()
+}
+
+// Refused is how many requests were refused for a full queue or a rate limit.
+func (k *KioskServer) Refused() int64 { return k.refused.Load() }
+
+// replyPrefixes are where a kiosk's reply may go: an inbox. The ledger's connection may
+// publish anywhere, so a request whose reply subject names anything else (circ.item.x,
+// access.entry) would make the ledger write there on the kiosk's behalf.
+var replyPrefixes = []string{"_INBOX.", "_INBOX_", "_R_."}
+
+func validReply(s string) bool {
+	for _, p := range replyPrefixes {
+		if strings.HasPrefix(s, p) && len(s) > len(p) && !strings.ContainsAny(s, " \t\r\n*>") {
+			return true
+		}
+	}
+	return false
+}
+
+// intake runs on the subscription's goroutine: it checks what is cheap to check and
+// queues the rest, or refuses at once. It never blocks.
+func (k *KioskServer) intake(m *nats.Msg) {
+	if !validReply(m.Reply) {
+		k.refused.Add(1)
+		return // nowhere safe to answer
+	}
+	tok := strings.Split(m.Subject, ".")
+	if len(tok) != 5 || !ValidToken(tok[2]) || !ValidToken(tok[3]) {
+		k.reply(m, "", nil, schemas.Errorf(schemas.CodeInvalid, "kiosk subject must be lethe.kiosk.<branch>.<kiosk>.<command>"))
+		return
+	}
+	if !k.allow(tok[2] + "/" + tok[3]) {
+		k.refused.Add(1)
+		k.reply(m, tok[4], nil, schemas.Errorf(schemas.CodeRateLimited, "too many requests from this kiosk; slow down"))
+		return
+	}
+	k.inMu.RLock()
+	queued := false
+	if !k.closed {
+		select {
+		case k.work <- m:
+			queued = true
+		default:
+		}
+	}
+	k.inMu.RUnlock()
+	if !queued {
+		k.refused.Add(1)
+		k.reply(m, tok[4], nil, schemas.Errorf(schemas.CodeUnavailable, "the ledger is busy; retry with the same command id"))
+	}
+}
+
+// allow takes a token from the kiosk's rate limiter.
+func (k *KioskServer) allow(kiosk string) bool {
+	if k.cfg.Rate < 0 {
+		return true
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	lim, ok := k.limits[kiosk]
+	if !ok {
+		if len(k.limits) >= maxKiosksTracked {
+			clear(k.limits) // forgetting every bucket only ever lets a request through
+		}
+		lim = rate.NewLimiter(rate.Limit(k.cfg.Rate), k.cfg.Burst)
+		k.limits[kiosk] = lim
+	}
+	return lim.Allow()
+}
+
+// cardCommands are the kiosk commands that present a card.
+var cardCommands = []string{schemas.CmdCheckOut, schemas.CmdRenew, schemas.CmdPatronInfo}
+
+// answer executes one request and replies.
+func (k *KioskServer) answer(ctx context.Context, m *nats.Msg) {
 	start := time.Now()
 	tok := strings.Split(m.Subject, ".")
+	command := tok[4]
+	at := Station{Kind: "kiosk", Branch: tok[2], ID: tok[3]}
 	var result any
 	var err error
-	var command string
 	switch {
-	case len(tok) != 5 || !ValidToken(tok[2]) || !ValidToken(tok[3]):
-		err = schemas.Errorf(schemas.CodeInvalid, "kiosk subject must be lethe.kiosk.<branch>.<kiosk>.<command>")
-	case !slices.Contains(schemas.KioskCommands(), tok[4]):
+	case !slices.Contains(schemas.KioskCommands(), command):
 		err = schemas.Errorf(schemas.CodeInvalid, "unknown kiosk command")
 	case len(m.Data) > schemas.MaxCommandBytes:
 		err = schemas.Errorf(schemas.CodeInvalid, "command is larger than %d bytes", schemas.MaxCommandBytes)
+	case slices.Contains(cardCommands, command) && k.missedTooOften(at.Branch+"/"+at.ID):
+		err = schemas.Errorf(schemas.CodeRateLimited, "too many cards were not recognised here; wait a minute or see staff")
 	default:
-		command = tok[4]
-		result, err = l.Execute(ctx, Station{Kind: "kiosk", Branch: tok[2], ID: tok[3]}, command, m.Data)
+		result, err = k.l.Execute(ctx, at, command, m.Data)
+		if errors.Is(err, errUnknownCard) || errors.Is(err, errCardLost) {
+			k.miss(at.Branch + "/" + at.ID)
+		}
 	}
+	k.reply(m, command, result, err)
+	k.l.cfg.Logger.Debug("kiosk command", "command", command, "ok", err == nil, "elapsed", time.Since(start))
+}
+
+// reply sends the reply envelope. err may wrap internal detail; only its public part
+// leaves, and the log line carries codes and opaque ids only (the ledger builds errors
+// from those).
+func (k *KioskServer) reply(m *nats.Msg, command string, result any, err error) {
 	reply := schemas.Reply{OK: err == nil}
 	if err != nil {
 		pub := schemas.Public(err)
 		reply.Error = pub
-		level := slog.LevelInfo
+		level := slog.LevelDebug // an ordinary refusal is the kiosk's business
 		if pub.Code == schemas.CodeInternal || pub.Code == schemas.CodeUnavailable {
 			level = slog.LevelError
 		}
-		// err may wrap internal detail; it never wraps personal data (the ledger builds
-		// errors from codes and opaque ids only).
-		l.cfg.Logger.Log(ctx, level, "kiosk command refused", "command", command, "code", pub.Code, "err", err)
+		k.l.cfg.Logger.Log(context.Background(), level, "kiosk command refused", "command", command, "code", pub.Code, "err", err)
 	} else if reply.Result, err = json.Marshal(result); err != nil {
 		reply = schemas.Reply{Error: schemas.Public(err)}
 	}
 	data, _ := json.Marshal(reply)
-	if m.Reply != "" {
-		if err := m.Respond(data); err != nil {
-			l.cfg.Logger.Error("kiosk reply", "err", err)
+	if err := m.Respond(data); err != nil {
+		k.l.cfg.Logger.Error("kiosk reply", "err", err)
+	}
+}
+
+// rollWindow starts a new miss window when the current one is over. k.mu is held.
+func (k *KioskServer) rollWindow(now time.Time) {
+	if now.Sub(k.window) >= k.cfg.MissWindow || now.Before(k.window) {
+		k.window, k.total = now, 0
+		clear(k.misses)
+	}
+}
+
+// missedTooOften reports whether card commands from a kiosk are refused for now.
+func (k *KioskServer) missedTooOften(kiosk string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.rollWindow(k.l.cfg.Now())
+	return k.misses[kiosk] >= k.cfg.MissesPerKiosk || k.total >= k.cfg.MissesTotal
+}
+
+// miss counts a card lookup that opened no account.
+func (k *KioskServer) miss(kiosk string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.rollWindow(k.l.cfg.Now())
+	if len(k.misses) < maxKiosksTracked {
+		k.misses[kiosk]++
+	}
+	k.total++
+	if _, ok := k.summary[kiosk]; ok || len(k.summary) < maxKiosksTracked {
+		k.summary[kiosk]++
+	}
+}
+
+// summarise writes each kiosk's card misses on the access record, one entry per kiosk per
+// window, until Close; then once more.
+func (k *KioskServer) summarise(ctx context.Context) {
+	t := time.NewTicker(k.cfg.MissWindow)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			k.flushMisses(ctx)
+		case <-k.stop:
+			k.flushMisses(ctx)
+			return
 		}
 	}
-	l.cfg.Logger.Debug("kiosk command", "command", command, "ok", reply.OK, "elapsed", time.Since(start))
+}
+
+func (k *KioskServer) flushMisses(ctx context.Context) {
+	k.mu.Lock()
+	pending := k.summary
+	k.summary = map[string]int{}
+	k.mu.Unlock()
+	for kiosk, n := range pending {
+		err := k.l.RecordAccess(ctx, Disclosure{
+			By: Requester{Name: "kiosk " + kiosk, Role: policy.Kiosk}, Action: "card_misses",
+			Basis: policy.Card, Scope: policy.Refused, Clause: policy.ClauseCard, Requests: n,
+		})
+		if err != nil {
+			k.l.cfg.Logger.Error("record card misses", "kiosk", kiosk, "count", n, "err", err)
+			k.mu.Lock()
+			k.summary[kiosk] += n // keep them for the next window
+			k.mu.Unlock()
+		}
+	}
 }

@@ -197,6 +197,9 @@ const maxAttempts = 8
 // from the events it appended.
 func (l *Ledger) run(ctx context.Context, name, commandID string, decide decider) (any, error) {
 	for range maxAttempts {
+		if err := l.st.Stopped(); err != nil {
+			return nil, err
+		}
 		if seqs, err := l.st.CommandSeqs(commandID); err != nil {
 			return nil, fmt.Errorf("look up command: %w", err)
 		} else if seqs != nil {
@@ -361,4 +364,45 @@ func (l *Ledger) RecordExpunged(ctx context.Context, txnID string, closedAt, des
 		return plan{events: []schemas.Event{ev}}, err
 	})
 	return err
+}
+
+// skipNamespace makes the id of a skip record's command deterministic per sequence, so a
+// repeated skip of one sequence appends one record.
+var skipNamespace = uuid.MustParse("5d0c2f51-7a3e-4f0b-8e43-2c9a61b7d5e8")
+
+// ErrNotStoppedThere refuses a skip of a sequence the projections are not stopped at.
+var ErrNotStoppedThere = schemas.Errorf(schemas.CodeConflict, "the projections are not stopped at this sequence")
+
+// Skip records an administrator's decision that the projections pass over the event at
+// seq, which they are stopped at because they cannot decode or apply it. The record,
+// projection.skipped on circ.sys.skipped, is the only way past such an event; the
+// projections, a rebuild and the auditor all honour it. staff is the administrator's
+// account, reason their words; neither may hold patron data (the desk says so).
+func (l *Ledger) Skip(ctx context.Context, seq uint64, reason, staff string) (uint64, error) {
+	if seq == 0 || l.st.StoppedAt() != seq {
+		return 0, ErrNotStoppedThere
+	}
+	ev, err := l.event(Station{Kind: "system", ID: "skip"}, schemas.TypeProjectionSkipped, SkippedSubject, l.cfg.Now(),
+		schemas.ProjectionSkipped{Seq: seq, Reason: reason, Staff: staff})
+	if err != nil {
+		return 0, err
+	}
+	id := uuid.NewSHA1(skipNamespace, fmt.Appendf(nil, "%d", seq)).String()
+	ev.CommandID = id
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := l.v.Event(raw); err != nil {
+		return 0, err // the reason or the staff name breaks the schema
+	}
+	// The projections are stopped: the record is appended without waiting for them, and
+	// they find it when they look again.
+	last, err := l.app.append(ctx, id, Expect{}, []schemas.Event{ev})
+	if errors.Is(err, errDuplicate) {
+		return 0, nil
+	} else if err != nil {
+		return 0, unavailable(fmt.Errorf("append skip record: %w", err))
+	}
+	return last, nil
 }

@@ -2,9 +2,13 @@ package ledger
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -124,3 +128,93 @@ func Read(ctx context.Context, js jetstream.JetStream, opts ReadOptions, fn func
 
 // readAhead is how many messages Read takes from the consumer ahead of fn.
 const readAhead = 256
+
+// directBatch is how many messages one direct read asks for.
+const directBatch = 1000
+
+// directTimeout bounds the wait for each message of a direct read: a stream that stops
+// answering is an error, never a hang.
+const directTimeout = 10 * time.Second
+
+// ReadDirect reads the stream in order with JetStream's batched direct reads
+// (DirectGetAPI): no consumer is created on the server, which is what an auditor's
+// identity is limited to. It reads up to the last message the stream held when it
+// started (or, with Subjects, the next messages on the first subject) and calls fn for
+// each. Follow is not supported.
+func ReadDirect(ctx context.Context, nc *nats.Conn, opts ReadOptions, fn func(Msg) error) error {
+	if opts.Follow || len(opts.Subjects) > 1 {
+		return errors.New("direct reads neither follow nor filter on several subjects")
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	s, err := js.Stream(ctx, StreamName)
+	if err != nil {
+		return fmt.Errorf("open stream: %w", err)
+	}
+	end := s.CachedInfo().State.LastSeq
+	from := max(opts.From, 1)
+	batch := opts.Batch
+	if batch <= 0 {
+		batch = directBatch
+	}
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	for from <= end {
+		req := map[string]any{"seq": from, "batch": batch, "up_to_seq": end}
+		if len(opts.Subjects) == 1 {
+			req["next_by_subj"] = opts.Subjects[0]
+		}
+		body, err := json.Marshal(req)
+		if err != nil {
+			return err
+		}
+		if err := nc.PublishRequest(DirectGetAPI, inbox, body); err != nil {
+			return fmt.Errorf("direct read: %w", err)
+		}
+		got, err := readDirectBatch(ctx, sub, &from, fn)
+		if err != nil || got == 0 {
+			return err
+		}
+	}
+	return nil
+}
+
+// readDirectBatch takes one batch's messages from sub, advancing from past each, until
+// the batch's end. It returns how many messages the batch held.
+func readDirectBatch(ctx context.Context, sub *nats.Subscription, from *uint64, fn func(Msg) error) (int, error) {
+	got := 0
+	for {
+		wait, cancel := context.WithTimeout(ctx, directTimeout)
+		m, err := sub.NextMsgWithContext(wait)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return got, ctx.Err()
+			}
+			return got, fmt.Errorf("direct read from sequence %d: no answer within %s: %w", *from, directTimeout, err)
+		}
+		switch status := m.Header.Get("Status"); status {
+		case "":
+		case "204", "404": // the end of this batch; or nothing at or after from
+			return got, nil
+		default:
+			return got, fmt.Errorf("direct read from sequence %d: status %s %s", *from, status, m.Header.Get("Description"))
+		}
+		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil || seq < *from {
+			return got, fmt.Errorf("direct read from sequence %d: a message without a valid sequence", *from)
+		}
+		pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+		got++
+		*from = seq + 1
+		if err := fn(Msg{Seq: seq, Subject: m.Header.Get(jetstream.SubjectHeader), Data: m.Data, Pending: pending}); err != nil {
+			return got, err
+		}
+	}
+}

@@ -44,6 +44,11 @@ type State interface {
 	Overdue(before time.Time, limit int) ([]Overdue, error)
 	// WaitApplied blocks until the state reflects the stream up to seq.
 	WaitApplied(ctx context.Context, seq uint64) error
+	// Stopped is nil while the state follows the stream, and otherwise an unavailable
+	// error saying where it stopped: no decision is made against a state that stopped.
+	Stopped() error
+	// StoppedAt is the sequence of an event the state cannot apply and is stopped at, or 0.
+	StoppedAt() uint64
 }
 
 // Item statuses.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,35 +33,145 @@ func StreamConfig(replicas int) jetstream.StreamConfig {
 		DenyDelete:         true,
 		DenyPurge:          true,
 		AllowAtomicPublish: true,
+		AllowDirect:        true,
 		Replicas:           replicas,
 	}
 }
 
-// EnsureStream creates the CIRC stream, or checks that an existing one keeps the
-// invariants Lethe depends on. It never weakens an existing stream.
-func EnsureStream(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.Stream, error) {
+// StreamCheck is what a start found about an existing stream that does not stop it but
+// must not be served silently: messages that JetStream reports lost or deleted although
+// the stream denies deletion (a damaged block file loses events at start).
+type StreamCheck struct {
+	First, Last uint64
+	Lost        []uint64 // sequences JetStream reports lost
+	Deleted     int      // messages missing between First and Last
+}
+
+// Damaged reports whether the stream lost acknowledged events.
+func (c StreamCheck) Damaged() bool { return len(c.Lost) > 0 || c.Deleted > 0 }
+
+// Problem describes the damage in a sentence, with sequence numbers only.
+func (c StreamCheck) Problem() string {
+	if !c.Damaged() {
+		return ""
+	}
+	return fmt.Sprintf("stream %s lost acknowledged events: %d reported lost by JetStream (first %v), %d missing between sequences %d and %d; restore it from a backup",
+		StreamName, len(c.Lost), c.Lost[:min(len(c.Lost), 5)], c.Deleted, c.First, c.Last)
+}
+
+// Errors of a start that finds the stream unfit to serve.
+var (
+	ErrStreamMissing = errors.New("stream is missing")
+	ErrStreamShort   = errors.New("stream is shorter than what the projections applied")
+	ErrStreamConfig  = errors.New("stream configuration drifted")
+)
+
+// EnsureStream creates the CIRC stream when there is none and nothing was applied from
+// one, or checks an existing one: its configuration must be StreamConfig(replicas) in
+// every setting that keeps it append-only and complete (a drifted one is refused with the
+// differences), it must start at sequence 1, and it must hold at least applied messages.
+// Lethe never recreates a stream behind the projections' back: a missing stream with
+// applied > 0 is ErrStreamMissing. Losses JetStream reports are returned, not refused,
+// because the projections still hold what was applied; the caller reports them.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, replicas int, applied uint64) (jetstream.Stream, StreamCheck, error) {
 	want := StreamConfig(replicas)
 	s, err := js.Stream(ctx, StreamName)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		s, err = js.CreateStream(ctx, want)
-		if err != nil {
-			return nil, fmt.Errorf("create stream %s: %w", StreamName, err)
+		if applied > 0 {
+			return nil, StreamCheck{}, fmt.Errorf("%w: %s does not exist, but the projections applied %d events from it; restore the stream (the nats/ directory) from a backup, or move projections/ aside to start a new history",
+				ErrStreamMissing, StreamName, applied)
 		}
-		return s, nil
+		if s, err = js.CreateStream(ctx, want); err != nil {
+			return nil, StreamCheck{}, fmt.Errorf("create stream %s: %w", StreamName, err)
+		}
+		return s, StreamCheck{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("look up stream %s: %w", StreamName, err)
+		return nil, StreamCheck{}, fmt.Errorf("look up stream %s: %w", StreamName, err)
 	}
 	got := s.CachedInfo().Config
-	switch {
-	case !got.DenyDelete || !got.DenyPurge:
-		return nil, fmt.Errorf("stream %s allows delete or purge: the ledger must be append-only", StreamName)
-	case !got.AllowAtomicPublish:
-		return nil, fmt.Errorf("stream %s does not allow atomic publish", StreamName)
-	case got.MaxAge != 0:
-		return nil, fmt.Errorf("stream %s has a maximum age: history would be lost", StreamName)
-	case got.Storage != jetstream.FileStorage:
-		return nil, fmt.Errorf("stream %s is not file-backed", StreamName)
+	if !got.AllowDirect {
+		// Streams made by Lethe 0.1 lack direct reads, which auditors now use. Turning them
+		// on is the one change Lethe makes to an existing stream: it adds a read path and
+		// weakens nothing. Every other difference is refused below.
+		upgraded := got
+		upgraded.AllowDirect = true
+		if len(ConfigDiff(upgraded, want)) == 0 {
+			if s, err = js.UpdateStream(ctx, upgraded); err != nil {
+				return nil, StreamCheck{}, fmt.Errorf("allow direct reads on stream %s: %w", StreamName, err)
+			}
+			got = s.CachedInfo().Config
+		}
 	}
-	return s, nil
+	if diff := ConfigDiff(got, want); len(diff) > 0 {
+		return nil, StreamCheck{}, fmt.Errorf("%w: %s differs from what Lethe requires: %s", ErrStreamConfig, StreamName, strings.Join(diff, "; "))
+	}
+	info, err := s.Info(ctx, jetstream.WithDeletedDetails(true))
+	if err != nil {
+		return nil, StreamCheck{}, fmt.Errorf("stream %s info: %w", StreamName, err)
+	}
+	st := info.State
+	check := StreamCheck{First: st.FirstSeq, Last: st.LastSeq, Deleted: st.NumDeleted}
+	if st.Lost != nil {
+		check.Lost = st.Lost.Msgs
+	}
+	switch {
+	case st.LastSeq < applied:
+		return nil, check, fmt.Errorf("%w: %s ends at sequence %d, but the projections applied %d; acknowledged events are gone: restore the stream from a backup",
+			ErrStreamShort, StreamName, st.LastSeq, applied)
+	case st.Msgs > 0 && st.FirstSeq != 1:
+		return nil, check, fmt.Errorf("%w: %s starts at sequence %d instead of 1: its first events were removed; restore the stream from a backup",
+			ErrStreamShort, StreamName, st.FirstSeq)
+	}
+	return s, check, nil
+}
+
+// ConfigDiff lists how a stream's configuration differs from want in the settings an
+// append-only ledger depends on: what it captures, that nothing can delete, purge, trim,
+// expire, roll up, seal, republish or redirect its messages, its durability and its
+// deduplication window. Descriptions and limits JetStream fills in for itself are not
+// compared. An empty list means the stream is fit.
+func ConfigDiff(got, want jetstream.StreamConfig) []string {
+	var diff []string
+	cmp := func(name string, g, w any) {
+		if fmt.Sprint(g) != fmt.Sprint(w) {
+			diff = append(diff, fmt.Sprintf("%s is %v, want %v", name, g, w))
+		}
+	}
+	unlimited := func(n int64) int64 { // JetStream stores 0 (no limit) as -1
+		if n <= 0 {
+			return -1
+		}
+		return n
+	}
+	cmp("subjects", got.Subjects, want.Subjects)
+	cmp("storage", got.Storage, want.Storage)
+	cmp("retention", got.Retention, want.Retention)
+	cmp("discard", got.Discard, want.Discard)
+	cmp("max_msgs", unlimited(got.MaxMsgs), unlimited(want.MaxMsgs))
+	cmp("max_bytes", unlimited(got.MaxBytes), unlimited(want.MaxBytes))
+	cmp("max_msgs_per_subject", unlimited(got.MaxMsgsPerSubject), unlimited(want.MaxMsgsPerSubject))
+	cmp("max_age", got.MaxAge, want.MaxAge)
+	cmp("max_msg_size", got.MaxMsgSize, want.MaxMsgSize)
+	cmp("replicas", got.Replicas, want.Replicas)
+	cmp("duplicate_window", got.Duplicates, want.Duplicates)
+	cmp("deny_delete", got.DenyDelete, want.DenyDelete)
+	cmp("deny_purge", got.DenyPurge, want.DenyPurge)
+	cmp("sealed", got.Sealed, want.Sealed)
+	cmp("allow_rollup_hdrs", got.AllowRollup, want.AllowRollup)
+	cmp("allow_msg_ttl", got.AllowMsgTTL, want.AllowMsgTTL)
+	cmp("allow_atomic", got.AllowAtomicPublish, want.AllowAtomicPublish)
+	cmp("allow_direct", got.AllowDirect, want.AllowDirect)
+	cmp("mirror_direct", got.MirrorDirect, want.MirrorDirect)
+	cmp("no_ack", got.NoAck, want.NoAck)
+	if got.RePublish != nil {
+		diff = append(diff, "republish is set, want none")
+	}
+	if got.Mirror != nil || len(got.Sources) > 0 {
+		diff = append(diff, "mirror or sources are set, want none")
+	}
+	if got.SubjectTransform != nil {
+		diff = append(diff, "subject_transform is set, want none")
+	}
+	return diff
 }

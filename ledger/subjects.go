@@ -16,6 +16,19 @@ const (
 	ExpungedSubject = "circ.sys.expunged"
 	// KioskPrefix starts every kiosk request subject.
 	KioskPrefix = "lethe.kiosk"
+	// SkippedSubject carries projections.skipped records: an administrator's decision to
+	// let the projections pass over an event they cannot apply.
+	SkippedSubject = "circ.sys.skipped"
+
+	// StreamInfoAPI is JetStream's stream information request for CIRC: auditors may
+	// send it.
+	StreamInfoAPI = "$JS.API.STREAM.INFO." + StreamName
+	// DirectGetAPI is JetStream's direct read of CIRC (batches of messages by sequence,
+	// no consumer on the server): auditors replay the stream with it. Auditors get no
+	// consumers because a push consumer's delivery subject is a write path: JetStream
+	// publishes the stream's messages there, in the ledger's account, on behalf of
+	// whoever created the consumer.
+	DirectGetAPI = "$JS.API.DIRECT.GET." + StreamName
 )
 
 // token is what a barcode, branch or kiosk name must look like to be a safe subject token:

@@ -23,13 +23,15 @@ const (
 	ManageStaff       Action = "manage_staff"
 	ReadStatistics    Action = "read_statistics"
 	ReadItems         Action = "read_items"
+	// ResolveProjections lets stopped projections pass over an event they cannot apply.
+	ResolveProjections Action = "resolve_projections"
 )
 
 // Actions lists every action.
 var Actions = []Action{
 	CheckOut, CheckIn, Renew, ReportCardLost, IssueCard, RegisterPatron, TakePayment,
 	WaiveFine, AssessFee, DeclareLost, MarkDamaged, ClosePatron, CatalogItem,
-	ExportCollections, ReadAccessLog, ManageStaff, ReadStatistics, ReadItems,
+	ExportCollections, ReadAccessLog, ManageStaff, ReadStatistics, ReadItems, ResolveProjections,
 }
 
 // Valid reports whether a is one of the actions.
@@ -62,7 +64,7 @@ func actionRule(a Action) (rule, bool) {
 	case IssueCard, RegisterPatron, TakePayment, AssessFee, DeclareLost, MarkDamaged:
 		return rule{clauseFunction, all,
 			"This role may not change patron accounts, items or fines.", "Desk work on accounts, items and fines is necessary for the library to function."}, true
-	case WaiveFine, ClosePatron, CatalogItem:
+	case WaiveFine, ClosePatron, CatalogItem, ResolveProjections:
 		return rule{clauseFunction, []Role{Administrator},
 			"Only an administrator may do this.", "Administrators manage fines, accounts and the catalog so the library can function."}, true
 	// "or in the recovery of library materials and fines"

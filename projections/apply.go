@@ -18,6 +18,17 @@ import (
 	"github.com/imagineif/lethe/schemas"
 )
 
+// badEvent is an event of a batch that cannot be decoded or applied: the index in the
+// batch, its sequence and why.
+type badEvent struct {
+	index int
+	seq   uint64
+	err   error
+}
+
+func (e *badEvent) Error() string { return e.err.Error() }
+func (e *badEvent) Unwrap() error { return e.err }
+
 // ErrUndecodable wraps an event the projector could not decode or apply. The projector
 // stops on it: skipping an event would make the projections silently wrong.
 var ErrUndecodable = errors.New("undecodable event")
@@ -212,6 +223,8 @@ func (s *Store) Apply(msgs []ledger.Msg) error {
 type applyState struct {
 	seed  maphash.Seed
 	known map[uint64]struct{}
+	// skips are the sequences administrators' skip records pass over.
+	skips map[uint64]bool
 	// hot holds the decoded rows (and known absences) the last batches read or wrote, so
 	// that a row many batches touch, an item or a patron, is not read and decoded from
 	// the database each time. Only the applier writes these rows, so hot stays true.
@@ -325,15 +338,19 @@ func (s *Store) applyDecoded(st *applyState, msgs []decoded) error {
 		return err
 	}
 	applied := s.Applied()
-	for _, d := range msgs {
+	for i, d := range msgs {
 		if d.seq <= applied {
 			continue // already applied before a restart
 		}
+		if st != nil && st.skips[d.seq] {
+			applied = d.seq // an administrator's skip record passes over it
+			continue
+		}
 		if d.err != nil {
-			return d.err
+			return &badEvent{index: i, seq: d.seq, err: d.err}
 		}
 		if err := a.apply(d.seq, d.ev, d.data); err != nil {
-			return fmt.Errorf("%w: sequence %d (%s): %v", ErrUndecodable, d.seq, d.ev.Type, err)
+			return &badEvent{index: i, seq: d.seq, err: fmt.Errorf("%w: sequence %d (%s): %v", ErrUndecodable, d.seq, d.ev.Type, err)}
 		}
 		applied = d.seq
 	}
@@ -362,7 +379,7 @@ func (s *Store) applyDecoded(st *applyState, msgs []decoded) error {
 		st.remember(a.b)
 		st.forgotten = a.forgotten
 	}
-	s.setApplied(applied, nil)
+	s.setApplied(applied)
 	if a.work {
 		select {
 		case s.work <- struct{}{}:
@@ -567,6 +584,8 @@ func (a *applier) apply(seq uint64, ev schemas.Event, data any) error {
 		return a.closed(ev, d)
 	case schemas.TransactionExpunged:
 		return a.del(expungeKey(d.TxnID))
+	case schemas.ProjectionSkipped:
+		return nil // honoured before its event is reached (applyState.skips)
 	}
 	return fmt.Errorf("unknown event type")
 }

@@ -79,17 +79,42 @@ func Fail(logger *slog.Logger, w http.ResponseWriter, r *http.Request, err error
 
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) { Fail(a.logger(), w, r, err) }
 
+// Health is the body of GET /healthz.
+type Health struct {
+	// Status is "ok"; "degraded" when a start found events lost from the stream (still
+	// serving what was applied); "stopped" when the projector waits at an event it cannot
+	// apply or cannot write (writes are refused); "stream_short" when the stream holds
+	// fewer events than were applied; "stream_unavailable" when it cannot be read.
+	Status     string `json:"status"`
+	Applied    uint64 `json:"applied"`
+	StreamLast uint64 `json:"stream_last"`
+	Stopped    *Stop  `json:"stopped,omitempty"`
+	Damage     string `json:"damage,omitempty"`
+}
+
+// health answers 200 while kiosks and desks can write, 503 otherwise.
 func (a *API) health(w http.ResponseWriter, r *http.Request) {
-	body := map[string]any{"status": "ok", "applied": a.Store.Applied()}
+	h := a.Store.Health()
+	body := Health{Status: "ok", Applied: h.Applied, Stopped: h.Stop, Damage: h.Damage}
+	status := http.StatusOK
 	if a.StreamLast != nil {
 		last, err := a.StreamLast(r.Context())
 		if err != nil {
-			WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "stream unavailable"})
-			return
+			body.Status, status = "stream_unavailable", http.StatusServiceUnavailable
 		}
-		body["stream_last"] = last
+		body.StreamLast = last
+		if err == nil && last < h.Applied {
+			body.Status, status = "stream_short", http.StatusServiceUnavailable
+		}
 	}
-	WriteJSON(w, http.StatusOK, body)
+	switch {
+	case status != http.StatusOK:
+	case h.Stop != nil:
+		body.Status, status = "stopped", http.StatusServiceUnavailable
+	case h.Damage != "":
+		body.Status = "degraded"
+	}
+	WriteJSON(w, status, body)
 }
 
 func (a *API) items(w http.ResponseWriter, r *http.Request) {

@@ -7,26 +7,94 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // maxBatch bounds how many events one Pebble batch applies while catching up.
 const maxBatch = 512
 
-// Follow applies the stream from the event after the last one applied until ctx ends. It
-// gathers consecutive messages into one batch while more are pending. It stops on an event
-// it cannot decode or apply, loudly: waiters are released with the error.
-func (s *Store) Follow(ctx context.Context, js jetstream.JetStream) error {
-	return s.catchUp(ctx, js, true, 0)
+// Stop is where and why the projector stopped. It names a sequence and a reason built
+// from codes and opaque ids, never patron data.
+type Stop struct {
+	Seq    uint64 `json:"seq"`
+	Reason string `json:"reason"`
+	// Poison is set when the event itself cannot be decoded or applied: the projector
+	// waits for an administrator's skip record (ledger.Skip). Otherwise the failure is
+	// the projections' own (a full disk) and the projector tries again by itself.
+	Poison bool `json:"poison"`
 }
 
-// CatchUp applies the stream up to the end it had when called.
+func (s Stop) unavailable() error {
+	if s.Poison {
+		return schemas.Errorf(schemas.CodeUnavailable,
+			"the projections stopped at stream sequence %d, an event they cannot apply; writes resume once an administrator resolves it (GET /healthz)", s.Seq)
+	}
+	return schemas.Errorf(schemas.CodeUnavailable,
+		"the projections cannot write (stopped at stream sequence %d); writes resume when they can (GET /healthz)", s.Seq)
+}
+
+// stopError carries a Stop out of catchUp.
+type stopError struct{ Stop }
+
+func (e *stopError) Error() string {
+	return fmt.Sprintf("projector stopped at sequence %d: %s", e.Seq, e.Reason)
+}
+
+// retryEvery is how often a stopped projector looks again: for an administrator's skip
+// record, or whether a failed write now succeeds.
+const retryEvery = 2 * time.Second
+
+// Follow applies the stream from the event after the last one applied until ctx ends. It
+// gathers consecutive messages into one batch while more are pending.
+//
+// An event it cannot decode or apply does not end it, and never ends the process: the
+// projector stops at that sequence, says so (Stopped, Health, an error log line), and
+// waits until an administrator records a skip of that sequence (ledger.Skip), looking
+// again every few seconds or when Resume is called. A failure to write its own database
+// (a full disk) stops it the same way until a retry succeeds. Follow returns only when ctx
+// ends or the stream cannot be read.
+func (s *Store) Follow(ctx context.Context, js jetstream.JetStream) error {
+	for {
+		err := s.catchUp(ctx, js, true, 0)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var stop *stopError
+		if !errors.As(err, &stop) {
+			return err
+		}
+		s.setStopped(stop.Stop)
+		s.logger.Error("projector stopped: kiosk and desk writes are refused until this is resolved",
+			"seq", stop.Seq, "reason", stop.Reason, "poison", stop.Poison)
+		t := time.NewTimer(retryEvery)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-s.resume:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// CatchUp applies the stream up to the end it had when called. An event it cannot apply
+// stops it with an error naming the sequence; Follow then waits there.
 func (s *Store) CatchUp(ctx context.Context, js jetstream.JetStream) error {
 	return s.catchUp(ctx, js, false, 0)
+}
+
+// IsStop reports whether err is the projector stopping at an event (as opposed to the
+// stream being unreadable).
+func IsStop(err error) bool {
+	var stop *stopError
+	return errors.As(err, &stop)
 }
 
 // catchUp applies the stream from the next unapplied event, in batches, until its end
@@ -40,6 +108,9 @@ func (s *Store) catchUp(ctx context.Context, js jetstream.JetStream, follow bool
 	}
 	st, err := s.newApplyState()
 	if err != nil {
+		return err
+	}
+	if st.skips, err = s.skips(ctx, js); err != nil {
 		return err
 	}
 	readCtx, stopReading := context.WithCancel(ctx)
@@ -80,6 +151,24 @@ func (s *Store) catchUp(ctx context.Context, js jetstream.JetStream, follow bool
 	return err
 }
 
+// skips reads the administrators' skip records: the sequences the projections pass over.
+// A record counts only for a sequence before its own, and a record that does not decode
+// counts for nothing (the projector then stops at it like at any other).
+func (s *Store) skips(ctx context.Context, js jetstream.JetStream) (map[uint64]bool, error) {
+	out := map[uint64]bool{}
+	err := ledger.Read(ctx, js, ledger.ReadOptions{Subjects: []string{ledger.SkippedSubject}}, func(m ledger.Msg) error {
+		_, data, err := s.v.EventData(m.Data)
+		if d, ok := data.(schemas.ProjectionSkipped); err == nil && ok && d.Seq < m.Seq {
+			out[d.Seq] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read skip records: %w", err)
+	}
+	return out, nil
+}
+
 // applying decodes and applies batches handed over by the reader, in order: one
 // goroutine decodes (on every core, for a big batch) while another applies the batch
 // before, so neither waits for the other.
@@ -108,9 +197,7 @@ func (s *Store) startApplying(st *applyState, fail func()) *applying {
 			if ap.failed() != nil {
 				continue // drain: the reader stops at its next submit
 			}
-			if err := s.applyDecoded(st, batch); err != nil {
-				s.setApplied(0, err)
-				s.logger.Error("projector stopped", "err", err)
+			if err := s.applyOrStop(st, batch); err != nil {
 				ap.mu.Lock()
 				ap.err = err
 				ap.mu.Unlock()
@@ -119,6 +206,26 @@ func (s *Store) startApplying(st *applyState, fail func()) *applying {
 		}
 	}()
 	return ap
+}
+
+// applyOrStop applies a batch. When an event in it cannot be applied, the events before
+// it are applied on their own, so the projector stops exactly at the bad one.
+func (s *Store) applyOrStop(st *applyState, batch []decoded) error {
+	err := s.applyDecoded(st, batch)
+	var bad *badEvent
+	if !errors.As(err, &bad) {
+		if err != nil {
+			// The event was fine; writing the projections was not (a full disk).
+			return &stopError{Stop{Seq: s.Applied() + 1, Reason: err.Error()}}
+		}
+		return nil
+	}
+	if bad.index > 0 {
+		if err := s.applyDecoded(st, batch[:bad.index]); err != nil {
+			return &stopError{Stop{Seq: s.Applied() + 1, Reason: err.Error()}}
+		}
+	}
+	return &stopError{Stop{Seq: bad.seq, Reason: bad.err.Error(), Poison: true}}
 }
 
 func (ap *applying) failed() error {

@@ -37,8 +37,11 @@ type Store struct {
 
 	mu      sync.Mutex
 	applied uint64
-	advance chan struct{} // closed and replaced whenever applied moves
-	failed  error         // the projector stopped on this event; readers must not wait forever
+	advance chan struct{} // closed and replaced whenever applied moves or the projector stops
+	stop    *Stop         // the projector is stopped at this event; nil while it applies
+	stops   int64         // how often the projector stopped, for the metric
+	damage  string        // what a start found wrong with the stream; "" when nothing
+	resume  chan struct{} // an administrator's skip was recorded: look again now
 
 	work chan struct{} // signalled when a transaction closes or a patron account closes
 }
@@ -59,7 +62,7 @@ func Open(dir string, keys *keystore.Store, v *schemas.Validator, cfg Config) (*
 		return nil, fmt.Errorf("open projections: %w", err)
 	}
 	s := &Store{rows: rows{db}, db: db, keys: keys, v: v, loc: cfg.Location, logger: cfg.Logger,
-		advance: make(chan struct{}), work: make(chan struct{}, 1)}
+		advance: make(chan struct{}), work: make(chan struct{}, 1), resume: make(chan struct{}, 1)}
 	v2, closer, err := db.Get([]byte(pApplied))
 	switch {
 	case err == nil:
@@ -88,17 +91,18 @@ func (s *Store) Applied() uint64 {
 // Work is signalled when something closed that the expunger must finish.
 func (s *Store) Work() <-chan struct{} { return s.work }
 
-// WaitApplied blocks until the projections reflect the stream up to seq.
+// WaitApplied blocks until the projections reflect the stream up to seq. While the
+// projector is stopped at or before seq it fails at once with Stopped's error.
 func (s *Store) WaitApplied(ctx context.Context, seq uint64) error {
 	for {
 		s.mu.Lock()
-		applied, ch, failed := s.applied, s.advance, s.failed
+		applied, ch, stop := s.applied, s.advance, s.stop
 		s.mu.Unlock()
 		if applied >= seq {
 			return nil
 		}
-		if failed != nil {
-			return fmt.Errorf("projector stopped: %w", failed)
+		if stop != nil {
+			return stop.unavailable()
 		}
 		select {
 		case <-ch:
@@ -108,14 +112,84 @@ func (s *Store) WaitApplied(ctx context.Context, seq uint64) error {
 	}
 }
 
-func (s *Store) setApplied(seq uint64, failed error) {
+// Stopped returns nil while the projector applies the stream, and otherwise an
+// unavailable error naming the sequence it stopped at: the ledger refuses writes with it,
+// since a decision against projections that stopped would be against a stale state.
+func (s *Store) Stopped() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if failed != nil {
-		s.failed = failed
-	} else {
-		s.applied = seq
+	if s.stop == nil {
+		return nil
 	}
+	return s.stop.unavailable()
+}
+
+// StoppedAt implements ledger.State: the sequence of an event the projector cannot apply
+// and waits at, or 0.
+func (s *Store) StoppedAt() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stop == nil || !s.stop.Poison {
+		return 0
+	}
+	return s.stop.Seq
+}
+
+// ProjectorHealth is the projector's state for /healthz and the metrics.
+type ProjectorHealth struct {
+	Applied uint64 `json:"applied"`
+	Stop    *Stop  `json:"stopped,omitempty"` // where and why the projector stopped
+	Stops   int64  `json:"-"`                 // how often it stopped since the start
+	Damage  string `json:"damage,omitempty"`  // what the start found wrong with the stream
+}
+
+// Health reports the projector's state.
+func (s *Store) Health() ProjectorHealth {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := ProjectorHealth{Applied: s.applied, Stops: s.stops, Damage: s.damage}
+	if s.stop != nil {
+		st := *s.stop
+		h.Stop = &st
+	}
+	return h
+}
+
+// ReportDamage records what a start found wrong with the stream (events lost from a
+// damaged file): /healthz shows it until the next start.
+func (s *Store) ReportDamage(problem string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.damage = problem
+}
+
+// Resume asks a stopped projector to look for an administrator's skip record now
+// instead of at its next poll.
+func (s *Store) Resume() {
+	select {
+	case s.resume <- struct{}{}:
+	default:
+	}
+}
+
+// setApplied moves the applied sequence; the projector is then not stopped.
+func (s *Store) setApplied(seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.applied = seq
+	s.stop = nil
+	close(s.advance)
+	s.advance = make(chan struct{})
+}
+
+// setStopped records that the projector stopped, and releases every waiter.
+func (s *Store) setStopped(stop Stop) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stop == nil || *s.stop != stop {
+		s.stops++
+	}
+	s.stop = &stop
 	close(s.advance)
 	s.advance = make(chan struct{})
 }

@@ -1,6 +1,9 @@
 package schemas
 
-import "time"
+import (
+	"reflect"
+	"time"
+)
 
 // Event types. Wire names: append-only.
 const (
@@ -19,16 +22,56 @@ const (
 	TypeFineWaived          = "lethe.fine.waived.v1"
 	TypeTransactionClosed   = "lethe.transaction.closed.v1"
 	TypeTransactionExpunged = "lethe.transaction.expunged.v1"
+	TypeProjectionSkipped   = "lethe.projection.skipped.v1"
 )
+
+// eventType is one row of the table of event types: its wire name and the Go type of its
+// data. The JSON Schema of its data is json/events/<name>.json.
+type eventType struct {
+	name string
+	data reflect.Type
+}
+
+// eventTable is every event type, in lifecycle order: the one list that EventTypes,
+// DataSchema and EventData read.
+func eventTable() []eventType {
+	return []eventType{
+		{TypeItemCataloged, reflect.TypeFor[ItemCataloged]()},
+		{TypePatronRegistered, reflect.TypeFor[PatronRegistered]()},
+		{TypeCardIssued, reflect.TypeFor[CardIssued]()},
+		{TypeCardReportedLost, reflect.TypeFor[CardReportedLost]()},
+		{TypePatronClosed, reflect.TypeFor[PatronClosed]()},
+		{TypeItemCheckedOut, reflect.TypeFor[ItemCheckedOut]()},
+		{TypeItemRenewed, reflect.TypeFor[ItemRenewed]()},
+		{TypeItemReturned, reflect.TypeFor[ItemReturned]()},
+		{TypeItemDeclaredLost, reflect.TypeFor[ItemDeclaredLost]()},
+		{TypeItemDamaged, reflect.TypeFor[ItemDamaged]()},
+		{TypeFineAssessed, reflect.TypeFor[FineAssessed]()},
+		{TypeFinePaid, reflect.TypeFor[FinePaid]()},
+		{TypeFineWaived, reflect.TypeFor[FineWaived]()},
+		{TypeTransactionClosed, reflect.TypeFor[TransactionClosed]()},
+		{TypeTransactionExpunged, reflect.TypeFor[TransactionExpunged]()},
+		{TypeProjectionSkipped, reflect.TypeFor[ProjectionSkipped]()},
+	}
+}
 
 // EventTypes lists every event type, in lifecycle order.
 func EventTypes() []string {
-	return []string{
-		TypeItemCataloged, TypePatronRegistered, TypeCardIssued, TypeCardReportedLost,
-		TypePatronClosed, TypeItemCheckedOut, TypeItemRenewed, TypeItemReturned,
-		TypeItemDeclaredLost, TypeItemDamaged, TypeFineAssessed, TypeFinePaid,
-		TypeFineWaived, TypeTransactionClosed, TypeTransactionExpunged,
+	var out []string
+	for _, t := range eventTable() {
+		out = append(out, t.name)
 	}
+	return out
+}
+
+// dataType returns the Go type of an event type's data.
+func dataType(name string) (reflect.Type, bool) {
+	for _, t := range eventTable() {
+		if t.name == name {
+			return t.data, true
+		}
+	}
+	return nil, false
 }
 
 // ItemCataloged adds an item to the catalog or updates its record. Catalog data carries no
@@ -175,4 +218,14 @@ type TransactionExpunged struct {
 	TxnID          string    `json:"txn_id"`
 	ClosedAt       time.Time `json:"closed_at"`
 	KeyDestroyedAt time.Time `json:"key_destroyed_at"`
+}
+
+// ProjectionSkipped records an administrator's decision that the projections pass over
+// one event they cannot decode or apply (a damaged or foreign message), with the reason
+// given. The projections, a rebuild and the auditor all honour it; nothing else removes
+// an event from the history. It carries no patron data.
+type ProjectionSkipped struct {
+	Seq    uint64 `json:"seq"`    // the sequence passed over
+	Reason string `json:"reason"` // why, in the administrator's words
+	Staff  string `json:"staff"`  // the administrator's account
 }

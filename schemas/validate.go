@@ -43,11 +43,7 @@ var schemaFiles embed.FS
 // DataSchema returns the id of the JSON Schema of an event type's data, the value of the
 // envelope's dataschema: urn:lethe:schema:event:<type>. It returns "" for an unknown type.
 func DataSchema(eventType string) string {
-	switch eventType {
-	case TypeItemCataloged, TypePatronRegistered, TypeCardIssued, TypeCardReportedLost,
-		TypePatronClosed, TypeItemCheckedOut, TypeItemRenewed, TypeItemReturned,
-		TypeItemDeclaredLost, TypeItemDamaged, TypeFineAssessed, TypeFinePaid,
-		TypeFineWaived, TypeTransactionClosed, TypeTransactionExpunged:
+	if _, ok := dataType(eventType); ok {
 		return eventSchemaNS + eventType
 	}
 	return ""
@@ -422,6 +418,8 @@ func patternHint(pattern string) string {
 		return "dot-separated tokens of letters, digits, '_' or '-'"
 	case "^[a-z_]{1,32}$":
 		return "1 to 32 lowercase letters or '_'"
+	case "^[A-Za-z0-9_.-]{1,64}$":
+		return "1 to 64 letters, digits, '.', '_' or '-'"
 	}
 	return ""
 }

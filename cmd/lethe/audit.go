@@ -15,7 +15,6 @@ import (
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // auditLine is one event as an auditor sees it. Patron references are never opened: they
@@ -68,9 +67,9 @@ func (a *auditor) line(m ledger.Msg) (auditLine, error) {
 
 // expungedTxns reads the transaction.expunged records: the transactions whose keys are
 // destroyed.
-func expungedTxns(ctx context.Context, js jetstream.JetStream, v *schemas.Validator) (map[string]bool, error) {
+func expungedTxns(ctx context.Context, nc *nats.Conn, v *schemas.Validator) (map[string]bool, error) {
 	out := map[string]bool{}
-	err := ledger.Read(ctx, js, ledger.ReadOptions{Subjects: []string{ledger.ExpungedSubject}}, func(m ledger.Msg) error {
+	err := ledger.ReadDirect(ctx, nc, ledger.ReadOptions{Subjects: []string{ledger.ExpungedSubject}}, func(m ledger.Msg) error {
 		ev, err := v.Event(m.Data)
 		if err != nil {
 			return fmt.Errorf("sequence %d: %w", m.Seq, err)
@@ -89,7 +88,7 @@ func cmdAuditReplay(ctx context.Context, args []string, getenv func(string) stri
 	f := newFlags("audit replay", getenv, stderr)
 	url := f.str("nats-url", "nats://127.0.0.1:4222", "NATS server holding the stream (read-only access is enough)")
 	data := f.String("data", "", "read the stream from a stopped server's data directory instead of --nats-url")
-	creds := f.str("nats-creds", "", "NATS credentials file for the auditor's read-only account")
+	creds := f.str("nats-creds", "", "the auditor's NATS credentials file (from 'lethe auditors add')")
 	format := f.String("format", "auto", "json (JSON lines), table, or auto (table on a terminal)")
 	if err := f.parse(args); err != nil {
 		return err
@@ -113,22 +112,22 @@ func cmdAuditReplay(ctx context.Context, args []string, getenv func(string) stri
 	} else {
 		opts := []nats.Option{nats.Name("lethe-audit")}
 		if *creds != "" {
-			opts = append(opts, nats.UserCredentials(*creds))
+			o, err := credentialsOption(*creds)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, o)
 		}
 		if nc, err = nats.Connect(*url, opts...); err != nil {
 			return fmt.Errorf("connect to NATS: %w", err)
 		}
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	v, err := schemas.NewValidator()
 	if err != nil {
 		return err
 	}
-	expunged, err := expungedTxns(ctx, js, v)
+	expunged, err := expungedTxns(ctx, nc, v)
 	if err != nil {
 		return err
 	}
@@ -141,7 +140,7 @@ func cmdAuditReplay(ctx context.Context, args []string, getenv func(string) stri
 		fmt.Fprintln(tw, "SEQ\tTIME\tTYPE\tTXN\tBARCODE\tPATRON\tCENTS")
 	}
 	var n, sealed, gone int
-	err = ledger.Read(ctx, js, ledger.ReadOptions{}, func(m ledger.Msg) error {
+	err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
 		l, err := a.line(m)
 		if err != nil {
 			return fmt.Errorf("sequence %d does not match its schema: %w", m.Seq, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -61,15 +62,15 @@ func rawRead(ctx context.Context, js jetstream.JetStream) (int, time.Duration, e
 // auditRead is lethe audit replay without its output: the expunged records first, then
 // every event through the auditor's decode path (schema check, data, patron status).
 // It returns the events decoded and the time of the main pass.
-func auditRead(ctx context.Context, js jetstream.JetStream, v *schemas.Validator) (int, time.Duration, error) {
-	expunged, err := expungedTxns(ctx, js, v)
+func auditRead(ctx context.Context, nc *nats.Conn, v *schemas.Validator) (int, time.Duration, error) {
+	expunged, err := expungedTxns(ctx, nc, v)
 	if err != nil {
 		return 0, 0, err
 	}
 	a := &auditor{v: v, expunged: expunged}
 	n, sealed := 0, 0
 	start := time.Now()
-	err = ledger.Read(ctx, js, ledger.ReadOptions{}, func(m ledger.Msg) error {
+	err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
 		l, err := a.line(m)
 		if err != nil {
 			return fmt.Errorf("sequence %d: %w", m.Seq, err)
@@ -118,7 +119,7 @@ func (b *bencher) replayAndRebuild(ctx context.Context) error {
 		var an int
 		var ad time.Duration
 		pprof.Do(ctx, pprof.Labels("bench", "replay"), func(ctx context.Context) {
-			an, ad, err = auditRead(ctx, n.js, n.v)
+			an, ad, err = auditRead(ctx, n.nc, n.v)
 		})
 		if err != nil {
 			return err
@@ -199,11 +200,8 @@ func (b *bencher) growthRun(ctx context.Context, open int) error {
 	if err != nil {
 		return err
 	}
-	kc, err := kioskConn(s)
-	if err != nil {
-		return err
-	}
-	defer kc.Close()
+	kc := newKioskClients(s)
+	defer kc.close()
 
 	b.prog.set("growth %d: opening %d loans", open, open)
 	if err := parallel(ctx, kiosks, open, func(i int) error {

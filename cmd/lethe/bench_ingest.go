@@ -16,7 +16,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/schemas"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -67,55 +66,41 @@ func (b *bencher) startLethe(ctx context.Context, name string, sweep time.Durati
 		nodeConfig: nodeConfig{Data: b.tempDir(name), NATSListen: "off", Sync: "always", Replicas: 1,
 			Location: time.UTC, Logger: b.logger},
 		HTTP: "off", SweepInterval: sweep, RulesInterval: time.Hour, Now: now,
+		// A benchmark kiosk sends as fast as it is answered: no per-kiosk rate limit.
+		Kiosks: ledger.KioskConfig{Rate: -1},
 	}
 	return startService(ctx, cfg)
 }
 
-// startRaw starts an embedded NATS server configured exactly as Lethe's (startNATS, fsync
-// before every acknowledgement) with the CIRC stream's configuration, for the raw runs.
-func (b *bencher) startRaw(ctx context.Context) (*server.Server, *nats.Conn, error) {
-	ns, err := startNATS(nodeConfig{Data: b.tempDir("raw"), NATSListen: "off", Sync: "always"})
-	if err != nil {
-		return nil, nil, err
-	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("bench-raw"))
-	if err != nil {
-		ns.Shutdown()
-		return nil, nil, err
-	}
-	js, err := jetstream.New(nc)
+// startRaw starts an embedded NATS server configured exactly as Lethe's (node.startNATS,
+// fsync before every acknowledgement) with the CIRC stream's configuration, and returns
+// it with a connection as privileged as the ledger's, for the raw runs.
+func (b *bencher) startRaw(ctx context.Context) (*node, error) {
+	n := &node{cfg: nodeConfig{Data: b.tempDir("raw"), NATSListen: "off", Sync: "always", Logger: b.logger}}
+	err := n.startNATS()
 	if err == nil {
-		_, err = ledger.EnsureStream(ctx, js, 1)
+		n.js, err = jetstream.New(n.nc)
+	}
+	if err == nil {
+		_, _, err = ledger.EnsureStream(ctx, n.js, 1, 0)
 	}
 	if err != nil {
-		nc.Close()
-		ns.Shutdown()
-		return nil, nil, err
+		n.close()
+		return nil, err
 	}
-	return ns, nc, nil
+	return n, nil
 }
 
-func stopRaw(ns *server.Server, nc *nats.Conn) {
-	nc.Close()
-	ns.Shutdown()
-	ns.WaitForShutdown()
-}
-
-// kioskConn is the kiosks' own connection to the embedded server, as a kiosk gateway's
-// would be: separate from the one the ledger serves on.
-func kioskConn(s *service) (*nats.Conn, error) {
-	return nats.Connect("", nats.InProcessServer(s.ns), nats.Name("bench-kiosks"))
-}
-
-// kioskRequest sends one kiosk command and returns the reply's error code ("" if ok).
-func kioskRequest(ctx context.Context, nc *nats.Conn, kiosk, cmd string, v any) (string, error) {
+// kioskRequest sends one kiosk command as kiosk main/<kiosk> and returns the reply's error
+// code ("" if ok).
+func kioskRequest(ctx context.Context, kc *kioskClients, kiosk, cmd string, v any) (string, error) {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return "", err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	m, err := nc.RequestWithContext(ctx, ledger.KioskSubject("main", kiosk, cmd), raw)
+	m, err := kc.request(ctx, "main", kiosk, cmd, raw)
 	if err != nil {
 		return "", err
 	}
@@ -133,7 +118,7 @@ func kioskRequest(ctx context.Context, nc *nats.Conn, kiosk, cmd string, v any) 
 }
 
 // roundTrip checks an item out to a card and returns it, timing each request.
-func roundTrip(ctx context.Context, nc *nats.Conn, kiosk, card, barcode string, out, in *latencies, refused func(string)) error {
+func roundTrip(ctx context.Context, nc *kioskClients, kiosk, card, barcode string, out, in *latencies, refused func(string)) error {
 	t := time.Now()
 	code, err := kioskRequest(ctx, nc, kiosk, schemas.CmdCheckOut, schemas.CheckOut{CommandID: uuid.NewString(), Card: card, Barcode: barcode})
 	if err != nil {
@@ -173,7 +158,7 @@ func (r *refusals) add(code string) {
 
 // letheLoad runs kiosks concurrent kiosks for d, each checking its own items out and back
 // in as fast as Lethe answers.
-func (b *bencher) letheLoad(ctx context.Context, s *service, nc *nats.Conn, lib *demoLibrary, kiosks int, d time.Duration) (loadResult, error) {
+func (b *bencher) letheLoad(ctx context.Context, s *service, nc *kioskClients, lib *demoLibrary, kiosks int, d time.Duration) (loadResult, error) {
 	before, err := s.streamLast(ctx)
 	if err != nil {
 		return loadResult{}, err
@@ -344,11 +329,8 @@ func (b *bencher) ingest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	kc, err := kioskConn(s)
-	if err != nil {
-		return err
-	}
-	defer kc.Close()
+	kc := newKioskClients(s)
+	defer kc.close()
 	// Warm up, and measure the size of the events a round trip appends.
 	seeded, err := s.streamLast(ctx)
 	if err != nil {
@@ -364,11 +346,12 @@ func (b *bencher) ingest(ctx context.Context) error {
 	if b.eventSize, err = meanEventSize(ctx, s.js, seeded+1); err != nil {
 		return err
 	}
-	ns, rc, err := b.startRaw(ctx)
+	rawNode, err := b.startRaw(ctx)
 	if err != nil {
 		return err
 	}
-	defer stopRaw(ns, rc)
+	defer rawNode.close()
+	rc := rawNode.nc
 	if err := rawPublish(ctx, rc, "circ.item.warmup", benchPayload(b.eventSize)); err != nil {
 		return err
 	}
@@ -431,11 +414,8 @@ func (b *bencher) fillHistory(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	kc, err := kioskConn(s)
-	if err != nil {
-		return err
-	}
-	defer kc.Close()
+	kc := newKioskClients(s)
+	defer kc.close()
 	b.prog.set("history: %d kiosks for %s", kiosks, b.plan.historyFill)
 	if _, err := b.letheLoad(ctx, s, kc, lib, kiosks, b.plan.historyFill); err != nil {
 		return err
@@ -491,16 +471,14 @@ func (b *bencher) fixedAndExpunge(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	kc, err := kioskConn(s)
+	kc := newKioskClients(s)
+	defer kc.close()
+	rawNode, err := b.startRaw(ctx)
 	if err != nil {
 		return err
 	}
-	defer kc.Close()
-	ns, rc, err := b.startRaw(ctx)
-	if err != nil {
-		return err
-	}
-	defer stopRaw(ns, rc)
+	defer rawNode.close()
+	rc := rawNode.nc
 
 	rate := b.plan.fixedRate
 	b.prog.set("fixed rate: raw JetStream, %d messages/s", rate)
@@ -577,7 +555,7 @@ func (b *bencher) rawFixed(ctx context.Context, nc *nats.Conn, rate int, d time.
 
 // letheFixed starts rate round trips per second for d, each on an item no other round
 // trip holds, cards taken in turn.
-func (b *bencher) letheFixed(ctx context.Context, s *service, nc *nats.Conn, lib *demoLibrary, rate float64, d time.Duration) (loadResult, error) {
+func (b *bencher) letheFixed(ctx context.Context, s *service, nc *kioskClients, lib *demoLibrary, rate float64, d time.Duration) (loadResult, error) {
 	before, err := s.streamLast(ctx)
 	if err != nil {
 		return loadResult{}, err

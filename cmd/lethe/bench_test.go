@@ -196,7 +196,7 @@ func BenchmarkAuditRead(b *testing.B) {
 	total := 0
 	b.ResetTimer()
 	for b.Loop() {
-		got, _, err := auditRead(ctxT(b), n.js, n.v)
+		got, _, err := auditRead(ctxT(b), n.nc, n.v)
 		if err != nil {
 			b.Fatal(err)
 		}

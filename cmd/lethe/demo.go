@@ -84,12 +84,14 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 		defer cancel()
 	}
 	var totals demoTotals
+	kc := newKioskClients(s)
+	defer kc.close() // before s.stop: the kiosks hang up first
 	var wg sync.WaitGroup
 	for k := range max(*kiosks, 1) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lib.kiosk(runCtx, s, demoBranches[k%len(demoBranches)], fmt.Sprintf("kiosk%d", k+1), &totals)
+			lib.kiosk(runCtx, s, kc, demoBranches[k%len(demoBranches)], fmt.Sprintf("kiosk%d", k+1), &totals)
 		}()
 	}
 	lib.summaries(runCtx, s, &totals, stdout)
@@ -166,10 +168,10 @@ func seedLibrary(ctx context.Context, s *service, items, patrons int, stderr io.
 }
 
 // kiosk is one simulated self-check machine talking to Lethe over NATS request/reply.
-func (lib *demoLibrary) kiosk(ctx context.Context, s *service, branch, id string, t *demoTotals) {
+func (lib *demoLibrary) kiosk(ctx context.Context, s *service, kc *kioskClients, branch, id string, t *demoTotals) {
 	send := func(cmd string, v any) (json.RawMessage, *schemas.Error) {
 		raw, _ := json.Marshal(v)
-		m, err := s.nc.RequestWithContext(ctx, ledger.KioskSubject(branch, id, cmd), raw)
+		m, err := kc.request(ctx, branch, id, cmd, raw)
 		if err != nil {
 			return nil, schemas.Errorf(schemas.CodeUnavailable, "%v", err)
 		}
@@ -242,7 +244,7 @@ func (lib *demoLibrary) kiosk(ctx context.Context, s *service, branch, id string
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(time.Duration(5+rand.IntN(20)) * time.Millisecond):
+		case <-time.After(time.Duration(40+rand.IntN(40)) * time.Millisecond): // under the kiosk rate limit
 		}
 	}
 }

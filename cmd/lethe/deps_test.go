@@ -9,9 +9,11 @@ import (
 // allowedImports is the dependency direction of DESIGN.md §2 (as amended in the README):
 // each package may import the standard library and these, nothing else.
 var allowedImports = map[string][]string{
-	"schemas":     {"github.com/santhosh-tekuri/jsonschema/v6"},
-	"keystore":    {"github.com/cockroachdb/pebble/v2", "golang.org/x/crypto/"},
-	"ledger":      {"schemas", "keystore", "policy", "github.com/nats-io/nats.go", "github.com/google/uuid"},
+	"schemas":  {"github.com/santhosh-tekuri/jsonschema/v6"},
+	"keystore": {"github.com/cockroachdb/pebble/v2", "golang.org/x/crypto/"},
+	"ledger":   {"schemas", "keystore", "policy", "github.com/nats-io/nats.go", "github.com/google/uuid", "golang.org/x/time/rate"},
+	// identity: the registry of kiosk and auditor NKeys; subjects come from ledger.
+	"identity":    {"ledger", "github.com/nats-io/nkeys"},
 	"projections": {"schemas", "ledger", "keystore", "github.com/cockroachdb/pebble/v2", "github.com/nats-io/nats.go/jetstream"},
 	"expunger":    {"ledger", "keystore", "projections", "github.com/prometheus/client_golang/prometheus"},
 	"policy":      {"schemas"},

@@ -79,6 +79,7 @@ type harness struct {
 
 	mu     sync.Mutex
 	tokens map[string]string // staff account -> session token
+	kiosks *kioskClients     // kiosk identities and their connections, per start
 }
 
 // The harness's administrator, created offline as on a fresh install, and the password
@@ -119,6 +120,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	h.start()
 	t.Cleanup(func() {
 		if h.s != nil {
+			h.kiosks.close()
 			if err := h.s.stop(); err != nil {
 				t.Errorf("stop: %v", err)
 			}
@@ -134,9 +136,18 @@ func (h *harness) start() {
 		h.t.Fatalf("startService: %v", err)
 	}
 	h.s = s
+	h.kiosks = newKioskClients(s)
 	h.mu.Lock()
 	h.tokens = map[string]string{} // sessions live in memory: a restart logs everyone out
 	h.mu.Unlock()
+}
+
+// stop stops the service: the kiosks hang up first.
+func (h *harness) stop() error {
+	h.kiosks.close()
+	err := h.s.stop()
+	h.s = nil
+	return err
 }
 
 // session returns a session token of a staff account, logging in if needed.
@@ -213,10 +224,9 @@ func (h *harness) requestOnce(name, method, path string, raw []byte) (int, []byt
 // offline runs f with the service stopped, then starts it again.
 func (h *harness) offline(f func()) {
 	h.t.Helper()
-	if err := h.s.stop(); err != nil {
+	if err := h.stop(); err != nil {
 		h.t.Fatalf("stop: %v", err)
 	}
-	h.s = nil
 	f()
 	h.start()
 }
@@ -224,10 +234,9 @@ func (h *harness) offline(f func()) {
 // restart stops and starts the service on the same data directory.
 func (h *harness) restart() {
 	h.t.Helper()
-	if err := h.s.stop(); err != nil {
+	if err := h.stop(); err != nil {
 		h.t.Fatalf("stop: %v", err)
 	}
-	h.s = nil
 	h.start()
 }
 
@@ -247,7 +256,7 @@ func (h *harness) kiosk(kiosk, cmd string, v any) schemas.Reply {
 			h.t.Fatal(err)
 		}
 	}
-	m, err := h.s.nc.RequestWithContext(ctxT(h.t), ledger.KioskSubject("main", kiosk, cmd), raw)
+	m, err := h.kiosks.request(ctxT(h.t), "main", kiosk, cmd, raw)
 	if err != nil {
 		h.t.Fatalf("kiosk %s: %v", cmd, err)
 	}

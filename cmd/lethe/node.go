@@ -2,16 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/projections"
@@ -19,87 +23,187 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 )
 
 // nodeConfig is what a Lethe process needs to open its data.
 type nodeConfig struct {
 	Data          string // data directory
 	NATSURL       string // external NATS; empty: embedded server
+	NATSCreds     string // credentials file of the ledger's connection to an external NATS
 	NATSListen    string // embedded server's client listener, host:port; "off": in-process only
+	NATSTLSCert   string // serve the NATS listener over TLS with this certificate and key
+	NATSTLSKey    string
 	Sync          string // "always" (fsync before every ack) or a sync interval
 	Replicas      int    // stream replicas (external cluster)
 	MasterKeyFile string // master key file; default <data>/master.key, generated
 	MasterKey     string // master key from the environment (LETHE_MASTER_KEY)
 	Location      *time.Location
 	Logger        *slog.Logger
+	// Existing says the data directory must already hold a Lethe (every command but
+	// serve and demo): a typo then fails instead of starting an empty library.
+	Existing bool
 }
 
 // node is an open Lethe data directory: NATS, stream, keystore and projections.
 type node struct {
 	cfg    nodeConfig
 	ns     *server.Server // nil with an external NATS
+	auth   *natsAuth      // nil with an external NATS
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	keys   *keystore.Store
 	proj   *projections.Store
 	v      *schemas.Validator
+	check  ledger.StreamCheck // what the start found about the stream
 
+	cancel    context.CancelFunc // stops the node's own loops (the registry watch)
+	wg        sync.WaitGroup
 	closeOnce sync.Once
 }
 
-func openNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
-	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
-	}
-	n = &node{cfg: cfg}
-	defer func() {
-		if err != nil {
-			n.close()
-		}
-	}()
-	master, err := loadMaster(cfg)
-	if err != nil {
+// NATS limits of the embedded server: what one client may cost it. Kiosk commands are at
+// most 16 KiB and events 64 KiB; the largest message the ledger publishes is an event.
+const (
+	natsMaxConnections = 1024
+	natsMaxPayload     = 128 << 10
+	natsMaxPending     = 16 << 20 // bytes buffered for one slow client before it is cut off
+	natsMaxSubs        = 1000     // subscriptions per connection
+)
+
+// openNode opens the data directory: keystore and projections first, then NATS, then the
+// stream, checked against what the projections applied. On failure everything opened so
+// far is closed again and the error names the cause.
+func openNode(ctx context.Context, cfg nodeConfig) (*node, error) {
+	if err := prepareDataDir(cfg.Data, cfg.Existing, cfg.Logger); err != nil {
 		return nil, err
 	}
-	if cfg.NATSURL == "" {
-		if n.ns, err = startNATS(cfg); err != nil {
-			return nil, err
-		}
-		n.nc, err = nats.Connect("", nats.InProcessServer(n.ns), nats.Name("lethe"))
-	} else {
-		n.nc, err = nats.Connect(cfg.NATSURL, nats.Name("lethe"), nats.MaxReconnects(-1))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("connect to NATS: %w", err)
-	}
-	if n.js, err = jetstream.New(n.nc); err != nil {
-		return nil, err
-	}
-	if n.stream, err = ledger.EnsureStream(ctx, n.js, cfg.Replicas); err != nil {
-		return nil, err
-	}
-	if n.keys, err = keystore.Open(filepath.Join(cfg.Data, "keystore"), master, cfg.Logger); err != nil {
-		return nil, err
-	}
-	if n.v, err = schemas.NewValidator(); err != nil {
-		return nil, err
-	}
-	n.proj, err = projections.Open(filepath.Join(cfg.Data, "projections"), n.keys, n.v,
-		projections.Config{Location: cfg.Location, Logger: cfg.Logger})
-	if err != nil {
+	n := &node{cfg: cfg}
+	if err := n.open(ctx); err != nil {
+		n.close()
 		return nil, err
 	}
 	return n, nil
 }
 
+func (n *node) open(ctx context.Context) error {
+	cfg := n.cfg
+	master, err := loadMaster(cfg)
+	if err != nil {
+		return err
+	}
+	if n.keys, err = keystore.Open(filepath.Join(cfg.Data, "keystore"), master, cfg.Logger); err != nil {
+		return inUse(cfg.Data, err)
+	}
+	if n.v, err = schemas.NewValidator(); err != nil {
+		return err
+	}
+	n.proj, err = projections.Open(filepath.Join(cfg.Data, "projections"), n.keys, n.v,
+		projections.Config{Location: cfg.Location, Logger: cfg.Logger})
+	if err != nil {
+		return inUse(cfg.Data, err)
+	}
+	if cfg.NATSURL == "" {
+		if err := n.startNATS(); err != nil {
+			return err
+		}
+	} else {
+		opts := []nats.Option{nats.Name("lethe"), nats.MaxReconnects(-1)}
+		if cfg.NATSCreds != "" {
+			o, err := credentialsOption(cfg.NATSCreds)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, o)
+		}
+		if n.nc, err = nats.Connect(cfg.NATSURL, opts...); err != nil {
+			return fmt.Errorf("connect to NATS: %w", err)
+		}
+	}
+	if n.js, err = jetstream.New(n.nc); err != nil {
+		return err
+	}
+	if n.stream, n.check, err = ledger.EnsureStream(ctx, n.js, cfg.Replicas, n.proj.Applied()); err != nil {
+		return err
+	}
+	if n.check.Damaged() {
+		cfg.Logger.Error("the stream is damaged; serving what the projections applied", "problem", n.check.Problem())
+		n.proj.ReportDamage(n.check.Problem())
+	}
+	return nil
+}
+
+// prepareDataDir makes the data directory (or, for commands that read an existing one,
+// checks it is one), and takes group and other access away from it: keystore and
+// projection files are nobody else's business.
+func prepareDataDir(dir string, existing bool, logger *slog.Logger) error {
+	if dir == "" {
+		return errors.New("no data directory given (--data)")
+	}
+	if existing {
+		if _, err := os.Stat(filepath.Join(dir, "keystore")); err != nil {
+			return fmt.Errorf("%s is not a Lethe data directory (no keystore/ in it): check --data", dir)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(dir, st.Mode().Perm()&0o700); err != nil {
+			return fmt.Errorf("data directory %s is readable by other users (mode %04o) and cannot be changed: %w", dir, st.Mode().Perm(), err)
+		}
+		if logger != nil {
+			logger.Warn("took group and other access away from the data directory", "dir", dir, "was", fmt.Sprintf("%04o", st.Mode().Perm()))
+		}
+	}
+	return nil
+}
+
+// inUse explains Pebble's lock error: another process has the data directory open.
+func inUse(dir string, err error) error {
+	if strings.Contains(err.Error(), "resource temporarily unavailable") || strings.Contains(err.Error(), "lock") {
+		return fmt.Errorf("data directory %s is in use by another lethe process (stop it first): %w", dir, err)
+	}
+	return err
+}
+
+// credentialsOption reads a NATS credentials file: a user JWT with its seed (.creds) or an
+// NKey seed file such as `lethe kiosks add` writes.
+func credentialsOption(path string) (nats.Option, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("NATS credentials: %w", err)
+	}
+	if strings.Contains(string(data), "BEGIN NATS USER JWT") {
+		return nats.UserCredentials(path), nil
+	}
+	if _, err := identity.ReadCredentials(data); err != nil {
+		return nil, fmt.Errorf("NATS credentials %s: %w", path, err)
+	}
+	o, err := nats.NkeyOptionFromSeed(path)
+	if err != nil {
+		return nil, fmt.Errorf("NATS credentials %s: %w", path, err)
+	}
+	return o, nil
+}
+
 // loadMaster reads the master key from the environment or a file; with neither configured
-// it generates one in the data directory and warns that it sits on the same disk.
+// it generates one in the data directory and warns that it sits on the same disk. A file
+// named by --master-key-file must exist: Lethe never generates a key there, since a
+// fresh key cannot open anything the old one wrapped.
 func loadMaster(cfg nodeConfig) (keystore.MasterKey, error) {
 	path := cfg.MasterKeyFile
 	if cfg.MasterKey == "" && path == "" {
 		path = filepath.Join(cfg.Data, "master.key")
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			if _, err := os.Stat(filepath.Join(cfg.Data, "keystore")); err == nil {
+				return keystore.MasterKey{}, fmt.Errorf("master key: %s is missing but the keystore exists: give the key with --master-key-file or LETHE_MASTER_KEY (a new key would open nothing)", path)
+			}
 			if _, err := keystore.GenerateMasterFile(path); err != nil {
 				return keystore.MasterKey{}, err
 			}
@@ -113,14 +217,32 @@ func loadMaster(cfg nodeConfig) (keystore.MasterKey, error) {
 	return m, nil
 }
 
-func startNATS(cfg nodeConfig) (*server.Server, error) {
+// startNATS starts the embedded server with NKey authentication, the node's limits and,
+// off loopback, TLS; and connects the ledger in-process.
+func (n *node) startNATS() error {
+	cfg := n.cfg
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return err
+	}
+	ledgerOpt, ledgerKey, err := ledgerConnOptions(kp)
+	if err != nil {
+		return err
+	}
+	n.auth = &natsAuth{ledgerKey: ledgerKey, reg: identity.Open(cfg.Data), logger: cfg.Logger,
+		accounts: map[string]*server.Account{}}
 	opts := &server.Options{
-		ServerName: "lethe",
-		JetStream:  true,
-		StoreDir:   filepath.Join(cfg.Data, "nats"),
-		NoSigs:     true,
-		NoLog:      true,
-		MaxPayload: 1 << 20,
+		ServerName:                 "lethe",
+		JetStream:                  true,
+		StoreDir:                   filepath.Join(cfg.Data, "nats"),
+		NoSigs:                     true,
+		NoLog:                      true,
+		MaxConn:                    natsMaxConnections,
+		MaxPayload:                 natsMaxPayload,
+		MaxPending:                 natsMaxPending,
+		MaxSubs:                    natsMaxSubs,
+		AlwaysEnableNonce:          true,
+		CustomClientAuthentication: n.auth,
 	}
 	switch cfg.Sync {
 	case "", "always":
@@ -128,7 +250,7 @@ func startNATS(cfg nodeConfig) (*server.Server, error) {
 	default:
 		d, err := time.ParseDuration(cfg.Sync)
 		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("--sync must be 'always' or a positive duration such as 2m")
+			return fmt.Errorf("--sync must be 'always' or a positive duration such as 2m")
 		}
 		opts.SyncInterval = d
 	}
@@ -137,26 +259,56 @@ func startNATS(cfg nodeConfig) (*server.Server, error) {
 	} else {
 		host, port, err := net.SplitHostPort(cfg.NATSListen)
 		if err != nil {
-			return nil, fmt.Errorf("--nats-listen: %w", err)
+			return fmt.Errorf("--nats-listen: %w", err)
+		}
+		if cfg.NATSTLSCert == "" && !loopback(cfg.NATSListen) {
+			return fmt.Errorf("--nats-listen %s is not a loopback address: kiosk credentials and card numbers would cross the network in the clear; give --nats-tls-cert and --nats-tls-key", cfg.NATSListen)
 		}
 		opts.Host = host
 		if opts.Port, err = strconv.Atoi(port); err != nil {
-			return nil, fmt.Errorf("--nats-listen port: %w", err)
+			return fmt.Errorf("--nats-listen port: %w", err)
 		}
 		if opts.Port == 0 {
 			opts.Port = -1 // a free port
 		}
+		if cfg.NATSTLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(cfg.NATSTLSCert, cfg.NATSTLSKey)
+			if err != nil {
+				return fmt.Errorf("NATS TLS certificate: %w", err)
+			}
+			opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+			opts.TLS = true
+			opts.TLSTimeout = 2
+		}
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("embedded NATS: %w", err)
+		return fmt.Errorf("embedded NATS: %w", err)
 	}
 	ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
-		return nil, errors.New("embedded NATS did not start within 30s")
+		return errors.New("embedded NATS did not start within 30s (is --nats-listen's port taken?)")
 	}
-	return ns, nil
+	n.ns = ns
+	n.auth.ns = ns
+	if err := exportLedgerServices(ns); err != nil {
+		return err
+	}
+	if _, err := n.auth.reload(); err != nil {
+		return err
+	}
+	watchCtx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.auth.watch(watchCtx, time.Second)
+	}()
+	if n.nc, err = nats.Connect("", nats.InProcessServer(ns), nats.Name("lethe"), ledgerOpt); err != nil {
+		return fmt.Errorf("connect to NATS: %w", err)
+	}
+	return nil
 }
 
 // natsURL is where kiosks and auditors reach the embedded server, or "".
@@ -167,7 +319,11 @@ func (n *node) natsURL() string {
 	if n.cfg.NATSListen == "off" {
 		return ""
 	}
-	return n.ns.ClientURL()
+	url := n.ns.ClientURL()
+	if n.cfg.NATSTLSCert != "" {
+		url = "tls" + strings.TrimPrefix(url, "nats")
+	}
+	return url
 }
 
 func (n *node) streamLast(ctx context.Context) (uint64, error) {
@@ -178,24 +334,32 @@ func (n *node) streamLast(ctx context.Context) (uint64, error) {
 	return info.State.LastSeq, nil
 }
 
-// close stops the node. It may be called more than once: a start that fails half-way
-// stops the service and then unwinds the node.
-func (n *node) close() {
-	n.closeOnce.Do(n.closeAll)
-}
+// close closes what open opened, in reverse order: NATS (the ledger's connection, the
+// registry watch, the server), then the projections and the keystore, which nothing
+// reads once NATS is gone. The service stops its own parts before calling it. It may be
+// called more than once.
+func (n *node) close() { n.closeOnce.Do(n.closeAll) }
 
 func (n *node) closeAll() {
-	if n.proj != nil {
-		n.proj.Close()
-	}
-	if n.keys != nil {
-		n.keys.Close()
-	}
 	if n.nc != nil {
 		n.nc.Close()
 	}
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.wg.Wait()
 	if n.ns != nil {
 		n.ns.Shutdown()
 		n.ns.WaitForShutdown()
+	}
+	if n.proj != nil {
+		if err := n.proj.Close(); err != nil {
+			n.cfg.Logger.Error("close projections", "err", err)
+		}
+	}
+	if n.keys != nil {
+		if err := n.keys.Close(); err != nil {
+			n.cfg.Logger.Error("close keystore", "err", err)
+		}
 	}
 }

@@ -289,10 +289,9 @@ func TestAuditReplayNeedsNoKeys(t *testing.T) {
 	h.checkin("A1")
 	h.expungeAll()
 	data := h.cfg.Data
-	if err := h.s.stop(); err != nil {
+	if err := h.stop(); err != nil {
 		t.Fatal(err)
 	}
-	h.s = nil
 	var out, errOut syncBuffer
 	if err := run(context.Background(), []string{"audit", "replay", "--data", data, "--format", "json"}, func(string) string { return "" }, nil, &out, &errOut); err != nil {
 		t.Fatalf("audit replay: %v\n%s", err, errOut.String())

@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
+	"github.com/imagineif/lethe/desk"
 	"github.com/imagineif/lethe/projections"
 )
 
@@ -29,7 +34,7 @@ func cmdRebuild(ctx context.Context, args []string, getenv func(string) string, 
 		return fmt.Errorf("--timezone: %w", err)
 	}
 	n, err := openNode(ctx, nodeConfig{Data: *data, NATSListen: "off", MasterKeyFile: *masterFile,
-		MasterKey: getenv("LETHE_MASTER_KEY"), Location: loc, Logger: logger})
+		MasterKey: getenv("LETHE_MASTER_KEY"), Location: loc, Logger: logger, Existing: true})
 	if err != nil {
 		return err
 	}
@@ -53,4 +58,41 @@ func cmdRebuild(ctx context.Context, args []string, getenv func(string) string, 
 	fmt.Fprintf(stdout, "rebuilt from %d events: DIFFERENT: %d rows missing from the rebuild, %d extra, %d changed (row kinds %v)\n",
 		n.proj.Applied(), diff.Missing, diff.Extra, diff.Changed, diff.Examples)
 	return &exitError{1, fmt.Errorf("projections differ from a rebuild")}
+}
+
+// cmdSkip records, through a running server, an administrator's decision that the
+// projections pass over the event they are stopped at.
+func cmdSkip(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	f := newFlags("projections skip", getenv, stderr)
+	connect := clientFlags(f, stdin, stderr)
+	reason := f.String("reason", "", "why the event is passed over (recorded on the stream with your account)")
+	pos, err := parseInterleaved(f, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *reason == "" {
+		return &exitError{2, errors.New("usage: lethe projections skip SEQ --reason TEXT   (SEQ: where /healthz says the projections stopped)")}
+	}
+	seq, err := strconv.ParseUint(pos[0], 10, 64)
+	if err != nil || seq == 0 {
+		return &exitError{2, errors.New("SEQ must be a stream sequence number")}
+	}
+	c, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(desk.SkipRequest{Seq: seq, Reason: *reason})
+	if err != nil {
+		return err
+	}
+	out, err := c.send(ctx, http.MethodPost, "/api/projections/skip", raw)
+	if err != nil {
+		return err
+	}
+	var r desk.SkipResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "recorded: the projections pass over sequence %d (skip record at sequence %d)\n", r.Skipped, r.Record)
+	return nil
 }

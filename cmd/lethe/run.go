@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/imagineif/lethe/identity"
 )
 
 const usage = `lethe — a circulation ledger for public libraries that forgets on purpose
@@ -22,8 +24,11 @@ commands:
   do COMMAND [JSON]     send one staff command to a running server (JSON from the argument or stdin)
   access-log            print the access record of a running server (administrators)
   staff COMMAND [NAME]  staff accounts: add, disable, enable, passwd, list (server stopped)
+  kiosks COMMAND        kiosk identities for NATS: add BRANCH KIOSK, revoke BRANCH KIOSK, list
+  auditors COMMAND      auditor identities for NATS: add NAME, revoke NAME, list
   keys rotate           re-wrap every key under a new master key and destroy the old one (server stopped)
   projections rebuild   rebuild the projections from the stream and compare with the live ones (server stopped)
+  projections skip SEQ  let stopped projections pass over an event they cannot apply (administrators; recorded)
   bench [--quick]       measure Lethe next to raw JetStream and Pebble doing the same I/O (--json FILE)
   version               print the version
 
@@ -84,16 +89,23 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return cmdAccessLog(ctx, rest, getenv, stdin, stdout, stderr)
 	case "staff":
 		return cmdStaff(ctx, rest, getenv, stdin, stdout, stderr)
+	case "kiosks":
+		return cmdIdentities(ctx, identity.Kiosk, rest, getenv, stdout, stderr)
+	case "auditors":
+		return cmdIdentities(ctx, identity.Auditor, rest, getenv, stdout, stderr)
 	case "keys":
 		if len(rest) == 0 || rest[0] != "rotate" {
 			return &exitError{2, errors.New("usage: lethe keys rotate [flags]")}
 		}
 		return cmdKeysRotate(ctx, rest[1:], getenv, stdout, stderr)
 	case "projections":
-		if len(rest) == 0 || rest[0] != "rebuild" {
-			return &exitError{2, errors.New("usage: lethe projections rebuild [flags]")}
+		switch {
+		case len(rest) > 0 && rest[0] == "rebuild":
+			return cmdRebuild(ctx, rest[1:], getenv, stdout, stderr)
+		case len(rest) > 0 && rest[0] == "skip":
+			return cmdSkip(ctx, rest[1:], getenv, stdin, stdout, stderr)
 		}
-		return cmdRebuild(ctx, rest[1:], getenv, stdout, stderr)
+		return &exitError{2, errors.New("usage: lethe projections rebuild|skip [flags]")}
 	case "bench":
 		return cmdBench(ctx, rest, getenv, stdout, stderr)
 	case "version":

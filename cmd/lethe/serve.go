@@ -39,6 +39,7 @@ type serviceConfig struct {
 	TLSCert, TLSKey string // serve HTTPS with this certificate and key
 	Sessions        staff.SessionConfig
 	Collections     desk.Thresholds // defaults of the collections export
+	Kiosks          ledger.KioskConfig
 
 	// noExpungeLoop leaves closed transactions waiting (tests stop the process between
 	// close and expunge with it). It is not a setting: there is no flag for it.
@@ -60,6 +61,7 @@ type service struct {
 	srv    *http.Server
 	staff  *staff.Store
 	desk   *desk.Server
+	kiosks *ledger.KioskServer
 }
 
 func startService(ctx context.Context, cfg serviceConfig) (s *service, err error) {
@@ -72,8 +74,10 @@ func startService(ctx context.Context, cfg serviceConfig) (s *service, err error
 			n.close()
 		}
 	}()
-	// Apply everything already in the stream before deciding anything.
-	if err := n.proj.CatchUp(ctx, n.js); err != nil {
+	// Apply everything already in the stream before deciding anything. An event the
+	// projections cannot apply does not stop the start: the projector waits at it, says so
+	// on /healthz, and writes are refused until an administrator resolves it.
+	if err := n.proj.CatchUp(ctx, n.js); err != nil && !projections.IsStop(err) {
 		return nil, fmt.Errorf("catch up projections: %w", err)
 	}
 	accessLog, err := access.Open(ctx, n.js, cfg.Replicas, n.keys, n.proj, cfg.Logger)
@@ -100,20 +104,25 @@ func startService(ctx context.Context, cfg serviceConfig) (s *service, err error
 	// waits for them.
 	s.goRun("projector", func() error { return n.proj.Follow(runCtx, n.js) })
 	if !cfg.noExpungeLoop {
-		if err := exp.Reconcile(ctx); err != nil {
-			s.stop()
-			return nil, fmt.Errorf("finish interrupted expunges: %w", err)
+		// Reconcile destroys keys no open transaction uses: only safe against projections
+		// that hold the whole stream. A projector stopped at an event has not seen the
+		// loans after it, whose keys must live.
+		if n.proj.Stopped() == nil {
+			if err := exp.Reconcile(ctx); err != nil {
+				s.stop()
+				return nil, fmt.Errorf("finish interrupted expunges: %w", err)
+			}
+		} else {
+			cfg.Logger.Error("projections stopped at an event: interrupted expunges wait until it is resolved")
 		}
 		s.goRun("expunger", func() error { exp.Run(runCtx); return nil })
 	}
 	s.goRun("rules", func() error { led.RunRules(runCtx, cfg.RulesInterval); return nil })
-	kiosks, err := led.ServeKiosks(runCtx, n.nc)
-	if err != nil {
+	if s.kiosks, err = led.ServeKiosks(n.nc, cfg.Kiosks); err != nil {
 		s.stop()
 		return nil, fmt.Errorf("serve kiosks: %w", err)
 	}
-	s.goRun("kiosks", func() error { <-runCtx.Done(); return kiosks.Drain() })
-	registerGauges(reg, n)
+	registerGauges(reg, s)
 	if cfg.HTTP != "off" {
 		if cfg.TLSCert == "" && !loopback(cfg.HTTP) {
 			s.stop()
@@ -168,11 +177,34 @@ func startService(ctx context.Context, cfg serviceConfig) (s *service, err error
 	return s, nil
 }
 
-func registerGauges(reg *prometheus.Registry, n *node) {
+func registerGauges(reg *prometheus.Registry, s *service) {
+	proj := s.proj
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "lethe_projection_applied_sequence", Help: "Last stream sequence applied to the projections.",
-	}, func() float64 { return float64(n.proj.Applied()) }))
-	reg.MustRegister(countsCollector{n.proj})
+	}, func() float64 { return float64(proj.Applied()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lethe_projector_stopped", Help: "1 while the projector waits at an event it cannot apply or write; writes are refused meanwhile.",
+	}, func() float64 {
+		if proj.Health().Stop != nil {
+			return 1
+		}
+		return 0
+	}))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "lethe_projector_stops_total", Help: "How often the projector stopped at an event since the start.",
+	}, func() float64 { return float64(proj.Health().Stops) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lethe_stream_damaged", Help: "1 when the start found acknowledged events lost from the stream.",
+	}, func() float64 {
+		if proj.Health().Damage != "" {
+			return 1
+		}
+		return 0
+	}))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "lethe_kiosk_refused_total", Help: "Kiosk requests refused at intake: the queue was full, a kiosk's rate was exceeded, or the reply subject was not an inbox.",
+	}, func() float64 { return float64(s.kiosks.Refused()) }))
+	reg.MustRegister(countsCollector{proj})
 }
 
 var (
@@ -215,12 +247,20 @@ func (s *service) goRun(name string, f func() error) {
 	}()
 }
 
-// stop shuts every part down and closes the node. It returns the first part's failure.
+// stop shuts every part down in reverse order of dependency and closes the node: first
+// intake (HTTP, then the kiosk subscription, draining what it took), then the loops
+// (projector, expunger, rules) once nothing waits on them, then the stores. It returns
+// the first part's failure.
 func (s *service) stop() error {
 	if s.srv != nil {
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = s.srv.Shutdown(shutdownCtx)
 		cancel()
+	}
+	if s.kiosks != nil {
+		if err := s.kiosks.Close(); err != nil {
+			s.setErr(fmt.Errorf("close kiosk API: %w", err))
+		}
 	}
 	s.cancel()
 	s.wg.Wait()
@@ -274,6 +314,10 @@ func serviceFlags(f flags, dataDefault, sweepDefault string) func() (serviceConf
 	rulesFile := f.str("rules", "", "JSON file of loan rules (loan_days, max_renewals, ...); default rules otherwise")
 	tz := f.str("timezone", "Local", "the library's time zone, for ages and daily statistics")
 	level := f.str("log-level", "info", "debug, info, warn or error")
+	natsCreds := f.str("nats-creds", "", "credentials file (NKey seed or JWT .creds) of the ledger's own connection to --nats-url")
+	natsTLSCert := f.str("nats-tls-cert", "", "PEM certificate file: serve the NATS listener over TLS (needed off loopback)")
+	natsTLSKey := f.str("nats-tls-key", "", "PEM private key file for --nats-tls-cert")
+	kioskRate := f.str("kiosk-rate", "20", "requests per second each kiosk may send on average (bursts of twice that)")
 	tlsCert := f.str("tls-cert", "", "PEM certificate file: serve the staff API over HTTPS (needed off loopback)")
 	tlsKey := f.str("tls-key", "", "PEM private key file for --tls-cert")
 	idle := f.str("session-idle", "15m", "a staff session ends after this long without a request")
@@ -307,6 +351,15 @@ func serviceFlags(f flags, dataDefault, sweepDefault string) func() (serviceConf
 			return cfg, errors.New("--tls-cert and --tls-key go together")
 		}
 		cfg.TLSCert, cfg.TLSKey = *tlsCert, *tlsKey
+		if (*natsTLSCert == "") != (*natsTLSKey == "") {
+			return cfg, errors.New("--nats-tls-cert and --nats-tls-key go together")
+		}
+		cfg.NATSTLSCert, cfg.NATSTLSKey, cfg.NATSCreds = *natsTLSCert, *natsTLSKey, *natsCreds
+		rate, err := strconv.ParseFloat(*kioskRate, 64)
+		if err != nil || rate <= 0 || rate > 1e6 {
+			return cfg, errors.New("--kiosk-rate must be a positive number of requests per second")
+		}
+		cfg.Kiosks.Rate, cfg.Kiosks.Burst = rate, max(1, int(2*rate))
 		if cfg.Sessions.Idle, err = time.ParseDuration(*idle); err != nil || cfg.Sessions.Idle <= 0 {
 			return cfg, errors.New("--session-idle must be a positive duration")
 		}
