@@ -154,8 +154,9 @@ func (b *rowBatch) commit() error {
 // decoded is a stream message checked against its schema, its data decoded; or the
 // error that stops the projector at it.
 type decoded struct {
-	seq  uint64
-	ev   schemas.Event
+	seq     uint64
+	subject string // the stream subject it was appended on
+	ev      schemas.Event
 	data any
 	err  error
 }
@@ -163,10 +164,13 @@ type decoded struct {
 // decodeMsg checks a message against its schema and decodes its data.
 func (s *Store) decodeMsg(m ledger.Msg) decoded {
 	ev, data, err := s.v.EventData(m.Data)
-	if err != nil {
-		return decoded{seq: m.Seq, err: fmt.Errorf("%w: sequence %d: %v", ErrUndecodable, m.Seq, err)}
+	if err == nil && ev.Subject != "" && ev.Subject != m.Subject {
+		err = errors.New("the event's subject is not the subject it was appended on")
 	}
-	return decoded{seq: m.Seq, ev: ev, data: data}
+	if err != nil {
+		return decoded{seq: m.Seq, subject: m.Subject, err: fmt.Errorf("%w: sequence %d: %v", ErrUndecodable, m.Seq, err)}
+	}
+	return decoded{seq: m.Seq, subject: m.Subject, ev: ev, data: data}
 }
 
 // parallelDecodeMin is the batch size from which decoding is spread over the cores.
@@ -343,13 +347,18 @@ func (s *Store) applyDecoded(st *applyState, msgs []decoded) error {
 			continue // already applied before a restart
 		}
 		if st != nil && st.skips[d.seq] {
-			applied = d.seq // an administrator's skip record passes over it
+			// An administrator's skip record passes over it. The subject's sequence still
+			// moves: the ledger's next expectation on it must match the stream's.
+			if err := a.b.Set(subjectKey(d.subject), u64(d.seq), nil); err != nil {
+				return err
+			}
+			applied = d.seq
 			continue
 		}
 		if d.err != nil {
 			return &badEvent{index: i, seq: d.seq, err: d.err}
 		}
-		if err := a.apply(d.seq, d.ev, d.data); err != nil {
+		if err := a.apply(d.seq, d.subject, d.ev, d.data); err != nil {
 			return &badEvent{index: i, seq: d.seq, err: fmt.Errorf("%w: sequence %d (%s): %v", ErrUndecodable, d.seq, d.ev.Type, err)}
 		}
 		applied = d.seq
@@ -541,11 +550,11 @@ func assign(dst, src any) error {
 	return json.Unmarshal(data, dst)
 }
 
-func (a *applier) apply(seq uint64, ev schemas.Event, data any) error {
+func (a *applier) apply(seq uint64, subject string, ev schemas.Event, data any) error {
 	if ev.Time.After(a.clock) {
 		a.clock = ev.Time
 	}
-	if err := a.b.Set(subjectKey(ev.Subject), u64(seq), nil); err != nil {
+	if err := a.b.Set(subjectKey(subject), u64(seq), nil); err != nil {
 		return err
 	}
 	if ev.CommandID != "" {

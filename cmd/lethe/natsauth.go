@@ -27,6 +27,8 @@ type natsAuth struct {
 	reg       *identity.Registry
 	logger    *slog.Logger
 
+	reloadMu sync.Mutex // one reload at a time: the watch, and callers that cannot wait for it
+
 	mu       sync.RWMutex
 	ns       *server.Server
 	users    map[string]*server.User      // by public key: the active identities
@@ -106,6 +108,8 @@ func exportLedgerServices(ns *server.Server) error {
 // every connection of an identity that is no longer active. It reports whether the
 // registry changed.
 func (a *natsAuth) reload() (bool, error) {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
 	version, err := a.reg.Version()
 	if err != nil {
 		return false, err
@@ -149,6 +153,7 @@ func (a *natsAuth) reload() (bool, error) {
 }
 
 // account returns the identity's account, making it and its imports the first time.
+// reloadMu is held.
 func (a *natsAuth) account(id identity.Identity) (*server.Account, error) {
 	name := id.Account()
 	if acc, ok := a.accounts[name]; ok {
