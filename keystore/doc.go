@@ -35,8 +35,9 @@
 // a wrapped value cannot be moved to another key or have its header edited.
 // (The id itself is not in the associated data because Rotate, which
 // re-wraps every value, never knows ids; the hash binds the value to the id
-// just as well.) The system key with id "card-hash" keys CardHash; it is
-// created on first Open and never destroyed.
+// just as well.) The system keys have the ids "card-hash" (CardHash and
+// NameHash), "access-mac" (AccessMAC) and "system-seal" (SealSystem); each is
+// created by the first Open that finds it missing and is never destroyed.
 //
 // Open refuses a master key whose ID differs from the one recorded in the
 // values (ErrWrongMaster). Rotate re-wraps all values in one atomic, synced

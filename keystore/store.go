@@ -68,8 +68,13 @@ func (k Kind) String() string {
 
 func (k Kind) public() bool { return k == Transaction || k == Profile }
 
-// cardHashID is the id of the system key used for card number hashes.
-const cardHashID = "card-hash"
+// The ids of the system keys: the store's own keys, created by the first Open that lacks
+// them, never destroyed, re-wrapped by Rotate like every other key.
+const (
+	cardHashID   = "card-hash"   // CardHash and NameHash
+	accessMACID  = "access-mac"  // AccessMAC: the ledger's MAC on access-record entries
+	systemSealID = "system-seal" // SealSystem and UnsealSystem
+)
 
 // Ref names a stored key without its id: the kind and SHA-256(kind || 0x00
 // || id). The store keeps only refs, so no file holds an id.
@@ -198,10 +203,12 @@ func (m *master) unwrap(k, v []byte) ([]byte, error) {
 // wrapped under a master key. Destroyed keys leave the files at the next
 // Sweep. A Store is safe for concurrent use.
 type Store struct {
-	db      *pebble.DB
-	logger  *slog.Logger
-	now     func() time.Time
-	cardKey *[KeySize]byte // immutable after Open
+	db     *pebble.DB
+	logger *slog.Logger
+	now    func() time.Time
+	// The system keys, immutable after Open. Each has one use, so that a value made
+	// for one purpose can never pass for another.
+	cardKey, macKey, sealKey *[KeySize]byte
 
 	// mu is held shared by every operation and exclusively by Rotate and
 	// Close; it guards m and closed.
@@ -232,8 +239,8 @@ type Store struct {
 
 // Open opens (or creates) the key store in dir, a directory that belongs to
 // the store alone. It returns an error wrapping ErrWrongMaster when the
-// stored keys are wrapped under a key other than master. On first open it
-// creates the system key used by CardHash.
+// stored keys are wrapped under a key other than master. It creates any system
+// key the store does not hold yet (those of CardHash, AccessMAC and SealSystem).
 func Open(dir string, master MasterKey, logger *slog.Logger) (*Store, error) {
 	s, err := open(dir, master, logger)
 	if err != nil {
@@ -269,7 +276,7 @@ func open(dir string, mk MasterKey, logger *slog.Logger) (*Store, error) {
 }
 
 // load checks that every value is wrapped under the current master key,
-// counts the keys, and loads (or creates) the card hash key.
+// counts the keys, and loads (or creates) the system keys.
 func (s *Store) load() error {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{keyPrefix}, UpperBound: []byte{keyPrefix + 1}})
 	if err != nil {
@@ -296,7 +303,24 @@ func (s *Store) load() error {
 		return err
 	}
 
-	ref := RefOf(kindSystem, cardHashID)
+	for _, sk := range []struct {
+		id  string
+		dst **[KeySize]byte
+	}{{cardHashID, &s.cardKey}, {accessMACID, &s.macKey}, {systemSealID, &s.sealKey}} {
+		key, err := s.systemKey(sk.id)
+		if err != nil {
+			return err
+		}
+		*sk.dst = new([KeySize]byte)
+		copy((*sk.dst)[:], key)
+		clear(key)
+	}
+	return nil
+}
+
+// systemKey loads the system key id, creating it (synced) if the store has none yet.
+func (s *Store) systemKey(id string) ([]byte, error) {
+	ref := RefOf(kindSystem, id)
 	key, err := s.get(ref)
 	if errors.Is(err, ErrNotFound) {
 		key = make([]byte, KeySize)
@@ -305,15 +329,12 @@ func (s *Store) load() error {
 	}
 	if errors.Is(err, ErrDecrypt) {
 		// Same master ID but the key does not open the value.
-		err = fmt.Errorf("card hash key: %w", ErrWrongMaster)
+		err = fmt.Errorf("system key %s: %w", id, ErrWrongMaster)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	s.cardKey = new([KeySize]byte)
-	copy(s.cardKey[:], key)
-	clear(key)
-	return nil
+	return key, nil
 }
 
 func (s *Store) count(k Kind, d int64) {
@@ -548,6 +569,28 @@ func (s *Store) NameHash(name string) string {
 	mac.Write([]byte("name\x00"))
 	mac.Write([]byte(strings.ToLower(strings.Join(strings.Fields(name), " "))))
 	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// AccessMAC is HMAC-SHA256 of msg under the system key "access-mac": the ledger's seal on
+// an entry of the access record (package access defines msg). The key is never destroyed
+// and survives Rotate, so an entry stays verifiable for the life of the store; it keys
+// nothing else.
+func (s *Store) AccessMAC(msg []byte) []byte {
+	mac := hmac.New(sha256.New, s.macKey[:])
+	mac.Write(msg)
+	return mac.Sum(nil)
+}
+
+// SealSystem is Seal under the system key "system-seal": for what must stay readable to
+// the system for the life of the store and must still not be in the clear anywhere, such
+// as a court order's reference on an access entry that names no patron.
+func (s *Store) SealSystem(plaintext, ad []byte) (nonce, ct []byte, err error) {
+	return Seal(s.sealKey[:], plaintext, ad)
+}
+
+// UnsealSystem reverses SealSystem, with Unseal's errors.
+func (s *Store) UnsealSystem(nonce, ct, ad []byte) ([]byte, error) {
+	return Unseal(s.sealKey[:], nonce, ct, ad)
 }
 
 // Sweep makes the destroys done so far physical: afterwards no file of the

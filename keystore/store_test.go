@@ -173,6 +173,56 @@ func TestCardHash(t *testing.T) {
 	}
 }
 
+// TestSystemKeys: AccessMAC and SealSystem use keys of their own, created at the first
+// Open, kept across reopen and Rotate, and different in every store.
+func TestSystemKeys(t *testing.T) {
+	t.Parallel()
+	dir, m, next := t.TempDir(), testMaster(t), testMaster(t)
+	s, err := Open(dir, m, nil)
+	mustNot(t, err)
+	other := openStore(t, t.TempDir(), testMaster(t))
+	msg := []byte("lethe access entry")
+	mac := s.AccessMAC(msg)
+	if len(mac) != 32 {
+		t.Fatalf("AccessMAC length = %d, want 32", len(mac))
+	}
+	if bytes.Equal(other.AccessMAC(msg), mac) {
+		t.Error("two stores MAC an entry the same way; the MAC is not keyed")
+	}
+	if bytes.Equal(s.AccessMAC([]byte("lethe access entrY")), mac) {
+		t.Error("AccessMAC of a different message is the same")
+	}
+	if hex.EncodeToString(mac) == s.CardHash(string(msg)) {
+		t.Error("AccessMAC and CardHash share a key")
+	}
+	ad := []byte("entry-id")
+	nonce, ct, err := s.SealSystem([]byte("DV-26-118"), ad)
+	mustNot(t, err)
+	if pt, err := s.UnsealSystem(nonce, ct, ad); err != nil || string(pt) != "DV-26-118" {
+		t.Errorf("UnsealSystem = %q, %v; want %q", pt, err, "DV-26-118")
+	}
+	if _, err := s.UnsealSystem(nonce, ct, []byte("other entry")); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("UnsealSystem(wrong ad) error = %v, want ErrDecrypt", err)
+	}
+	if _, err := other.UnsealSystem(nonce, ct, ad); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("UnsealSystem in another store error = %v, want ErrDecrypt", err)
+	}
+	for _, id := range []string{accessMACID, systemSealID} {
+		if err := s.DestroyRef(RefOf(kindSystem, id)); err == nil {
+			t.Errorf("DestroyRef(system key %s) = nil error, want error", id)
+		}
+	}
+	mustNot(t, s.Rotate(context.Background(), next))
+	mustNot(t, s.Close())
+	s = openStore(t, dir, next)
+	if got := s.AccessMAC(msg); !bytes.Equal(got, mac) {
+		t.Errorf("AccessMAC after Rotate and reopen = %x, want %x", got, mac)
+	}
+	if pt, err := s.UnsealSystem(nonce, ct, ad); err != nil || string(pt) != "DV-26-118" {
+		t.Errorf("UnsealSystem after Rotate and reopen = %q, %v; want %q", pt, err, "DV-26-118")
+	}
+}
+
 func TestListAndDestroyRef(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, t.TempDir(), testMaster(t))
@@ -382,7 +432,11 @@ func TestRotate(t *testing.T) {
 	ctx := context.Background()
 	card := s.CardHash("21234000012345")
 	keys := map[string][]byte{}
-	old := map[string][]byte{"card hash key": wrapped(t, s, kindSystem, cardHashID)}
+	old := map[string][]byte{
+		"card hash key":   wrapped(t, s, kindSystem, cardHashID),
+		"access MAC key":  wrapped(t, s, kindSystem, accessMACID),
+		"system seal key": wrapped(t, s, kindSystem, systemSealID),
+	}
 	for i := range 50 {
 		id := markerID()
 		k, err := s.Create(Transaction, id)

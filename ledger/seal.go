@@ -1,9 +1,6 @@
 package ledger
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 
@@ -68,87 +65,4 @@ func OpenProfile(keys *keystore.Store, patronID string, s schemas.Sealed) (schem
 		return schemas.Profile{}, fmt.Errorf("decode profile: %w", err)
 	}
 	return p, nil
-}
-
-// AccessKID is a patron's pseudonym on the access record: an HMAC under the patron's
-// profile key. While the account is open it finds the patron's entries and their key;
-// once the profile key is destroyed nothing can compute it or tie it to anyone.
-func AccessKID(keys *keystore.Store, patronID string) (string, error) {
-	key, err := keys.Get(keystore.Profile, patronID)
-	if err != nil {
-		return "", err
-	}
-	return accessKID(key), nil
-}
-
-func accessKID(profileKey []byte) string {
-	mac := hmac.New(sha256.New, profileKey)
-	mac.Write([]byte("lethe access record\x00"))
-	return hex.EncodeToString(mac.Sum(nil)[:16])
-}
-
-// accessAD binds a sealed access-record patron reference to its entry.
-func accessAD(entryID string) []byte { return []byte("access\x00" + entryID) }
-
-// SealAccess seals a patron's id under the patron's profile key for the access entry
-// entryID. The reference names only the pseudonym AccessKID.
-func SealAccess(keys *keystore.Store, patronID, entryID string) (schemas.Sealed, error) {
-	key, err := keys.Get(keystore.Profile, patronID)
-	if err != nil {
-		return schemas.Sealed{}, err
-	}
-	nonce, ct, err := keystore.Seal(key, []byte(patronID), accessAD(entryID))
-	if err != nil {
-		return schemas.Sealed{}, err
-	}
-	return schemas.Sealed{KID: accessKID(key), Nonce: nonce, CT: ct}, nil
-}
-
-// OpenAccess returns the patron id sealed in an access entry, given the id the pseudonym
-// belongs to (from the projections' index). It fails with keystore.ErrNotFound once the
-// account is closed.
-func OpenAccess(keys *keystore.Store, patronID, entryID string, s schemas.Sealed) (string, error) {
-	key, err := keys.Get(keystore.Profile, patronID)
-	if err != nil {
-		return "", err
-	}
-	if !hmac.Equal([]byte(accessKID(key)), []byte(s.KID)) {
-		return "", fmt.Errorf("open access reference: %w", keystore.ErrDecrypt)
-	}
-	pt, err := keystore.Unseal(key, s.Nonce, s.CT, accessAD(entryID))
-	if err != nil {
-		return "", fmt.Errorf("open access reference: %w", err)
-	}
-	return string(pt), nil
-}
-
-// noteAD binds a sealed note of an access entry (a court order's reference, which may
-// name the person) to its entry.
-func noteAD(entryID string) []byte { return []byte("access note\x00" + entryID) }
-
-// SealAccessNote seals text about a patron on the access entry entryID under the patron's
-// profile key: readable while the account is open, and by no one once it is closed.
-func SealAccessNote(keys *keystore.Store, patronID, entryID, text string) (schemas.Sealed, error) {
-	key, err := keys.Get(keystore.Profile, patronID)
-	if err != nil {
-		return schemas.Sealed{}, err
-	}
-	nonce, ct, err := keystore.Seal(key, []byte(text), noteAD(entryID))
-	if err != nil {
-		return schemas.Sealed{}, err
-	}
-	return schemas.Sealed{KID: accessKID(key), Nonce: nonce, CT: ct}, nil
-}
-
-// OpenAccessNote opens a note sealed by SealAccessNote.
-func OpenAccessNote(keys *keystore.Store, patronID, entryID string, s schemas.Sealed) (string, error) {
-	key, err := keys.Get(keystore.Profile, patronID)
-	if err != nil {
-		return "", err
-	}
-	pt, err := keystore.Unseal(key, s.Nonce, s.CT, noteAD(entryID))
-	if err != nil {
-		return "", fmt.Errorf("open access note: %w", err)
-	}
-	return string(pt), nil
 }

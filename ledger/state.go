@@ -24,8 +24,6 @@ type Reader interface {
 	// PatronsByName returns the ids of the open accounts whose profile name has the keyed
 	// hash nameHash (keystore.NameHash), in no particular order.
 	PatronsByName(nameHash string) ([]string, error)
-	// PatronByAccessKID returns the open account whose access-record pseudonym is kid.
-	PatronByAccessKID(kid string) (string, error)
 	// EachTxn calls fn for every open transaction.
 	EachTxn(fn func(Txn) error) error
 	// CommandSeqs are the stream sequences of the events a command appended, nil if the
@@ -79,8 +77,7 @@ type Patron struct {
 	ID         string         `json:"id"`
 	HomeBranch string         `json:"home_branch"`
 	Profile    schemas.Sealed `json:"profile"`
-	NameHash   string         `json:"name_hash,omitempty"`  // keystore.NameHash of the profile's name
-	AccessKID  string         `json:"access_kid,omitempty"` // AccessKID: the account's pseudonym on the access record
+	NameHash   string         `json:"name_hash,omitempty"` // keystore.NameHash of the profile's name
 	Closed     bool           `json:"closed"`
 	Cards      []string       `json:"cards,omitempty"` // card hashes
 	Txns       []string       `json:"txns,omitempty"`  // open transactions

@@ -44,6 +44,9 @@ type applier struct {
 	clock time.Time
 	// forgotten is the upper bound of this batch's forgetCommands.
 	forgotten []byte
+	// closedPatrons are the accounts this batch closes: their access-record index rows go in
+	// the same commit (dropAccessIndex).
+	closedPatrons []string
 }
 
 // rowBatch holds every row a batch of events reads, writes or deletes, in memory, until
@@ -122,10 +125,13 @@ func (b *rowBatch) Get(key []byte) ([]byte, error) {
 	return bytes.Clone(val), nil
 }
 
-// commit writes the rows the batch changed, in one Pebble batch.
-func (b *rowBatch) commit() error {
+// commit writes the rows the batch changed, and whatever also adds, in one Pebble batch.
+func (b *rowBatch) commit(also func(*pebble.Batch) error) error {
 	pb := b.db.NewBatch()
 	defer pb.Close()
+	if err := also(pb); err != nil {
+		return err
+	}
 	for _, k := range b.order {
 		r := b.rows[k]
 		var err error
@@ -375,8 +381,10 @@ func (s *Store) applyDecoded(st *applyState, msgs []decoded) error {
 	if err := a.b.Set([]byte(pApplied), u64(applied), nil); err != nil {
 		return err
 	}
-	a.s.viewMu.Lock() // no decision may see half of what it reads before, half after
-	err := a.b.commit()
+	// No decision may see half of what it reads before, half after; and no access entry
+	// may index a pseudonym of an account this batch closes (see IndexAccess).
+	a.s.viewMu.Lock()
+	err := a.b.commit(func(pb *pebble.Batch) error { return s.dropAccessIndex(pb, a.closedPatrons) })
 	a.s.viewMu.Unlock()
 	if err != nil {
 		if st != nil {
@@ -697,12 +705,6 @@ func (a *applier) registered(d schemas.PatronRegistered) error {
 		if err := a.b.Set(nameKey(p.NameHash, p.ID), []byte(p.ID), nil); err != nil {
 			return err
 		}
-		if p.AccessKID, err = ledger.AccessKID(a.s.keys, p.ID); err != nil {
-			return err
-		}
-		if err := a.b.Set(accessKey(p.AccessKID), []byte(p.ID), nil); err != nil {
-			return err
-		}
 	}
 	return a.put(patronKey(d.PatronID), p)
 }
@@ -735,7 +737,8 @@ func (a *applier) cardLost(d schemas.CardReportedLost) error {
 }
 
 // patronClosed removes the patron's row; cards stay, without the patron, so a closed
-// account's card never opens anything again. The expunger destroys the profile key.
+// account's card never opens anything again. The expunger destroys the profile key. The
+// account's access-record pseudonyms go when the batch commits (dropAccessIndex).
 func (a *applier) patronClosed(d schemas.PatronClosed) error {
 	p, err := a.patron(d.PatronID)
 	if err != nil {
@@ -758,11 +761,7 @@ func (a *applier) patronClosed(d schemas.PatronClosed) error {
 			return err
 		}
 	}
-	if p.AccessKID != "" {
-		if err := a.del(accessKey(p.AccessKID)); err != nil {
-			return err
-		}
-	}
+	a.closedPatrons = append(a.closedPatrons, d.PatronID)
 	a.work = true
 	return a.b.Set(profileKeyRow(d.PatronID), []byte(d.PatronID), nil)
 }

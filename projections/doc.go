@@ -18,6 +18,14 @@
 //	e/<H(txn id)>           closed transaction waiting for its transaction.expunged record
 //	k/<H(patron id)>        closed patron whose profile key the expunger must destroy
 //	s/<day>/<branch>/<collection>/<measure>  aggregate count, no patron data
+//	n/<name hash><H(patron id)>  open account under the keyed hash of its name
+//	a/<kid>                 access-record pseudonym -> open account's id
+//	r/<H(patron id)><kid>   the open account's pseudonyms (empty value), to delete them at close
+//
+// The a/ and r/ rows are the index of the access record's pseudonyms (package access). The
+// access log writes them when it records an entry, not the projector, so Rebuild cannot
+// derive them and leaves them out of its comparison; the projector deletes an account's
+// rows in the batch that applies its patron.closed, and they are never written again.
 //
 // H is SHA-256. Ids never appear in keys, because Pebble keeps the key bytes of table
 // bounds in its MANIFEST after the row is gone; links live only in values, and values of

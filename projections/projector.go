@@ -262,8 +262,10 @@ type Diff struct {
 func (d Diff) Equal() bool { return d.Missing == 0 && d.Extra == 0 && d.Changed == 0 }
 
 // Rebuild builds fresh projections in dir from the whole stream up to the sequence s has
-// applied, and compares them with s row for row. Work queues for the expunger (k/) are
-// left out of the comparison: they drain outside the stream.
+// applied, and compares them with s row for row. Rows that do not come from the stream
+// are left out of the comparison: work queues for the expunger (k/), which drain outside
+// it, and the index of the access record's pseudonyms (a/, r/), which the access log
+// writes and which no stream can rebuild.
 func (s *Store) Rebuild(ctx context.Context, js jetstream.JetStream, dir string, cfg Config) (Diff, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return Diff{}, err
@@ -287,7 +289,12 @@ var errStop = errors.New("stop")
 // compare walks both databases in key order.
 func compare(live, rebuilt *pebble.DB) (Diff, error) {
 	skip := func(k []byte) bool {
-		return bytes.HasPrefix(k, []byte(pProfileK)) || bytes.HasPrefix(k, []byte(keystore.FenceKey))
+		for _, p := range []string{pProfileK, pAccess, pAccessBy, keystore.FenceKey} {
+			if bytes.HasPrefix(k, []byte(p)) {
+				return true
+			}
+		}
+		return false
 	}
 	a, err := live.NewIter(nil)
 	if err != nil {

@@ -26,6 +26,7 @@ const (
 	pStat     = "s/"
 	pName     = "n/"
 	pAccess   = "a/"
+	pAccessBy = "r/"
 )
 
 func hashed(prefix, id string) []byte {
@@ -93,8 +94,18 @@ func txnKey(id string) []byte {
 	return append([]byte(pTxn), r.Hash[:]...)
 }
 
-// accessKey maps an open account's access-record pseudonym to the account.
+// accessKey maps a pseudonym of the access record to the open account it stands for.
 func accessKey(kid string) []byte { return []byte(pAccess + kid) }
+
+// accessByPrefix is the prefix of an open account's pseudonyms in the reverse index:
+// r/<ref hash>, keyed like p/ rows, never by the id.
+func accessByPrefix(patronID string) []byte {
+	r := keystore.RefOf(keystore.Profile, patronID)
+	return append([]byte(pAccessBy), r.Hash[:]...)
+}
+
+// accessByKey is one pseudonym of an open account: r/<ref hash><kid>.
+func accessByKey(patronID, kid string) []byte { return append(accessByPrefix(patronID), kid...) }
 
 // nameKey indexes an open account under the keyed hash of its name: n/<name hash><ref>.
 func nameKey(nameHash, patronID string) []byte {

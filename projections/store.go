@@ -266,11 +266,6 @@ func (s rows) PatronsByName(nameHash string) ([]string, error) {
 	return ids, it.Error()
 }
 
-// PatronByAccessKID implements ledger.Reader.
-func (s rows) PatronByAccessKID(kid string) (string, error) {
-	return getString(s.r, accessKey(kid))
-}
-
 // EachTxn implements ledger.Reader.
 func (s rows) EachTxn(fn func(ledger.Txn) error) error {
 	it, err := s.r.NewIter(&pebble.IterOptions{LowerBound: []byte(pTxn), UpperBound: prefixEnd([]byte(pTxn))})

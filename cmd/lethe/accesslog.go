@@ -51,10 +51,15 @@ func cmdAccessLog(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tSTAFF\tROLE\tACTION\tBASIS\tSCOPE\tCLAUSE\tORDER\tPATRONS")
+	fmt.Fprintln(tw, "SEQ\tTIME\tSTAFF\tROLE\tACTION\tBASIS\tSCOPE\tCLAUSE\tORDER\tPATRONS")
 	for _, e := range entries {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Format("2006-01-02 15:04:05Z07:00"), e.Staff, e.Role,
-			e.Action, dash(string(e.Basis)), e.Scope, e.Clause, dash(e.OrderRef), dash(strings.Join(e.Patrons, " ")))
+		if e.Outcome == access.Unreadable {
+			// Nothing in it can be trusted; the reason is the last cell, outside the columns.
+			fmt.Fprintf(tw, "%d\t%s: %s\n", e.Seq, access.Unreadable, e.Reason)
+			continue
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format("2006-01-02 15:04:05Z07:00"), e.Staff,
+			e.Role, e.Action, dash(string(e.Basis)), e.Scope, e.Clause, dash(e.OrderRef), dash(strings.Join(e.Patrons, " ")))
 	}
 	return tw.Flush()
 }

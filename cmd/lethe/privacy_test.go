@@ -3,13 +3,17 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/imagineif/lethe/access"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/schemas"
@@ -94,10 +98,47 @@ func wrappedKeys(t testing.TB, data string, txns []string) map[string][]byte {
 	return out
 }
 
+// accessKIDs are the pseudonyms of every patron reference on the access stream.
+func (h *harness) accessKIDs() []string {
+	h.t.Helper()
+	ctx := ctxT(h.t)
+	s, err := h.s.js.Stream(ctx, access.StreamName)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var kids []string
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		var e access.Entry
+		if err := json.Unmarshal(m.Data, &e); err != nil {
+			h.t.Fatalf("access entry %d: %v", seq, err)
+		}
+		for _, p := range e.Patrons {
+			kids = append(kids, p.KID)
+		}
+	}
+	return kids
+}
+
 func TestForensicFileScan(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	h.registerMarked()
+	adult, minor := h.registerMarked()
+	// Both accounts are on the access record: each entry's pseudonym is indexed in the
+	// projections, with the account's id, while the account is open.
+	h.record(markCard)
+	h.record(markMinorCard)
+	minorKIDs, err := h.s.proj.AccessKIDs(minor)
+	if err != nil || len(minorKIDs) != 1 {
+		t.Fatalf("AccessKIDs(minor) = %v, %v, want the kiosk's entry", minorKIDs, err)
+	}
 	for _, b := range []string{"F1", "F2", "F3"} {
 		h.catalog(b, 1000)
 	}
@@ -135,6 +176,19 @@ func TestForensicFileScan(t *testing.T) {
 		return map[string][]byte{"raw key": rawKeys[b], "wrapped key": wrapped[txns[b]], "txn id": []byte(txns[b])}
 	}
 	stores := []string{filepath.Join(data, "keystore"), filepath.Join(data, "projections")}
+	indexNeedles := func(kids []string) map[string][]byte {
+		n := map[string][]byte{"minor's patron id": []byte(minor)}
+		for i, k := range kids {
+			n[fmt.Sprintf("pseudonym %d", i)] = []byte(k)
+		}
+		return n
+	}
+	h.offline(func() {
+		found := scan(t, filepath.Join(data, "projections"), indexNeedles(minorKIDs))
+		if len(found) != 1+len(minorKIDs) {
+			t.Fatalf("before close the minor's index rows must be on disk (found %v): the scan would prove nothing", found)
+		}
+	})
 	h.offline(func() {
 		for _, b := range []string{"F1", "F2", "F3"} {
 			found := map[string]bool{}
@@ -154,9 +208,35 @@ func TestForensicFileScan(t *testing.T) {
 
 	h.checkin("F1")
 	h.checkin("F3")
+	// The minor's account closes: every pseudonym on the access stream that is not the
+	// adult's open account's must leave the projections' files with it.
+	mustDesk[schemas.Accepted](h, schemas.CmdClosePatron, schemas.ClosePatron{CommandID: cmdID(), PatronID: minor})
 	h.expungeAll()
+	adultKIDs, err := h.s.proj.AccessKIDs(adult)
+	if err != nil || len(adultKIDs) == 0 {
+		t.Fatalf("AccessKIDs(adult) = %v, %v, want the open account's pseudonyms", adultKIDs, err)
+	}
+	if kids, err := h.s.proj.AccessKIDs(minor); err != nil || len(kids) != 0 {
+		t.Fatalf("AccessKIDs(minor) after close = %v, %v, want none", kids, err)
+	}
+	var closedKIDs []string
+	for _, k := range h.accessKIDs() {
+		if !slices.Contains(adultKIDs, k) {
+			closedKIDs = append(closedKIDs, k)
+		}
+	}
+	if !slices.Contains(closedKIDs, minorKIDs[0]) {
+		t.Fatalf("pseudonyms on the stream not of the open account = %v, want the minor's %v among them", closedKIDs, minorKIDs)
+	}
 	checkAfter := func(when string) {
 		t.Helper()
+		proj := filepath.Join(data, "projections")
+		if found := scan(t, proj, indexNeedles(closedKIDs)); len(found) > 0 {
+			t.Errorf("%s: the closed account's index rows are still in files: %v", when, found)
+		}
+		if found := scan(t, proj, map[string][]byte{"adult's pseudonym": []byte(adultKIDs[0])}); len(found) == 0 {
+			t.Errorf("%s: the open account's index row vanished from disk: the scan would prove nothing", when)
+		}
 		for _, b := range []string{"F1", "F3"} {
 			for _, dir := range stores {
 				if found := scan(t, dir, linkNeedles(b)); len(found) > 0 {
