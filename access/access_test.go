@@ -82,7 +82,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	stream, err := ledger.EnsureStream(ctx, js, 1)
+	stream, _, err := ledger.EnsureStream(ctx, js, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -163,8 +163,8 @@ type decoded struct {
 	seq     uint64
 	subject string // the stream subject it was appended on
 	ev      schemas.Event
-	data any
-	err  error
+	data    any
+	err     error
 }
 
 // decodeMsg checks a message against its schema and decodes its data.
