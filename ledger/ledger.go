@@ -216,8 +216,8 @@ func (l *Ledger) run(ctx context.Context, name, commandID string, decide decider
 		seq, err := l.app.append(ctx, commandID, p.expect, p.events)
 		switch {
 		case err == nil:
-			if err := l.st.WaitApplied(ctx, seq); err != nil {
-				return nil, fmt.Errorf("wait for projections: %w", err)
+			if err := l.waitApplied(ctx, seq); err != nil {
+				return nil, err
 			}
 			return l.result(name, p.events, seq)
 		case errors.Is(err, errStale), errors.Is(err, errDuplicate):
@@ -227,6 +227,13 @@ func (l *Ledger) run(ctx context.Context, name, commandID string, decide decider
 			if err := l.catchUp(ctx); err != nil {
 				return nil, err
 			}
+		case errors.Is(err, errInProcess):
+			// The first attempt is being committed right now; this one was refused, so
+			// nothing uses what it made.
+			if p.undo != nil {
+				p.undo()
+			}
+			return nil, err
 		default:
 			// The outcome is unknown (timeout) or the stream refused: keep any key, the
 			// expunger reconciles keys no transaction uses.
@@ -236,16 +243,32 @@ func (l *Ledger) run(ctx context.Context, name, commandID string, decide decider
 	return nil, schemas.Errorf(schemas.CodeUnavailable, "too much contention on this record; retry")
 }
 
+// errNotApplied answers a command whose events the projections have not applied when its
+// caller stops waiting: it is on the stream (or may be), so a retry with the same id is
+// answered from there.
+var errNotApplied = schemas.Errorf(schemas.CodeUnavailable, "the ledger has not applied this command yet; retry with the same command id")
+
+// waitApplied waits until the projections have applied the stream up to seq. A caller that
+// stops waiting (its context ends) gets errNotApplied, not an internal error: nothing is
+// wrong, the answer is only late. A projector that stopped is internal.
+func (l *Ledger) waitApplied(ctx context.Context, seq uint64) error {
+	err := l.st.WaitApplied(ctx, seq)
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w: %v", errNotApplied, err)
+	}
+	if err != nil {
+		return fmt.Errorf("wait for projections: %w", err)
+	}
+	return nil
+}
+
 // catchUp waits until the projections have applied everything the stream holds now.
 func (l *Ledger) catchUp(ctx context.Context) error {
 	info, err := l.stream.Info(ctx)
 	if err != nil {
 		return unavailable(err)
 	}
-	if err := l.st.WaitApplied(ctx, info.State.LastSeq); err != nil {
-		return fmt.Errorf("wait for projections: %w", err)
-	}
-	return nil
+	return l.waitApplied(ctx, info.State.LastSeq)
 }
 
 // answerAgain answers a retried command from the events it appended the first time.
