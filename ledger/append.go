@@ -26,6 +26,7 @@ const (
 
 	errCodeWrongLastSeq   = 10071
 	errCodeBatchDuplicate = 10201
+	errCodeInProcess      = 10158 // "duplicate message id is in process"
 )
 
 var (
@@ -34,6 +35,10 @@ var (
 	errStale = errors.New("subject changed since the state was read")
 	// errDuplicate means the command id was already appended.
 	errDuplicate = errors.New("command already applied")
+	// errInProcess means a message with the command id is being committed right now (a
+	// clustered stream has proposed it but not yet stored it): the first attempt's outcome
+	// is not known yet, so the retry can only be told to come back.
+	errInProcess = schemas.Errorf(schemas.CodeUnavailable, "this command is still being applied; retry with the same command id")
 )
 
 // Expect is an optimistic-concurrency expectation: the last sequence on Subject must be
@@ -462,6 +467,8 @@ func ackResult(ack pubAck) appendResult {
 			return appendResult{err: errStale}
 		case errCodeBatchDuplicate:
 			return appendResult{err: errDuplicate}
+		case errCodeInProcess:
+			return appendResult{err: errInProcess}
 		}
 		return appendResult{err: fmt.Errorf("append refused: %s (err_code %d)", ack.Error.Description, ack.Error.ErrCode)}
 	}

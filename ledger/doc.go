@@ -10,7 +10,10 @@
 // produces item.returned, fine.assessed and perhaps transaction.closed) is appended as one
 // JetStream atomic batch: it is applied whole or not at all. A kiosk hears "ok" only after
 // the stream acknowledged the append with the configured durability and the projections
-// have applied it, so the next command on any kiosk sees its effect.
+// have applied it, so the next command on any kiosk sees its effect. A command whose id is
+// already on the stream is answered from the events it appended, and only if it is the
+// same command (Ledger.answerAgain says what is checked); another command reusing the id
+// is refused as a conflict.
 //
 // Privacy rule: the patron appears in a circulation event only as a schemas.Sealed reference
 // under a fresh per-transaction key from the keystore, with the event id and transaction id

@@ -187,29 +187,51 @@ func decodeRun[C any](l *Ledger, ctx context.Context, name string, raw []byte, f
 		return nil, err
 	}
 	id, d := f(c)
-	return l.run(ctx, name, id, d)
+	return l.run(ctx, name, id, c, d)
 }
 
 // maxAttempts bounds how often a command is decided again after losing a race.
 const maxAttempts = 8
 
-// run decides and appends a command, once: a command id already on the stream is answered
-// from the events it appended.
-func (l *Ledger) run(ctx context.Context, name, commandID string, decide decider) (any, error) {
+// run decides and appends a command, once. cmd is the decoded command: a command id
+// already on the stream is answered from the events it appended if cmd is the same command
+// (answerAgain), and refused otherwise.
+func (l *Ledger) run(ctx context.Context, name, commandID string, cmd any, decide decider) (any, error) {
 	for range maxAttempts {
 		if err := l.st.Stopped(); err != nil {
-			return nil, err
+			return nil, err // no decision against projections that stopped
 		}
-		if seqs, err := l.st.CommandSeqs(commandID); err != nil {
-			return nil, fmt.Errorf("look up command: %w", err)
-		} else if seqs != nil {
-			return l.answerAgain(ctx, name, seqs)
-		}
+		var known bool
 		var p plan
-		err := l.withView(func(v view) (err error) {
+		err := l.withView(func(v view) error {
+			// Looked up in the decision's own view: looked up before it, a first attempt
+			// applied in between would be decided again against rows that already hold it
+			// (a retried return would read "not on loan").
+			seqs, err := v.st.CommandSeqs(commandID)
+			if err != nil {
+				return fmt.Errorf("look up command: %w", err)
+			}
+			if known = seqs != nil; known {
+				return nil
+			}
 			p, err = decide(v)
 			return err
 		})
+		if known {
+			return l.answerAgain(ctx, name, commandID, cmd)
+		}
+		var refusal *schemas.Error
+		if errors.As(err, &refusal) {
+			// The view may be behind a first attempt that is on the stream already; the
+			// rows it was refused on may even be newer than that attempt's decision. A
+			// retry of an applied command is answered, never refused on today's rows.
+			if l.catchUp(ctx) == nil {
+				if seqs, lerr := l.st.CommandSeqs(commandID); lerr == nil && seqs != nil {
+					return l.answerAgain(ctx, name, commandID, cmd)
+				}
+			}
+			return nil, err
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -219,8 +241,8 @@ func (l *Ledger) run(ctx context.Context, name, commandID string, decide decider
 		seq, err := l.app.append(ctx, commandID, p.expect, p.events)
 		switch {
 		case err == nil:
-			if err := l.st.WaitApplied(ctx, seq); err != nil {
-				return nil, fmt.Errorf("wait for projections: %w", err)
+			if err := l.waitApplied(ctx, seq); err != nil {
+				return nil, err
 			}
 			return l.result(name, p.events, seq)
 		case errors.Is(err, errStale), errors.Is(err, errDuplicate):
@@ -230,6 +252,13 @@ func (l *Ledger) run(ctx context.Context, name, commandID string, decide decider
 			if err := l.catchUp(ctx); err != nil {
 				return nil, err
 			}
+		case errors.Is(err, errInProcess):
+			// The first attempt is being committed right now; this one was refused, so
+			// nothing uses what it made.
+			if p.undo != nil {
+				p.undo()
+			}
+			return nil, err
 		default:
 			// The outcome is unknown (timeout) or the stream refused: keep any key, the
 			// expunger reconciles keys no transaction uses.
@@ -239,33 +268,33 @@ func (l *Ledger) run(ctx context.Context, name, commandID string, decide decider
 	return nil, schemas.Errorf(schemas.CodeUnavailable, "too much contention on this record; retry")
 }
 
+// errNotApplied answers a command whose events the projections have not applied when its
+// caller stops waiting: it is on the stream (or may be), so a retry with the same id is
+// answered from there.
+var errNotApplied = schemas.Errorf(schemas.CodeUnavailable, "the ledger has not applied this command yet; retry with the same command id")
+
+// waitApplied waits until the projections have applied the stream up to seq. A caller that
+// stops waiting (its context ends) gets errNotApplied, not an internal error: nothing is
+// wrong, the answer is only late. A projector that stopped answers with its own
+// unavailable error, which says where it stopped.
+func (l *Ledger) waitApplied(ctx context.Context, seq uint64) error {
+	err := l.st.WaitApplied(ctx, seq)
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w: %v", errNotApplied, err)
+	}
+	if err != nil {
+		return fmt.Errorf("wait for projections: %w", err)
+	}
+	return nil
+}
+
 // catchUp waits until the projections have applied everything the stream holds now.
 func (l *Ledger) catchUp(ctx context.Context) error {
 	info, err := l.stream.Info(ctx)
 	if err != nil {
 		return unavailable(err)
 	}
-	if err := l.st.WaitApplied(ctx, info.State.LastSeq); err != nil {
-		return fmt.Errorf("wait for projections: %w", err)
-	}
-	return nil
-}
-
-// answerAgain answers a retried command from the events it appended the first time.
-func (l *Ledger) answerAgain(ctx context.Context, name string, seqs []uint64) (any, error) {
-	events := make([]schemas.Event, 0, len(seqs))
-	for _, seq := range seqs {
-		m, err := l.stream.GetMsg(ctx, seq)
-		if err != nil {
-			return nil, unavailable(err)
-		}
-		ev, err := l.v.Event(m.Data)
-		if err != nil {
-			return nil, fmt.Errorf("decode event %d: %w", seq, err)
-		}
-		events = append(events, ev)
-	}
-	return l.result(name, events, seqs[len(seqs)-1])
+	return l.waitApplied(ctx, info.State.LastSeq)
 }
 
 // result is the reply to a command, computed only from the events it appended, so a retry
@@ -358,7 +387,7 @@ var expungeNamespace = uuid.MustParse("0b6f9e1c-2f4e-4c53-9a7d-8c3e5d2a1f47")
 // destroyed. It carries no patron data.
 func (l *Ledger) RecordExpunged(ctx context.Context, txnID string, closedAt, destroyedAt time.Time) error {
 	id := uuid.NewSHA1(expungeNamespace, []byte(txnID)).String()
-	_, err := l.run(ctx, "record_expunged", id, func(view) (plan, error) {
+	_, err := l.run(ctx, cmdRecordExpunged, id, recordExpunged{txnID: txnID}, func(view) (plan, error) {
 		ev, err := l.event(Station{Kind: "system", ID: "expunger"}, schemas.TypeTransactionExpunged, ExpungedSubject, destroyedAt,
 			schemas.TransactionExpunged{TxnID: txnID, ClosedAt: closedAt.UTC(), KeyDestroyedAt: destroyedAt.UTC()})
 		return plan{events: []schemas.Event{ev}}, err

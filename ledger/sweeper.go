@@ -27,7 +27,8 @@ func (l *Ledger) SweepRules(ctx context.Context) (int, error) {
 		progressed := false
 		for _, o := range due {
 			id := uuid.NewSHA1(sweepNamespace, []byte("lost:"+o.TxnID)).String()
-			_, err := l.run(ctx, schemas.CmdDeclareLost, id, l.declareLost(Station{Kind: "system", ID: "rules"}, o.Barcode, o.TxnID))
+			cmd := schemas.DeclareLost{CommandID: id, Barcode: o.Barcode}
+			_, err := l.run(ctx, schemas.CmdDeclareLost, id, cmd, l.declareLost(Station{Kind: "system", ID: "rules"}, o.Barcode, o.TxnID))
 			var e *schemas.Error
 			switch {
 			case err == nil:
