@@ -205,25 +205,35 @@ func (a *Auth) Login(w http.ResponseWriter, r *http.Request) {
 	if !ValidName(name) {
 		name = ""
 	}
-	if wait, ok := a.Limiter.Check(name, addr); !ok {
+	// The attempt is reserved before the argon2 work: parallel guesses cannot all pass the
+	// limit before the first of them fails.
+	attempt, wait, ok := a.Limiter.Reserve(name, addr)
+	if !ok {
 		secs := int64(math.Ceil(wait.Seconds()))
 		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-		a.logger().Warn("staff login refused: too many failures", slog.String("name", name), slog.String("addr", addr))
+		// Debug only: a flood of refused guesses must not become a flood of log lines.
+		a.logger().Debug("staff login refused: too many failures", slog.String("addr", addr))
 		a.fail(w, r, schemas.Errorf(schemas.CodeRateLimited, "too many failed logins; try again in %d seconds", secs))
 		return
 	}
 	acct, err := a.Store.Verify(req.Name, req.Password)
 	if errors.Is(err, ErrBadCredentials) {
-		a.Limiter.Fail(name, addr)
-		a.logger().Warn("staff login failed", slog.String("name", name), slog.String("addr", addr))
+		locked := attempt.Fail()
+		// No name: what was typed into the name field may be a password, or nobody's.
+		a.logger().Warn("staff login failed", slog.String("addr", addr))
+		if locked {
+			a.logger().Warn("staff logins locked: too many failures", slog.String("addr", addr),
+				slog.Duration("for", a.Limiter.cfg.Lockout))
+		}
 		a.fail(w, r, err)
 		return
 	}
 	if err != nil {
+		attempt.Release()
 		a.fail(w, r, err)
 		return
 	}
-	a.Limiter.Succeed(acct.Name)
+	attempt.Succeed()
 	tok, s := a.Sessions.Create(acct)
 	http.SetCookie(w, &http.Cookie{
 		Name:     a.cookieName(),
