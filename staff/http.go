@@ -29,14 +29,11 @@ const (
 // clients that are not browsers. Browsers get the token only in an HttpOnly cookie.
 const ClientHeader = "X-Lethe-Client"
 
-// maxLoginBytes bounds a login or staff-management request body.
-const maxLoginBytes = 4 << 10
-
 // Errors of the HTTP layer.
 var (
 	errNoSession = schemas.Errorf(schemas.CodeUnauthenticated, "no valid session: log in")
 	errNotAdmin  = schemas.Errorf(schemas.CodeForbidden, "only an administrator may manage staff accounts")
-	errBadBody   = schemas.Errorf(schemas.CodeInvalid, "the body must be one JSON object with exactly the documented fields, at most 4 KiB")
+	errBadBody   = schemas.Errorf(schemas.CodeInvalid, "the body must be one JSON object with exactly the documented fields")
 )
 
 // Auth is the staff HTTP authentication: login, logout, sessions, and the staff account
@@ -113,10 +110,11 @@ func (a *Auth) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeReply(w, schemas.HTTPStatus(pub.Code), schemas.Reply{Error: pub})
 }
 
-// decode reads a JSON body strictly into v: one object, known fields only, 4 KiB at most.
-// Its error never repeats the body, which may hold a password.
-func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxLoginBytes))
+// decode reads a JSON body strictly into v: one object, known fields only. Its error never
+// repeats the body, which may hold a password. The server in front bounds the body's size
+// (desk.MaxBodyBytes), once for every route.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return errBadBody
@@ -194,7 +192,7 @@ func (a *Auth) Login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req loginRequest
-	if err := decode(w, r, &req); err != nil {
+	if err := decode(r, &req); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -323,7 +321,7 @@ func (a *Auth) AddAccount(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req addRequest
-	if err := decode(w, r, &req); err != nil {
+	if err := decode(r, &req); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -398,7 +396,7 @@ func (a *Auth) SetPassword(w http.ResponseWriter, r *http.Request) {
 	}
 	name := r.PathValue("name")
 	var req passwordRequest
-	if err := decode(w, r, &req); err != nil {
+	if err := decode(r, &req); err != nil {
 		a.fail(w, r, err)
 		return
 	}

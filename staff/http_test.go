@@ -531,6 +531,8 @@ func TestStaffManagement(t *testing.T) {
 	e.login("carol", carolPW2)
 }
 
+// TestLoginBadRequests: malformed logins are refused as invalid and are no guess. (Bodies
+// too large are refused before any handler, by desk's server: TestBodyLimitOnEveryRoute.)
 func TestLoginBadRequests(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, false)
@@ -540,7 +542,6 @@ func TestLoginBadRequests(t *testing.T) {
 		`{"name":"alice"`,
 		`{"name":"alice","password":"` + alicePW + `","extra":1}`,
 		`{"name":"alice","password":"` + alicePW + `"}{}`,
-		`{"name":"alice","password":"` + strings.Repeat("x", 5000) + `"}`,
 		`["alice","` + alicePW + `"]`,
 	} {
 		r := e.do("POST", "/api/login", "", body)
