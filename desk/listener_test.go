@@ -250,4 +250,3 @@ func TestNewHTTPServerDefaults(t *testing.T) {
 		}
 	}
 }
-
