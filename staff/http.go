@@ -214,6 +214,9 @@ func (a *Auth) Login(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, schemas.Errorf(schemas.CodeRateLimited, "too many failed logins; try again in %d seconds", secs))
 		return
 	}
+	// A no-op once Fail or Succeed has ended the attempt; otherwise (the store failed, or
+	// Verify panicked) the place is given back instead of being held for good.
+	defer attempt.Release()
 	acct, err := a.Store.Verify(req.Name, req.Password)
 	if errors.Is(err, ErrBadCredentials) {
 		locked := attempt.Fail()
@@ -227,7 +230,6 @@ func (a *Auth) Login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		attempt.Release()
 		a.fail(w, r, err)
 		return
 	}
