@@ -138,7 +138,9 @@ func (s *Server) Routes() []Route {
 	return routes
 }
 
-// Handler serves the route table behind cross-origin protection and a body size limit.
+// Handler serves the route table. Every request first passes the guards of guard.go:
+// framing and transport headers on every response, cross-origin protection, and one limit
+// on request bodies (MaxBodyBytes).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	for _, r := range s.Routes() {
@@ -151,9 +153,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, schemas.Errorf(schemas.CodeNotFound, "no such route"))
 	})
-	// Browsers send Sec-Fetch-Site/Origin: a page on another site cannot make a staff
-	// browser post to this API (CSRF), even on loopback.
-	return http.NewCrossOriginProtection().Handler(http.MaxBytesHandler(mux, schemas.MaxCommandBytes))
+	return secureHeaders(s.crossOrigin(s.limitBody(mux)))
 }
 
 // permit checks the route's action against the session's role. A refused request on a
@@ -208,11 +208,12 @@ func (s *Server) location() *time.Location {
 	return s.Location
 }
 
-// decode reads a JSON object into v, refusing unknown fields.
+// decode reads a JSON object into v, refusing unknown fields. The body is bounded already
+// (limitBody).
 func decode(r *http.Request, v any) error {
 	raw, err := io.ReadAll(r.Body)
 	if err != nil {
-		return schemas.Errorf(schemas.CodeInvalid, "request body larger than %d bytes", schemas.MaxCommandBytes)
+		return errBodyUnread
 	}
 	return schemas.DecodeStrict(raw, v)
 }
@@ -259,9 +260,9 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 // fine is recorded on the access record with the patron it concerns.
 func (s *Server) command(c command) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		raw, err := io.ReadAll(r.Body)
+		raw, err := io.ReadAll(r.Body) // bounded already (limitBody)
 		if err != nil {
-			err = schemas.Errorf(schemas.CodeInvalid, "request body larger than %d bytes", schemas.MaxCommandBytes)
+			err = errBodyUnread
 		}
 		// Who the command concerns is read before it runs: closing an account removes the
 		// rows that say so.

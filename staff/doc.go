@@ -14,4 +14,6 @@
 //
 // Staff account names are not patron data: logs carry them, so that the access record
 // says which member of staff did what. They are never patron names, card numbers or PINs.
+// A failed login's name is not logged at all: what was typed into the name field may be
+// a password, or a patron's name typed into the wrong window.
 package staff

@@ -29,14 +29,11 @@ const (
 // clients that are not browsers. Browsers get the token only in an HttpOnly cookie.
 const ClientHeader = "X-Lethe-Client"
 
-// maxLoginBytes bounds a login or staff-management request body.
-const maxLoginBytes = 4 << 10
-
 // Errors of the HTTP layer.
 var (
 	errNoSession = schemas.Errorf(schemas.CodeUnauthenticated, "no valid session: log in")
 	errNotAdmin  = schemas.Errorf(schemas.CodeForbidden, "only an administrator may manage staff accounts")
-	errBadBody   = schemas.Errorf(schemas.CodeInvalid, "the body must be one JSON object with exactly the documented fields, at most 4 KiB")
+	errBadBody   = schemas.Errorf(schemas.CodeInvalid, "the body must be one JSON object with exactly the documented fields")
 )
 
 // Auth is the staff HTTP authentication: login, logout, sessions, and the staff account
@@ -113,10 +110,11 @@ func (a *Auth) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeReply(w, schemas.HTTPStatus(pub.Code), schemas.Reply{Error: pub})
 }
 
-// decode reads a JSON body strictly into v: one object, known fields only, 4 KiB at most.
-// Its error never repeats the body, which may hold a password.
-func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxLoginBytes))
+// decode reads a JSON body strictly into v: one object, known fields only. Its error never
+// repeats the body, which may hold a password. The server in front bounds the body's size
+// (desk.MaxBodyBytes), once for every route.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return errBadBody
@@ -194,7 +192,7 @@ func (a *Auth) Login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req loginRequest
-	if err := decode(w, r, &req); err != nil {
+	if err := decode(r, &req); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -205,17 +203,29 @@ func (a *Auth) Login(w http.ResponseWriter, r *http.Request) {
 	if !ValidName(name) {
 		name = ""
 	}
-	if wait, ok := a.Limiter.Check(name, addr); !ok {
+	// The attempt is reserved before the argon2 work: parallel guesses cannot all pass the
+	// limit before the first of them fails.
+	attempt, wait, ok := a.Limiter.Reserve(name, addr)
+	if !ok {
 		secs := int64(math.Ceil(wait.Seconds()))
 		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-		a.logger().Warn("staff login refused: too many failures", slog.String("name", name), slog.String("addr", addr))
+		// Debug only: a flood of refused guesses must not become a flood of log lines.
+		a.logger().Debug("staff login refused: too many failures", slog.String("addr", addr))
 		a.fail(w, r, schemas.Errorf(schemas.CodeRateLimited, "too many failed logins; try again in %d seconds", secs))
 		return
 	}
+	// A no-op once Fail or Succeed has ended the attempt; otherwise (the store failed, or
+	// Verify panicked) the place is given back instead of being held for good.
+	defer attempt.Release()
 	acct, err := a.Store.Verify(req.Name, req.Password)
 	if errors.Is(err, ErrBadCredentials) {
-		a.Limiter.Fail(name, addr)
-		a.logger().Warn("staff login failed", slog.String("name", name), slog.String("addr", addr))
+		locked := attempt.Fail()
+		// No name: what was typed into the name field may be a password, or nobody's.
+		a.logger().Warn("staff login failed", slog.String("addr", addr))
+		if locked {
+			a.logger().Warn("staff logins locked: too many failures", slog.String("addr", addr),
+				slog.Duration("for", a.Limiter.cfg.Lockout))
+		}
 		a.fail(w, r, err)
 		return
 	}
@@ -223,7 +233,7 @@ func (a *Auth) Login(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	a.Limiter.Succeed(acct.Name)
+	attempt.Succeed()
 	tok, s := a.Sessions.Create(acct)
 	http.SetCookie(w, &http.Cookie{
 		Name:     a.cookieName(),
@@ -313,7 +323,7 @@ func (a *Auth) AddAccount(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req addRequest
-	if err := decode(w, r, &req); err != nil {
+	if err := decode(r, &req); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -388,7 +398,7 @@ func (a *Auth) SetPassword(w http.ResponseWriter, r *http.Request) {
 	}
 	name := r.PathValue("name")
 	var req passwordRequest
-	if err := decode(w, r, &req); err != nil {
+	if err := decode(r, &req); err != nil {
 		a.fail(w, r, err)
 		return
 	}

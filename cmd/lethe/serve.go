@@ -38,8 +38,9 @@ type serviceConfig struct {
 
 	TLSCert, TLSKey string // serve HTTPS with this certificate and key
 	Sessions        staff.SessionConfig
-	Collections     desk.Thresholds // defaults of the collections export
-	Kiosks          ledger.KioskConfig
+	Collections     desk.Thresholds    // defaults of the collections export
+	Kiosks          ledger.KioskConfig // bounds of the kiosk API
+	HTTPServer      desk.HTTPConfig    // timeouts and connection limits of the staff API
 
 	// noExpungeLoop leaves closed transactions waiting (tests stop the process between
 	// close and expunge with it). It is not a setting: there is no flag for it.
@@ -153,7 +154,10 @@ func startService(ctx context.Context, cfg serviceConfig) (s *service, err error
 				Limiter: staff.NewLimiter(staff.LimitConfig{Now: cfg.Now}), Secure: cfg.TLSCert != "", Logger: cfg.Logger},
 		}
 		s.desk = api
-		s.srv = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		httpCfg := cfg.HTTPServer
+		httpCfg.Logger = cfg.Logger
+		s.srv = desk.NewHTTPServer(api.Handler(), httpCfg)
+		ln = desk.LimitListener(ln, httpCfg) // under TLS: a connection counts from accept
 		scheme := "http"
 		if cfg.TLSCert != "" {
 			scheme = "https"
@@ -324,6 +328,8 @@ func serviceFlags(f flags, dataDefault, sweepDefault string) func() (serviceConf
 	absolute := f.str("session-max", "8h", "a staff session ends this long after login, whatever the activity")
 	minOwed := f.str("collections-min-owed-cents", "1000", "the collections export lists accounts owing at least this many cents")
 	minDays := f.str("collections-min-days-overdue", "30", "or with an item at least this many days overdue")
+	maxConns := f.str("http-max-conns", strconv.Itoa(desk.DefaultMaxConns), "most staff HTTP connections open at once; more are closed at once")
+	maxConnsIP := f.str("http-max-conns-per-ip", strconv.Itoa(desk.DefaultMaxConnsPerIP), "most staff HTTP connections open at once from one address (IPv6: one /64); behind a reverse proxy, raise it to --http-max-conns")
 	return func() (serviceConfig, error) {
 		var cfg serviceConfig
 		var err error
@@ -371,6 +377,13 @@ func serviceFlags(f flags, dataDefault, sweepDefault string) func() (serviceConf
 		}
 		if cfg.Collections.MinDaysOverdue, err = strconv.Atoi(*minDays); err != nil || cfg.Collections.MinDaysOverdue < 0 {
 			return cfg, errors.New("--collections-min-days-overdue must be a whole number, 0 or more")
+		}
+		if cfg.HTTPServer.MaxConns, err = strconv.Atoi(*maxConns); err != nil || cfg.HTTPServer.MaxConns < 1 {
+			return cfg, errors.New("--http-max-conns must be a positive number")
+		}
+		if cfg.HTTPServer.MaxConnsPerIP, err = strconv.Atoi(*maxConnsIP); err != nil || cfg.HTTPServer.MaxConnsPerIP < 1 ||
+			cfg.HTTPServer.MaxConnsPerIP > cfg.HTTPServer.MaxConns {
+			return cfg, errors.New("--http-max-conns-per-ip must be a positive number, at most --http-max-conns")
 		}
 		cfg.Data, cfg.NATSURL, cfg.NATSListen, cfg.HTTP, cfg.Sync = *data, *natsURL, *listen, *httpAddr, *sync
 		cfg.MasterKeyFile, cfg.MasterKey = *masterFile, f.getenv("LETHE_MASTER_KEY")
