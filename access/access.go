@@ -43,16 +43,19 @@ const (
 // Entry is one entry of the access record as stored; the package comment defines its
 // format and the MAC.
 type Entry struct {
-	ID      string           `json:"id"`
-	Time    time.Time        `json:"time"`
-	Staff   string           `json:"staff"`
-	Role    policy.Role      `json:"role"`
-	Action  string           `json:"action"`
-	Basis   policy.Basis     `json:"basis"`
-	Scope   policy.Scope     `json:"scope"`
-	Outcome string           `json:"outcome"`
-	Clause  string           `json:"clause"`
-	Patrons []schemas.Sealed `json:"patrons,omitempty"`
+	ID      string       `json:"id"`
+	Time    time.Time    `json:"time"`
+	Staff   string       `json:"staff"`
+	Role    policy.Role  `json:"role"`
+	Action  string       `json:"action"`
+	Basis   policy.Basis `json:"basis"`
+	Scope   policy.Scope `json:"scope"`
+	Outcome string       `json:"outcome"`
+	Clause  string       `json:"clause"`
+	// Requests is how many requests the entry stands for when it summarises several (a
+	// kiosk's card lookups that opened no account, over a window); absent means one.
+	Requests int              `json:"requests,omitempty"`
+	Patrons  []schemas.Sealed `json:"patrons,omitempty"`
 	// OrderSealed is a court order's reference: it may name the person, so it is sealed
 	// with the first patron named, or under the system key when the entry names none.
 	OrderSealed *schemas.Sealed `json:"order_sealed,omitempty"`
@@ -131,7 +134,7 @@ func (l *Log) Record(ctx context.Context, d ledger.Disclosure) error {
 		return fmt.Errorf("access entry id: %w", err)
 	}
 	e := Entry{ID: id.String(), Time: d.At.UTC(), Staff: d.By.Name, Role: d.By.Role, Action: d.Action,
-		Basis: d.Basis, Scope: d.Scope, Outcome: Disclosed, Clause: d.Clause}
+		Basis: d.Basis, Scope: d.Scope, Outcome: Disclosed, Clause: d.Clause, Requests: max(d.Requests, 0)}
 	if d.Scope == policy.Refused || d.Scope == "" {
 		e.Scope, e.Outcome = policy.Refused, Refused
 	}
@@ -200,6 +203,7 @@ type Listed struct {
 	Scope    policy.Scope `json:"scope,omitempty"`
 	Outcome  string       `json:"outcome"`
 	Clause   string       `json:"clause,omitempty"`
+	Requests int          `json:"requests,omitempty"`  // how many requests a summary stands for
 	OrderRef string       `json:"order_ref,omitempty"` // the court order's reference, or Erased
 	Patrons  []string     `json:"patrons"`             // internal ids of open accounts; Erased for closed ones
 	Reason   string       `json:"reason,omitempty"`    // why the entry is Unreadable
@@ -329,7 +333,7 @@ func matches(e Entry, f Filter, kids map[string]bool) bool {
 // it names, or Erased, and the court order's reference opened.
 func (l *Log) open(seq uint64, e Entry) Listed {
 	out := Listed{Seq: seq, ID: e.ID, Time: e.Time, Staff: e.Staff, Role: e.Role, Action: e.Action, Basis: e.Basis,
-		Scope: e.Scope, Outcome: e.Outcome, Clause: e.Clause, Patrons: make([]string, 0, len(e.Patrons))}
+		Scope: e.Scope, Outcome: e.Outcome, Clause: e.Clause, Requests: e.Requests, Patrons: make([]string, 0, len(e.Patrons))}
 	for _, s := range e.Patrons {
 		id, err := l.index.PatronByAccessKID(s.KID)
 		if err == nil {

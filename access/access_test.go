@@ -286,6 +286,7 @@ func TestEditedEntryIsUnreadable(t *testing.T) {
 		"scope":                        func(e map[string]any) { e["scope"] = string(policy.Limited) },
 		"outcome":                      func(e map[string]any) { e["outcome"] = access.Refused },
 		"clause":                       func(e map[string]any) { e["clause"] = policy.ClauseCard },
+		"requests":                     func(e map[string]any) { e["requests"] = 7 },
 		"time":                         func(e map[string]any) { e["time"] = f.now.Add(-time.Hour).Format(time.RFC3339Nano) },
 		"id":                           func(e map[string]any) { e["id"] = uuid.Must(uuid.NewV7()).String() },
 		"mac":                          func(e map[string]any) { e["mac"] = flip(e["mac"].(string)) },

@@ -26,6 +26,8 @@
 //	scope         the policy.Scope applied, "refused" for a refusal
 //	outcome       "disclosed" or "refused"
 //	clause        the clause of Policy 1002 that granted or refused
+//	requests      optional: how many requests a summary entry stands for (a kiosk's card
+//	              lookups that opened no account, over a window); absent means one
 //	patrons       optional: one sealed reference {kid, nonce, ct} per patron named
 //	order_sealed  optional: a court order's reference, sealed {kid, nonce, ct}
 //	mac           the MAC below, 32 bytes in standard base64
@@ -56,6 +58,7 @@
 //	str(id)
 //	time: Unix seconds as 8 bytes big endian (two's complement), then nanoseconds as 4
 //	str(staff) str(role) str(action) str(basis) str(scope) str(outcome) str(clause)
+//	requests as 4 bytes (0 when absent)
 //	number of patrons as 4 bytes, then for each: str(kid) str(nonce) str(ct)
 //	0 or 1 as 4 bytes (is order_sealed present), then if 1: str(kid) str(nonce) str(ct)
 //

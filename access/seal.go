@@ -120,6 +120,7 @@ func canonical(e Entry) []byte {
 	for _, s := range []string{e.Staff, string(e.Role), e.Action, string(e.Basis), string(e.Scope), e.Outcome, e.Clause} {
 		str([]byte(s))
 	}
+	b = binary.BigEndian.AppendUint32(b, uint32(e.Requests))
 	b = binary.BigEndian.AppendUint32(b, uint32(len(e.Patrons)))
 	for _, p := range e.Patrons {
 		sealed(p)

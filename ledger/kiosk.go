@@ -194,8 +194,10 @@ func (k *KioskServer) intake(m *nats.Msg) {
 		return
 	}
 	if !k.allow(tok[2] + "/" + tok[3]) {
+		// Refused at the cost of one publish of a prepared reply, and counted rather than
+		// logged: a flood must cost the ledger as little as possible.
 		k.refused.Add(1)
-		k.reply(m, tok[4], nil, schemas.Errorf(schemas.CodeRateLimited, "too many requests from this kiosk; slow down"))
+		_ = m.Respond(replyRateLimited)
 		return
 	}
 	k.inMu.RLock()
@@ -210,8 +212,22 @@ func (k *KioskServer) intake(m *nats.Msg) {
 	k.inMu.RUnlock()
 	if !queued {
 		k.refused.Add(1)
-		k.reply(m, tok[4], nil, schemas.Errorf(schemas.CodeUnavailable, "the ledger is busy; retry with the same command id"))
+		_ = m.Respond(replyBusy)
 	}
+}
+
+// The replies intake refuses with, encoded once.
+var (
+	replyRateLimited = mustReply(schemas.Errorf(schemas.CodeRateLimited, "too many requests from this kiosk; slow down"))
+	replyBusy        = mustReply(schemas.Errorf(schemas.CodeUnavailable, "the ledger is busy; retry with the same command id"))
+)
+
+func mustReply(e *schemas.Error) []byte {
+	b, err := json.Marshal(schemas.Reply{Error: e})
+	if err != nil {
+		panic(err) // a constant that does not encode is a programming error
+	}
+	return b
 }
 
 // allow takes a token from the kiosk's rate limiter.

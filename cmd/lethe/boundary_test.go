@@ -475,3 +475,22 @@ func (h *harness) scrape() string {
 	_, body := h.requestAs("", http.MethodGet, "/metrics", nil)
 	return string(body)
 }
+
+// TestReplyOnlyToInboxes: the ledger answers a kiosk request only on an inbox. With an
+// external NATS whose permissions are the operator's, a request whose reply subject names
+// the stream or the access record would otherwise make the ledger write there.
+func TestReplyOnlyToInboxes(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.catalog("RP1", 100)
+	before := h.snapshot()
+	refused := h.s.kiosks.Refused()
+	for _, reply := range []string{"circ.item.RP1", access.Subject, "circ.sys.skipped", "$JS.API.STREAM.DELETE.CIRC", "lethe.kiosk.main.k1.return"} {
+		raw, _ := json.Marshal(schemas.Return{CommandID: cmdID(), Barcode: "RP1"})
+		if err := h.s.nc.PublishRequest(ledger.KioskSubject("main", "k1", schemas.CmdReturn), reply, raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "five requests refused at intake", func() bool { return h.s.kiosks.Refused() == refused+5 })
+	h.mustBeUnchanged("requests with reply subjects outside the inboxes", before)
+}
