@@ -119,9 +119,8 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, keys *keyst
 	if err != nil {
 		return nil, fmt.Errorf("access stream: %w", err)
 	}
-	got := s.CachedInfo().Config
-	if !got.DenyDelete || !got.DenyPurge || got.MaxAge != 0 || got.Storage != jetstream.FileStorage {
-		return nil, fmt.Errorf("stream %s must be file-backed, kept forever, with delete and purge denied", StreamName)
+	if diff := ledger.ConfigDiff(s.CachedInfo().Config, StreamConfig(replicas)); len(diff) > 0 {
+		return nil, fmt.Errorf("%w: %s differs from what Lethe requires: %s", ledger.ErrStreamConfig, StreamName, strings.Join(diff, "; "))
 	}
 	return &Log{js: js, stream: s, keys: keys, index: index, logger: logger}, nil
 }

@@ -55,8 +55,8 @@ func (c StreamCheck) Problem() string {
 	if !c.Damaged() {
 		return ""
 	}
-	return fmt.Sprintf("stream %s lost acknowledged events: %d reported lost by JetStream (first %v), %d missing between sequences %d and %d; restore it from a backup",
-		StreamName, len(c.Lost), c.Lost[:min(len(c.Lost), 5)], c.Deleted, c.First, c.Last)
+	return fmt.Sprintf("stream %s lost acknowledged events: %d missing between sequences %d and %d (first %v); restore it from a backup",
+		StreamName, max(len(c.Lost), c.Deleted), c.First, c.Last, c.Lost[:min(len(c.Lost), 5)])
 }
 
 // Errors of a start that finds the stream unfit to serve.
@@ -174,4 +174,29 @@ func ConfigDiff(got, want jetstream.StreamConfig) []string {
 		diff = append(diff, "subject_transform is set, want none")
 	}
 	return diff
+}
+
+// Scrub reads every message the stream holds up to its last sequence and reports the
+// sequences missing between its first and last: JetStream hides a message whose stored
+// checksum no longer matches (a damaged block file) without counting it as deleted or
+// lost, so only reading finds it. It reads raw messages without decoding them, on an
+// ordered consumer; a start runs it in the background.
+func Scrub(ctx context.Context, js jetstream.JetStream) (StreamCheck, error) {
+	var check StreamCheck
+	next := uint64(1)
+	err := Read(ctx, js, ReadOptions{}, func(m Msg) error {
+		if check.First == 0 {
+			check.First = m.Seq
+		}
+		for ; next < m.Seq; next++ {
+			if len(check.Lost) < 1000 {
+				check.Lost = append(check.Lost, next)
+			}
+			check.Deleted++
+		}
+		next = m.Seq + 1
+		check.Last = m.Seq
+		return nil
+	})
+	return check, err
 }

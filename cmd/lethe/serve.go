@@ -119,6 +119,13 @@ func startService(ctx context.Context, cfg serviceConfig) (s *service, err error
 		s.goRun("expunger", func() error { exp.Run(runCtx); return nil })
 	}
 	s.goRun("rules", func() error { led.RunRules(runCtx, cfg.RulesInterval); return nil })
+	if !n.check.Damaged() {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.scrub(runCtx)
+		}()
+	}
 	if s.kiosks, err = led.ServeKiosks(n.nc, cfg.Kiosks); err != nil {
 		s.stop()
 		return nil, fmt.Errorf("serve kiosks: %w", err)
@@ -237,6 +244,22 @@ func (c countsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descOpenTxns, prometheus.GaugeValue, float64(counts.OpenTxns))
 	ch <- prometheus.MustNewConstMetric(descOnLoan, prometheus.GaugeValue, float64(counts.OnLoan))
 	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(counts.PendingExpunge))
+}
+
+// scrub reads the whole stream once after the start, in the background, and reports
+// events a damaged file lost (ledger.Scrub) on /healthz, in the log and in a metric.
+func (s *service) scrub(ctx context.Context) {
+	check, err := ledger.Scrub(ctx, s.js)
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		s.cfg.Logger.Error("read the stream through", "err", err)
+	case check.Damaged():
+		s.cfg.Logger.Error("the stream is damaged; serving what the projections applied", "problem", check.Problem())
+		s.proj.ReportDamage(check.Problem())
+	default:
+		s.cfg.Logger.Debug("stream read through: no event missing", "last", check.Last)
+	}
 }
 
 // goRun runs a part; the first part to fail stops the service.
