@@ -19,6 +19,9 @@ func WriteCredentials(w io.Writer, id Identity, seed []byte, url string) error {
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Lethe NATS credentials: %s (NKey %s)\n", id.Label(), id.PublicKey)
+	if id.Kind == Kiosk {
+		fmt.Fprintf(&b, "%s%s/%s\n", kioskLine, id.Branch, id.Name)
+	}
 	fmt.Fprintf(&b, "# Keep this file secret: it is the only copy of the key. Lethe stores the public key only.\n")
 	switch id.Kind {
 	case Kiosk:
@@ -32,6 +35,23 @@ func WriteCredentials(w io.Writer, id Identity, seed []byte, url string) error {
 	fmt.Fprintf(&b, "-----BEGIN USER NKEY SEED-----\n%s\n------END USER NKEY SEED------\n", seed)
 	_, err := w.Write(b.Bytes())
 	return err
+}
+
+// kioskLine starts the comment line that names a kiosk credentials file's kiosk, so that
+// `lethe kiosk` knows which subjects to use. NATS tools ignore comment lines.
+const kioskLine = "# lethe-kiosk: "
+
+// KioskOf returns the branch and kiosk a kiosk credentials file names, if it names one.
+func KioskOf(contents []byte) (branch, kiosk string, ok bool) {
+	for _, line := range strings.Split(string(contents), "\n") {
+		if rest, found := strings.CutPrefix(strings.TrimSpace(line), strings.TrimSpace(kioskLine)); found {
+			branch, kiosk, ok = strings.Cut(strings.TrimSpace(rest), "/")
+			if ok && validate(Kiosk, branch, kiosk) == nil {
+				return branch, kiosk, true
+			}
+		}
+	}
+	return "", "", false
 }
 
 // ReadCredentials returns the key pair in a credentials file's contents.

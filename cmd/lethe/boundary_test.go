@@ -494,3 +494,47 @@ func TestReplyOnlyToInboxes(t *testing.T) {
 	waitFor(t, "five requests refused at intake", func() bool { return h.s.kiosks.Refused() == refused+5 })
 	h.mustBeUnchanged("requests with reply subjects outside the inboxes", before)
 }
+
+// TestKioskOverTLS: the NATS listener serves TLS with --nats-tls-cert; `lethe kiosk`
+// with a kiosk's credentials and the CA checks an item out and back in over it; a plain
+// connection is refused; and a listener off loopback without TLS is refused at start.
+func TestKioskOverTLS(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile, _ := selfSignedCert(t)
+	h := newHarness(t, withNATSListen(), func(c *serviceConfig) { c.NATSTLSCert, c.NATSTLSKey = certFile, keyFile })
+	h.register("21000000000801", "Tess Tls", "1980-01-01")
+	h.catalog("T1", 100)
+	url := h.s.natsURL()
+	if !strings.HasPrefix(url, "tls://") {
+		t.Fatalf("natsURL = %q, want tls://", url)
+	}
+	creds := filepath.Join(t.TempDir(), "t1.nk")
+	env := func(string) string { return "" }
+	var out, errOut syncBuffer
+	if err := run(context.Background(), []string{"kiosks", "add", "main", "t1", "--data", h.cfg.Data, "--out", creds, "--url", url}, env, nil, &out, &errOut); err != nil {
+		t.Fatalf("kiosks add: %v", err)
+	}
+	kiosk := func(args ...string) (string, error) {
+		var out, errOut syncBuffer
+		err := run(context.Background(), append([]string{"kiosk", "--nats-url", url, "--nats-creds", creds, "--nats-ca", certFile}, args...), env, nil, &out, &errOut)
+		return out.String(), err
+	}
+	waitFor(t, "the kiosk can connect", func() bool { _, err := kiosk("info", "21000000000801"); return err == nil })
+	if got, err := kiosk("checkout", "21000000000801", "T1"); err != nil || !strings.Contains(got, `"barcode": "T1"`) {
+		t.Fatalf("lethe kiosk checkout = %q, %v", got, err)
+	}
+	if got, err := kiosk("return", "T1"); err != nil || !strings.Contains(got, `"fine_cents": 0`) {
+		t.Fatalf("lethe kiosk return = %q, %v", got, err)
+	}
+	if _, err := kiosk("return", "T1"); err == nil || !strings.Contains(err.Error(), "conflict") {
+		t.Fatalf("second return = %v, want a conflict", err)
+	}
+	if nc, err := nats.Connect(strings.Replace(url, "tls://", "nats://", 1), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Error("a plain connection to the TLS listener succeeded")
+	}
+	err := run(context.Background(), []string{"serve", "--data", t.TempDir(), "--http", "off", "--nats-listen", "0.0.0.0:0"}, env, nil, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "--nats-tls-cert") {
+		t.Fatalf("serve NATS on 0.0.0.0 without TLS: %v, want a refusal naming --nats-tls-cert", err)
+	}
+}

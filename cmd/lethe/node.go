@@ -319,11 +319,7 @@ func (n *node) natsURL() string {
 	if n.cfg.NATSListen == "off" {
 		return ""
 	}
-	url := n.ns.ClientURL()
-	if n.cfg.NATSTLSCert != "" {
-		url = "tls" + strings.TrimPrefix(url, "nats")
-	}
-	return url
+	return n.ns.ClientURL() // tls:// when the listener serves TLS
 }
 
 func (n *node) streamLast(ctx context.Context) (uint64, error) {

@@ -26,6 +26,7 @@ commands:
   staff COMMAND [NAME]  staff accounts: add, disable, enable, passwd, list (server stopped)
   kiosks COMMAND        kiosk identities for NATS: add BRANCH KIOSK, revoke BRANCH KIOSK, list
   auditors COMMAND      auditor identities for NATS: add NAME, revoke NAME, list
+  kiosk COMMAND         a test kiosk: checkout CARD BARCODE, return BARCODE, renew CARD BARCODE, info CARD
   keys rotate           re-wrap every key under a new master key and destroy the old one (server stopped)
   projections rebuild   rebuild the projections from the stream and compare with the live ones (server stopped)
   projections skip SEQ  let stopped projections pass over an event they cannot apply (administrators; recorded)
@@ -91,6 +92,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return cmdStaff(ctx, rest, getenv, stdin, stdout, stderr)
 	case "kiosks":
 		return cmdIdentities(ctx, identity.Kiosk, rest, getenv, stdout, stderr)
+	case "kiosk":
+		return cmdKiosk(ctx, rest, getenv, stdout, stderr)
 	case "auditors":
 		return cmdIdentities(ctx, identity.Auditor, rest, getenv, stdout, stderr)
 	case "keys":
