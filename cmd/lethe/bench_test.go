@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,10 +12,12 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/uuid"
+	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -22,7 +25,7 @@ import (
 // NATS request/reply, validation, a synced transaction key, two durable (fsync) appends,
 // projection applies, and the expunger destroying the key in the background.
 func BenchmarkKioskCheckoutReturn(b *testing.B) {
-	h := newHarness(b)
+	h := newHarness(b, noKioskRate)
 	h.register("21000000009999", "Bench Reader", "1980-01-01")
 	h.catalog("BENCH", 1000)
 	b.ResetTimer()
@@ -33,6 +36,10 @@ func BenchmarkKioskCheckoutReturn(b *testing.B) {
 		h.checkin("BENCH")
 	}
 }
+
+// noKioskRate lifts the per-kiosk rate limit: a benchmark's kiosk asks as fast as it is
+// answered.
+func noKioskRate(c *serviceConfig) { c.Kiosks.Rate = -1 }
 
 // BenchmarkRawJetStreamSyncPublish is the same durable I/O done raw: two synced publishes
 // of a message of the checkout event's size, one after the other, to a file stream on the
@@ -225,4 +232,39 @@ func benchHistoryT(b testing.TB) *node {
 		b.Fatal(err)
 	}
 	return n
+}
+
+// BenchmarkKioskCheckoutReturnTLS is BenchmarkKioskCheckoutReturn as a kiosk on the network
+// does it: its own NKey credentials, over TCP with TLS to the NATS listener.
+func BenchmarkKioskCheckoutReturnTLS(b *testing.B) {
+	certFile, keyFile, pool := selfSignedCert(b)
+	h := newHarness(b, withNATSListen(), noKioskRate, func(c *serviceConfig) { c.NATSTLSCert, c.NATSTLSKey = certFile, keyFile })
+	h.register("21000000009998", "Bench Reader", "1980-01-01")
+	h.catalog("BENCH", 1000)
+	creds := h.identityFile(identity.Kiosk, "main", "tls")
+	o, err := nats.NkeyOptionFromSeed(creds)
+	if err != nil {
+		b.Fatal(err)
+	}
+	nc, err := nats.Connect(h.s.natsURL(), o, nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	send := func(cmd string, v any) {
+		raw, _ := json.Marshal(v)
+		m, err := nc.Request(ledger.KioskSubject("main", "tls", cmd), raw, 10*time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var r schemas.Reply
+		if err := json.Unmarshal(m.Data, &r); err != nil || !r.OK {
+			b.Fatalf("%s = %s", cmd, m.Data)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		send(schemas.CmdCheckOut, schemas.CheckOut{CommandID: cmdID(), Card: "21000000009998", Barcode: "BENCH"})
+		send(schemas.CmdReturn, schemas.Return{CommandID: cmdID(), Barcode: "BENCH"})
+	}
 }

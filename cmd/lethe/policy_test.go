@@ -707,7 +707,7 @@ func TestSessionCookies(t *testing.T) {
 
 // selfSignedCert writes a certificate for 127.0.0.1 and its key, and returns a pool that
 // trusts it.
-func selfSignedCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+func selfSignedCert(t testing.TB) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
