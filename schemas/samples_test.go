@@ -68,6 +68,7 @@ func sampleEvents() map[string]any {
 		TypeFineWaived:          &FineWaived{TxnID: sampleTxn, FineID: sampleFine, AmountCents: 25},
 		TypeTransactionClosed:   &TransactionClosed{TxnID: sampleTxn},
 		TypeTransactionExpunged: &TransactionExpunged{TxnID: sampleTxn, ClosedAt: sampleTime, KeyDestroyedAt: sampleTime.Add(3 * time.Millisecond)},
+		TypeProjectionSkipped:   &ProjectionSkipped{Seq: 42, Reason: "a damaged block file", Staff: "ada.admin"},
 	}
 }
 
@@ -84,6 +85,8 @@ func subjectOf(typ string) string {
 		return "circ.patron." + samplePatron
 	case TypeTransactionExpunged:
 		return "circ.sys.expunged"
+	case TypeProjectionSkipped:
+		return "circ.sys.skipped"
 	}
 	return "circ.item." + sampleBarcode
 }
@@ -135,6 +138,8 @@ func newEventData(typ string) any {
 		return new(TransactionClosed)
 	case TypeTransactionExpunged:
 		return new(TransactionExpunged)
+	case TypeProjectionSkipped:
+		return new(ProjectionSkipped)
 	}
 	return nil
 }
