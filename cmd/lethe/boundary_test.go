@@ -15,6 +15,7 @@ import (
 
 	"github.com/imagineif/lethe/access"
 	"github.com/imagineif/lethe/identity"
+	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
@@ -179,19 +180,32 @@ func TestBystanderCannotConnect(t *testing.T) {
 func TestKioskCannotWriteTheLedger(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, withNATSListen())
-	h.register("21000000000501", "Bo Bystander", "1980-01-01")
+	patron := h.register("21000000000501", "Bo Bystander", "1980-01-01")
 	h.catalog("K1", 100)
+	h.catalog("K2", 100)
+	h.mustCheckout("21000000000501", "K2")
+	txn := h.txnOf("K2")
 	evil := h.mustConnect(h.identityFile(identity.Kiosk, "main", "evil"))
 	victim := h.mustConnect(h.identityFile(identity.Kiosk, "main", "victim"))
 	other := h.mustConnect(h.identityFile(identity.Kiosk, "east", "victim"))
 	before := h.snapshot()
 
-	// Writes to the stream's and the access record's subjects.
-	closed, _ := json.Marshal(map[string]any{"specversion": "1.0", "type": schemas.TypeTransactionClosed})
-	for _, subj := range []string{"circ.item.K1", "circ.patron.x", "circ.sys.expunged", "circ.sys.skipped", access.Subject} {
-		for _, body := range [][]byte{[]byte("not json"), closed} {
-			evil.nc.Publish(subj, body)
-		}
+	// Writes to the stream's and the access record's subjects: garbage, and well-formed
+	// events that would end a loan, destroy a profile key, or put a patron in collections.
+	forged := []struct {
+		subject string
+		body    []byte
+	}{
+		{"circ.item.K2", forge(t, schemas.TypeTransactionClosed, "circ.item.K2", schemas.TransactionClosed{TxnID: txn})},
+		{"circ.patron." + patron, forge(t, schemas.TypePatronClosed, "circ.patron."+patron, schemas.PatronClosed{PatronID: patron})},
+		{"circ.item.K2", forge(t, schemas.TypeFineAssessed, "circ.item.K2", schemas.FineAssessed{TxnID: txn, FineID: cmdID(), Reason: schemas.ReasonLost, AmountCents: 100_000_000, Barcode: "K2"})},
+		{"circ.sys.skipped", forge(t, schemas.TypeProjectionSkipped, "circ.sys.skipped", schemas.ProjectionSkipped{Seq: 1, Reason: "forged", Staff: "evil"})},
+		{"circ.sys.expunged", []byte("not json")},
+		{"circ.item.K1", []byte("not json")},
+		{access.Subject, []byte(`{"id":"x","staff":"clerk"}`)},
+	}
+	for _, f := range forged {
+		evil.nc.Publish(f.subject, f.body)
 	}
 	// The JetStream API, by request.
 	for _, subj := range []string{
@@ -203,7 +217,9 @@ func TestKioskCannotWriteTheLedger(t *testing.T) {
 		if subj == "$JS.API.STREAM.CREATE.CAPTURE" {
 			body = []byte(`{"name":"CAPTURE","subjects":["_INBOX.>"],"storage":"file"}`)
 		}
-		if m, err := evil.nc.Request(subj, body, 2*time.Second); err == nil {
+		// Refused requests get no answer: a short wait is enough, an answer comes in
+		// microseconds on loopback.
+		if m, err := evil.nc.Request(subj, body, 300*time.Millisecond); err == nil {
 			t.Errorf("kiosk request %s answered: %s", subj, m.Data)
 		}
 	}
@@ -233,13 +249,13 @@ func TestKioskCannotWriteTheLedger(t *testing.T) {
 		}
 	}
 	// A kiosk of another branch with the same name is another identity.
-	if _, err := other.nc.Request(ledger.KioskSubject("main", "victim", schemas.CmdPatronInfo), []byte(`{"card":"21000000000501"}`), time.Second); err == nil {
+	if _, err := other.nc.Request(ledger.KioskSubject("main", "victim", schemas.CmdPatronInfo), []byte(`{"card":"21000000000501"}`), 300*time.Millisecond); err == nil {
 		t.Error("kiosk east/victim was answered on main/victim's subject")
 	}
 	// Sending under another kiosk's or branch's subject.
 	for _, subj := range []string{ledger.KioskSubject("main", "victim", "checkout"), ledger.KioskSubject("east", "evil", "checkout")} {
 		raw, _ := json.Marshal(schemas.CheckOut{CommandID: cmdID(), Card: "21000000000501", Barcode: "K1"})
-		if m, err := evil.nc.Request(subj, raw, time.Second); err == nil {
+		if m, err := evil.nc.Request(subj, raw, 300*time.Millisecond); err == nil {
 			t.Errorf("kiosk main/evil sending on %s was answered: %s", subj, m.Data)
 		}
 	}
@@ -270,6 +286,55 @@ func TestKioskCannotWriteTheLedger(t *testing.T) {
 	}
 	if err := h.s.proj.Stopped(); err != nil {
 		t.Errorf("projections stopped: %v", err)
+	}
+	// The loan is still open and the account still has its key.
+	if h.txnOf("K2") != txn {
+		t.Error("the forged close ended the loan")
+	}
+	if _, err := h.s.keys.Get(keystore.Profile, patron); err != nil {
+		t.Errorf("the forged patron.closed destroyed the profile key: %v", err)
+	}
+}
+
+// forge builds a well-formed event, as someone who read the schemas would.
+func forge(t *testing.T, typ, subject string, data any) []byte {
+	t.Helper()
+	raw, err := json.Marshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := schemas.Event{SpecVersion: schemas.SpecVersion, ID: cmdID(), Type: typ, Source: "lethe/ledger/node-1",
+		Subject: subject, Time: time.Now().UTC(), DataContentType: "application/json", DataSchema: schemas.DataSchema(typ), Data: raw}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := schemas.NewValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Event(body); err != nil {
+		t.Fatalf("the forged %s is not well-formed: %v", typ, err)
+	}
+	return body
+}
+
+// TestHealthzNoticesTheStreamGone: a stream deleted under a running server (through a
+// privileged path: with an external NATS, an operator's mistake) turns /healthz
+// unhealthy, and an auditor's replay fails instead of printing an empty history.
+func TestHealthzNoticesTheStreamGone(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.catalog("G1", 100)
+	if err := h.s.js.DeleteStream(ctxT(t), ledger.StreamName); err != nil {
+		t.Fatal(err)
+	}
+	status, body := h.requestAs("", http.MethodGet, "/healthz", nil)
+	if status != http.StatusServiceUnavailable || !bytes.Contains(body, []byte("stream_unavailable")) {
+		t.Errorf("healthz with the stream gone = %d %s, want 503 stream_unavailable", status, body)
+	}
+	if err := ledger.ReadDirect(ctxT(t), h.s.nc, ledger.ReadOptions{}, func(ledger.Msg) error { return nil }); err == nil {
+		t.Error("a replay of a deleted stream succeeded")
 	}
 }
 
