@@ -71,7 +71,8 @@ type KioskServer struct {
 	cfg  KioskConfig
 	sub  *nats.Subscription
 	work chan *nats.Msg
-	wg   sync.WaitGroup
+	wg   sync.WaitGroup // the workers
+	sum  sync.WaitGroup // the summariser
 	stop chan struct{}
 	// inMu guards sending on work against its closing: intake holds it shared.
 	inMu   sync.RWMutex
@@ -102,22 +103,21 @@ func (l *Ledger) ServeKiosks(nc *nats.Conn, cfg KioskConfig) (*KioskServer, erro
 		limits: map[string]*rate.Limiter{}, misses: map[string]int{}, summary: map[string]int{},
 		window: l.cfg.Now(),
 	}
-	// Workers get a context that ends only with Close: a command in flight finishes.
-	ctx, cancel := context.WithCancel(context.Background())
+	// Closing does not cancel a command in flight: each finishes, or ends at its own
+	// deadline (commandTimeout), before Close returns.
 	for range cfg.Workers {
 		k.wg.Add(1)
 		go func() {
 			defer k.wg.Done()
 			for m := range k.work {
-				k.answer(ctx, m)
+				k.answer(m)
 			}
 		}()
 	}
-	k.wg.Add(1)
+	k.sum.Add(1)
 	go func() {
-		defer k.wg.Done()
-		defer cancel()
-		k.summarise(ctx)
+		defer k.sum.Done()
+		k.summarise()
 	}()
 	sub, err := nc.QueueSubscribe(KioskWildcard, "lethe-ledger", k.intake)
 	if err == nil {
@@ -154,14 +154,15 @@ func (k *KioskServer) Close() error {
 }
 
 // shutdown stops queueing, lets the workers finish what is queued, and waits for them
-// and the summariser.
+// and for the summariser's last summary.
 func (k *KioskServer) shutdown() {
 	k.inMu.Lock()
 	k.closed = true
 	close(k.work)
 	k.inMu.Unlock()
+	k.wg.Wait() // the last misses are counted before the last summary
 	close(k.stop)
-	k.wg.Wait()
+	k.sum.Wait()
 }
 
 // Refused is how many requests were refused for a full queue or a rate limit.
@@ -251,8 +252,14 @@ func (k *KioskServer) allow(kiosk string) bool {
 // cardCommands are the kiosk commands that present a card.
 var cardCommands = []string{schemas.CmdCheckOut, schemas.CmdRenew, schemas.CmdPatronInfo}
 
+// commandTimeout bounds one kiosk command: a kiosk that waits longer has given up, and a
+// worker never waits forever (for a stream or projections that stopped answering).
+const commandTimeout = 30 * time.Second
+
 // answer executes one request and replies.
-func (k *KioskServer) answer(ctx context.Context, m *nats.Msg) {
+func (k *KioskServer) answer(m *nats.Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
 	start := time.Now()
 	tok := strings.Split(m.Subject, ".")
 	command := tok[4]
@@ -330,21 +337,23 @@ func (k *KioskServer) miss(kiosk string) {
 
 // summarise writes each kiosk's card misses on the access record, one entry per kiosk per
 // window, until Close; then once more.
-func (k *KioskServer) summarise(ctx context.Context) {
+func (k *KioskServer) summarise() {
 	t := time.NewTicker(k.cfg.MissWindow)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-			k.flushMisses(ctx)
+			k.flushMisses()
 		case <-k.stop:
-			k.flushMisses(ctx)
+			k.flushMisses()
 			return
 		}
 	}
 }
 
-func (k *KioskServer) flushMisses(ctx context.Context) {
+func (k *KioskServer) flushMisses() {
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
 	k.mu.Lock()
 	pending := k.summary
 	k.summary = map[string]int{}
