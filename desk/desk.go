@@ -294,7 +294,9 @@ func (s *Server) command(c command) http.HandlerFunc {
 func (s *Server) recordCommand(ctx context.Context, by ledger.Requester, c command, patronID string, card bool, cmdErr error) error {
 	dec := policy.Permit(by.Role, c.action)
 	d := ledger.Disclosure{By: by, Action: c.name, Scope: dec.Scope, Clause: dec.Clause.ID}
-	if schemas.CodeOf(cmdErr) == schemas.CodeForbidden {
+	if cmdErr != nil {
+		// Whatever the code (invalid, not_found, conflict, forbidden, unavailable,
+		// internal), a command that did not run disclosed nothing: it was refused.
 		d.Scope = policy.Refused
 	}
 	if card {

@@ -128,6 +128,11 @@ func (l *Ledger) Disclose(ctx context.Context, req DiscloseRequest) (Disclosed, 
 		if !dec.Allowed() {
 			return nil
 		}
+		if who.patronID == "" {
+			// Allowed, but no open account to read: never read the record of nobody.
+			dec = policy.Decision{Scope: policy.Refused, Clause: dec.Clause, Reason: "The account is closed: it has no current record."}
+			return nil
+		}
 		rec, err := v.record(who.patronID)
 		if err != nil {
 			return err
@@ -145,13 +150,22 @@ func (l *Ledger) Disclose(ctx context.Context, req DiscloseRequest) (Disclosed, 
 		}
 		return nil
 	})
-	if err != nil {
-		return Disclosed{}, err
-	}
 	entry := Disclosure{At: now, By: req.By, Action: req.Action, Basis: req.Basis, Scope: dec.Scope,
 		Clause: dec.Clause.ID, OrderRef: strings.TrimSpace(req.OrderRef)}
 	if who.patronID != "" {
 		entry.Patrons = []string{who.patronID}
+	}
+	if err != nil {
+		// Every outcome is recorded, a failure too: the request reached a disclosing
+		// route and nothing was disclosed.
+		entry.Scope = policy.Refused
+		if entry.Clause == "" {
+			entry.Clause = policy.ClauseConfidentiality
+		}
+		if rerr := l.RecordAccess(ctx, entry); rerr != nil {
+			return Disclosed{}, rerr
+		}
+		return Disclosed{}, err
 	}
 	// A card that opens no account at a kiosk discloses nothing about anyone; the kiosk
 	// server counts such misses and records them as one summary entry per window, so that
@@ -447,7 +461,10 @@ func (l *Ledger) CommandPatron(name string, raw []byte) (patronID string, card b
 		PatronID string `json:"patron_id"`
 		FineID   string `json:"fine_id"`
 	}
-	if json.Unmarshal(raw, &c) != nil {
+	// Checked against the command's schema first: plain json.Unmarshal matches names
+	// case-insensitively and keeps the last of repeated ones, so an unchecked body could
+	// name one patron here and another to the command.
+	if l.v.Command(name, raw) != nil || json.Unmarshal(raw, &c) != nil {
 		return "", false
 	}
 	_ = l.withView(func(v view) error {

@@ -14,8 +14,10 @@ const (
 	Collections       Basis = "collections"         // recovery of library materials and fines (the collections export)
 )
 
-// Bases lists every basis, in the policy's order.
-var Bases = []Basis{Card, InPerson, CaregiverWithCard, CaregiverPhotoID, CourtOrder, Collections}
+// Bases lists every basis, in the policy's order: a fresh slice each time.
+func Bases() []Basis {
+	return []Basis{Card, InPerson, CaregiverWithCard, CaregiverPhotoID, CourtOrder, Collections}
+}
 
 // Valid reports whether b is one of the bases.
 func (b Basis) Valid() bool {

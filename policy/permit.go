@@ -27,11 +27,13 @@ const (
 	ResolveProjections Action = "resolve_projections"
 )
 
-// Actions lists every action.
-var Actions = []Action{
-	CheckOut, CheckIn, Renew, ReportCardLost, IssueCard, RegisterPatron, TakePayment,
-	WaiveFine, AssessFee, DeclareLost, MarkDamaged, ClosePatron, CatalogItem,
-	ExportCollections, ReadAccessLog, ManageStaff, ReadStatistics, ReadItems, ResolveProjections,
+// Actions lists every action: a fresh slice each time, so no importer can add one.
+func Actions() []Action {
+	return []Action{
+		CheckOut, CheckIn, Renew, ReportCardLost, IssueCard, RegisterPatron, TakePayment,
+		WaiveFine, AssessFee, DeclareLost, MarkDamaged, ClosePatron, CatalogItem,
+		ExportCollections, ReadAccessLog, ManageStaff, ReadStatistics, ReadItems, ResolveProjections,
+	}
 }
 
 // Valid reports whether a is one of the actions.

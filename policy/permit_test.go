@@ -33,7 +33,7 @@ func permitCases() []permitCase {
 	}
 	var cases []permitCase
 	for _, role := range []Role{Circulation, Administrator, Auditor, Kiosk} {
-		for _, a := range Actions {
+		for _, a := range Actions() {
 			ok := false
 			for _, x := range allowed[role] {
 				ok = ok || x == a
@@ -71,16 +71,34 @@ func TestPermit(t *testing.T) {
 func TestActions(t *testing.T) {
 	t.Parallel()
 	seen := map[Action]bool{}
-	for _, a := range Actions {
+	for _, a := range Actions() {
 		if !a.Valid() || seen[a] {
 			t.Errorf("Actions has %q: valid %v, repeated %v", a, a.Valid(), seen[a])
 		}
 		seen[a] = true
 	}
 	if len(seen) != 19 {
-		t.Errorf("len(Actions) = %d, want 19", len(seen))
+		t.Errorf("len(Actions()) = %d, want 19", len(seen))
 	}
 	if Action("delete_history").Valid() {
 		t.Error(`Action("delete_history").Valid() = true, want false`)
+	}
+}
+
+// TestListsAreCopies: the lists of roles, bases and actions cannot be changed by an
+// importer, so nothing can add a role, basis or action that then validates.
+func TestListsAreCopies(t *testing.T) {
+	t.Parallel()
+	StaffRoles()[0] = "janitor"
+	Bases()[0] = "rumour"
+	Actions()[0] = "delete_history"
+	if Role("janitor").Valid() || StaffRoles()[0] != Circulation {
+		t.Error("StaffRoles() shares storage: a role was added")
+	}
+	if Basis("rumour").Valid() || Bases()[0] != Card {
+		t.Error("Bases() shares storage: a basis was added")
+	}
+	if Action("delete_history").Valid() || Actions()[0] != CheckOut {
+		t.Error("Actions() shares storage: an action was added")
 	}
 }

@@ -264,6 +264,9 @@ func decideCourtOrder(r Request) Decision {
 	if !validOrderRef(r.Evidence.OrderRef) {
 		return refuse(clauseCourtOrder, "A court order or subpoena needs its reference, 1 to 200 printable characters.")
 	}
+	if r.Facts.AccountClosed {
+		return refuse(clauseCourtOrder, "The account is closed: it has no current record, and its closed transactions were expunged, so there is nothing to release.")
+	}
 	return Decision{CurrentRecord, clauseCourtOrder, "A court order or subpoena was presented to an administrator, so the current record may be released."}
 }
 

@@ -19,15 +19,15 @@ const (
 	Kiosk         Role = "kiosk"         // a self-checkout station: the card holder's own current record
 )
 
-// StaffRoles are the roles a staff account can have.
-var StaffRoles = []Role{Circulation, Administrator, Auditor}
+// StaffRoles returns the roles a staff account can have: a fresh slice each time, so no
+// importer can add a role that then validates.
+func StaffRoles() []Role { return []Role{Circulation, Administrator, Auditor} }
 
 // Valid reports whether r is a staff role.
 func (r Role) Valid() bool {
-	for _, s := range StaffRoles {
-		if r == s {
-			return true
-		}
+	switch r {
+	case Circulation, Administrator, Auditor:
+		return true
 	}
 	return false
 }

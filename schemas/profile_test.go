@@ -1,6 +1,8 @@
 package schemas
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -35,7 +37,7 @@ func TestAgeAt(t *testing.T) {
 	if got, _ := leap.AgeAt(time.Date(2026, 3, 1, 0, 0, 0, 0, mt), mt); got != 18 {
 		t.Errorf("born 29 February, on 1 March 2026: %d, want 18", got)
 	}
-	if _, err := (Profile{BirthDate: "28/11/2008"}).AgeAt(time.Now(), mt); err == nil {
-		t.Error("AgeAt with a malformed date = nil error, want an error")
+	if _, err := (Profile{BirthDate: "28/11/2008"}).AgeAt(time.Now(), mt); !errors.Is(err, ErrBirthDate) || strings.Contains(err.Error(), "28/11") {
+		t.Errorf("AgeAt with a malformed date = %v, want ErrBirthDate, which does not quote the date", err)
 	}
 }

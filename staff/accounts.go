@@ -39,7 +39,7 @@ var (
 	// ErrBadName: a name breaks the naming rule. It does not repeat the name, which may
 	// be a password typed into the wrong field.
 	ErrBadName = schemas.Errorf(schemas.CodeInvalid, "a staff account name is 1 to 64 characters: ASCII letters, digits, '.', '_' or '-'")
-	// ErrBadRole: a role is not one of policy.StaffRoles.
+	// ErrBadRole: a role is not one of policy.StaffRoles().
 	ErrBadRole = schemas.Errorf(schemas.CodeInvalid, "a staff role is circulation, administrator or auditor")
 
 	errClosed = errors.New("staff store is closed")

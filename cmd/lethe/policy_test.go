@@ -208,7 +208,7 @@ func TestPolicyBases(t *testing.T) {
 	}
 
 	// Auditors see no patron data on any basis.
-	for _, b := range policy.Bases {
+	for _, b := range policy.Bases() {
 		if b == policy.Collections {
 			continue
 		}
@@ -755,5 +755,70 @@ func TestPlainHTTPOnlyOnLoopback(t *testing.T) {
 		func(string) string { return "" }, nil, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "--tls-cert") {
 		t.Fatalf("serve on 0.0.0.0 without TLS: %v, want a refusal naming --tls-cert", err)
+	}
+}
+
+// lastAccessEntry returns the newest entry of the access record.
+func (h *harness) lastAccessEntry() access.Listed {
+	h.t.Helper()
+	entries, err := h.s.desk.Access.List(ctxT(h.t), access.Filter{})
+	if err != nil || len(entries) == 0 {
+		h.t.Fatalf("access record: %d entries, %v", len(entries), err)
+	}
+	return entries[len(entries)-1]
+}
+
+// TestDisclosingRoutesRecordTheirErrors extends the route walk to each disclosing route's
+// error paths: a request that fails (malformed, unknown card or patron, a court order on
+// a closed account) writes exactly one access entry too, and it says refused, never
+// disclosed.
+func TestDisclosingRoutesRecordTheirErrors(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	lib := newPolicyLibrary(h)
+	// An account closed with its card: nothing open, so close_patron succeeds.
+	closedCard := "21000000000897"
+	closed := h.register(closedCard, "Cy Closed", "1975-05-05")
+	mustDesk[schemas.Accepted](h, schemas.CmdClosePatron, schemas.ClosePatron{CommandID: cmdID(), PatronID: closed})
+	id := func() string { return `"command_id":"` + cmdID() + `"` }
+	unknown := `"` + cmdID() + `"`
+	cases := []struct {
+		name, method, path, body string
+		as                       string
+		status                   int
+	}{
+		{"lookup, malformed", http.MethodPost, "/api/patrons/lookup", `{"basis":`, clerk, 400},
+		{"lookup, unknown field", http.MethodPost, "/api/patrons/lookup", `{"basis":"card","card":"` + lib.adultCard + `","x":1}`, clerk, 400},
+		{"lookup, unknown card", http.MethodPost, "/api/patrons/lookup", `{"basis":"card","card":"21000000000890"}`, clerk, 403},
+		{"lookup, wrong birth date", http.MethodPost, "/api/patrons/lookup", `{"basis":"in_person","name":"Ada Adult","birth_date":"1970-04-05","photo_id_checked":true}`, clerk, 403},
+		{"lookup, court order on a closed account's card", http.MethodPost, "/api/patrons/lookup", `{"basis":"court_order","card":"` + closedCard + `","order_ref":"DV-26-118"}`, adminName, 403},
+		{"lookup, court order on an unknown name", http.MethodPost, "/api/patrons/lookup", `{"basis":"court_order","name":"Nobody Here","order_ref":"DV-26-119"}`, adminName, 403},
+		{"checkout, malformed", http.MethodPost, "/api/desk/checkout", `{` + id() + `,"card":1}`, clerk, 400},
+		{"checkout, unknown card", http.MethodPost, "/api/desk/checkout", `{` + id() + `,"card":"21000000000891","barcode":"P3"}`, clerk, 404},
+		{"checkout, closed account", http.MethodPost, "/api/desk/checkout", `{` + id() + `,"card":"` + closedCard + `","barcode":"P3"}`, clerk, 403},
+		{"renew, unknown card", http.MethodPost, "/api/desk/renew", `{` + id() + `,"card":"21000000000892","barcode":"P3"}`, clerk, 404},
+		{"report lost, malformed", http.MethodPost, "/api/desk/report-card-lost", `{` + id() + `}`, clerk, 400},
+		{"issue card, unknown patron", http.MethodPost, "/api/desk/issue-card", `{` + id() + `,"patron_id":` + unknown + `,"card":"21000000000893"}`, clerk, 404},
+		{"pay fine, unknown fine", http.MethodPost, "/api/desk/pay-fine", `{` + id() + `,"fine_id":` + unknown + `,"amount_cents":100}`, clerk, 404},
+		{"waive fine, unknown fine", http.MethodPost, "/api/desk/waive-fine", `{` + id() + `,"fine_id":` + unknown + `}`, adminName, 404},
+		{"assess fee, unknown patron", http.MethodPost, "/api/desk/assess-fee", `{` + id() + `,"patron_id":` + unknown + `,"amount_cents":150}`, clerk, 404},
+		{"close patron, with open loans", http.MethodPost, "/api/desk/close-patron", `{` + id() + `,"patron_id":"` + lib.adult + `"}`, adminName, 409},
+		{"collections, bad threshold", http.MethodGet, "/api/collections?min_owed_cents=x", "", adminName, 400},
+		{"access log, bad limit", http.MethodGet, "/api/access-log?limit=0", "", adminName, 400},
+	}
+	for _, c := range cases {
+		before := h.accessEntries()
+		var body []byte
+		if c.body != "" {
+			body = []byte(c.body)
+		}
+		status, got := h.requestAs(c.as, c.method, c.path, body)
+		if status != c.status {
+			t.Errorf("%s = %d %s, want %d", c.name, status, got, c.status)
+		}
+		checkEntries(t, h, c.name, before, true)
+		if e := h.lastAccessEntry(); e.Outcome != access.Refused {
+			t.Errorf("%s recorded outcome %q, want %q", c.name, e.Outcome, access.Refused)
+		}
 	}
 }
