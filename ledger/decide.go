@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 	"time"
 
@@ -87,20 +86,6 @@ func (l view) expectOn(subject string) (Expect, error) {
 	return Expect{Subject: subject, Seq: seq}, err
 }
 
-// newTxnKey creates a transaction's key and an undo that destroys it.
-func (l *Ledger) newTxnKey(txnID string) ([]byte, func(), error) {
-	key, err := l.keys.Create(keystore.Transaction, txnID)
-	if err != nil {
-		return nil, nil, fmt.Errorf("create transaction key: %w", err)
-	}
-	undo := func() {
-		if err := l.keys.Destroy(keystore.Transaction, txnID); err != nil {
-			l.cfg.Logger.Error("destroy unused transaction key", "err", err)
-		}
-	}
-	return key, undo, nil
-}
-
 func (l *Ledger) checkOut(at Station, c schemas.CheckOut) decider {
 	return func(l view) (plan, error) {
 		now := l.cfg.Now()
@@ -133,21 +118,19 @@ func (l *Ledger) checkOut(at Station, c schemas.CheckOut) decider {
 			return plan{}, err
 		}
 		txnID := newID()
-		key, undo, err := l.newTxnKey(txnID)
-		if err != nil {
-			return plan{}, err
+		seal := func(key []byte) ([]schemas.Event, error) {
+			ev, err := l.sealedEvent(at, schemas.TypeItemCheckedOut, subject, now, key, p.ID, txnID, func(sealed schemas.Sealed) any {
+				return schemas.ItemCheckedOut{
+					TxnID: txnID, Barcode: c.Barcode, Patron: sealed,
+					Branch: at.Branch, Station: at.ID, Due: now.Add(l.cfg.Rules.LoanPeriod()),
+				}
+			})
+			return []schemas.Event{ev}, err
 		}
-		ev, err := l.sealedEvent(at, schemas.TypeItemCheckedOut, subject, now, key, p.ID, txnID, func(sealed schemas.Sealed) any {
-			return schemas.ItemCheckedOut{
-				TxnID: txnID, Barcode: c.Barcode, Patron: sealed,
-				Branch: at.Branch, Station: at.ID, Due: now.Add(l.cfg.Rules.LoanPeriod()),
-			}
-		})
-		if err != nil {
-			undo()
-			return plan{}, err
-		}
-		return plan{expect: expect, events: []schemas.Event{ev}, undo: undo}, nil
+		// The loan limit, the block and the account being open are the patron's, not the
+		// item subject's: decided under the patron's lock.
+		return plan{expect: expect, locks: []string{patronLock(p.ID)},
+			key: &newKey{kind: keystore.Transaction, id: txnID, seal: seal}}, nil
 	}
 }
 
@@ -239,7 +222,14 @@ func (l view) oneEvent(at Station, typ, subject string, data any) (plan, error) 
 }
 
 // closeIfSettled appends transaction.closed to p if, after p, nothing is open in t.
+//
+// Every command that ends a loan or changes a fine goes through here, and holds the
+// transaction's patron's lock: what the patron owes and has open is read by decisions
+// on other subjects (a checkout's block, closing the account).
 func (l *Ledger) closeIfSettled(at Station, t Txn, subject string, now time.Time, p plan) (plan, error) {
+	if t.PatronID != "" {
+		p.locks = append(p.locks, patronLock(t.PatronID))
+	}
 	if !t.Settled() {
 		return p, nil
 	}
@@ -289,7 +279,8 @@ func (l *Ledger) renew(at Station, c schemas.Renew) decider {
 		if err != nil {
 			return plan{}, err
 		}
-		return plan{expect: expect, events: []schemas.Event{ev}}, nil
+		// The block on fines owed is the patron's standing, changed on other subjects.
+		return plan{expect: expect, events: []schemas.Event{ev}, locks: []string{patronLock(p.ID)}}, nil
 	}
 }
 
@@ -389,18 +380,15 @@ func (l *Ledger) assessFee(at Station, c schemas.AssessFee) decider {
 		}
 		txnID, fineID := newID(), newID()
 		subject := FeeSubject(fineID)
-		key, undo, err := l.newTxnKey(txnID)
-		if err != nil {
-			return plan{}, err
+		seal := func(key []byte) ([]schemas.Event, error) {
+			ev, err := l.sealedEvent(at, schemas.TypeFineAssessed, subject, now, key, p.ID, txnID, func(sealed schemas.Sealed) any {
+				return schemas.FineAssessed{TxnID: txnID, FineID: fineID, Reason: schemas.ReasonFee, AmountCents: c.AmountCents, Patron: &sealed}
+			})
+			return []schemas.Event{ev}, err
 		}
-		ev, err := l.sealedEvent(at, schemas.TypeFineAssessed, subject, now, key, p.ID, txnID, func(sealed schemas.Sealed) any {
-			return schemas.FineAssessed{TxnID: txnID, FineID: fineID, Reason: schemas.ReasonFee, AmountCents: c.AmountCents, Patron: &sealed}
-		})
-		if err != nil {
-			undo()
-			return plan{}, err
-		}
-		return plan{expect: Expect{Subject: subject}, events: []schemas.Event{ev}, undo: undo}, nil
+		// A fee for an account being closed must not open a transaction on it.
+		return plan{expect: Expect{Subject: subject}, locks: []string{patronLock(p.ID)},
+			key: &newKey{kind: keystore.Transaction, id: txnID, seal: seal}}, nil
 	}
 }
 
@@ -496,31 +484,23 @@ func (l *Ledger) register(at Station, c schemas.RegisterPatron) decider {
 		}
 		id := newID()
 		subject := PatronSubject(id)
-		key, err := l.keys.Create(keystore.Profile, id)
-		if err != nil {
-			return plan{}, fmt.Errorf("create profile key: %w", err)
-		}
-		undo := func() {
-			if err := l.keys.Destroy(keystore.Profile, id); err != nil {
-				l.cfg.Logger.Error("destroy unused profile key", "err", err)
+		seal := func(key []byte) ([]schemas.Event, error) {
+			sealed, err := sealProfile(key, id, c.Profile)
+			if err != nil {
+				return nil, err
 			}
-		}
-		sealed, err := sealProfile(key, id, c.Profile)
-		var events []schemas.Event
-		if err == nil {
-			var ev schemas.Event
-			ev, err = l.event(at, schemas.TypePatronRegistered, subject, now, schemas.PatronRegistered{PatronID: id, HomeBranch: c.HomeBranch, Profile: sealed})
-			events = append(events, ev)
-			if err == nil && hash != "" {
-				ev, err = l.event(at, schemas.TypeCardIssued, subject, now, schemas.CardIssued{PatronID: id, CardHash: hash})
-				events = append(events, ev)
+			ev, err := l.event(at, schemas.TypePatronRegistered, subject, now, schemas.PatronRegistered{PatronID: id, HomeBranch: c.HomeBranch, Profile: sealed})
+			if err != nil || hash == "" {
+				return []schemas.Event{ev}, err
 			}
+			card, err := l.event(at, schemas.TypeCardIssued, subject, now, schemas.CardIssued{PatronID: id, CardHash: hash})
+			return []schemas.Event{ev, card}, err
 		}
-		if err != nil {
-			undo()
-			return plan{}, err
+		p := plan{expect: Expect{Subject: subject}, key: &newKey{kind: keystore.Profile, id: id, seal: seal}}
+		if hash != "" {
+			p.locks = []string{cardLock(hash)} // one card, one account: two new patrons' subjects
 		}
-		return plan{expect: Expect{Subject: subject}, events: events, undo: undo}, nil
+		return p, nil
 	}
 }
 
@@ -534,7 +514,9 @@ func (l *Ledger) issueCard(at Station, c schemas.IssueCard) decider {
 		if err := l.cardFree(hash); err != nil {
 			return plan{}, err
 		}
-		return l.oneEvent(at, schemas.TypeCardIssued, PatronSubject(p.ID), schemas.CardIssued{PatronID: p.ID, CardHash: hash})
+		pl, err := l.oneEvent(at, schemas.TypeCardIssued, PatronSubject(p.ID), schemas.CardIssued{PatronID: p.ID, CardHash: hash})
+		pl.locks = []string{cardLock(hash)} // a card issued to two accounts at once
+		return pl, err
 	}
 }
 
@@ -566,6 +548,10 @@ func (l *Ledger) closePatron(at Station, c schemas.ClosePatron) decider {
 		if len(p.Txns) > 0 {
 			return plan{}, schemas.Errorf(schemas.CodeConflict, "the account has open loans or fines")
 		}
-		return l.oneEvent(at, schemas.TypePatronClosed, PatronSubject(p.ID), schemas.PatronClosed{PatronID: p.ID})
+		// "No open loans or fines" is about the subjects of every loan and fee: decided
+		// under the patron's lock, which every command opening one holds.
+		pl, err := l.oneEvent(at, schemas.TypePatronClosed, PatronSubject(p.ID), schemas.PatronClosed{PatronID: p.ID})
+		pl.locks = []string{patronLock(p.ID)}
+		return pl, err
 	}
 }

@@ -335,7 +335,7 @@ type Debtor struct {
 type DebtItem struct {
 	Barcode     string    `json:"barcode,omitempty"`
 	Title       string    `json:"title,omitempty"`
-	Status      string    `json:"status"` // "overdue", "lost", "damaged" or "fee"
+	Status      string    `json:"status"` // "overdue" (on loan past due), "fine" (returned late), "lost", "damaged" or "fee"
 	Due         time.Time `json:"due,omitzero"`
 	DaysOverdue int       `json:"days_overdue,omitempty"`
 	OwedCents   int64     `json:"owed_cents"`
@@ -354,9 +354,14 @@ func (l *Ledger) Collections(ctx context.Context, req CollectionsRequest) ([]Deb
 		}
 		return nil, dec, schemas.Errorf(schemas.CodeForbidden, "refused under Policy 1002 (%s): %s", dec.Clause.ID, dec.Reason)
 	}
+	type owing struct {
+		patron Patron
+		debts  Debtor
+	}
 	var (
 		debtors []Debtor
 		ids     []string
+		found   []owing
 	)
 	err := l.withView(func(v view) error {
 		byPatron := map[string][]Txn{}
@@ -370,19 +375,35 @@ func (l *Ledger) Collections(ctx context.Context, req CollectionsRequest) ([]Deb
 			return err
 		}
 		for id, txns := range byPatron {
-			d, ok, err := v.debtor(id, txns, now, req)
+			d, ok, err := v.debts(txns, now, req)
 			if err != nil {
 				return err
 			}
-			if ok {
-				debtors = append(debtors, d)
-				ids = append(ids, id)
+			if !ok {
+				continue
 			}
+			p, err := v.st.Patron(id)
+			if err != nil {
+				return err
+			}
+			found = append(found, owing{p, d})
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, dec, err
+	}
+	// Profiles are opened once the view is released: a scan that decrypts every debtor's
+	// profile must not hold up the projector and every decision.
+	for _, o := range found {
+		d, ok, err := l.contact(o.patron, o.debts, now)
+		if err != nil {
+			return nil, dec, err
+		}
+		if ok {
+			debtors = append(debtors, d)
+			ids = append(ids, o.patron.ID)
+		}
 	}
 	entry.Patrons = ids
 	if err := l.RecordAccess(ctx, entry); err != nil {
@@ -397,22 +418,28 @@ func (l *Ledger) Collections(ctx context.Context, req CollectionsRequest) ([]Deb
 	return debtors, dec, nil
 }
 
-// debtor builds an account's collections row, and reports whether it meets the thresholds.
-func (l view) debtor(patronID string, txns []Txn, now time.Time, req CollectionsRequest) (Debtor, bool, error) {
+// debts builds an account's collections row without its contact details, and reports
+// whether it meets the thresholds.
+func (l view) debts(txns []Txn, now time.Time, req CollectionsRequest) (Debtor, bool, error) {
 	var (
 		d         = Debtor{Items: []DebtItem{}}
 		longest   int
 		recovered bool // something is to recover: an overdue or lost item, or a charge
 	)
+	title := func(barcode string) string {
+		if barcode == "" {
+			return ""
+		}
+		if it, err := l.st.Item(barcode); err == nil {
+			return it.Title
+		}
+		return ""
+	}
 	for _, t := range txns {
 		if t.Loan == LoanOpen && now.After(t.Due) {
 			days := int(now.Sub(t.Due) / l.cfg.Rules.Day)
 			accrued := l.cfg.Rules.OverdueFine(t.Due, now)
-			item := DebtItem{Barcode: t.Barcode, Status: "overdue", Due: t.Due, DaysOverdue: days, OwedCents: accrued}
-			if it, err := l.st.Item(t.Barcode); err == nil {
-				item.Title = it.Title
-			}
-			d.Items = append(d.Items, item)
+			d.Items = append(d.Items, DebtItem{Barcode: t.Barcode, Title: title(t.Barcode), Status: "overdue", Due: t.Due, DaysOverdue: days, OwedCents: accrued})
 			d.OwedCents += accrued
 			longest = max(longest, days)
 			recovered = true
@@ -421,13 +448,13 @@ func (l view) debtor(patronID string, txns []Txn, now time.Time, req Collections
 			if f.RemainingCents <= 0 {
 				continue
 			}
-			item := DebtItem{Barcode: t.Barcode, Status: f.Reason, OwedCents: f.RemainingCents}
-			if t.Barcode != "" {
-				if it, err := l.st.Item(t.Barcode); err == nil {
-					item.Title = it.Title
-				}
+			status := f.Reason
+			if status == schemas.ReasonOverdue {
+				// The item is back (an item still out is listed above, with its due date):
+				// what is owed is the fine for its late return.
+				status = "fine"
 			}
-			d.Items = append(d.Items, item)
+			d.Items = append(d.Items, DebtItem{Barcode: t.Barcode, Title: title(t.Barcode), Status: status, OwedCents: f.RemainingCents})
 			d.OwedCents += f.RemainingCents
 			recovered = true
 		}
@@ -435,11 +462,13 @@ func (l view) debtor(patronID string, txns []Txn, now time.Time, req Collections
 	if !recovered || (d.OwedCents < req.MinOwedCents && longest < req.MinDaysOverdue) {
 		return Debtor{}, false, nil
 	}
-	p, err := l.st.Patron(patronID)
-	if err != nil {
-		return Debtor{}, false, err
-	}
-	profile, err := OpenProfile(l.keys, patronID, p.Profile)
+	return d, true, nil
+}
+
+// contact completes a collections row with what recovery needs from the profile. It
+// reports false for an account whose profile key is gone (closed meanwhile).
+func (l *Ledger) contact(p Patron, d Debtor, now time.Time) (Debtor, bool, error) {
+	profile, err := OpenProfile(l.keys, p.ID, p.Profile)
 	if errors.Is(err, keystore.ErrNotFound) {
 		return Debtor{}, false, nil
 	} else if err != nil {

@@ -79,6 +79,7 @@ type Ledger struct {
 	st     State
 	keys   *keystore.Store
 	v      *schemas.Validator
+	locks  *locks
 }
 
 // New returns a Ledger appending to the CIRC stream through nc, deciding against st.
@@ -94,6 +95,7 @@ func New(nc *nats.Conn, stream jetstream.Stream, st State, keys *keystore.Store,
 		st:     st,
 		keys:   keys,
 		v:      v,
+		locks:  newLocks(),
 	}, nil
 }
 
@@ -160,6 +162,40 @@ type plan struct {
 	expect Expect
 	events []schemas.Event
 	undo   func()
+	// locks name what the decision relies on beyond its own subject (a patron, a card):
+	// the command runs holding them (serial.go).
+	locks []string
+	// key, when set, is a new key the events are sealed under. It is created, synced, once
+	// the decision's view is released (a sync under the view would hold up the projector
+	// and every other decision); seal then builds the events with it.
+	key *newKey
+}
+
+// newKey is a key a plan needs and the events sealed under it.
+type newKey struct {
+	kind keystore.Kind
+	id   string
+	seal func(key []byte) ([]schemas.Event, error)
+}
+
+// createKey creates the plan's key and seals its events, outside any view. If the events
+// are then not appended, undo destroys the key.
+func (l *Ledger) createKey(p *plan) error {
+	k := p.key
+	key, err := l.keys.Create(k.kind, k.id)
+	if err != nil {
+		return fmt.Errorf("create %s key: %w", k.kind, err)
+	}
+	p.undo = func() {
+		if err := l.keys.Destroy(k.kind, k.id); err != nil {
+			l.cfg.Logger.Error("destroy unused key", "kind", k.kind, "err", err)
+		}
+	}
+	if p.events, err = k.seal(key); err != nil {
+		p.undo()
+		return err
+	}
+	return nil
 }
 
 // decider decides a command against one consistent view of the state. It is called again,
@@ -197,6 +233,8 @@ const maxAttempts = 8
 // already on the stream is answered from the events it appended if cmd is the same command
 // (answerAgain), and refused otherwise.
 func (l *Ledger) run(ctx context.Context, name, commandID string, cmd any, decide decider) (any, error) {
+	h := held{l: l.locks}
+	defer func() { h.release() }()
 	for range maxAttempts {
 		if err := l.st.Stopped(); err != nil {
 			return nil, err // no decision against projections that stopped
@@ -234,6 +272,18 @@ func (l *Ledger) run(ctx context.Context, name, commandID string, cmd any, decid
 		}
 		if err != nil {
 			return nil, err
+		}
+		if !h.covers(p.locks) {
+			// The decision relies on a patron or card another command may be deciding on
+			// too: take their locks and decide again, on a state that includes whatever
+			// the other command appended (serial.go).
+			h = l.locks.acquire(h, p.locks)
+			continue
+		}
+		if p.key != nil {
+			if err := l.createKey(&p); err != nil {
+				return nil, err
+			}
 		}
 		for i := range p.events {
 			p.events[i].CommandID = commandID

@@ -783,7 +783,10 @@ func (a *applier) linkTxn(patronID, txnID string) error {
 	}
 	p, err := a.patron(patronID)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return nil
+		// The ledger decides every transaction under its patron's lock against an open
+		// account (ledger/serial.go): one for an account that is gone breaks an invariant,
+		// and is not papered over.
+		return errors.New("a transaction for an account that is closed or unknown")
 	} else if err != nil {
 		return err
 	}

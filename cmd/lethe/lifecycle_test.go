@@ -452,3 +452,68 @@ func TestRetriedOfflineReturnAppliedOnce(t *testing.T) {
 		t.Fatalf("command after the window = %v, %v; want forgotten", seqs, err)
 	}
 }
+
+// TestPatronRulesHoldUnderRaces races commands whose rules span subjects: two checkouts
+// for one patron past a loan limit of 1, a checkout against closing the account, and two
+// registrations with one card. Each appends on a different subject, so the stream's
+// expectations alone let both through; the ledger serialises them per patron and card.
+func TestPatronRulesHoldUnderRaces(t *testing.T) {
+	t.Parallel()
+	rules := ledger.Rules{MaxLoans: 1}
+	h := newHarness(t, withRules(rules))
+	const rounds = 15
+	both := func(f0, f1 func() schemas.Reply) (schemas.Reply, schemas.Reply) {
+		var wg sync.WaitGroup
+		var r0, r1 schemas.Reply
+		wg.Go(func() { r0 = f0() })
+		wg.Go(func() { r1 = f1() })
+		wg.Wait()
+		return r0, r1
+	}
+	for round := range rounds {
+		// The loan limit: two items at once, at two kiosks.
+		card := fmt.Sprintf("210000000010%02d", round)
+		h.register(card, "Li Limit", "1980-01-01")
+		a, b := fmt.Sprintf("LA%d", round), fmt.Sprintf("LB%d", round)
+		h.catalog(a, 100)
+		h.catalog(b, 100)
+		r0, r1 := both(
+			func() schemas.Reply { return h.kiosk("k1", schemas.CmdCheckOut, schemas.CheckOut{CommandID: cmdID(), Card: card, Barcode: a}) },
+			func() schemas.Reply { return h.kiosk("k2", schemas.CmdCheckOut, schemas.CheckOut{CommandID: cmdID(), Card: card, Barcode: b}) },
+		)
+		if r0.OK && r1.OK {
+			t.Fatalf("round %d: both checkouts passed a loan limit of 1", round)
+		}
+		if !r0.OK && !r1.OK {
+			t.Fatalf("round %d: both checkouts refused: %+v, %+v", round, r0.Error, r1.Error)
+		}
+
+		// A checkout against closing the account.
+		card2 := fmt.Sprintf("210000000020%02d", round)
+		patron := h.register(card2, "Cy Closing", "1980-01-01")
+		c := fmt.Sprintf("LC%d", round)
+		h.catalog(c, 100)
+		out, closed := both(
+			func() schemas.Reply { return h.kiosk("k3", schemas.CmdCheckOut, schemas.CheckOut{CommandID: cmdID(), Card: card2, Barcode: c}) },
+			func() schemas.Reply {
+				status, body := h.desk(schemas.CmdClosePatron, schemas.ClosePatron{CommandID: cmdID(), PatronID: patron})
+				return schemas.Reply{OK: status == 200, Result: body}
+			},
+		)
+		if out.OK && closed.OK {
+			t.Fatalf("round %d: a checkout and the close of its account both passed", round)
+		}
+
+		// Two registrations with one card.
+		card3 := fmt.Sprintf("210000000030%02d", round)
+		reg := func() schemas.Reply {
+			status, body := h.desk(schemas.CmdRegisterPatron, schemas.RegisterPatron{CommandID: cmdID(), HomeBranch: "main", Card: card3,
+				Profile: schemas.Profile{Name: "Du Plicate", BirthDate: "1980-01-01"}})
+			return schemas.Reply{OK: status == 200, Result: body}
+		}
+		if r0, r1 := both(reg, reg); r0.OK == r1.OK {
+			t.Fatalf("round %d: two registrations with one card: ok %v and %v, want exactly one", round, r0.OK, r1.OK)
+		}
+	}
+	h.assertRebuildEqual()
+}

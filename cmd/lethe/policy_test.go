@@ -442,6 +442,27 @@ func TestCollectionsExport(t *testing.T) {
 	if status, _ := h.requestAs(clerk, http.MethodGet, "/api/collections", nil); status != 403 {
 		t.Errorf("collections as circulation staff = %d, want 403", status)
 	}
+	// An overdue item returned late is owed as a fine, not listed as overdue.
+	if fine := h.checkin("P1").FineCents; fine == 0 {
+		t.Fatal("the late return of P1 assessed no fine")
+	}
+	if status := h.get("/api/collections?min_owed_cents=1&min_days_overdue=0", &out); status != 200 {
+		t.Fatalf("collections = %d", status)
+	}
+	var p1 []ledger.DebtItem
+	for _, d := range out.Accounts {
+		for _, it := range d.Items {
+			if it.Status == "overdue" && it.Due.IsZero() {
+				t.Errorf("item %s listed overdue without a due date", it.Barcode)
+			}
+			if it.Barcode == "P1" {
+				p1 = append(p1, it)
+			}
+		}
+	}
+	if len(p1) != 1 || p1[0].Status != "fine" || p1[0].OwedCents == 0 {
+		t.Errorf("P1 after its late return = %+v, want one fine", p1)
+	}
 }
 
 // TestAccessLogForgetsClosedAccounts: an administrator lists and filters the access
