@@ -75,5 +75,5 @@ func (h held) release() {
 }
 
 // patronLock and cardLock are the keys of plan.locks.
-func patronLock(id string) string  { return "p/" + id }
-func cardLock(hash string) string  { return "c/" + hash }
+func patronLock(id string) string { return "p/" + id }
+func cardLock(hash string) string { return "c/" + hash }

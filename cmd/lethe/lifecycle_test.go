@@ -478,8 +478,12 @@ func TestPatronRulesHoldUnderRaces(t *testing.T) {
 		h.catalog(a, 100)
 		h.catalog(b, 100)
 		r0, r1 := both(
-			func() schemas.Reply { return h.kiosk("k1", schemas.CmdCheckOut, schemas.CheckOut{CommandID: cmdID(), Card: card, Barcode: a}) },
-			func() schemas.Reply { return h.kiosk("k2", schemas.CmdCheckOut, schemas.CheckOut{CommandID: cmdID(), Card: card, Barcode: b}) },
+			func() schemas.Reply {
+				return h.kiosk("k1", schemas.CmdCheckOut, schemas.CheckOut{CommandID: cmdID(), Card: card, Barcode: a})
+			},
+			func() schemas.Reply {
+				return h.kiosk("k2", schemas.CmdCheckOut, schemas.CheckOut{CommandID: cmdID(), Card: card, Barcode: b})
+			},
 		)
 		if r0.OK && r1.OK {
 			t.Fatalf("round %d: both checkouts passed a loan limit of 1", round)
@@ -494,7 +498,9 @@ func TestPatronRulesHoldUnderRaces(t *testing.T) {
 		c := fmt.Sprintf("LC%d", round)
 		h.catalog(c, 100)
 		out, closed := both(
-			func() schemas.Reply { return h.kiosk("k3", schemas.CmdCheckOut, schemas.CheckOut{CommandID: cmdID(), Card: card2, Barcode: c}) },
+			func() schemas.Reply {
+				return h.kiosk("k3", schemas.CmdCheckOut, schemas.CheckOut{CommandID: cmdID(), Card: card2, Barcode: c})
+			},
 			func() schemas.Reply {
 				status, body := h.desk(schemas.CmdClosePatron, schemas.ClosePatron{CommandID: cmdID(), PatronID: patron})
 				return schemas.Reply{OK: status == 200, Result: body}
