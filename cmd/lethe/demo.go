@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
@@ -34,7 +35,8 @@ type demoTotals struct {
 
 func cmdDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	f := newFlags("demo", getenv, stderr)
-	build := serviceFlags(f, "", "10s") // a short erasure window, to watch it in a short demo
+	// A short erasure window, to watch it in a short demo; no NATS port unless asked for.
+	build := serviceFlags(f, "", "10s", "off")
 	duration := f.Duration("duration", 0, "how long the simulated kiosks run; 0 runs until Ctrl-C")
 	items := f.Int("items", 2000, "items to catalog")
 	patrons := f.Int("patrons", 300, "patrons to register (some minors, with caregivers)")
@@ -55,7 +57,6 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 		defer os.RemoveAll(dir)
 		cfg.Data = dir
 	}
-	cfg.NATSListen = "off"
 	cfg.Rules.Day = *day
 	cfg.Rules.LoanDays = 7
 	cfg.RulesInterval = *day
@@ -76,6 +77,14 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 	lib, err := seedLibrary(ctx, s, *items, *patrons, stderr)
 	if err != nil {
 		return err
+	}
+	if url := s.natsURL(); url != "" {
+		// With --nats-listen, a visitor can be a kiosk too, with credentials of its own.
+		path, err := demoKiosk(s, cfg.Data, url)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "kiosk API: %s; be a kiosk: lethe kiosk --nats-url %s --nats-creds %s info %s\n", url, url, path, lib.cards[0])
 	}
 	runCtx := ctx
 	if *duration > 0 {
@@ -317,4 +326,27 @@ func demoAccount(data string) (string, error) {
 		err = cerr
 	}
 	return password, err
+}
+
+// demoKiosk makes kiosk main/visitor in the demo's data directory and writes its
+// credentials file there.
+func demoKiosk(s *service, data, url string) (string, error) {
+	id, seed, err := identity.Open(data).Add(identity.Kiosk, "main", "visitor", time.Now())
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(data, "visitor.nk")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", err
+	}
+	err = identity.WriteCredentials(f, id, seed, url)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", err
+	}
+	_, err = s.auth.reload()
+	return path, err
 }

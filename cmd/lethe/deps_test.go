@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -28,7 +29,11 @@ const module = "github.com/imagineif/lethe/"
 // against allowedImports: nothing imports cmd/, and only cmd/ imports nats-server.
 func TestDependencyDirection(t *testing.T) {
 	t.Parallel()
-	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", module+"...").Output()
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", module+"...")
+	// The caller's GOFLAGS (-race, -tags, -mod) must not change what is listed or make go
+	// list fail.
+	cmd.Env = append(os.Environ(), "GOFLAGS=")
+	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}

@@ -215,7 +215,7 @@ func TestHTTPLimitFlags(t *testing.T) {
 	} {
 		var stderr syncBuffer
 		f := newFlags("serve", func(k string) string { return c.env[k] }, &stderr)
-		build := serviceFlags(f, t.TempDir(), "60s")
+		build := serviceFlags(f, t.TempDir(), "60s", "127.0.0.1:4222")
 		if err := f.parse(c.args); err != nil {
 			t.Fatalf("parse(%q): %v", c.args, err)
 		}

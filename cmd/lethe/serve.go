@@ -327,11 +327,12 @@ func (s *service) setErr(err error) {
 // failed is closed when a part fails (or the service is stopping).
 func (s *service) failed() <-chan struct{} { return s.runCtx.Done() }
 
-// serviceFlags declares the flags shared by serve and demo.
-func serviceFlags(f flags, dataDefault, sweepDefault string) func() (serviceConfig, error) {
+// serviceFlags declares the flags shared by serve and demo, with the defaults that differ
+// between them.
+func serviceFlags(f flags, dataDefault, sweepDefault, natsListenDefault string) func() (serviceConfig, error) {
 	data := f.str("data", dataDefault, "data directory")
 	natsURL := f.str("nats-url", "", "external NATS server or cluster; empty runs an embedded server")
-	listen := f.str("nats-listen", "127.0.0.1:4222", "embedded NATS client listener for kiosks and auditors, or 'off'")
+	listen := f.str("nats-listen", natsListenDefault, "embedded NATS client listener for kiosks and auditors, or 'off'")
 	httpAddr := f.str("http", "127.0.0.1:8080", "staff HTTP API address, or 'off'")
 	sync := f.str("sync", "always", "'always' to fsync before every acknowledgement, or a sync interval such as 2m (loses acknowledged events on power loss)")
 	replicas := f.str("replicas", "1", "stream replicas when creating the stream in an external cluster (3 for a cluster)")
@@ -443,7 +444,7 @@ func readRules(path string) (ledger.Rules, error) {
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	f := newFlags("serve", getenv, stderr)
-	build := serviceFlags(f, "./lethe-data", "60s")
+	build := serviceFlags(f, "./lethe-data", "60s", "127.0.0.1:4222")
 	if err := f.parse(args); err != nil {
 		return err
 	}
