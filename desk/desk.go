@@ -192,7 +192,7 @@ func requester(r *http.Request) ledger.Requester {
 
 func (s *Server) logger() *slog.Logger {
 	if s.Logger == nil {
-		return slog.Default()
+		return slog.New(slog.DiscardHandler)
 	}
 	return s.Logger
 }

@@ -32,7 +32,7 @@ import (
 type Config struct {
 	SweepInterval time.Duration         // erasure sweep period, the erasure window; default 60s
 	Now           func() time.Time      // clock; default time.Now
-	Logger        *slog.Logger          // default slog.Default()
+	Logger        *slog.Logger          // default: discard
 	Registerer    prometheus.Registerer // where lag histograms are registered; nil: not registered
 }
 
@@ -69,7 +69,7 @@ func New(keys *keystore.Store, proj *projections.Store, led *ledger.Ledger, cfg 
 		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Expunger{cfg: cfg, keys: keys, proj: proj, led: led,
 		expungeLag: newLagWindow(10000), erasureLag: newLagWindow(10000),

@@ -22,7 +22,7 @@ type Config struct {
 	Now        func() time.Time // clock; default time.Now
 	Location   *time.Location   // the library's time zone, for ages; default time.Local
 	AckTimeout time.Duration    // how long to wait for the stream's acknowledgement; default 5s
-	Logger     *slog.Logger     // default slog.Default()
+	Logger     *slog.Logger     // default: discard
 	// Recorder keeps the access record: every disclosure of a patron's data, and every
 	// refusal, is recorded before anything is disclosed. Without one, nothing is disclosed.
 	Recorder Recorder
@@ -40,7 +40,7 @@ func (c Config) withDefaults() Config {
 		c.AckTimeout = 5 * time.Second
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
 }

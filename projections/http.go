@@ -55,7 +55,7 @@ func (a *API) Handlers() map[string]http.HandlerFunc {
 
 func (a *API) logger() *slog.Logger {
 	if a.Logger == nil {
-		return slog.Default()
+		return slog.New(slog.DiscardHandler)
 	}
 	return a.Logger
 }

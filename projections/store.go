@@ -20,7 +20,7 @@ import (
 // comment.
 type Config struct {
 	Location *time.Location // the library's time zone, for daily statistics; default time.Local
-	Logger   *slog.Logger   // default slog.Default()
+	Logger   *slog.Logger   // default: discard (a default logger is a leak waiting to happen)
 }
 
 // Store holds the read models. It implements ledger.State.
@@ -55,7 +55,7 @@ func Open(dir string, keys *keystore.Store, v *schemas.Validator, cfg Config) (*
 		cfg.Location = time.Local
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	db, err := pebble.Open(dir, keystore.PebbleOptions(cfg.Logger))
 	if err != nil {
