@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/imagineif/lethe/identity"
@@ -164,9 +165,14 @@ func prepareDataDir(dir string, existing bool, logger *slog.Logger) error {
 	return nil
 }
 
-// inUse explains Pebble's lock error: another process has the data directory open.
+// inUse explains Pebble's lock error: another process has the data directory open. Only
+// the lock's own errors count: fcntl refusing (EAGAIN or EACCES, unwrapped by Pebble), or
+// this process holding it already. Matching "lock" in the text took a damaged table
+// ("block checksum mismatch") for a second server.
 func inUse(dir string, err error) error {
-	if strings.Contains(err.Error(), "resource temporarily unavailable") || strings.Contains(err.Error(), "lock") {
+	var pe *fs.PathError
+	held := !errors.As(err, &pe) && (errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES))
+	if held || strings.Contains(err.Error(), "lock held by current process") {
 		return fmt.Errorf("data directory %s is in use by another lethe process (stop it first): %w", dir, err)
 	}
 	return err
