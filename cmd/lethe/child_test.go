@@ -35,6 +35,9 @@ func TestMain(m *testing.M) {
 	case "pebble-fatal":
 		pebbleFatalChild()
 		os.Exit(0) // Fatalf returned, which it must not
+	case "pebble-full":
+		pebbleFullChild(os.Getenv("LETHE_FULL_DIR"))
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
