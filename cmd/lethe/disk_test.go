@@ -183,10 +183,11 @@ func TestStartOnFullDisk(t *testing.T) {
 
 // TestDiskFull fills the data directory's disk under a running Lethe. Below the minimum
 // free, kiosk and desk commands and disclosures are refused with unavailable naming the
-// disk; nothing is appended and no key is made; the log says so once; the expunger goes
-// on destroying keys. When space returns the same commands succeed, with no restart, and
-// a rebuild from the stream equals the projections. The same holds with the disk filled
-// to the last byte.
+// disk; nothing is appended and no key is made; a retry of an applied command is still
+// answered; the log says so once; the expunger goes on destroying keys and the erasure
+// sweep runs. When space returns the same commands succeed, with no restart, and a
+// rebuild from the stream equals the projections. The same holds with the disk filled to
+// the last byte.
 func TestDiskFull(t *testing.T) {
 	t.Parallel()
 	mnt := mountTmpfs(t, "64m")
@@ -203,7 +204,10 @@ func TestDiskFull(t *testing.T) {
 	const card = "21000000000700"
 	h.register(card, "Dee Full", "1980-01-01")
 	h.mustCheckout(card, "DF1")
-	h.mustCheckout(card, "DF2")
+	applied := schemas.CheckOut{CommandID: cmdID(), Card: card, Barcode: "DF2"}
+	if r := h.kiosk("k1", schemas.CmdCheckOut, applied); !r.OK {
+		t.Fatalf("checkout of DF2 = %+v", r.Error)
+	}
 	h.checkin("DF1") // closed; its key waits for the expunger
 
 	ballast := mustFill(t, mnt, minFree/2)
@@ -219,6 +223,10 @@ func TestDiskFull(t *testing.T) {
 		wantRefusal(t, "kiosk patron_info", h.kiosk("k1", schemas.CmdPatronInfo, schemas.PatronInfo{Card: card}), diskCause, resume)
 		status, body := h.desk(schemas.CmdCatalogItem, catalog)
 		wantDeskRefusal(t, status, body, diskCause, resume)
+	}
+	// A retry of a command applied before the disk filled writes nothing: it is answered.
+	if r := h.kiosk("k1", schemas.CmdCheckOut, applied); !r.OK {
+		t.Errorf("retry of an applied checkout on a nearly full disk = %+v, want its answer", r.Error)
 	}
 	if got := h.streamLast(); got != seq {
 		t.Errorf("stream last sequence = %d after refused commands, want %d", got, seq)
@@ -244,6 +252,9 @@ func TestDiskFull(t *testing.T) {
 	}
 	if got := h.streamLast(); got != seq+1 {
 		t.Errorf("stream last sequence after expunging = %d, want %d (one expunged record)", got, seq+1)
+	}
+	if err := h.s.exp.Sweep(ctxT(t)); err != nil {
+		t.Errorf("erasure sweep on a nearly full disk: %v", err)
 	}
 
 	// Space returns: the very same commands go through, without a restart.
