@@ -280,9 +280,11 @@ func (l *Ledger) run(ctx context.Context, name, commandID string, cmd any, decid
 			}
 			return nil, err
 		case errors.Is(err, errStoreFull), errors.Is(err, errNotStaged):
-			// JetStream could not store the command, so nothing uses what it made. A disk
-			// that filled up under the append is the cause to name.
-			if p.undo != nil {
+			// JetStream could not store the command, so nothing uses what it made. But
+			// destroying a key is a write too: on a disk below the minimum it is left to
+			// the expunger's reconciliation at the next start, rather than risk Pebble
+			// stopping the process on a full disk.
+			if p.undo != nil && l.disk.low() == nil {
 				p.undo()
 			}
 			return nil, l.appendFailed(name, err)
