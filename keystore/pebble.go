@@ -54,7 +54,8 @@ const FenceKey = "\xff\xff\xff\xfflethe.erase.fence"
 //     the directory sees every value as written; a compressed block could
 //     hide a plaintext that is still there.
 //   - Pebble logs only its format strings, never their arguments (which can
-//     hold keys), at debug level.
+//     hold keys), at debug level; a fatal error and a corruption are logged
+//     with their cause (see PebbleLogger and PebbleCorruption).
 //
 // The returned options are fresh on every call; the caller may change them.
 func PebbleOptions(logger *slog.Logger) *pebble.Options {
@@ -71,10 +72,8 @@ func PebbleOptions(logger *slog.Logger) *pebble.Options {
 		TargetByteDeletionRate: 0,
 		Logger:                 pebbleLogger{logger},
 		EventListener: &pebble.EventListener{
-			BackgroundError: func(error) {
-				// The error text can carry key bytes; say only that it happened.
-				logger.Warn("pebble background error")
-			},
+			BackgroundError: backgroundError(logger),
+			DataCorruption:  PebbleCorruption(logger),
 			WALCreated: func(info pebble.WALCreateInfo) {
 				if info.RecycledFileNum != 0 {
 					logger.Warn("pebble recycled a WAL file; erasure of deleted values is not guaranteed")
@@ -115,8 +114,24 @@ type noRecycleCleaner struct {
 
 type needsContents struct{ pebble.ArchiveCleaner }
 
-// pebbleLogger routes Pebble's log lines to slog at debug level. Only the
-// format string is kept: arguments can hold keys or values.
+// ExitPebbleFatal is the exit code of a process that Pebble stopped with a fatal
+// error: 74, EX_IOERR of sysexits.h, because nearly every Pebble fatal is a write or
+// sync that failed (a full disk: "pebble: fatal commit error: write …: no space left
+// on device"). It tells a supervisor this exit from a failed start (1) and a usage
+// error (2).
+const ExitPebbleFatal = 74
+
+// PebbleLogger returns the pebble.Logger of Lethe's Pebble databases. Infof and
+// Errorf keep only the format string, at debug level: their arguments can hold keys
+// or values. Fatalf logs the formatted message at error level and exits the process
+// with ExitPebbleFatal.
+func PebbleLogger(logger *slog.Logger) pebble.Logger {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return pebbleLogger{logger}
+}
+
 type pebbleLogger struct{ l *slog.Logger }
 
 func (p pebbleLogger) Infof(format string, _ ...any) {
@@ -127,9 +142,76 @@ func (p pebbleLogger) Errorf(format string, _ ...any) {
 	p.l.Debug(strings.TrimSpace(format), slog.Bool("error", true))
 }
 
-func (p pebbleLogger) Fatalf(format string, _ ...any) {
-	p.l.Error("pebble fatal error", slog.String("format", format))
-	panic("pebble: " + format)
+// Fatalf must not return: Pebble calls it where it cannot go on (a WAL or MANIFEST
+// write that failed leaves the database in an unknown state) and relies on that.
+//
+// It exits rather than panics. A panic can be recovered: net/http recovers one in a
+// handler and the staff login recovers one to give its place back, and the process
+// would then go on with a database whose commit pipeline is wedged. And a panic's
+// text is all the operator gets, so it must be the formatted message, never the
+// format alone. The message is logged with its arguments because they are errors
+// (file paths and errno), file numbers and keys, and Lethe's Pebble keys name no
+// patron: keystore keys are hashes (doc.go), projection keys hashes, barcodes and
+// counters (projections/doc.go), staff keys staff account names. Values are never
+// arguments. The line is also written to standard error, in case the logger writes
+// nowhere; slog's handlers write synchronously, so both are out before the exit.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	cause := strings.TrimSpace(fmt.Sprintf(format, args...))
+	p.l.Error("pebble fatal error; exiting", slog.String("cause", cause), slog.Int("exit_code", ExitPebbleFatal))
+	fmt.Fprintf(os.Stderr, "lethe: pebble fatal error: %s (exit %d)\n", cause, ExitPebbleFatal)
+	os.Exit(ExitPebbleFatal)
+}
+
+// PebbleCorruption returns the DataCorruption handler of Lethe's Pebble databases. It
+// logs the damaged file and the error, and returns: the read that found the damage
+// then fails with a corruption error, which its caller reports (a start fails with
+// "open keystore: … corruption …"). Pebble's default handler is Fatalf, which would
+// take the whole process down on the first read of a damaged block, and in the past
+// hid the cause behind a panic. The key bounds of the damaged table are left out.
+func PebbleCorruption(logger *slog.Logger) func(pebble.DataCorruptionInfo) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return func(info pebble.DataCorruptionInfo) {
+		logger.Error("pebble found a damaged file", slog.String("path", info.Path), slog.String("err", firstLine(info.Details)))
+	}
+}
+
+// ErrDamaged marks a failure caused by a damaged file of one of Lethe's Pebble databases.
+var ErrDamaged = errors.New("a database file is damaged")
+
+// Damaged returns err, a Pebble corruption error, as one line that names the damaged
+// file and wraps ErrDamaged; Pebble's own text runs over several lines and ends in
+// "<corruption detail carrier>". Any other error is returned as it is.
+func Damaged(err error) error {
+	if err == nil || !pebble.IsCorruptionError(err) {
+		return err
+	}
+	if info := pebble.ExtractDataCorruptionInfo(err); info != nil {
+		return fmt.Errorf("%w: %s (%s)", ErrDamaged, info.Path, firstLine(err))
+	}
+	return fmt.Errorf("%w (%s)", ErrDamaged, firstLine(err))
+}
+
+func firstLine(err error) string {
+	if err == nil {
+		return ""
+	}
+	line, _, _ := strings.Cut(err.Error(), "\n")
+	return line
+}
+
+// backgroundError logs a failed flush or compaction. Its text can carry key bytes, so
+// only a file-system error (operation, path and errno, such as a full disk) is named.
+func backgroundError(logger *slog.Logger) func(error) {
+	return func(err error) {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			logger.Warn("pebble background error", slog.String("cause", pe.Error()))
+			return
+		}
+		logger.Warn("pebble background error")
+	}
 }
 
 // Erase makes the deletions done so far in db physical: when it returns nil,

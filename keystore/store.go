@@ -244,7 +244,7 @@ type Store struct {
 func Open(dir string, master MasterKey, logger *slog.Logger) (*Store, error) {
 	s, err := open(dir, master, logger)
 	if err != nil {
-		return nil, fmt.Errorf("open keystore: %w", err)
+		return nil, fmt.Errorf("open keystore: %w", Damaged(err))
 	}
 	return s, nil
 }

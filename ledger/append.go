@@ -27,6 +27,18 @@ const (
 	errCodeWrongLastSeq   = 10071
 	errCodeBatchDuplicate = 10201
 	errCodeInProcess      = 10158 // "duplicate message id is in process"
+
+	// JetStream's answers when it cannot store. 10023 ("insufficient resources"): the
+	// server's storage limit is reached; unless configured, that limit is 75% of the disk
+	// space free when the server started, plus what it held. 10047 ("insufficient storage
+	// resources available"): the same limit, checked when a stream is made. 10176 ("atomic
+	// publish batch is incomplete"): a batch was not staged whole; on the ledger's own
+	// connection that means a write of the staging store failed, as on a full disk. A
+	// single message whose write fails is not answered at all (the filestore keeps the
+	// error and fails every later write until the server restarts): the append times out.
+	errCodeInsufficientResources = 10023
+	errCodeStorageExceeded       = 10047
+	errCodeBatchIncomplete       = 10176
 )
 
 var (
@@ -39,6 +51,12 @@ var (
 	// clustered stream has proposed it but not yet stored it): the first attempt's outcome
 	// is not known yet, so the retry can only be told to come back.
 	errInProcess = schemas.Errorf(schemas.CodeUnavailable, "this command is still being applied; retry with the same command id")
+	// errStoreFull means JetStream refused the append because it cannot store it: nothing
+	// was appended, and a retry succeeds once it has room.
+	errStoreFull = schemas.Errorf(schemas.CodeUnavailable, "the stream cannot store more events (JetStream is out of storage); retry with the same command id once the disk has room")
+	// errNotStaged means an atomic batch was refused because JetStream could not stage
+	// all of it (a write failed): nothing was appended.
+	errNotStaged = schemas.Errorf(schemas.CodeUnavailable, "the stream could not store this command (a write failed); retry with the same command id")
 )
 
 // Expect is an optimistic-concurrency expectation: the last sequence on Subject must be
@@ -469,6 +487,10 @@ func ackResult(ack pubAck) appendResult {
 			return appendResult{err: errDuplicate}
 		case errCodeInProcess:
 			return appendResult{err: errInProcess}
+		case errCodeInsufficientResources, errCodeStorageExceeded:
+			return appendResult{err: fmt.Errorf("%w: %s (err_code %d)", errStoreFull, ack.Error.Description, ack.Error.ErrCode)}
+		case errCodeBatchIncomplete:
+			return appendResult{err: fmt.Errorf("%w: %s (err_code %d)", errNotStaged, ack.Error.Description, ack.Error.ErrCode)}
 		}
 		return appendResult{err: fmt.Errorf("append refused: %s (err_code %d)", ack.Error.Description, ack.Error.ErrCode)}
 	}

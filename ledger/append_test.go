@@ -20,8 +20,16 @@ import (
 // and the CIRC stream, and returns an appender on it and the stream.
 func testStream(t *testing.T) (*appender, jetstream.Stream) {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: filepath.Join(t.TempDir(), "nats"),
-		DontListen: true, NoSigs: true, NoLog: true, SyncAlways: true})
+	return testStreamWith(t, func(*server.Options) {})
+}
+
+// testStreamWith is testStream with server options changed by opt.
+func testStreamWith(t *testing.T, opt func(*server.Options)) (*appender, jetstream.Stream) {
+	t.Helper()
+	opts := &server.Options{JetStream: true, StoreDir: filepath.Join(t.TempDir(), "nats"),
+		DontListen: true, NoSigs: true, NoLog: true, SyncAlways: true}
+	opt(opts)
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

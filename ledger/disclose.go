@@ -55,6 +55,11 @@ func (l *Ledger) RecordAccess(ctx context.Context, d Disclosure) error {
 	if l.cfg.Recorder == nil {
 		return schemas.Errorf(schemas.CodeUnavailable, "the access record is not available")
 	}
+	// An entry is a write like any other: refused before the disk is full. What it
+	// would record is then not disclosed either.
+	if err := l.disk.check(); err != nil {
+		return err
+	}
 	if d.At.IsZero() {
 		d.At = l.cfg.Now()
 	}

@@ -26,6 +26,14 @@ type Config struct {
 	// Recorder keeps the access record: every disclosure of a patron's data, and every
 	// refusal, is recorded before anything is disclosed. Without one, nothing is disclosed.
 	Recorder Recorder
+	// FreeDisk reports the bytes free on the disk that holds the data directory (the
+	// keystore, the projections and, embedded, the stream). While it reports less than
+	// MinFreeDisk, commands, access records and skips are refused as unavailable before
+	// anything is written; the expunger's records are not, because destroying keys is what
+	// frees space and what the privacy promise needs. Nil: no check.
+	FreeDisk func() (uint64, error)
+	// MinFreeDisk is that minimum, in bytes; default DefaultMinFreeDisk.
+	MinFreeDisk uint64
 }
 
 func (c Config) withDefaults() Config {
@@ -41,6 +49,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.MinFreeDisk == 0 {
+		c.MinFreeDisk = DefaultMinFreeDisk
 	}
 	return c
 }
@@ -80,6 +91,7 @@ type Ledger struct {
 	keys   *keystore.Store
 	v      *schemas.Validator
 	locks  *locks
+	disk   *diskGuard
 }
 
 // New returns a Ledger appending to the CIRC stream through nc, deciding against st.
@@ -96,6 +108,7 @@ func New(nc *nats.Conn, stream jetstream.Stream, st State, keys *keystore.Store,
 		keys:   keys,
 		v:      v,
 		locks:  newLocks(),
+		disk:   &diskGuard{free: cfg.FreeDisk, min: cfg.MinFreeDisk, logger: cfg.Logger},
 	}, nil
 }
 
@@ -252,6 +265,13 @@ func (l *Ledger) run(ctx context.Context, name, commandID string, cmd any, decid
 			if known = seqs != nil; known {
 				return nil
 			}
+			// Nothing is decided while the disk is nearly full: a decision can create a
+			// key. The expunger's record is let through: it follows a key's destruction.
+			if name != cmdRecordExpunged {
+				if err := l.disk.check(); err != nil {
+					return err
+				}
+			}
 			p, err = decide(v)
 			return err
 		})
@@ -309,13 +329,32 @@ func (l *Ledger) run(ctx context.Context, name, commandID string, cmd any, decid
 				p.undo()
 			}
 			return nil, err
+		case errors.Is(err, errStoreFull), errors.Is(err, errNotStaged):
+			// JetStream could not store the command, so nothing uses what it made. But
+			// destroying a key is a write too: on a disk below the minimum it is left to
+			// the expunger's reconciliation at the next start, rather than risk Pebble
+			// stopping the process on a full disk.
+			if p.undo != nil && l.disk.low() == nil {
+				p.undo()
+			}
+			return nil, l.appendFailed(name, err)
 		default:
 			// The outcome is unknown (timeout) or the stream refused: keep any key, the
 			// expunger reconciles keys no transaction uses.
-			return nil, fmt.Errorf("append %s: %w", name, err)
+			return nil, l.appendFailed(name, err)
 		}
 	}
 	return nil, schemas.Errorf(schemas.CodeUnavailable, "too much contention on this record; retry")
+}
+
+// appendFailed wraps an append's failure. When the disk is below the minimum now, that is
+// the likely cause (JetStream answers a failed write with silence or a refused batch),
+// and the refusal names it, so the caller sees unavailable and the disk, never internal.
+func (l *Ledger) appendFailed(name string, err error) error {
+	if low := l.disk.low(); low != nil {
+		return fmt.Errorf("append %s: %w (%v)", name, low, err)
+	}
+	return fmt.Errorf("append %s: %w", name, err)
 }
 
 // errNotApplied answers a command whose events the projections have not applied when its
@@ -460,6 +499,9 @@ var ErrNotStoppedThere = schemas.Errorf(schemas.CodeConflict, "the projections a
 func (l *Ledger) Skip(ctx context.Context, seq uint64, reason, staff string) (uint64, error) {
 	if seq == 0 || l.st.StoppedAt() != seq {
 		return 0, ErrNotStoppedThere
+	}
+	if err := l.disk.check(); err != nil {
+		return 0, err
 	}
 	ev, err := l.event(Station{Kind: "system", ID: "skip"}, schemas.TypeProjectionSkipped, SkippedSubject, l.cfg.Now(),
 		schemas.ProjectionSkipped{Seq: seq, Reason: reason, Staff: staff})

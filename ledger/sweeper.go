@@ -52,7 +52,9 @@ func (l *Ledger) RunRules(ctx context.Context, interval time.Duration) {
 	defer t.Stop()
 	for {
 		if n, err := l.SweepRules(ctx); err != nil && ctx.Err() == nil {
-			l.cfg.Logger.Error("rules sweep", "err", err)
+			if !isDiskRefusal(err) { // the disk guard said so once already
+				l.cfg.Logger.Error("rules sweep", "err", err)
+			}
 		} else if n > 0 {
 			l.cfg.Logger.Info("rules sweep declared overdue items lost", "count", n)
 		}

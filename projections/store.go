@@ -59,7 +59,7 @@ func Open(dir string, keys *keystore.Store, v *schemas.Validator, cfg Config) (*
 	}
 	db, err := pebble.Open(dir, keystore.PebbleOptions(cfg.Logger))
 	if err != nil {
-		return nil, fmt.Errorf("open projections: %w", err)
+		return nil, fmt.Errorf("open projections: %w", keystore.Damaged(err))
 	}
 	s := &Store{rows: rows{db}, db: db, keys: keys, v: v, loc: cfg.Location, logger: cfg.Logger,
 		advance: make(chan struct{}), work: make(chan struct{}, 1), resume: make(chan struct{}, 1)}
@@ -70,7 +70,7 @@ func Open(dir string, keys *keystore.Store, v *schemas.Validator, cfg Config) (*
 		closer.Close()
 	case !errors.Is(err, pebble.ErrNotFound):
 		db.Close()
-		return nil, fmt.Errorf("read applied sequence: %w", err)
+		return nil, fmt.Errorf("open projections: read applied sequence: %w", keystore.Damaged(err))
 	}
 	return s, nil
 }

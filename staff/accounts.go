@@ -17,6 +17,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
 )
@@ -103,10 +104,20 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open staff store: %w", err)
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Lock: lock, Logger: pebbleLogger{logger.With(slog.String("component", "pebble"))}})
+	plog := logger.With(slog.String("component", "pebble"))
+	db, err := pebble.Open(dir, &pebble.Options{Lock: lock, Logger: keystore.PebbleLogger(plog),
+		EventListener: &pebble.EventListener{DataCorruption: keystore.PebbleCorruption(plog)}})
 	if err != nil {
 		lock.Close()
-		return nil, fmt.Errorf("open staff store: %w", err)
+		return nil, fmt.Errorf("open staff store: %w", keystore.Damaged(err))
+	}
+	// Read every account once: a damaged file then fails the start with its cause,
+	// instead of the first login that reads it. The store holds a few hundred bytes per
+	// account, so this costs nothing.
+	if err := checkAll(db); err != nil {
+		db.Close()
+		lock.Close()
+		return nil, fmt.Errorf("open staff store %s: %w", dir, err)
 	}
 	dummy := phcHash{params: currentParams(), salt: make([]byte, saltLen), key: make([]byte, keyLen)}
 	rand.Read(dummy.salt) // crypto/rand.Read never fails (Go 1.24 and later)
@@ -401,17 +412,24 @@ func (s *Store) rehash(name, old, password string) {
 	s.logger.Info("staff password rehashed with current parameters", slog.String("name", name))
 }
 
-// pebbleLogger routes Pebble's log lines to slog at debug level. Only the format string
-// is kept: arguments can hold keys or values.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, _ ...any) { p.l.Debug(strings.TrimSpace(format)) }
-
-func (p pebbleLogger) Errorf(format string, _ ...any) {
-	p.l.Debug(strings.TrimSpace(format), slog.Bool("error", true))
-}
-
-func (p pebbleLogger) Fatalf(format string, _ ...any) {
-	p.l.Error("pebble fatal error", slog.String("format", format))
-	panic("pebble: " + format)
+// checkAll reads and decodes every record of the store.
+func checkAll(db *pebble.DB) error {
+	it, err := db.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if !strings.HasPrefix(string(it.Key()), "a/") {
+			continue
+		}
+		var r record
+		if err := json.Unmarshal(it.Value(), &r); err != nil {
+			it.Close()
+			return errors.New("a staff account record does not decode: the store is damaged")
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("read staff accounts: %w", keystore.Damaged(err))
+	}
+	return nil
 }

@@ -17,10 +17,10 @@ import (
 // childEnv names what a child process of the test binary is; unset in the test itself.
 const childEnv = "LETHE_TEST_CHILD"
 
-// TestMain lets the test binary be the lethe binary, or a connection flooder, in a child
-// process: a test that needs a real server process (its own file descriptors under its
-// own limit, a signal to stop it) starts os.Args[0] with LETHE_TEST_CHILD set, instead of
-// building the binary.
+// TestMain lets the test binary be the lethe binary, a connection flooder, or a process
+// that Pebble stops, in a child process: a test that needs a real server process (its own
+// file descriptors under its own limit, a signal to stop it, an exit) starts os.Args[0]
+// with LETHE_TEST_CHILD set, instead of building the binary.
 func TestMain(m *testing.M) {
 	switch os.Getenv(childEnv) {
 	case "lethe":
@@ -31,6 +31,12 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "flood:", err)
 			os.Exit(1)
 		}
+		os.Exit(0)
+	case "pebble-fatal":
+		pebbleFatalChild()
+		os.Exit(0) // Fatalf returned, which it must not
+	case "pebble-full":
+		pebbleFullChild(os.Getenv("LETHE_FULL_DIR"))
 		os.Exit(0)
 	}
 	os.Exit(m.Run())

@@ -18,9 +18,12 @@ var allowedImports = map[string][]string{
 	"projections": {"schemas", "ledger", "keystore", "github.com/cockroachdb/pebble/v2", "github.com/nats-io/nats.go/jetstream"},
 	"expunger":    {"ledger", "keystore", "projections", "github.com/prometheus/client_golang/prometheus"},
 	"policy":      {"schemas"},
-	"staff":       {"schemas", "policy", "github.com/cockroachdb/pebble/v2", "golang.org/x/crypto/"},
 	"access":      {"schemas", "policy", "ledger", "keystore", "github.com/nats-io/nats.go", "github.com/google/uuid"},
 	"desk":        {"schemas", "policy", "ledger", "keystore", "projections", "staff", "access", "github.com/google/uuid"},
+	// staff → keystore: only for the Pebble logger and corruption handler that all of
+	// Lethe's Pebble databases share (a fatal error exits with its cause, a damaged file
+	// is an error), so that one place decides what a Pebble failure does.
+	"staff": {"schemas", "policy", "keystore", "github.com/cockroachdb/pebble/v2", "golang.org/x/crypto/"},
 }
 
 const module = "github.com/imagineif/lethe/"

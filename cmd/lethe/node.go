@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/imagineif/lethe/identity"
@@ -43,6 +45,9 @@ type nodeConfig struct {
 	// Existing says the data directory must already hold a Lethe (every command but
 	// serve and demo): a typo then fails instead of starting an empty library.
 	Existing bool
+	// MinFreeDisk is the free space, in bytes, below which a start is refused and the
+	// ledger refuses new work (--min-free-disk); 0: no check.
+	MinFreeDisk uint64
 }
 
 // node is an open Lethe data directory: NATS, stream, keystore and projections.
@@ -77,6 +82,9 @@ const (
 // far is closed again and the error names the cause.
 func openNode(ctx context.Context, cfg nodeConfig) (*node, error) {
 	if err := prepareDataDir(cfg.Data, cfg.Existing, cfg.Logger); err != nil {
+		return nil, err
+	}
+	if err := checkFreeDisk(cfg.Data, cfg.MinFreeDisk); err != nil {
 		return nil, err
 	}
 	n := &node{cfg: cfg}
@@ -164,9 +172,14 @@ func prepareDataDir(dir string, existing bool, logger *slog.Logger) error {
 	return nil
 }
 
-// inUse explains Pebble's lock error: another process has the data directory open.
+// inUse explains Pebble's lock error: another process has the data directory open. Only
+// the lock's own errors count: fcntl refusing (EAGAIN or EACCES, unwrapped by Pebble), or
+// this process holding it already. Matching "lock" in the text took a damaged table
+// ("block checksum mismatch") for a second server.
 func inUse(dir string, err error) error {
-	if strings.Contains(err.Error(), "resource temporarily unavailable") || strings.Contains(err.Error(), "lock") {
+	var pe *fs.PathError
+	held := !errors.As(err, &pe) && (errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES))
+	if held || strings.Contains(err.Error(), "lock held by current process") {
 		return fmt.Errorf("data directory %s is in use by another lethe process (stop it first): %w", dir, err)
 	}
 	return err
@@ -243,6 +256,12 @@ func (n *node) startNATS() error {
 		MaxSubs:                    natsMaxSubs,
 		AlwaysEnableNonce:          true,
 		CustomClientAuthentication: n.auth,
+	}
+	if cfg.MinFreeDisk > 0 {
+		// Left unset, JetStream's storage limit is 75% of the disk space free when it
+		// started, and it refuses appends there ("insufficient resources") even after
+		// space was freed, until a restart. The disk guard knows the space now.
+		opts.JetStreamMaxStore = math.MaxInt64
 	}
 	switch cfg.Sync {
 	case "", "always":

@@ -85,9 +85,11 @@ func startService(ctx context.Context, cfg serviceConfig) (s *service, err error
 	if err != nil {
 		return nil, err
 	}
-	led, err := ledger.New(n.nc, n.stream, n.proj, n.keys, n.v, ledger.Config{
-		Rules: cfg.Rules, Now: cfg.Now, Location: cfg.Location, Logger: cfg.Logger, Recorder: accessLog,
-	})
+	ledCfg := ledger.Config{Rules: cfg.Rules, Now: cfg.Now, Location: cfg.Location, Logger: cfg.Logger, Recorder: accessLog}
+	if cfg.MinFreeDisk > 0 {
+		ledCfg.FreeDisk, ledCfg.MinFreeDisk = freeDisk(cfg.Data), cfg.MinFreeDisk
+	}
+	led, err := ledger.New(n.nc, n.stream, n.proj, n.keys, n.v, ledCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -353,6 +355,7 @@ func serviceFlags(f flags, dataDefault, sweepDefault, natsListenDefault string) 
 	minOwed := f.str("collections-min-owed-cents", "1000", "the collections export lists accounts owing at least this many cents")
 	minDays := f.str("collections-min-days-overdue", "30", "or with an item at least this many days overdue")
 	maxConns := f.str("http-max-conns", strconv.Itoa(desk.DefaultMaxConns), "most staff HTTP connections open at once; more are closed at once")
+	minFree := f.str("min-free-disk", "256MiB", "refuse new work while the data directory's disk has less free, and refuse to start below it (0: no check)")
 	maxConnsIP := f.str("http-max-conns-per-ip", strconv.Itoa(desk.DefaultMaxConnsPerIP), "most staff HTTP connections open at once from one address (IPv6: one /64); behind a reverse proxy, raise it to --http-max-conns")
 	return func() (serviceConfig, error) {
 		var cfg serviceConfig
@@ -408,6 +411,9 @@ func serviceFlags(f flags, dataDefault, sweepDefault, natsListenDefault string) 
 		if cfg.HTTPServer.MaxConnsPerIP, err = strconv.Atoi(*maxConnsIP); err != nil || cfg.HTTPServer.MaxConnsPerIP < 1 ||
 			cfg.HTTPServer.MaxConnsPerIP > cfg.HTTPServer.MaxConns {
 			return cfg, errors.New("--http-max-conns-per-ip must be a positive number, at most --http-max-conns")
+		}
+		if cfg.MinFreeDisk, err = parseSize(*minFree); err != nil {
+			return cfg, fmt.Errorf("--min-free-disk: %w", err)
 		}
 		cfg.Data, cfg.NATSURL, cfg.NATSListen, cfg.HTTP, cfg.Sync = *data, *natsURL, *listen, *httpAddr, *sync
 		cfg.MasterKeyFile, cfg.MasterKey = *masterFile, f.getenv("LETHE_MASTER_KEY")
