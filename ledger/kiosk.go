@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -291,11 +290,7 @@ func (k *KioskServer) reply(m *nats.Msg, command string, result any, err error) 
 	if err != nil {
 		pub := schemas.Public(err)
 		reply.Error = pub
-		level := slog.LevelDebug // an ordinary refusal is the kiosk's business
-		if pub.Code == schemas.CodeInternal || pub.Code == schemas.CodeUnavailable {
-			level = slog.LevelError
-		}
-		k.l.cfg.Logger.Log(context.Background(), level, "kiosk command refused", "command", command, "code", pub.Code, "err", err)
+		k.l.cfg.Logger.Log(context.Background(), schemas.LogLevel(err), "kiosk command refused", "command", command, "code", pub.Code, "err", err)
 	} else if reply.Result, err = json.Marshal(result); err != nil {
 		reply = schemas.Reply{Error: schemas.Public(err)}
 	}

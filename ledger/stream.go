@@ -111,7 +111,10 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, replicas int, app
 		return nil, StreamCheck{}, fmt.Errorf("stream %s info: %w", StreamName, err)
 	}
 	st := info.State
-	check := StreamCheck{First: st.FirstSeq, Last: st.LastSeq, Deleted: st.NumDeleted}
+	check := StreamCheck{First: st.FirstSeq, Last: st.LastSeq}
+	if st.Msgs > 0 {
+		check.Deleted = st.NumDeleted // an empty stream reports its moved first sequence as one
+	}
 	if st.Lost != nil {
 		check.Lost = st.Lost.Msgs
 	}

@@ -71,9 +71,7 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // Fail answers with a coded error; internal detail goes to logger only.
 func Fail(logger *slog.Logger, w http.ResponseWriter, r *http.Request, err error) {
 	pub := schemas.Public(err)
-	if pub.Code == schemas.CodeInternal || pub.Code == schemas.CodeUnavailable {
-		logger.Error("http request", "method", r.Method, "route", r.Pattern, "code", pub.Code, "err", err)
-	}
+	logger.Log(r.Context(), schemas.LogLevel(err), "http request refused", "method", r.Method, "route", r.Pattern, "code", pub.Code, "err", err)
 	WriteJSON(w, schemas.HTTPStatus(pub.Code), map[string]any{"error": pub})
 }
 

@@ -3,6 +3,7 @@ package schemas
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 )
 
@@ -77,4 +78,23 @@ func HTTPStatus(c Code) int {
 		return http.StatusTooManyRequests
 	}
 	return http.StatusInternalServerError
+}
+
+// LogLevel is how loudly a transport logs a request that failed with err: the one table
+// for the kiosk API and the staff API. A refusal by the rules (invalid, not_found,
+// conflict, forbidden, rate_limited, unauthenticated) is the requester's business: debug.
+// A fault is an error. Unavailable is a warning when a cause sits under it (the stream did
+// not answer); a bare one (a full disk, stopped projections, a full queue) has its cause
+// logged once where it arises, not once per request.
+func LogLevel(err error) slog.Level {
+	var e *Error
+	switch {
+	case !errors.As(err, &e):
+		return slog.LevelError
+	case e.Code == CodeInternal:
+		return slog.LevelError
+	case e.Code == CodeUnavailable && error(e) != err:
+		return slog.LevelWarn
+	}
+	return slog.LevelDebug
 }

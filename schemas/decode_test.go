@@ -2,7 +2,9 @@ package schemas
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -101,5 +103,27 @@ func TestCheckKeysManyNames(t *testing.T) {
 	b.WriteString(`"k17":1}`)
 	if err := checkKeys([]byte(b.String())); err == nil || err.Error() != "/? is a repeated property" {
 		t.Errorf("checkKeys(10000 names, one repeated) = %v, want repeated", err)
+	}
+}
+
+// TestLogLevel: refusals by the rules are quiet, faults loud, and unavailable loud only
+// with a cause beneath it.
+func TestLogLevel(t *testing.T) {
+	t.Parallel()
+	bare := Errorf(CodeUnavailable, "the disk is nearly full")
+	for _, c := range []struct {
+		err  error
+		want slog.Level
+	}{
+		{Errorf(CodeNotFound, "no such item"), slog.LevelDebug},
+		{Errorf(CodeRateLimited, "slow down"), slog.LevelDebug},
+		{bare, slog.LevelDebug},
+		{fmt.Errorf("%w: stream did not answer", bare), slog.LevelWarn},
+		{Errorf(CodeInternal, "x"), slog.LevelError},
+		{errors.New("a plain fault"), slog.LevelError},
+	} {
+		if got := LogLevel(c.err); got != c.want {
+			t.Errorf("LogLevel(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }
