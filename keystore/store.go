@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -204,6 +205,7 @@ func (m *master) unwrap(k, v []byte) ([]byte, error) {
 // Sweep. A Store is safe for concurrent use.
 type Store struct {
 	db     *pebble.DB
+	fs     vfs.FS // the file system under db: vfs.Default, or a crashable one in tests
 	logger *slog.Logger
 	now    func() time.Time
 	// The system keys, immutable after Open. Each has one use, so that a value made
@@ -242,14 +244,15 @@ type Store struct {
 // stored keys are wrapped under a key other than master. It creates any system
 // key the store does not hold yet (those of CardHash, AccessMAC and SealSystem).
 func Open(dir string, master MasterKey, logger *slog.Logger) (*Store, error) {
-	s, err := open(dir, master, logger)
+	s, err := open(dir, vfs.Default, master, logger)
 	if err != nil {
 		return nil, fmt.Errorf("open keystore: %w", err)
 	}
 	return s, nil
 }
 
-func open(dir string, mk MasterKey, logger *slog.Logger) (*Store, error) {
+// open opens the store in dir on fsys: vfs.Default, or a crashable file system in tests.
+func open(dir string, fsys vfs.FS, mk MasterKey, logger *slog.Logger) (*Store, error) {
 	m, err := newMaster(mk)
 	if err != nil {
 		return nil, err
@@ -257,12 +260,14 @@ func open(dir string, mk MasterKey, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	db, err := pebble.Open(dir, PebbleOptions(logger))
+	opts := PebbleOptions(logger)
+	opts.FS = noReuseFS{fsys}
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, err
 	}
 	logger = logger.With(slog.String("component", "keystore"))
-	s := &Store{db: db, logger: logger, now: time.Now, m: m}
+	s := &Store{db: db, fs: fsys, logger: logger, now: time.Now, m: m}
 	// A crash can lose destroys that were acknowledged but not yet swept;
 	// the first Sweep after Open always runs.
 	s.gen.Store(1)
@@ -619,8 +624,8 @@ func (s *Store) erase(ctx context.Context) error {
 		return nil
 	}
 	start := s.now()
-	if err := Erase(ctx, s.db); err != nil {
-		return err
+	if err := erase(ctx, s.db, s.fs); err != nil {
+		return fmt.Errorf("erase: %w", err)
 	}
 	took := s.now().Sub(start)
 	s.swept.Store(g)
