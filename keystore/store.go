@@ -647,7 +647,9 @@ func (s *Store) erase(ctx context.Context) error {
 //
 // If the erasure fails, the re-wrap has still taken effect (the store uses
 // newMaster) and the error says so; the next Sweep retries the erasure.
-// Keep the old master key until an erasure succeeds.
+// Keep the old master key until an erasure succeeds. RotateFile does all of
+// this for a master key file, with the key files, in steps a crash cannot
+// leave half done.
 func (s *Store) Rotate(ctx context.Context, newMaster MasterKey) error {
 	if err := s.rotate(ctx, newMaster); err != nil {
 		return fmt.Errorf("rotate master key: %w", err)
