@@ -35,9 +35,14 @@
 // a wrapped value cannot be moved to another key or have its header edited.
 // (The id itself is not in the associated data because Rotate, which
 // re-wraps every value, never knows ids; the hash binds the value to the id
-// just as well.) The system keys have the ids "card-hash" (CardHash and
-// NameHash), "access-mac" (AccessMAC) and "system-seal" (SealSystem); each is
-// created by the first Open that finds it missing and is never destroyed.
+// just as well.) The system keys have the ids "card-hash" (CardHash),
+// "name-hash" (NameHash), "access-mac" (AccessMAC) and "system-seal"
+// (SealSystem); each is created by the first Open that finds it missing and is
+// never destroyed. Rotate re-wraps them and leaves them as they are: a new
+// master key changes no hash, MAC or seal. The name key was split from the
+// card key (stores made before have it from their next Open), so that no key
+// that keys values on the stream also keys the name index, which the
+// projections can build again (NameKeyID).
 //
 // Open refuses a master key whose ID differs from the one recorded in the
 // values (ErrWrongMaster). Rotate re-wraps all values in one atomic, synced

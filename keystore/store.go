@@ -72,7 +72,8 @@ func (k Kind) public() bool { return k == Transaction || k == Profile }
 // The ids of the system keys: the store's own keys, created by the first Open that lacks
 // them, never destroyed, re-wrapped by Rotate like every other key.
 const (
-	cardHashID   = "card-hash"   // CardHash and NameHash
+	cardHashID   = "card-hash"   // CardHash
+	nameHashID   = "name-hash"   // NameHash and NameKeyID
 	accessMACID  = "access-mac"  // AccessMAC: the ledger's MAC on access-record entries
 	systemSealID = "system-seal" // SealSystem and UnsealSystem
 )
@@ -210,7 +211,7 @@ type Store struct {
 	now    func() time.Time
 	// The system keys, immutable after Open. Each has one use, so that a value made
 	// for one purpose can never pass for another.
-	cardKey, macKey, sealKey *[KeySize]byte
+	cardKey, nameKey, macKey, sealKey *[KeySize]byte
 
 	// mu is held shared by every operation and exclusively by Rotate and
 	// Close; it guards m and closed.
@@ -242,7 +243,8 @@ type Store struct {
 // Open opens (or creates) the key store in dir, a directory that belongs to
 // the store alone. It returns an error wrapping ErrWrongMaster when the
 // stored keys are wrapped under a key other than master. It creates any system
-// key the store does not hold yet (those of CardHash, AccessMAC and SealSystem).
+// key the store does not hold yet (those of CardHash, NameHash, AccessMAC and
+// SealSystem).
 func Open(dir string, master MasterKey, logger *slog.Logger) (*Store, error) {
 	s, err := open(dir, vfs.Default, master, logger)
 	if err != nil {
@@ -311,7 +313,7 @@ func (s *Store) load() error {
 	for _, sk := range []struct {
 		id  string
 		dst **[KeySize]byte
-	}{{cardHashID, &s.cardKey}, {accessMACID, &s.macKey}, {systemSealID, &s.sealKey}} {
+	}{{cardHashID, &s.cardKey}, {nameHashID, &s.nameKey}, {accessMACID, &s.macKey}, {systemSealID, &s.sealKey}} {
 		key, err := s.systemKey(sk.id)
 		if err != nil {
 			return err
@@ -554,12 +556,15 @@ func (s *Store) list(kind Kind) ([]Entry, error) {
 	return es, it.Close()
 }
 
-// CardHash returns the hex HMAC-SHA256 of a card number under the store's
-// system key, for looking up cards without storing their numbers. The card
+// CardHash returns the hex HMAC-SHA256 of a card number under the system key
+// "card-hash", for looking up cards without storing their numbers. The card
 // number is normalized by trimming surrounding white space only; anything
 // else (case, inner spaces, leading zeros) is significant. The system key is
 // created on first Open, is never destroyed, and survives Rotate, so hashes
-// are stable for the life of the store.
+// are stable for the life of the store: they are on the stream for good
+// (card.issued, card.reported_lost), and nothing that could compute a card's
+// hash under a new key (its number) is kept. The README's threat model says
+// what that leaves exposed, and its Design section how to bound it.
 func (s *Store) CardHash(card string) string {
 	mac := hmac.New(sha256.New, s.cardKey[:])
 	mac.Write([]byte(strings.TrimSpace(card)))
@@ -568,12 +573,24 @@ func (s *Store) CardHash(card string) string {
 
 // NameHash is the keyed hash under which the projections index a patron's name, so staff
 // can find an account by the name on a photo ID without any plaintext name at rest. Case
-// and runs of white space do not matter. The "name" prefix keeps it apart from card hashes.
+// and runs of white space do not matter. It has a system key of its own ("name-hash"),
+// not the card key's: name hashes live only in the projections, which can compute them
+// again from the sealed profiles of open accounts, so this key can change (see NameKeyID)
+// without touching the stream, while the card key cannot (see CardHash).
 func (s *Store) NameHash(name string) string {
-	mac := hmac.New(sha256.New, s.cardKey[:])
+	mac := hmac.New(sha256.New, s.nameKey[:])
 	mac.Write([]byte("name\x00"))
 	mac.Write([]byte(strings.ToLower(strings.Join(strings.Fields(name), " "))))
 	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// NameKeyID names the key of NameHash without revealing it (16 hex digits of an HMAC of a
+// constant under it). The projections record it next to their name index and build the
+// index again when it changes, as it did when the name key was split from the card key.
+func (s *Store) NameKeyID() string {
+	mac := hmac.New(sha256.New, s.nameKey[:])
+	mac.Write([]byte("lethe name-hash key id"))
+	return hex.EncodeToString(mac.Sum(nil)[:8])
 }
 
 // AccessMAC is HMAC-SHA256 of msg under the system key "access-mac": the ledger's seal on

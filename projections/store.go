@@ -72,6 +72,10 @@ func Open(dir string, keys *keystore.Store, v *schemas.Validator, cfg Config) (*
 		db.Close()
 		return nil, fmt.Errorf("read applied sequence: %w", err)
 	}
+	if err := s.indexNames(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open projections: name index: %w", err)
+	}
 	return s, nil
 }
 
