@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Step names a point in a rotation of a master key file (RotateFile), after the step of
@@ -160,8 +161,27 @@ func openFile(ctx context.Context, dir, path string, logger *slog.Logger) (*Stor
 		}
 		return s, KeyFile{Path: path, Master: m}, nil
 	}
+	// Pebble would make an empty store where none is, which the new key would then
+	// "open": never decide a rotation against a store that is not there.
+	if !storeExists(dir) {
+		return nil, KeyFile{}, fmt.Errorf("interrupted master key rotation, but no keystore in %s: leave the key files as they are until it is back", dir)
+	}
 	r := &recovery{dir: dir, path: path, next: next, inPlace: inPlace, j: j, logger: logger}
 	return r.run(ctx)
+}
+
+// storeExists reports whether dir holds a Pebble database (a MANIFEST).
+func storeExists(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "MANIFEST-") {
+			return true
+		}
+	}
+	return false
 }
 
 // recovery finishes or undoes one interrupted rotation.
@@ -178,7 +198,7 @@ func (r *recovery) run(ctx context.Context) (*Store, KeyFile, error) {
 	if nextErr == nil && (r.j == nil || nextKey.ID == r.j.New) {
 		s, err := r.open(nextKey)
 		if err == nil {
-			kf, err := r.finish(ctx, s, nextKey, r.next, pathKey, pathErr)
+			kf, err := r.finish(ctx, s, nextKey, r.next)
 			if err != nil {
 				s.Close()
 				return nil, KeyFile{}, err
@@ -195,9 +215,9 @@ func (r *recovery) run(ctx context.Context) (*Store, KeyFile, error) {
 			var kf KeyFile
 			if r.j != nil && pathKey.ID == r.j.New {
 				// In place, after StepInstalled: only the journal is left to remove.
-				kf, err = r.finish(ctx, s, pathKey, r.path, MasterKey{}, nil)
+				kf, err = r.finish(ctx, s, pathKey, r.path)
 			} else {
-				kf, err = r.undo(pathKey, nextKey, nextErr)
+				kf, err = r.undo(pathKey)
 			}
 			if err != nil {
 				s.Close()
@@ -217,8 +237,8 @@ func (r *recovery) open(m MasterKey) (*Store, error) { return Open(r.dir, m, r.l
 
 // finish completes a rotation whose re-wrap committed: s is open under newKey, read from
 // the file keyAt (r.next, or r.path once installed). It does what RotateFile does after
-// StepRewrapped, skipping what is done. pathKey and pathErr are what r.path held.
-func (r *recovery) finish(ctx context.Context, s *Store, newKey MasterKey, keyAt string, pathKey MasterKey, pathErr error) (KeyFile, error) {
+// StepRewrapped, skipping what is done.
+func (r *recovery) finish(ctx context.Context, s *Store, newKey MasterKey, keyAt string) (KeyFile, error) {
 	// The first Sweep after Open always runs: it erases the old wrapped values.
 	if err := s.Sweep(ctx); err != nil {
 		return KeyFile{}, err
@@ -232,10 +252,13 @@ func (r *recovery) finish(ctx context.Context, s *Store, newKey MasterKey, keyAt
 	}
 	if keyAt == r.next {
 		// The old key file: the old key, zeros from an interrupted destroy, or gone.
+		id, exists, err := keyFileID(r.path)
 		switch {
-		case errors.Is(pathErr, fs.ErrNotExist):
-		case pathErr == nil && r.j != nil && pathKey.ID != r.j.Old:
-			return KeyFile{}, fmt.Errorf("interrupted master key rotation: %s holds master key %s, which is neither the old nor the new key; move it away and open again", r.path, pathKey.ID)
+		case err != nil:
+			return KeyFile{}, err
+		case !exists:
+		case id != "" && r.j != nil && id != r.j.Old:
+			return KeyFile{}, fmt.Errorf("interrupted master key rotation: %s holds master key %s, which is not the old key the journal names; move it away and open again", r.path, id)
 		default:
 			if err := destroyMasterFile(r.path); err != nil {
 				return KeyFile{}, fmt.Errorf("destroy old master key: %w", err)
@@ -263,13 +286,16 @@ func (r *recovery) finish(ctx context.Context, s *Store, newKey MasterKey, keyAt
 
 // undo rolls back a rotation whose re-wrap never committed: the store is under oldKey, so
 // the new key wrapped nothing and is destroyed.
-func (r *recovery) undo(oldKey, nextKey MasterKey, nextErr error) (KeyFile, error) {
+func (r *recovery) undo(oldKey MasterKey) (KeyFile, error) {
 	if err := clearTemp(r.next+tempSuffix, r.next); err != nil {
 		return KeyFile{}, err
 	}
+	id, exists, err := keyFileID(r.next)
 	switch {
-	case errors.Is(nextErr, fs.ErrNotExist):
-	case r.j != nil && (nextErr != nil || nextKey.ID != r.j.New):
+	case err != nil:
+		return KeyFile{}, err
+	case !exists:
+	case r.j != nil && id != r.j.New:
 		return KeyFile{}, fmt.Errorf("interrupted master key rotation: %s is not the new key this rotation wrote; move it away and open again", r.next)
 	default:
 		// In place, <path>.next is Lethe's name; with a journal, its ID is the new key's.
@@ -282,6 +308,23 @@ func (r *recovery) undo(oldKey, nextKey MasterKey, nextErr error) (KeyFile, erro
 	}
 	r.logger.Warn("undid an interrupted master key rotation; the old master key stays in use", slog.String("master", oldKey.ID))
 	return KeyFile{Path: r.path, Master: oldKey, Interrupted: RotationUndone}, nil
+}
+
+// keyFileID reads the master key file at path whatever its mode, and returns the ID of
+// the key in it, or "" if it holds none (zeros from an interrupted destroy).
+func keyFileID(path string) (id string, exists bool, err error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	m, err := ParseMaster(string(data))
+	if err != nil {
+		return "", true, nil
+	}
+	return m.ID, true, nil
 }
 
 func (r *recovery) removeJournal() error {

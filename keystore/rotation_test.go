@@ -499,3 +499,82 @@ func TestClearTemp(t *testing.T) {
 		t.Errorf("key file after clearing its second link = %v, %v; want %s intact", got, err, m.ID)
 	}
 }
+
+// TestOpenFileNeedsTheStore: with an interrupted rotation and no keystore where it should
+// be (a disk not mounted), OpenFile refuses and changes no file: it does not make an
+// empty store that the new key would "open", and destroys neither key.
+func TestOpenFileNeedsTheStore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newRotationFixture(t)
+	s, kf, err := OpenFile(ctx, f.storeDir, f.path, nil)
+	mustNot(t, err)
+	_, err = s.RotateFile(ctx, kf, FileRotation{Step: stopAt(StepNewKey)})
+	if !errors.Is(err, errStop) {
+		t.Fatalf("RotateFile error = %v, want errStop", err)
+	}
+	mustNot(t, s.Close())
+	moved := f.storeDir + ".away"
+	if err := os.Rename(f.storeDir, moved); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := keyFiles(t, f.keyDir)
+	if _, _, err := OpenFile(ctx, f.storeDir, f.path, nil); err == nil {
+		t.Fatal("OpenFile without the store = nil error, want an error")
+	}
+	after, _ := keyFiles(t, f.keyDir)
+	if len(after) != 2 || len(before) != 2 {
+		t.Errorf("key files before and after the refused open = %d and %d, want 2 and 2", len(before), len(after))
+	}
+	if _, err := os.Stat(f.storeDir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("store directory after the refused open: %v, want none made", err)
+	}
+	if err := os.Rename(moved, f.storeDir); err != nil {
+		t.Fatal(err)
+	}
+	s, kf, err = OpenFile(ctx, f.storeDir, f.path, nil)
+	mustNot(t, err)
+	defer s.Close()
+	if kf.Interrupted != RotationUndone {
+		t.Errorf("OpenFile with the store back: Interrupted = %q, want %q", kf.Interrupted, RotationUndone)
+	}
+	if diff := f.want.check(s); diff != "" {
+		t.Error(diff)
+	}
+}
+
+// TestOpenFileKeepsForeignKeyFiles: a key file that the journal does not name (someone
+// put another key where the old one was, or where the new one goes) is never destroyed:
+// OpenFile refuses until it is moved away.
+func TestOpenFileKeepsForeignKeyFiles(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		stop    Step   // where the rotation stopped
+		replace string // which file gets a foreign key: "old" (<file>) or "new" (<file>.next)
+	}{{StepRewrapped, "old"}, {StepNewKey, "new"}} {
+		t.Run(string(tc.stop)+"/"+tc.replace, func(t *testing.T) {
+			t.Parallel()
+			f := newRotationFixture(t)
+			s, kf, err := OpenFile(ctx, f.storeDir, f.path, nil)
+			mustNot(t, err)
+			if _, err := s.RotateFile(ctx, kf, FileRotation{Step: stopAt(tc.stop)}); !errors.Is(err, errStop) {
+				t.Fatalf("RotateFile error = %v, want errStop", err)
+			}
+			mustNot(t, s.Close())
+			target := f.path
+			if tc.replace == "new" {
+				target = f.path + nextSuffix
+			}
+			mustNot(t, os.Remove(target))
+			foreign, err := GenerateMasterFile(target)
+			mustNot(t, err)
+			if _, _, err := OpenFile(ctx, f.storeDir, f.path, nil); err == nil {
+				t.Fatal("OpenFile with a foreign key file = nil error, want an error")
+			}
+			if got, err := LoadMaster(target, ""); err != nil || got.ID != foreign.ID {
+				t.Errorf("foreign key file after the refused open = %v, %v; want it intact", got, err)
+			}
+		})
+	}
+}
