@@ -80,12 +80,13 @@
 // wrapped nothing and is destroyed, with its temporary file, and the journal
 // removed. A temporary file that is a second link of its key file (a crash
 // between link and unlink) loses only the link. OpenFile changes no file
-// before the store is open, and so locked against other processes, and it
-// refuses to destroy a key file whose ID the journal does not name. A
-// <file>.next without a journal, which earlier versions could leave, is
-// resolved the same way. So no key is ever lost, at most the old and the new
-// key file exist at any moment, and once RotateFile or OpenFile returns, the
-// key in use is the only one left and the old key opens nothing.
+// before the store is open, and so locked against other processes; it
+// refuses to decide without the store (Pebble would make an empty one that
+// the new key "opens"), and to destroy a key file whose ID the journal does
+// not name. A <file>.next without a journal, which earlier versions could
+// leave, is resolved the same way. So no key is ever lost, at most the old and
+// the new key file exist at any moment, and once RotateFile or OpenFile
+// returns, the key in use is the only one left and the old key opens nothing.
 //
 // # Erasure in Pebble
 //
