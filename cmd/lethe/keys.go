@@ -92,7 +92,8 @@ func rotationStep(ctx context.Context) func(keystore.Step) error {
 // openKeys opens a node's keystore. If the master key file's rotation was interrupted, it
 // is first finished or undone (keystore.OpenFile), so that serve and projections rebuild
 // start after a crash of keys rotate at any step; otherwise loadMaster reads the key, or
-// generates it on a fresh install.
+// generates it on a fresh install. Errors are node.open's as before: loadMaster's as they
+// are, the keystore's through inUse.
 func openKeys(ctx context.Context, cfg nodeConfig) (*keystore.Store, error) {
 	dir := filepath.Join(cfg.Data, "keystore")
 	if cfg.MasterKey == "" {
@@ -103,7 +104,7 @@ func openKeys(ctx context.Context, cfg nodeConfig) (*keystore.Store, error) {
 		if keystore.RotationPending(path) {
 			ks, kf, err := keystore.OpenFile(ctx, dir, path, cfg.Logger)
 			if err != nil {
-				return nil, err
+				return nil, inUse(cfg.Data, err)
 			}
 			if kf.Path != path && cfg.Logger != nil {
 				cfg.Logger.Warn("an interrupted rotation put the master key in another file: give that file with --master-key-file from now on", "file", kf.Path)
@@ -115,5 +116,9 @@ func openKeys(ctx context.Context, cfg nodeConfig) (*keystore.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return keystore.Open(dir, master, cfg.Logger)
+	ks, err := keystore.Open(dir, master, cfg.Logger)
+	if err != nil {
+		return nil, inUse(cfg.Data, err)
+	}
+	return ks, nil
 }

@@ -91,7 +91,7 @@ func (n *node) open(ctx context.Context) error {
 	cfg := n.cfg
 	var err error
 	if n.keys, err = openKeys(ctx, cfg); err != nil {
-		return inUse(cfg.Data, err)
+		return err
 	}
 	if n.v, err = schemas.NewValidator(); err != nil {
 		return err
