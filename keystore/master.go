@@ -128,61 +128,90 @@ func loadMasterFile(path string) (MasterKey, error) {
 
 // GenerateMasterFile creates a new random master key and writes it, base64
 // encoded, to a new file at path with mode 0600. The file appears atomically
-// and complete (written to a temporary file, synced, hard-linked into place,
-// directory synced). It refuses to replace an existing file: the error then
-// wraps fs.ErrExist.
+// and complete (written to <path>.tmp, synced, hard-linked into place,
+// directory synced); a <path>.tmp that a crash left behind is cleared first.
+// It refuses to replace an existing file: the error then wraps fs.ErrExist.
 func GenerateMasterFile(path string) (MasterKey, error) {
-	m, err := generateMasterFile(path)
-	if err != nil {
+	m := randomMaster()
+	if err := writeMasterFile(path, m, noStep); err != nil {
 		return MasterKey{}, fmt.Errorf("generate master key: %w", err)
 	}
 	return m, nil
 }
 
-func generateMasterFile(path string) (MasterKey, error) {
-	if _, err := os.Lstat(path); err == nil {
-		return MasterKey{}, fmt.Errorf("%s: %w", path, fs.ErrExist)
-	}
+// randomMaster returns a fresh random master key.
+func randomMaster() MasterKey {
 	var b [MasterKeySize]byte
-	rand.Read(b[:])
-	m, err := newMasterKey(b[:])
-	clear(b[:])
-	if err != nil {
-		return MasterKey{}, err
+	for {
+		rand.Read(b[:])
+		m, err := newMasterKey(b[:])
+		if err == nil {
+			clear(b[:])
+			return m
+		}
+		// All zero: once in 2^256 draws.
+	}
+}
+
+// writeMasterFile writes m to a new file at path: to path+tempSuffix first, then a hard
+// link, which unlike a rename fails if path exists. step is called once the temporary
+// file is complete (StepNewKeyTemp); its error stops the write there, as a crash would.
+func writeMasterFile(path string, m MasterKey, step func(Step) error) error {
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("%s: %w", path, fs.ErrExist)
 	}
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".master-*.tmp")
+	tmp := path + tempSuffix
+	if err := clearTemp(tmp, path); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return MasterKey{}, err
+		return err
 	}
-	defer os.Remove(tmp.Name())
 	text := base64.StdEncoding.EncodeToString(m.key[:]) + "\n"
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return MasterKey{}, err
+	_, err = f.WriteString(text)
+	if err == nil {
+		err = f.Sync()
 	}
-	if _, err := tmp.WriteString(text); err != nil {
-		tmp.Close()
-		return MasterKey{}, err
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return MasterKey{}, err
+	if err != nil {
+		os.Remove(tmp) // the key in it never wrapped anything
+		return err
 	}
-	if err := tmp.Close(); err != nil {
-		return MasterKey{}, err
+	if err := step(StepNewKeyTemp); err != nil {
+		return err
 	}
-	// A hard link, unlike a rename, fails if path already exists.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		return MasterKey{}, err
+	if err := os.Link(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
 	}
-	if err := os.Remove(tmp.Name()); err != nil {
-		return MasterKey{}, err
+	if err := os.Remove(tmp); err != nil {
+		return err
 	}
-	if err := syncDir(dir); err != nil {
-		return MasterKey{}, err
+	return syncDir(dir)
+}
+
+// clearTemp removes a temporary key file that a crash left behind. If it is a second
+// link of target (the crash came between the link and the removal), only the link goes;
+// otherwise the key in it was never linked anywhere, so never used, and it is destroyed.
+func clearTemp(tmp, target string) error {
+	ti, err := os.Lstat(tmp)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
 	}
-	return m, nil
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Lstat(target); err == nil && os.SameFile(ti, fi) {
+		if err := os.Remove(tmp); err != nil {
+			return err
+		}
+		return syncDir(filepath.Dir(tmp))
+	}
+	return destroyMasterFile(tmp)
 }
 
 // DestroyMasterFile overwrites the master key file at path with zeros,
@@ -198,6 +227,14 @@ func DestroyMasterFile(path string) error {
 }
 
 func destroyMasterFile(path string) error {
+	if err := zeroFile(path); err != nil {
+		return err
+	}
+	return removeSynced(path)
+}
+
+// zeroFile overwrites the file at path with zeros, in place, and syncs it.
+func zeroFile(path string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return err
@@ -215,9 +252,11 @@ func destroyMasterFile(path string) error {
 		f.Close()
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
+	return f.Close()
+}
+
+// removeSynced removes path and syncs its directory, so that the removal survives a crash.
+func removeSynced(path string) error {
 	if err := os.Remove(path); err != nil {
 		return err
 	}

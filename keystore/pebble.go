@@ -236,13 +236,15 @@ func backgroundError(logger *slog.Logger) func(error) {
 // wrapping ErrPinned, as it does when an iterator pins obsolete tables until
 // ctx ends. Concurrent calls on one DB are correct but waste work.
 func Erase(ctx context.Context, db *pebble.DB) error {
-	if err := erase(ctx, db); err != nil {
+	if err := erase(ctx, db, vfs.Default); err != nil {
 		return fmt.Errorf("erase: %w", err)
 	}
 	return nil
 }
 
-func erase(ctx context.Context, db *pebble.DB) error {
+// erase is Erase on a database whose files are in fs (vfs.Default on disk; the crash
+// tests use a crashable in-memory file system).
+func erase(ctx context.Context, db *pebble.DB, fsys vfs.FS) error {
 	pinned := db.Metrics().Snapshots.Count
 
 	// Flush once so that at least one table exists and we learn the
@@ -255,7 +257,7 @@ func erase(ctx context.Context, db *pebble.DB) error {
 	if err != nil {
 		return err
 	}
-	before, err := listDB(dir)
+	before, err := listDB(fsys, dir)
 	if err != nil {
 		return err
 	}
@@ -277,16 +279,16 @@ func erase(ctx context.Context, db *pebble.DB) error {
 
 	// Every table that existed before the compaction and is no longer live
 	// must disappear; so must every manifest that existed after it.
-	afterCompact, err := listDB(dir)
+	afterCompact, err := listDB(fsys, dir)
 	if err != nil {
 		return err
 	}
-	if err := rotateManifest(ctx, db, dir, afterCompact.maxManifest()); err != nil {
+	if err := rotateManifest(ctx, db, fsys, dir, afterCompact.maxManifest()); err != nil {
 		return err
 	}
 	stale := before.wals
 	stale = append(stale, afterCompact.manifests...)
-	if err := waitGone(ctx, db, dir, stale, append(before.tables, afterCompact.tables...)); err != nil {
+	if err := waitGone(ctx, db, fsys, dir, stale, append(before.tables, afterCompact.tables...)); err != nil {
 		return err
 	}
 	pinned = max(pinned, db.Metrics().Snapshots.Count)
@@ -426,7 +428,7 @@ func bottomTombstoneSpans(db *pebble.DB) ([]span, error) {
 // rotateManifest runs fence cycles until two manifests newer than oldMax
 // have been seen: the second rotation makes the manifest written before the
 // compaction obsolete beyond NumPrevManifest.
-func rotateManifest(ctx context.Context, db *pebble.DB, dir string, oldMax uint64) error {
+func rotateManifest(ctx context.Context, db *pebble.DB, fsys vfs.FS, dir string, oldMax uint64) error {
 	seen := map[uint64]bool{}
 	// Each cycle adds at least four table additions or removals to the
 	// manifest's edit count, and a rotation needs at most one more than the
@@ -440,7 +442,7 @@ func rotateManifest(ctx context.Context, db *pebble.DB, dir string, oldMax uint6
 		if err := fenceCycle(ctx, db); err != nil {
 			return err
 		}
-		files, err := listDB(dir)
+		files, err := listDB(fsys, dir)
 		if err != nil {
 			return err
 		}
@@ -461,10 +463,10 @@ func rotateManifest(ctx context.Context, db *pebble.DB, dir string, oldMax uint6
 
 // waitGone polls the directory until none of the stale files, and none of
 // the candidate tables that are no longer live, remain.
-func waitGone(ctx context.Context, db *pebble.DB, dir string, stale, tables []string) error {
+func waitGone(ctx context.Context, db *pebble.DB, fsys vfs.FS, dir string, stale, tables []string) error {
 	delay := 100 * time.Microsecond
 	for {
-		left, err := remaining(db, dir, stale, tables)
+		left, err := remaining(db, fsys, dir, stale, tables)
 		if err != nil {
 			return err
 		}
@@ -483,7 +485,7 @@ func waitGone(ctx context.Context, db *pebble.DB, dir string, stale, tables []st
 	}
 }
 
-func remaining(db *pebble.DB, dir string, stale, tables []string) ([]string, error) {
+func remaining(db *pebble.DB, fsys vfs.FS, dir string, stale, tables []string) ([]string, error) {
 	levels, err := db.SSTables()
 	if err != nil {
 		return nil, fmt.Errorf("list tables: %w", err)
@@ -496,12 +498,12 @@ func remaining(db *pebble.DB, dir string, stale, tables []string) ([]string, err
 	}
 	var left []string
 	for _, name := range stale {
-		if exists(filepath.Join(dir, name)) {
+		if exists(fsys, fsys.PathJoin(dir, name)) {
 			left = append(left, name)
 		}
 	}
 	for _, name := range tables {
-		if !live[fileNum(name)] && exists(filepath.Join(dir, name)) {
+		if !live[fileNum(name)] && exists(fsys, fsys.PathJoin(dir, name)) {
 			left = append(left, name)
 		}
 	}
@@ -509,8 +511,8 @@ func remaining(db *pebble.DB, dir string, stale, tables []string) ([]string, err
 	return slices.Compact(left), nil
 }
 
-func exists(path string) bool {
-	_, err := os.Lstat(path)
+func exists(fsys vfs.FS, path string) bool {
+	_, err := fsys.Stat(path)
 	return err == nil
 }
 
@@ -531,14 +533,13 @@ type dbFiles struct {
 	wals, tables, manifests, blobs []string
 }
 
-func listDB(dir string) (dbFiles, error) {
+func listDB(fsys vfs.FS, dir string) (dbFiles, error) {
 	var f dbFiles
-	entries, err := os.ReadDir(dir)
+	names, err := fsys.List(dir)
 	if err != nil {
 		return f, fmt.Errorf("list database directory: %w", err)
 	}
-	for _, e := range entries {
-		name := e.Name()
+	for _, name := range names {
 		switch {
 		case strings.HasSuffix(name, ".log"):
 			f.wals = append(f.wals, name)

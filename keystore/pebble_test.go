@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -127,7 +128,7 @@ func TestEraseRemovesDeletedKeysAndValuesFromEveryFile(t *testing.T) {
 	if hits := found(t, dir, kept); len(hits) != len(kept) {
 		t.Errorf("after Erase, %d of %d kept values are in files, want all", len(hits), len(kept))
 	}
-	files, err := listDB(dir)
+	files, err := listDB(vfs.Default, dir)
 	mustNot(t, err)
 	if len(files.blobs) > 0 {
 		t.Errorf("blob files exist: %v; value separation must stay off", files.blobs)
@@ -487,7 +488,7 @@ func TestNoReuseFSCreatesFreshFile(t *testing.T) {
 	if string(got) != "new" {
 		t.Errorf("reused file holds %q, want %q", got, "new")
 	}
-	if exists(old) {
+	if exists(vfs.Default, old) {
 		t.Error("old file still exists after ReuseForWrite")
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -71,7 +72,8 @@ func (k Kind) public() bool { return k == Transaction || k == Profile }
 // The ids of the system keys: the store's own keys, created by the first Open that lacks
 // them, never destroyed, re-wrapped by Rotate like every other key.
 const (
-	cardHashID   = "card-hash"   // CardHash and NameHash
+	cardHashID   = "card-hash"   // CardHash
+	nameHashID   = "name-hash"   // NameHash and NameKeyID
 	accessMACID  = "access-mac"  // AccessMAC: the ledger's MAC on access-record entries
 	systemSealID = "system-seal" // SealSystem and UnsealSystem
 )
@@ -204,11 +206,12 @@ func (m *master) unwrap(k, v []byte) ([]byte, error) {
 // Sweep. A Store is safe for concurrent use.
 type Store struct {
 	db     *pebble.DB
+	fs     vfs.FS // the file system under db: vfs.Default, or a crashable one in tests
 	logger *slog.Logger
 	now    func() time.Time
 	// The system keys, immutable after Open. Each has one use, so that a value made
 	// for one purpose can never pass for another.
-	cardKey, macKey, sealKey *[KeySize]byte
+	cardKey, nameKey, macKey, sealKey *[KeySize]byte
 
 	// mu is held shared by every operation and exclusively by Rotate and
 	// Close; it guards m and closed.
@@ -240,16 +243,18 @@ type Store struct {
 // Open opens (or creates) the key store in dir, a directory that belongs to
 // the store alone. It returns an error wrapping ErrWrongMaster when the
 // stored keys are wrapped under a key other than master. It creates any system
-// key the store does not hold yet (those of CardHash, AccessMAC and SealSystem).
+// key the store does not hold yet (those of CardHash, NameHash, AccessMAC and
+// SealSystem).
 func Open(dir string, master MasterKey, logger *slog.Logger) (*Store, error) {
-	s, err := open(dir, master, logger)
+	s, err := open(dir, vfs.Default, master, logger)
 	if err != nil {
 		return nil, fmt.Errorf("open keystore: %w", Damaged(err))
 	}
 	return s, nil
 }
 
-func open(dir string, mk MasterKey, logger *slog.Logger) (*Store, error) {
+// open opens the store in dir on fsys: vfs.Default, or a crashable file system in tests.
+func open(dir string, fsys vfs.FS, mk MasterKey, logger *slog.Logger) (*Store, error) {
 	m, err := newMaster(mk)
 	if err != nil {
 		return nil, err
@@ -257,12 +262,14 @@ func open(dir string, mk MasterKey, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	db, err := pebble.Open(dir, PebbleOptions(logger))
+	opts := PebbleOptions(logger)
+	opts.FS = noReuseFS{fsys}
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, err
 	}
 	logger = logger.With(slog.String("component", "keystore"))
-	s := &Store{db: db, logger: logger, now: time.Now, m: m}
+	s := &Store{db: db, fs: fsys, logger: logger, now: time.Now, m: m}
 	// A crash can lose destroys that were acknowledged but not yet swept;
 	// the first Sweep after Open always runs.
 	s.gen.Store(1)
@@ -306,7 +313,7 @@ func (s *Store) load() error {
 	for _, sk := range []struct {
 		id  string
 		dst **[KeySize]byte
-	}{{cardHashID, &s.cardKey}, {accessMACID, &s.macKey}, {systemSealID, &s.sealKey}} {
+	}{{cardHashID, &s.cardKey}, {nameHashID, &s.nameKey}, {accessMACID, &s.macKey}, {systemSealID, &s.sealKey}} {
 		key, err := s.systemKey(sk.id)
 		if err != nil {
 			return err
@@ -549,12 +556,15 @@ func (s *Store) list(kind Kind) ([]Entry, error) {
 	return es, it.Close()
 }
 
-// CardHash returns the hex HMAC-SHA256 of a card number under the store's
-// system key, for looking up cards without storing their numbers. The card
+// CardHash returns the hex HMAC-SHA256 of a card number under the system key
+// "card-hash", for looking up cards without storing their numbers. The card
 // number is normalized by trimming surrounding white space only; anything
 // else (case, inner spaces, leading zeros) is significant. The system key is
 // created on first Open, is never destroyed, and survives Rotate, so hashes
-// are stable for the life of the store.
+// are stable for the life of the store: they are on the stream for good
+// (card.issued, card.reported_lost), and nothing that could compute a card's
+// hash under a new key (its number) is kept. The README's threat model says
+// what that leaves exposed, and its Design section how to bound it.
 func (s *Store) CardHash(card string) string {
 	mac := hmac.New(sha256.New, s.cardKey[:])
 	mac.Write([]byte(strings.TrimSpace(card)))
@@ -563,12 +573,24 @@ func (s *Store) CardHash(card string) string {
 
 // NameHash is the keyed hash under which the projections index a patron's name, so staff
 // can find an account by the name on a photo ID without any plaintext name at rest. Case
-// and runs of white space do not matter. The "name" prefix keeps it apart from card hashes.
+// and runs of white space do not matter. It has a system key of its own ("name-hash"),
+// not the card key's: name hashes live only in the projections, which can compute them
+// again from the sealed profiles of open accounts, so this key can change (see NameKeyID)
+// without touching the stream, while the card key cannot (see CardHash).
 func (s *Store) NameHash(name string) string {
-	mac := hmac.New(sha256.New, s.cardKey[:])
+	mac := hmac.New(sha256.New, s.nameKey[:])
 	mac.Write([]byte("name\x00"))
 	mac.Write([]byte(strings.ToLower(strings.Join(strings.Fields(name), " "))))
 	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// NameKeyID names the key of NameHash without revealing it (16 hex digits of an HMAC of a
+// constant under it). The projections record it next to their name index and build the
+// index again when it changes, as it did when the name key was split from the card key.
+func (s *Store) NameKeyID() string {
+	mac := hmac.New(sha256.New, s.nameKey[:])
+	mac.Write([]byte("lethe name-hash key id"))
+	return hex.EncodeToString(mac.Sum(nil)[:8])
 }
 
 // AccessMAC is HMAC-SHA256 of msg under the system key "access-mac": the ledger's seal on
@@ -619,8 +641,8 @@ func (s *Store) erase(ctx context.Context) error {
 		return nil
 	}
 	start := s.now()
-	if err := Erase(ctx, s.db); err != nil {
-		return err
+	if err := erase(ctx, s.db, s.fs); err != nil {
+		return fmt.Errorf("erase: %w", err)
 	}
 	took := s.now().Sub(start)
 	s.swept.Store(g)
@@ -642,7 +664,9 @@ func (s *Store) erase(ctx context.Context) error {
 //
 // If the erasure fails, the re-wrap has still taken effect (the store uses
 // newMaster) and the error says so; the next Sweep retries the erasure.
-// Keep the old master key until an erasure succeeds.
+// Keep the old master key until an erasure succeeds. RotateFile does all of
+// this for a master key file, with the key files, in steps a crash cannot
+// leave half done.
 func (s *Store) Rotate(ctx context.Context, newMaster MasterKey) error {
 	if err := s.rotate(ctx, newMaster); err != nil {
 		return fmt.Errorf("rotate master key: %w", err)

@@ -3,6 +3,8 @@ package keystore
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -173,6 +175,53 @@ func TestCardHash(t *testing.T) {
 	}
 }
 
+// TestNameHashHasItsOwnKey: NameHash is keyed by the system key "name-hash", not by the
+// card key (with which anyone holding the card key could test guesses of names); its
+// NameKeyID is stable across reopen and Rotate and differs between stores; a store made
+// before the split gets a name key at its next Open, and its card hashes stay the same.
+func TestNameHashHasItsOwnKey(t *testing.T) {
+	t.Parallel()
+	dir, m, next := t.TempDir(), testMaster(t), testMaster(t)
+	s, err := Open(dir, m, nil)
+	mustNot(t, err)
+	other := openStore(t, t.TempDir(), testMaster(t))
+	name := "Ada  READER"
+	h := s.NameHash(name)
+	if got := s.NameHash("ada reader"); got != h {
+		t.Errorf("NameHash ignores case and runs of space: got %s, want %s", got, h)
+	}
+	underCard := hmac.New(sha256.New, s.cardKey[:])
+	underCard.Write([]byte("name\x00ada reader"))
+	if hex.EncodeToString(underCard.Sum(nil)) == h {
+		t.Error("NameHash is keyed by the card key")
+	}
+	if bytes.Equal(s.nameKey[:], s.cardKey[:]) {
+		t.Error("the name key is the card key")
+	}
+	id := s.NameKeyID()
+	if len(id) != 16 || id == other.NameKeyID() || other.NameHash(name) == h {
+		t.Errorf("NameKeyID = %q (other store %q): want 16 hex digits, different in every store, as the hashes are", id, other.NameKeyID())
+	}
+	card := s.CardHash("21234000012345")
+	mustNot(t, s.Rotate(context.Background(), next))
+	mustNot(t, s.Close())
+	s = openStore(t, dir, next)
+	if s.NameKeyID() != id || s.NameHash(name) != h {
+		t.Errorf("after Rotate and reopen: NameKeyID %s, want %s; NameHash changed = %v", s.NameKeyID(), id, s.NameHash(name) != h)
+	}
+
+	// A store from before the split has no name key: Open creates one.
+	mustNot(t, s.db.Delete(dbKey(RefOf(kindSystem, nameHashID)), pebble.Sync))
+	mustNot(t, s.Close())
+	s = openStore(t, dir, next)
+	if s.NameKeyID() == id || s.NameHash(name) == h {
+		t.Error("a store without a name key kept the old name hashes after Open; want a new name key")
+	}
+	if got := s.CardHash("21234000012345"); got != card {
+		t.Errorf("CardHash after the name key was added = %s, want %s", got, card)
+	}
+}
+
 // TestSystemKeys: AccessMAC and SealSystem use keys of their own, created at the first
 // Open, kept across reopen and Rotate, and different in every store.
 func TestSystemKeys(t *testing.T) {
@@ -207,7 +256,7 @@ func TestSystemKeys(t *testing.T) {
 	if _, err := other.UnsealSystem(nonce, ct, ad); !errors.Is(err, ErrDecrypt) {
 		t.Errorf("UnsealSystem in another store error = %v, want ErrDecrypt", err)
 	}
-	for _, id := range []string{accessMACID, systemSealID} {
+	for _, id := range []string{cardHashID, nameHashID, accessMACID, systemSealID} {
 		if err := s.DestroyRef(RefOf(kindSystem, id)); err == nil {
 			t.Errorf("DestroyRef(system key %s) = nil error, want error", id)
 		}

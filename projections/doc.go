@@ -6,6 +6,7 @@
 //
 //	m/applied               last stream sequence applied (8 bytes, big endian)
 //	m/clock                 latest event time applied (unix ns): ages the x/ rows
+//	m/name-key              keystore.NameKeyID of the key the n/ rows are hashed under
 //	i/<barcode>             item: catalog record and status; never a patron
 //	t/<H(txn id)>           open transaction: the patron–item link, deleted when it closes
 //	p/<H(patron id)>        patron registry row; the profile stays sealed

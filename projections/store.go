@@ -72,6 +72,10 @@ func Open(dir string, keys *keystore.Store, v *schemas.Validator, cfg Config) (*
 		db.Close()
 		return nil, fmt.Errorf("open projections: read applied sequence: %w", keystore.Damaged(err))
 	}
+	if err := s.indexNames(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open projections: name index: %w", err)
+	}
 	return s, nil
 }
 

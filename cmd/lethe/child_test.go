@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imagineif/lethe/keystore"
 )
 
 // childEnv names what a child process of the test binary is; unset in the test itself.
@@ -24,6 +27,9 @@ const childEnv = "LETHE_TEST_CHILD"
 func TestMain(m *testing.M) {
 	switch os.Getenv(childEnv) {
 	case "lethe":
+		if step := os.Getenv(stopAtEnv); step != "" {
+			os.Exit(runStoppedAt(keystore.Step(step)))
+		}
 		main() // os.Args[1:] are lethe's arguments
 		os.Exit(0)
 	case "flood":
@@ -40,6 +46,31 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// stopAtEnv names a step of keys rotate (keystore.Step) at which a "lethe" child stops:
+// it writes "stopped at STEP" to stdout and waits for the test to kill it.
+const stopAtEnv = "LETHE_TEST_STOP_AT"
+
+// runStoppedAt runs lethe as main does, with the rotation hook of keys rotate set to stop
+// at step. The child then blocks on its standard input, which the test never writes or
+// closes, until it is killed. Only the test binary can do this: lethe itself has no flag
+// or variable that reaches the hook.
+func runStoppedAt(step keystore.Step) int {
+	stop := func(s keystore.Step) error {
+		if s != step {
+			return nil
+		}
+		fmt.Printf("stopped at %s\n", s)
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		return errors.New("standard input closed before the test killed the process")
+	}
+	ctx := context.WithValue(context.Background(), rotationStepKey{}, stop)
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "lethe:", err)
+		return exitCode(err)
+	}
+	return 0
 }
 
 // floodWorkers dial at once in one flood child: enough to outpace a server's accept loop

@@ -16,8 +16,10 @@ import (
 // then never be unwrapped. It runs with the server stopped (the keystore is locked while
 // lethe serve runs).
 //
-// Crash safety: the new key is written to <file>.next before anything is re-wrapped; the
-// re-wrap is one atomic batch; openKeystore finishes an interrupted swap.
+// Crash safety: keystore.RotateFile goes in journaled steps, and the next open of the
+// keystore (serve, projections rebuild, keys rotate) finishes or undoes a rotation that a
+// crash interrupted (keystore.OpenFile; the states are in the keystore package comment).
+// If it finishes one, that was the rotation asked for, and keys rotate stops there.
 func cmdKeysRotate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	f := newFlags("keys rotate", getenv, stderr)
 	data := f.str("data", "./lethe-data", "data directory")
@@ -33,11 +35,11 @@ func cmdKeysRotate(ctx context.Context, args []string, getenv func(string) strin
 	if path == "" {
 		path = filepath.Join(*data, "master.key")
 	}
-	next := *newFile
-	if next == "" {
-		next = path + ".next"
+	dir := filepath.Join(*data, "keystore")
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("%s is not a Lethe data directory (no keystore/ in it): check --data", *data)
 	}
-	ks, old, err := openKeystore(*data, path)
+	ks, kf, err := keystore.OpenFile(ctx, dir, path, nil)
 	if err != nil {
 		return err
 	}
@@ -46,76 +48,77 @@ func cmdKeysRotate(ctx context.Context, args []string, getenv func(string) strin
 			ks.Close()
 		}
 	}()
-	fresh, err := keystore.GenerateMasterFile(next)
-	if err != nil {
-		return fmt.Errorf("new master key: %w", err)
+	switch kf.Interrupted {
+	case keystore.RotationFinished:
+		if err := ks.Close(); err != nil {
+			return err
+		}
+		ks = nil
+		old := "the old master key"
+		if kf.Destroyed != "" {
+			old = "master key " + kf.Destroyed
+		}
+		fmt.Fprintf(stdout, "finished an interrupted rotation: every key is now wrapped under master key %s, in %s; %s is destroyed\n", kf.Master.ID, kf.Path, old)
+		return ctx.Err()
+	case keystore.RotationUndone:
+		fmt.Fprintln(stdout, "undid an interrupted rotation (its new key had wrapped nothing and is destroyed); rotating now")
 	}
-	if err := ks.Rotate(ctx, fresh); err != nil {
-		return fmt.Errorf("rotate: %w", err)
+	fresh, err := ks.RotateFile(ctx, kf, keystore.FileRotation{NewPath: *newFile, Step: rotationStep(ctx)})
+	if err != nil {
+		return fmt.Errorf("%w (the next open of the keystore finishes or undoes the rotation)", err)
 	}
 	if err := ks.Close(); err != nil {
 		return err
 	}
 	ks = nil
-	if err := finishRotation(path, next, *newFile == ""); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "rotated: every key is now wrapped under master key %s; master key %s is destroyed\n", fresh.ID, old.ID)
+	fmt.Fprintf(stdout, "rotated: every key is now wrapped under master key %s; master key %s is destroyed\n", fresh.Master.ID, kf.Master.ID)
 	if *newFile != "" {
-		fmt.Fprintf(stdout, "the new master key is in %s: point --master-key-file (LETHE_MASTER_KEY_FILE) at it\n", *newFile)
+		fmt.Fprintf(stdout, "the new master key is in %s: point --master-key-file (LETHE_MASTER_KEY_FILE) at it\n", fresh.Path)
 	}
 	return ctx.Err()
 }
 
-// finishRotation destroys the old master key file and, when rotating in place, moves the
-// new one into its place.
-func finishRotation(path, next string, inPlace bool) error {
-	if err := keystore.DestroyMasterFile(path); err != nil {
-		return fmt.Errorf("destroy old master key: %w", err)
-	}
-	if inPlace {
-		if err := os.Rename(next, path); err != nil {
-			return fmt.Errorf("install new master key: %w", err)
-		}
-	}
-	return nil
+// rotationStepKey is the context key of a test hook: a func(keystore.Step) error that
+// keys rotate passes to keystore.RotateFile as FileRotation.Step. Only the tests set it
+// (child_test.go), to kill a lethe process at a chosen step; no flag or environment
+// variable of lethe reaches it.
+type rotationStepKey struct{}
+
+func rotationStep(ctx context.Context) func(keystore.Step) error {
+	f, _ := ctx.Value(rotationStepKey{}).(func(keystore.Step) error)
+	return f
 }
 
-// openKeystore opens the keystore with the master key in path. If a rotation in place was
-// interrupted after the re-wrap, the keys are wrapped under <path>.next: it finishes the
-// swap and opens with that.
-func openKeystore(data, path string) (*keystore.Store, keystore.MasterKey, error) {
-	dir := filepath.Join(data, "keystore")
-	m, err := keystore.LoadMaster(path, "")
-	if err == nil {
-		ks, err := keystore.Open(dir, m, nil)
-		if err == nil {
-			return ks, m, nil
+// openKeys opens a node's keystore. If the master key file's rotation was interrupted, it
+// is first finished or undone (keystore.OpenFile), so that serve and projections rebuild
+// start after a crash of keys rotate at any step; otherwise loadMaster reads the key, or
+// generates it on a fresh install. Errors are node.open's as before: loadMaster's as they
+// are, the keystore's through inUse.
+func openKeys(ctx context.Context, cfg nodeConfig) (*keystore.Store, error) {
+	dir := filepath.Join(cfg.Data, "keystore")
+	if cfg.MasterKey == "" {
+		path := cfg.MasterKeyFile
+		if path == "" {
+			path = filepath.Join(cfg.Data, "master.key")
 		}
-		if !errors.Is(err, keystore.ErrWrongMaster) {
-			return nil, m, err
+		if keystore.RotationPending(path) {
+			ks, kf, err := keystore.OpenFile(ctx, dir, path, cfg.Logger)
+			if err != nil {
+				return nil, inUse(cfg.Data, err)
+			}
+			if kf.Path != path && cfg.Logger != nil {
+				cfg.Logger.Warn("an interrupted rotation put the master key in another file: give that file with --master-key-file from now on", "file", kf.Path)
+			}
+			return ks, nil
 		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, m, err
 	}
-	next := path + ".next"
-	m, err = keystore.LoadMaster(next, "")
+	master, err := loadMaster(cfg)
 	if err != nil {
-		return nil, m, fmt.Errorf("master key does not open the keystore and no interrupted rotation to finish: %w", err)
+		return nil, err
 	}
-	ks, err := keystore.Open(dir, m, nil)
+	ks, err := keystore.Open(dir, master, cfg.Logger)
 	if err != nil {
-		return nil, m, err
+		return nil, inUse(cfg.Data, err)
 	}
-	if _, statErr := os.Stat(path); statErr == nil {
-		if err := keystore.DestroyMasterFile(path); err != nil {
-			ks.Close()
-			return nil, m, err
-		}
-	}
-	if err := os.Rename(next, path); err != nil {
-		ks.Close()
-		return nil, m, err
-	}
-	return ks, m, nil
+	return ks, nil
 }

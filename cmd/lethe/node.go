@@ -97,12 +97,9 @@ func openNode(ctx context.Context, cfg nodeConfig) (*node, error) {
 
 func (n *node) open(ctx context.Context) error {
 	cfg := n.cfg
-	master, err := loadMaster(cfg)
-	if err != nil {
+	var err error
+	if n.keys, err = openKeys(ctx, cfg); err != nil {
 		return err
-	}
-	if n.keys, err = keystore.Open(filepath.Join(cfg.Data, "keystore"), master, cfg.Logger); err != nil {
-		return inUse(cfg.Data, err)
 	}
 	if n.v, err = schemas.NewValidator(); err != nil {
 		return err
