@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -65,10 +66,15 @@ func (c KioskConfig) withDefaults() KioskConfig {
 // pool of workers behind a bounded queue, per-kiosk rate limits, and a limit on card
 // lookups that miss. Card misses are not recorded one access entry per guess; each
 // kiosk's misses are summarised in one entry per window.
+//
+// When the kiosks are known (ServeOnly), each has a subscription of its own, so requests
+// are taken in by one goroutine per kiosk: a kiosk flooding the ledger waits behind its own
+// requests, not in front of everyone else's. Otherwise one wildcard subscription takes
+// them all in.
 type KioskServer struct {
 	l    *Ledger
 	cfg  KioskConfig
-	sub  *nats.Subscription
+	nc   *nats.Conn
 	work chan *nats.Msg
 	wg   sync.WaitGroup // the workers
 	sum  sync.WaitGroup // the summariser
@@ -76,6 +82,11 @@ type KioskServer struct {
 	// inMu guards sending on work against its closing: intake holds it shared.
 	inMu   sync.RWMutex
 	closed bool
+
+	subMu sync.Mutex
+	wild  *nats.Subscription            // every kiosk's subjects, until ServeOnly
+	subs  map[string]*nats.Subscription // by "branch/kiosk", after ServeOnly
+	done  bool                          // Close began: subscribe to nothing more
 
 	mu      sync.Mutex
 	limits  map[string]*rate.Limiter // by kiosk
@@ -91,14 +102,24 @@ type KioskServer struct {
 // NATS permissions tie to identities; with an external NATS they might not be.
 const maxKiosksTracked = 10000
 
-// ServeKiosks answers kiosk requests from the moment it returns until Close. Every
-// request with a valid reply subject gets exactly one reply: a result, or a coded error
-// that never holds personal data or internal detail. The queue group lets several Lethe
-// processes share the kiosks.
+// Pending limits of one kiosk's subscription: requests taken in but not yet looked at.
+// Beyond them NATS drops that kiosk's requests (they get no answer) rather than the
+// ledger's memory growing: 64Ki requests or 16 MiB, whichever comes first.
+const (
+	kioskPendingMsgs  = 64 << 10
+	kioskPendingBytes = 16 << 20
+)
+
+// ServeKiosks answers kiosk requests from the moment it returns until Close, on nc, which
+// should be a connection of its own: replies to a flood must not queue in front of the
+// ledger's appends. Every request with a valid reply subject gets exactly one reply: a
+// result, or a coded error that never holds personal data or internal detail. The queue
+// group lets several Lethe processes share the kiosks.
 func (l *Ledger) ServeKiosks(nc *nats.Conn, cfg KioskConfig) (*KioskServer, error) {
 	cfg = cfg.withDefaults()
 	k := &KioskServer{
-		l: l, cfg: cfg, work: make(chan *nats.Msg, cfg.Queue), stop: make(chan struct{}),
+		l: l, cfg: cfg, nc: nc, work: make(chan *nats.Msg, cfg.Queue), stop: make(chan struct{}),
+		subs:   map[string]*nats.Subscription{},
 		limits: map[string]*rate.Limiter{}, misses: map[string]int{}, summary: map[string]int{},
 		window: l.cfg.Now(),
 	}
@@ -118,38 +139,105 @@ func (l *Ledger) ServeKiosks(nc *nats.Conn, cfg KioskConfig) (*KioskServer, erro
 		defer k.sum.Done()
 		k.summarise()
 	}()
-	sub, err := nc.QueueSubscribe(KioskWildcard, "lethe-ledger", k.intake)
+	sub, err := k.subscribe(KioskWildcard)
+	if err != nil {
+		k.shutdown()
+		return nil, err
+	}
+	k.wild = sub
+	return k, nil
+}
+
+// subscribe takes in requests on subject, bounded, and returns once the server has the
+// subscription (no request sent after it returns can miss it).
+func (k *KioskServer) subscribe(subject string) (*nats.Subscription, error) {
+	sub, err := k.nc.QueueSubscribe(subject, "lethe-ledger", k.intake)
 	if err == nil {
-		// After the flush the server has the subscription: no request can miss it.
-		err = nc.Flush()
+		err = sub.SetPendingLimits(kioskPendingMsgs, kioskPendingBytes)
+	}
+	if err == nil {
+		err = k.nc.Flush()
 	}
 	if err != nil {
 		if sub != nil {
 			_ = sub.Unsubscribe()
 		}
-		k.shutdown()
-		return nil, err
+		return nil, fmt.Errorf("subscribe to kiosk requests: %w", err)
 	}
-	k.sub = sub
-	return k, nil
+	return sub, nil
+}
+
+// ServeOnly serves exactly these kiosks ("branch/kiosk"), each on a subscription of its
+// own, in place of the wildcard: a kiosk added gets one, a kiosk gone loses its own (its
+// connection is cut by NATS; this stops the ledger listening). Called again whenever the
+// set changes.
+func (k *KioskServer) ServeOnly(kiosks []string) error {
+	k.subMu.Lock()
+	defer k.subMu.Unlock()
+	if k.done {
+		return nil
+	}
+	want := map[string]bool{}
+	for _, kiosk := range kiosks {
+		want[kiosk] = true
+		if _, ok := k.subs[kiosk]; ok {
+			continue
+		}
+		branch, id, _ := strings.Cut(kiosk, "/")
+		if !ValidToken(branch) || !ValidToken(id) {
+			return errors.New("a kiosk to serve is not branch/kiosk")
+		}
+		sub, err := k.subscribe(KioskSubject(branch, id, "*"))
+		if err != nil {
+			return err
+		}
+		k.subs[kiosk] = sub
+	}
+	for kiosk, sub := range k.subs {
+		if !want[kiosk] {
+			_ = sub.Unsubscribe()
+			delete(k.subs, kiosk)
+		}
+	}
+	if k.wild != nil {
+		// The kiosks' own subscriptions are in place: the wildcard's can go. Both are in
+		// the queue group, so NATS gives each request to one of them, never both.
+		_ = k.wild.Unsubscribe()
+		k.wild = nil
+	}
+	return nil
 }
 
 // Close stops taking requests, waits for every request taken to be answered, writes the
 // last miss summaries, and returns. It is the kiosk server's owner's last call.
 func (k *KioskServer) Close() error {
-	closed := k.sub.StatusChanged(nats.SubscriptionClosed)
-	err := k.sub.Drain()
-	if err == nil {
+	k.subMu.Lock()
+	subs := make([]*nats.Subscription, 0, len(k.subs)+1)
+	for _, sub := range k.subs {
+		subs = append(subs, sub)
+	}
+	if k.wild != nil {
+		subs = append(subs, k.wild)
+	}
+	k.subs, k.wild, k.done = map[string]*nats.Subscription{}, nil, true
+	k.subMu.Unlock()
+	var errs []error
+	for _, sub := range subs {
+		closed := sub.StatusChanged(nats.SubscriptionClosed)
+		if err := sub.Drain(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		// Drain returns at once; the subscription closes once its callback has taken
 		// every message it had, so nothing is queued after work is closed.
 		select {
 		case <-closed:
 		case <-time.After(30 * time.Second):
-			err = errors.New("kiosk subscription did not drain within 30s")
+			errs = append(errs, errors.New("a kiosk subscription did not drain within 30s"))
 		}
 	}
 	k.shutdown()
-	return err
+	return errors.Join(errs...)
 }
 
 // shutdown stops queueing, lets the workers finish what is queued, and waits for them

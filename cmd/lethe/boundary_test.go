@@ -548,6 +548,9 @@ func TestReplyOnlyToInboxes(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.catalog("RP1", 100)
+	if _, err := h.kiosks.conn("main", "k1"); err != nil { // the ledger serves registered kiosks
+		t.Fatal(err)
+	}
 	before := h.snapshot()
 	refused := h.s.kiosks.Refused()
 	for _, reply := range []string{"circ.item.RP1", access.Subject, "circ.sys.skipped", "$JS.API.STREAM.DELETE.CIRC", "lethe.kiosk.main.k1.return"} {

@@ -28,6 +28,8 @@ type natsAuth struct {
 	logger    *slog.Logger
 
 	reloadMu sync.Mutex // one reload at a time: the watch, and callers that cannot wait for it
+	// onKiosks is told the active kiosks ("branch/kiosk") after every change; reloadMu.
+	onKiosks func([]string) error
 
 	mu       sync.RWMutex
 	ns       *server.Server
@@ -143,6 +145,11 @@ func (a *natsAuth) reload() (bool, error) {
 	old := a.active
 	a.users, a.active, a.version = users, active, version
 	a.mu.Unlock()
+	if a.onKiosks != nil {
+		if err := a.onKiosks(kioskNames(active)); err != nil {
+			return true, err
+		}
+	}
 	for pub, id := range old {
 		if _, ok := active[pub]; !ok {
 			n := a.disconnect(id.Account())
@@ -150,6 +157,28 @@ func (a *natsAuth) reload() (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// kioskNames are the active kiosks as "branch/kiosk".
+func kioskNames(active map[string]identity.Identity) []string {
+	var out []string
+	for _, id := range active {
+		if id.Kind == identity.Kiosk {
+			out = append(out, id.Branch+"/"+id.Name)
+		}
+	}
+	return out
+}
+
+// serveKiosks tells f the active kiosks now, and after every change of the registry.
+func (a *natsAuth) serveKiosks(f func([]string) error) error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	a.onKiosks = f
+	a.mu.RLock()
+	active := a.active
+	a.mu.RUnlock()
+	return f(kioskNames(active))
 }
 
 // account returns the identity's account, making it and its imports the first time.

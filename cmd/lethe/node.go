@@ -52,16 +52,17 @@ type nodeConfig struct {
 
 // node is an open Lethe data directory: NATS, stream, keystore and projections.
 type node struct {
-	cfg    nodeConfig
-	ns     *server.Server // nil with an external NATS
-	auth   *natsAuth      // nil with an external NATS
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	stream jetstream.Stream
-	keys   *keystore.Store
-	proj   *projections.Store
-	v      *schemas.Validator
-	check  ledger.StreamCheck // what the start found about the stream
+	cfg     nodeConfig
+	ns      *server.Server // nil with an external NATS
+	auth    *natsAuth      // nil with an external NATS
+	nc      *nats.Conn     // the ledger's connection: appends, the projector, the API
+	kioskNC *nats.Conn     // the kiosk API's own connection, as privileged as nc
+	js      jetstream.JetStream
+	stream  jetstream.Stream
+	keys    *keystore.Store
+	proj    *projections.Store
+	v       *schemas.Validator
+	check   ledger.StreamCheck // what the start found about the stream
 
 	cancel    context.CancelFunc // stops the node's own loops (the registry watch)
 	wg        sync.WaitGroup
@@ -123,6 +124,9 @@ func (n *node) open(ctx context.Context) error {
 			opts = append(opts, o)
 		}
 		if n.nc, err = nats.Connect(cfg.NATSURL, opts...); err != nil {
+			return fmt.Errorf("connect to NATS: %w", err)
+		}
+		if n.kioskNC, err = nats.Connect(cfg.NATSURL, append(opts, nats.Name("lethe-kiosks"))...); err != nil {
 			return fmt.Errorf("connect to NATS: %w", err)
 		}
 	}
@@ -324,6 +328,9 @@ func (n *node) startNATS() error {
 	if n.nc, err = nats.Connect("", nats.InProcessServer(ns), nats.Name("lethe"), ledgerOpt); err != nil {
 		return fmt.Errorf("connect to NATS: %w", err)
 	}
+	if n.kioskNC, err = nats.Connect("", nats.InProcessServer(ns), nats.Name("lethe-kiosks"), ledgerOpt); err != nil {
+		return fmt.Errorf("connect to NATS: %w", err)
+	}
 	return nil
 }
 
@@ -353,6 +360,9 @@ func (n *node) streamLast(ctx context.Context) (uint64, error) {
 func (n *node) close() { n.closeOnce.Do(n.closeAll) }
 
 func (n *node) closeAll() {
+	if n.kioskNC != nil {
+		n.kioskNC.Close()
+	}
 	if n.nc != nil {
 		n.nc.Close()
 	}

@@ -128,9 +128,17 @@ func startService(ctx context.Context, cfg serviceConfig) (s *service, err error
 			s.scrub(runCtx)
 		}()
 	}
-	if s.kiosks, err = led.ServeKiosks(n.nc, cfg.Kiosks); err != nil {
+	if s.kiosks, err = led.ServeKiosks(n.kioskNC, cfg.Kiosks); err != nil {
 		s.stop()
 		return nil, fmt.Errorf("serve kiosks: %w", err)
+	}
+	if n.auth != nil {
+		// The embedded server knows its kiosks: one subscription each, so that one
+		// kiosk's flood waits behind itself.
+		if err := n.auth.serveKiosks(s.kiosks.ServeOnly); err != nil {
+			s.stop()
+			return nil, fmt.Errorf("serve kiosks: %w", err)
+		}
 	}
 	registerGauges(reg, s)
 	if cfg.HTTP != "off" {
