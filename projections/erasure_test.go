@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
@@ -355,4 +356,83 @@ func eventData(t *testing.T, m ledger.Msg) []byte {
 		t.Fatal(err)
 	}
 	return ev.Data
+}
+
+// BenchmarkSweep measures the erasure sweep of projections holding open loans, 10× and
+// 100× the sizes `lethe bench --only growth` measures (300 and 1,200 open loans), after
+// some loans closed since the last sweep (each close is a return, its close and its
+// expunged record; a new loan of the returned item keeps the number of open loans):
+//
+//	before  keystore.Erase over the whole key space: the sweep the expunger ran before
+//	        Store.Sweep
+//	after   Store.Sweep: compacts only around the rows deleted or overwritten since the
+//	        last sweep
+//	raw     Pebble's own DB.Compact over the whole key space, and nothing else
+//
+// Only the sweep is timed. It reports the bytes compacted per sweep, and the size of the
+// database (rows, bytes, tables) it swept.
+func BenchmarkSweep(b *testing.B) {
+	for _, open := range []int{3_000, 12_000, 30_000, 120_000} {
+		b.Run(fmt.Sprintf("open=%d", open), func(b *testing.B) {
+			keys, v := testKeys(b)
+			s := openTestStore(b, keys, v, "bench")
+			lib := newLibrary(b, keys)
+			for i := range open {
+				lib.catalog(fmt.Sprintf("B%07d", i))
+				lib.checkout(fmt.Sprintf("B%07d", i), "")
+				if len(lib.msgs) >= 20_000 {
+					applyAll(b, s, lib.take())
+				}
+			}
+			applyAll(b, s, lib.take())
+			ctx := context.Background()
+			if err := s.Sweep(ctx); err != nil { // the first after Open: the whole key space
+				b.Fatal(err)
+			}
+			rows := 0
+			if err := s.scan(nil, func(_, _ []byte) error { rows++; return nil }); err != nil {
+				b.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(uint64(open), 1))
+			for _, closes := range []int{0, 1, 10, 1000} {
+				for _, mode := range []string{"before", "after", "raw"} {
+					b.Run(fmt.Sprintf("closes=%d/%s", closes, mode), func(b *testing.B) {
+						var compacted uint64
+						for range b.N {
+							b.StopTimer()
+							for range closes {
+								ln := lib.checkin(rng.IntN(len(lib.open)))
+								lib.checkout(ln.barcode, "")
+							}
+							applyAll(b, s, lib.take())
+							c0 := s.db.Metrics().Total().TableBytesCompacted
+							b.StartTimer()
+							var err error
+							switch mode {
+							case "before":
+								err = keystore.Erase(ctx, s.db)
+							case "after":
+								err = s.Sweep(ctx)
+							case "raw":
+								err = s.db.Compact(ctx, nil, []byte("\xff\xff\xff\xff\xff"), false)
+							}
+							b.StopTimer()
+							if err != nil {
+								b.Fatal(err)
+							}
+							compacted += s.db.Metrics().Total().TableBytesCompacted - c0
+							if mode != "after" {
+								s.erasure.take() // swept, or not the sweep under test
+							}
+						}
+						m := s.db.Metrics()
+						b.ReportMetric(float64(compacted)/float64(b.N)/(1<<20), "MiB-compacted/op")
+						b.ReportMetric(float64(rows), "rows")
+						b.ReportMetric(float64(m.DiskSpaceUsage())/(1<<20), "MiB-db")
+						b.ReportMetric(float64(m.Total().TablesCount), "tables")
+					})
+				}
+			}
+		})
+	}
 }
