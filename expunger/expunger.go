@@ -1,13 +1,15 @@
 // Package expunger carries out Lethe's forgetting. When a transaction closes it destroys
 // the transaction's key (after which no copy of the stream can tie the loan to a patron),
 // records transaction.expunged, and on every erasure sweep makes the deletion physical in
-// every file of the keystore and the projections (keystore.Erase). It also destroys the
+// every file of the keystore and the projections (their Sweep methods). It also destroys the
 // profile key of a closed account.
 //
 // It is idempotent and resumable: the work lives in the projections (rows e/ and k/, written
 // in the same batch that applies the closing event), so a crash between "closed" and
-// "expunged" is finished at the next start. At start it also destroys keys that no open
-// transaction or patron uses: keys created for a command whose append never happened.
+// "expunged" is finished at the next start. A record that fails leaves its transaction
+// waiting to be recorded again; its key is destroyed once, and its lag observed once. At
+// start it also destroys keys that no open transaction or patron uses: keys created for a
+// command whose append never happened.
 //
 // Expunge lag is close → key destroyed; erasure lag is close → bytes gone from files, and
 // is bounded by the sweep interval.
@@ -37,14 +39,30 @@ type Config struct {
 }
 
 // Expunger destroys keys of closed transactions and accounts and sweeps.
+//
+// Three kinds of work run beside one another and never wait for each other: destroying
+// keys (which ends the link, and needs only the keystore), recording the destructions on
+// the stream (appends, which wait for JetStream and the projector), and sweeps (which wait
+// for compactions). Each has its own lock; mu only guards the counters and the
+// bookkeeping below, and is never held across I/O, so Stats always answers at once.
 type Expunger struct {
 	cfg  Config
 	keys *keystore.Store
 	proj *projections.Store
 	led  *ledger.Ledger
 
-	mu           sync.Mutex  // serialises expunge passes; guards the fields below
-	sweepMu      sync.Mutex  // serialises sweeps
+	destroyMu sync.Mutex // serialises the destroying step of passes
+	sweepMu   sync.Mutex // serialises sweeps
+
+	mu sync.Mutex // guards the fields below; held for bookkeeping only, never across I/O
+	// destroyed holds the transactions whose key is destroyed and whose record has not
+	// landed yet, by transaction id (in memory only): their lag is taken when the record
+	// lands, once, from the first destruction.
+	destroyed map[string]destruction
+	recording map[string]bool // transactions whose record is being appended
+	// landed holds transactions whose record landed while a destroying pass may still
+	// list them as waiting: that pass must neither destroy nor count them again.
+	landed       map[string]bool
 	awaitErasure []time.Time // close times of transactions expunged since the last sweep
 	expungeLag   *lagWindow
 	erasureLag   *lagWindow
@@ -55,6 +73,11 @@ type Expunger struct {
 	lastSweep    time.Time
 	expungeHist  prometheus.Histogram
 	erasureHist  prometheus.Histogram
+}
+
+// destruction is a closed transaction whose key is destroyed.
+type destruction struct {
+	closedAt, destroyedAt time.Time
 }
 
 // New returns an Expunger.
@@ -72,6 +95,7 @@ func New(keys *keystore.Store, proj *projections.Store, led *ledger.Ledger, cfg 
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Expunger{cfg: cfg, keys: keys, proj: proj, led: led,
+		destroyed: map[string]destruction{}, recording: map[string]bool{}, landed: map[string]bool{},
 		expungeLag: newLagWindow(10000), erasureLag: newLagWindow(10000),
 		expungeHist: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "lethe_expunge_lag_seconds", Help: "Time from a transaction closing to its key being destroyed.",
@@ -92,13 +116,15 @@ func New(keys *keystore.Store, proj *projections.Store, led *ledger.Ledger, cfg 
 	return e, nil
 }
 
-// Run expunges as transactions close and sweeps every SweepInterval until ctx ends. Call
-// Reconcile first, once, before kiosks are served. Sweeps run beside expunging, so a close
-// during a sweep is expunged at once and erased at the next sweep.
+// Run expunges as transactions close and sweeps every SweepInterval until ctx ends, and
+// returns once the goroutines it started are done. Call Reconcile first, once, before
+// kiosks are served. Keys are destroyed on this goroutine; records are appended on a
+// second and sweeps run on a third, so neither a slow append nor a sweep delays a key's
+// destruction. A close during a sweep is expunged at once and erased at the next sweep.
 func (e *Expunger) Run(ctx context.Context) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
 		t := time.NewTicker(e.cfg.SweepInterval)
 		defer t.Stop()
 		for {
@@ -111,8 +137,24 @@ func (e *Expunger) Run(ctx context.Context) {
 				}
 			}
 		}
-	}()
-	defer func() { <-done }()
+	})
+	record := make(chan struct{}, 1)
+	wg.Go(func() {
+		// The periodic pass retries records that failed.
+		t := time.NewTicker(e.cfg.SweepInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-record:
+			case <-t.C:
+			}
+			if _, err := e.record(ctx); err != nil && ctx.Err() == nil {
+				e.cfg.Logger.Error("record expunged transactions", "err", err)
+			}
+		}
+	})
 	// The periodic pass is a safety net: Work is signalled for every close.
 	t := time.NewTicker(e.cfg.SweepInterval)
 	defer t.Stop()
@@ -123,93 +165,158 @@ func (e *Expunger) Run(ctx context.Context) {
 		case <-e.proj.Work():
 		case <-t.C:
 		}
-		if _, err := e.ExpungeNow(ctx); err != nil && ctx.Err() == nil {
+		if err := e.destroy(); err != nil {
 			e.cfg.Logger.Error("expunge", "err", err)
+		}
+		select {
+		case record <- struct{}{}:
+		default: // a pass is already due
 		}
 	}
 }
 
-// ExpungeNow destroys the key of every closed transaction still waiting, records each as
-// expunged, and destroys the profile keys of closed accounts. It returns how many
-// transactions it expunged.
+// ExpungeNow destroys the key of every closed transaction still waiting, and the profile
+// keys of closed accounts, then records each transaction as expunged. It returns how many
+// transactions it recorded; one whose record another pass is appending is left to it.
 func (e *Expunger) ExpungeNow(ctx context.Context) (int, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	closed, err := e.proj.PendingExpunges()
-	if err != nil {
+	if err := e.destroy(); err != nil {
 		return 0, err
 	}
-	// Destroy every key first: that is what ends the link, and it waits for nothing else.
-	destroyed := make([]time.Time, len(closed))
-	for i, c := range closed {
-		if err := e.keys.Destroy(keystore.Transaction, c.TxnID); err != nil {
-			return 0, fmt.Errorf("destroy transaction key: %w", err)
-		}
-		destroyed[i] = e.cfg.Now()
-		lag := destroyed[i].Sub(c.ClosedAt)
-		e.expungeLag.add(lag)
-		e.expungeHist.Observe(lag.Seconds())
+	return e.record(ctx)
+}
+
+// destroy destroys the keys of closed transactions and accounts. It waits for nothing but
+// the keystore: that is what ends the link.
+func (e *Expunger) destroy() error {
+	e.destroyMu.Lock()
+	defer e.destroyMu.Unlock()
+	closed, err := e.proj.PendingExpunges()
+	if err != nil {
+		return err
 	}
-	// Then record them, concurrently, so the ledger commits the records together instead
-	// of one commit each. A record that fails leaves its transaction pending: the next
-	// round destroys nothing new for it (destroying twice is harmless) and records it again.
+	pending := make(map[string]bool, len(closed))
+	for _, c := range closed {
+		pending[c.TxnID] = true
+		e.mu.Lock()
+		_, done := e.destroyed[c.TxnID]
+		done = done || e.landed[c.TxnID]
+		e.mu.Unlock()
+		if done {
+			continue // its record failed, is on its way, or landed since the list was read
+		}
+		if err := e.keys.Destroy(keystore.Transaction, c.TxnID); err != nil {
+			return fmt.Errorf("destroy transaction key: %w", err)
+		}
+		d := destruction{closedAt: c.ClosedAt, destroyedAt: e.cfg.Now()}
+		e.mu.Lock()
+		e.destroyed[c.TxnID] = d
+		e.mu.Unlock()
+	}
+	// A transaction no longer waiting, and not being recorded, had its record land
+	// although the append reported a failure (a timeout after the stream accepted it).
+	e.mu.Lock()
+	for id, d := range e.destroyed {
+		if !pending[id] && !e.recording[id] {
+			delete(e.destroyed, id)
+			e.landedLocked(d)
+		}
+	}
+	for id := range e.landed {
+		if !pending[id] {
+			delete(e.landed, id) // the next list cannot hold it
+		}
+	}
+	e.mu.Unlock()
+	patrons, err := e.proj.ClosedPatrons()
+	if err != nil {
+		return err
+	}
+	for _, id := range patrons {
+		if err := e.keys.Destroy(keystore.Profile, id); err != nil {
+			return fmt.Errorf("destroy profile key: %w", err)
+		}
+		if err := e.proj.ProfileErased(id); err != nil {
+			return err
+		}
+		e.mu.Lock()
+		e.profiles++
+		e.mu.Unlock()
+	}
+	return nil
+}
+
+// landedLocked counts a transaction whose record landed: the only place its lag is
+// observed. The caller holds mu and has removed it from destroyed.
+func (e *Expunger) landedLocked(d destruction) {
+	lag := d.destroyedAt.Sub(d.closedAt)
+	e.expungeLag.add(lag)
+	e.expungeHist.Observe(lag.Seconds())
+	e.awaitErasure = append(e.awaitErasure, d.closedAt)
+	e.expunged++
+}
+
+// record appends transaction.expunged for every destroyed key not yet recorded, except
+// those another pass is recording. The records go concurrently, so the ledger commits
+// them together instead of one commit each. A record that fails stays to be recorded
+// again; it keeps the time its key was first destroyed.
+func (e *Expunger) record(ctx context.Context) (int, error) {
+	type todo struct {
+		id string
+		d  destruction
+	}
+	var batch []todo
+	e.mu.Lock()
+	for id, d := range e.destroyed {
+		if !e.recording[id] {
+			e.recording[id] = true
+			batch = append(batch, todo{id, d})
+		}
+	}
+	e.mu.Unlock()
 	var (
 		wg       sync.WaitGroup
 		sem      = make(chan struct{}, maxConcurrentRecords)
 		failMu   sync.Mutex
 		firstErr error
-		recorded = make([]bool, len(closed))
+		n        int
 	)
-	for i, c := range closed {
+	for _, r := range batch {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := e.led.RecordExpunged(ctx, c.TxnID, c.ClosedAt, destroyed[i]); err != nil {
+			err := e.led.RecordExpunged(ctx, r.id, r.d.closedAt, r.d.destroyedAt)
+			e.mu.Lock()
+			delete(e.recording, r.id)
+			if err == nil {
+				if d, ok := e.destroyed[r.id]; ok {
+					delete(e.destroyed, r.id)
+					e.landed[r.id] = true
+					e.landedLocked(d)
+					n++
+				}
+			}
+			e.mu.Unlock()
+			if err != nil {
 				failMu.Lock()
 				if firstErr == nil {
 					firstErr = fmt.Errorf("record expunged: %w", err)
 				}
 				failMu.Unlock()
-				return
 			}
-			recorded[i] = true
 		})
 	}
 	wg.Wait()
-	n := 0
-	for i, c := range closed {
-		if recorded[i] {
-			e.awaitErasure = append(e.awaitErasure, c.ClosedAt)
-			e.expunged++
-			n++
-		}
-	}
-	if firstErr != nil {
-		return n, firstErr
-	}
-	patrons, err := e.proj.ClosedPatrons()
-	if err != nil {
-		return n, err
-	}
-	for _, id := range patrons {
-		if err := e.keys.Destroy(keystore.Profile, id); err != nil {
-			return n, fmt.Errorf("destroy profile key: %w", err)
-		}
-		if err := e.proj.ProfileErased(id); err != nil {
-			return n, err
-		}
-		e.profiles++
-	}
-	return n, nil
+	return n, firstErr
 }
 
 // maxConcurrentRecords bounds the transaction.expunged records in flight at once.
 const maxConcurrentRecords = 64
 
 // Sweep makes every deletion so far physical: the keystore and the projections are
-// flushed and compacted and their obsolete files removed, so no file under the data
-// directory still holds a destroyed key, its wrapped form, or a closed link. Expunging goes
-// on while a sweep runs; what is expunged meanwhile waits for the next sweep.
+// flushed and compacted where something was deleted and their obsolete files removed, so
+// no file under the data directory still holds a destroyed key, its wrapped form, or a
+// closed link. Expunging goes on while a sweep runs; what is expunged meanwhile waits for
+// the next sweep.
 func (e *Expunger) Sweep(ctx context.Context) error {
 	e.sweepMu.Lock()
 	defer e.sweepMu.Unlock()
@@ -222,11 +329,10 @@ func (e *Expunger) Sweep(ctx context.Context) error {
 	e.awaitErasure = nil
 	e.mu.Unlock()
 	start := e.cfg.Now()
+	// Each store's Sweep says which store failed.
 	err := e.keys.Sweep(ctx)
-	if err != nil {
-		err = fmt.Errorf("sweep keystore: %w", err)
-	} else if err = keystore.Erase(ctx, e.proj.DB()); err != nil {
-		err = fmt.Errorf("sweep projections: %w", err)
+	if err == nil {
+		err = e.proj.Sweep(ctx)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -92,7 +92,8 @@
 //
 // A Pebble delete only writes a tombstone; the old value stays in tables and
 // WAL files, and keys stay in the MANIFEST, until compaction, rotation and
-// file deletion catch up. PebbleOptions and Erase, exported for the other
+// file deletion catch up. PebbleOptions, Erase and EraseKeys (which erases
+// only named keys, and compacts only around them), exported for the other
 // Pebble databases of Lethe, make that happen on demand; their doc comments
 // say which Pebble behaviour each step defeats.
 package keystore

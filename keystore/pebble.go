@@ -236,15 +236,52 @@ func backgroundError(logger *slog.Logger) func(error) {
 // wrapping ErrPinned, as it does when an iterator pins obsolete tables until
 // ctx ends. Concurrent calls on one DB are correct but waste work.
 func Erase(ctx context.Context, db *pebble.DB) error {
-	if err := erase(ctx, db, vfs.Default); err != nil {
+	if err := erase(ctx, db, vfs.Default, compactAll); err != nil {
 		return fmt.Errorf("erase: %w", err)
 	}
 	return nil
 }
 
-// erase is Erase on a database whose files are in fs (vfs.Default on disk; the crash
-// tests use a crashable in-memory file system).
-func erase(ctx context.Context, db *pebble.DB, fsys vfs.FS) error {
+// EraseKeys is Erase for the given keys: when it returns nil, no file of the
+// database directory holds a value, tombstone or table bound of any of keys
+// deleted before the call, nor an older value of any of keys overwritten
+// before the call. Deletions and overwrites of other keys may stay in the
+// files, so the caller must name every key it deleted or overwrote since
+// its last successful sweep (or call Erase). With no keys it does nothing.
+//
+// Where Erase compacts the whole key space, EraseKeys compacts only spans
+// around keys; every other step (the flushes, the manifest rotations, the
+// wait for obsolete files) is Erase's. Consecutive keys share a span unless
+// a table lies wholly between them: the span would rewrite that table for
+// nothing. Each span is compacted through every level, and Pebble rewrites
+// every table overlapping it and the tables of the next level those
+// overlap. So the work follows the tables that hold the keys, not the keys
+// themselves: a table flushed from the memtable spans every key written
+// since the flush before it, and in a database of a few large tables,
+// scattered keys touch them all. The README's Benchmarks measure what that
+// means for the projections.
+//
+// The same requirements and the same concurrency hold as for Erase.
+func EraseKeys(ctx context.Context, db *pebble.DB, keys [][]byte) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	err := erase(ctx, db, vfs.Default, func(ctx context.Context, db *pebble.DB) error {
+		// The fence too: a compaction between the two fence flushes can
+		// carry the fence into a table of data, and every fence cycle of the
+		// manifest rotation would then rewrite that table.
+		return compactKeys(ctx, db, append(slices.Clip(keys), []byte(FenceKey)))
+	})
+	if err != nil {
+		return fmt.Errorf("erase: %w", err)
+	}
+	return nil
+}
+
+// erase runs the steps of Erase on a database whose files are in fsys (vfs.Default on
+// disk; the crash tests use a crashable in-memory file system), with compact as the
+// compaction step.
+func erase(ctx context.Context, db *pebble.DB, fsys vfs.FS, compact func(context.Context, *pebble.DB) error) error {
 	pinned := db.Metrics().Snapshots.Count
 
 	// Flush once so that at least one table exists and we learn the
@@ -268,8 +305,7 @@ func erase(ctx context.Context, db *pebble.DB, fsys vfs.FS) error {
 		return err
 	}
 
-	// Compact everything that exists now.
-	if err := compactAll(ctx, db); err != nil {
+	if err := compact(ctx, db); err != nil {
 		return err
 	}
 	if err := rewriteBottomTombstones(ctx, db); err != nil {
@@ -357,6 +393,73 @@ func compactAll(ctx context.Context, db *pebble.DB) error {
 		return fmt.Errorf("compact: %w", err)
 	}
 	return nil
+}
+
+// compactKeys compacts every level over the spans around keys (see
+// EraseKeys).
+func compactKeys(ctx context.Context, db *pebble.DB, keys [][]byte) error {
+	spans, err := keySpans(db, keys)
+	if err != nil {
+		return err
+	}
+	for _, s := range spans {
+		if err := db.Compact(ctx, s.lo, s.hi, false); err != nil {
+			return fmt.Errorf("compact: %w", err)
+		}
+	}
+	return nil
+}
+
+// keySpans sorts keys into the spans compactKeys compacts, each with an
+// exclusive upper bound. Two consecutive keys share a span unless a live
+// table lies wholly between them. Each table's smallest key falls between
+// one pair of consecutive keys at most, so planning takes O((keys + tables)
+// log tables), and there is at most one span more than there are tables.
+func keySpans(db *pebble.DB, keys [][]byte) ([]span, error) {
+	keys = slices.Clone(keys)
+	slices.SortFunc(keys, bytes.Compare)
+	keys = slices.CompactFunc(keys, bytes.Equal)
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	levels, err := db.SSTables()
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	var tables []span // inclusive bounds
+	for _, level := range levels {
+		for _, t := range level {
+			tables = append(tables, span{lo: t.Smallest.UserKey, hi: t.Largest.UserKey})
+		}
+	}
+	slices.SortFunc(tables, func(a, b span) int { return bytes.Compare(a.lo, b.lo) })
+	// between reports whether a table lies wholly inside (a, b).
+	between := func(a, b []byte) bool {
+		i, _ := slices.BinarySearchFunc(tables, a, func(t span, k []byte) int {
+			if bytes.Compare(t.lo, k) <= 0 {
+				return -1
+			}
+			return 1
+		})
+		for ; i < len(tables) && bytes.Compare(tables[i].lo, b) < 0; i++ {
+			if bytes.Compare(tables[i].hi, b) < 0 {
+				return true
+			}
+		}
+		return false
+	}
+	// DB.Compact's bounds are inclusive, but it insists that start < end.
+	end := func(k []byte) []byte { return append(slices.Clip(k), 0) }
+	var spans []span
+	lo, hi := keys[0], keys[0]
+	for _, k := range keys[1:] {
+		if between(hi, k) {
+			spans = append(spans, span{lo: lo, hi: end(hi)})
+			lo = k
+		}
+		hi = k
+	}
+	return append(spans, span{lo: lo, hi: end(hi)}), nil
 }
 
 // rewriteBottomTombstones handles tables at the bottom level that still hold

@@ -1,6 +1,7 @@
 package keystore
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -528,4 +529,181 @@ func containsPrefix(files []string, prefix string) bool {
 		}
 	}
 	return false
+}
+
+// EraseKeys erases what it is told: deleted keys and values, and the old
+// values of overwritten keys, from every file, and keeps everything else.
+func TestEraseKeysRemovesNamedKeysFromEveryFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := openPebble(t, dir, PebbleOptions(nil))
+	keys, vals, needles := linkRows(t, db, 200)
+	gone, kept := map[string][]byte{}, map[string][]byte{}
+	var named [][]byte
+	for i := range keys {
+		switch i % 3 {
+		case 0:
+			del(t, db, keys[i])
+			gone[fmt.Sprintf("deleted key %d", i)] = needles[i]
+			gone[fmt.Sprintf("deleted value %d", i)] = vals[i]
+			named = append(named, keys[i])
+		case 1:
+			v := randomBytes(64)
+			set(t, db, keys[i], v)
+			gone[fmt.Sprintf("overwritten value %d", i)] = vals[i]
+			kept[fmt.Sprintf("new value %d", i)] = v
+			named = append(named, keys[i])
+		default:
+			kept[fmt.Sprintf("kept value %d", i)] = vals[i]
+		}
+	}
+	if hits := found(t, dir, gone); len(hits) != len(gone) {
+		t.Fatalf("before EraseKeys %d of %d deleted or overwritten bytes are in files, want all: the scan cannot see them", len(hits), len(gone))
+	}
+	mustNot(t, EraseKeys(context.Background(), db, named))
+	if hits := found(t, dir, gone); len(hits) > 0 {
+		t.Errorf("after EraseKeys, deleted or overwritten bytes remain: %v", hits)
+	}
+	if hits := found(t, dir, kept); len(hits) != len(kept) {
+		t.Errorf("after EraseKeys, %d of %d kept values are in files, want all", len(hits), len(kept))
+	}
+	mustNot(t, db.Close())
+	db = openPebble(t, dir, PebbleOptions(nil))
+	defer db.Close()
+	if hits := found(t, dir, gone); len(hits) > 0 {
+		t.Errorf("after reopen, deleted or overwritten bytes remain: %v", hits)
+	}
+	for i, k := range keys {
+		_, closer, err := db.Get(k)
+		if i%3 == 0 {
+			if !errors.Is(err, pebble.ErrNotFound) {
+				t.Errorf("reopened Get(deleted row %d) error = %v, want ErrNotFound", i, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("reopened Get(row %d) error = %v, want nil", i, err)
+			continue
+		}
+		closer.Close()
+	}
+}
+
+// spreadRows writes n rows of 200 bytes in key order and compacts them into
+// bottom-level tables of about 16 KiB, so that a row lives in one table among
+// many. Automatic compactions are off, so the tables stay as they are.
+func spreadRows(t *testing.T, n int) (db *pebble.DB, dir string, keys, vals [][]byte) {
+	t.Helper()
+	dir = t.TempDir()
+	opts := PebbleOptions(nil)
+	opts.DisableAutomaticCompactions = true
+	for i := range opts.TargetFileSizes {
+		opts.TargetFileSizes[i] = 16 << 10
+	}
+	db = openPebble(t, dir, opts)
+	t.Cleanup(func() { db.Close() })
+	b := db.NewBatch()
+	for i := range n {
+		k, v := fmt.Appendf(nil, "row/%05d", i), randomBytes(200)
+		mustNot(t, b.Set(k, v, nil))
+		keys, vals = append(keys, k), append(vals, v)
+	}
+	mustNot(t, b.Commit(pebble.Sync))
+	mustNot(t, Erase(context.Background(), db))
+	return db, dir, keys, vals
+}
+
+// tableNums returns the file numbers of the live tables.
+func tableNums(t *testing.T, db *pebble.DB) map[uint64]bool {
+	t.Helper()
+	levels, err := db.SSTables()
+	mustNot(t, err)
+	out := map[uint64]bool{}
+	for _, level := range levels {
+		for _, tb := range level {
+			out[uint64(tb.FileNum)] = true
+		}
+	}
+	return out
+}
+
+// EraseKeys compacts around the named keys, not the whole key space: tables
+// far from them are not rewritten, and a deletion it was not told about
+// stays in the files (as the contract warns), while the named one goes.
+func TestEraseKeysCompactsOnlyAroundNamedKeys(t *testing.T) {
+	t.Parallel()
+	db, dir, keys, vals := spreadRows(t, 2000)
+	before := tableNums(t, db)
+	if len(before) < 10 {
+		t.Fatalf("%d tables, want at least 10: the test needs a row to live among many tables", len(before))
+	}
+	// The unnamed deletion is flushed on its own, as an earlier sweep's leftover would be.
+	del(t, db, keys[10])
+	mustNot(t, db.Flush())
+	del(t, db, keys[1900])
+	needles := map[string][]byte{"named": vals[1900], "unnamed": vals[10]}
+	if hits := found(t, dir, needles); len(hits) != 2 {
+		t.Fatalf("before EraseKeys found %v, want both deleted values: the scan cannot see them", hits)
+	}
+
+	mustNot(t, EraseKeys(context.Background(), db, [][]byte{keys[1900]}))
+	hits := found(t, dir, needles)
+	if len(hits["named"]) > 0 {
+		t.Errorf("the named deleted value is still in %v", hits["named"])
+	}
+	if len(hits["unnamed"]) == 0 {
+		t.Error("the deletion EraseKeys was not told about is in no file: it compacted more than the named key's span")
+	}
+	after := tableNums(t, db)
+	untouched := 0
+	for n := range before {
+		if after[n] {
+			untouched++
+		}
+	}
+	if untouched < len(before)/2 {
+		t.Errorf("%d of %d tables survived EraseKeys of one key, want most of them", untouched, len(before))
+	}
+	// Erase, told nothing, takes the rest.
+	mustNot(t, Erase(context.Background(), db))
+	if hits := found(t, dir, needles); len(hits) > 0 {
+		t.Errorf("after Erase, deleted values remain: %v", hits)
+	}
+}
+
+// Keys in one table share a span; a table wholly between two keys splits
+// them, since one span would rewrite it for nothing.
+func TestKeySpans(t *testing.T) {
+	t.Parallel()
+	db, _, keys, _ := spreadRows(t, 2000)
+	levels, err := db.SSTables()
+	mustNot(t, err)
+	bottom := levels[len(levels)-1]
+	if len(bottom) < 4 {
+		t.Fatalf("%d bottom tables, want at least 4", len(bottom))
+	}
+	first, third := bottom[0], bottom[2]
+	in := func(tb pebble.SSTableInfo, k []byte) bool {
+		return bytes.Compare(tb.Smallest.UserKey, k) <= 0 && bytes.Compare(k, tb.Largest.UserKey) <= 0
+	}
+	var a, b, c []byte // a and b in the first table, c in the third
+	for _, k := range keys {
+		switch {
+		case in(first, k) && a == nil:
+			a = k
+		case in(first, k):
+			b = k
+		case in(third, k) && c == nil:
+			c = k
+		}
+	}
+	spans, err := keySpans(db, [][]byte{c, b, a, b})
+	mustNot(t, err)
+	want := []span{{lo: a, hi: append(slices.Clone(b), 0)}, {lo: c, hi: append(slices.Clone(c), 0)}}
+	if diff := cmp.Diff(want, spans, cmp.AllowUnexported(span{})); diff != "" {
+		t.Errorf("keySpans mismatch (-want +got):\n%s", diff)
+	}
+	if spans, err := keySpans(db, nil); err != nil || len(spans) != 0 {
+		t.Errorf("keySpans(nil) = %v, %v, want none", spans, err)
+	}
 }

@@ -641,7 +641,7 @@ func (s *Store) erase(ctx context.Context) error {
 		return nil
 	}
 	start := s.now()
-	if err := erase(ctx, s.db, s.fs); err != nil {
+	if err := erase(ctx, s.db, s.fs, compactAll); err != nil {
 		return fmt.Errorf("erase: %w", err)
 	}
 	took := s.now().Sub(start)

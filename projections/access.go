@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -39,6 +40,8 @@ func (s *Store) IndexAccess(patronIDs, kids []string) error {
 	if b.Empty() {
 		return nil
 	}
+	// The erasure sweep has nothing to record: the rows are new (a pseudonym is fresh for
+	// every entry) and overwrite nothing.
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("index access pseudonyms: %w", err)
 	}
@@ -67,20 +70,23 @@ func (s *Store) AccessKIDs(patronID string) ([]string, error) {
 }
 
 // dropAccessIndex adds to pb the deletion of every index row of the accounts closed in
-// the batch pb commits. The caller holds the view lock exclusively, so no IndexAccess
-// runs between this read and the commit.
-func (s *Store) dropAccessIndex(pb *pebble.Batch, closed []string) error {
+// the batch pb commits, and returns the keys it deletes. The caller holds the view lock
+// exclusively, so no IndexAccess runs between this read and the commit.
+func (s *Store) dropAccessIndex(pb *pebble.Batch, closed []string) ([][]byte, error) {
+	var deleted [][]byte
 	for _, id := range closed {
 		prefix := accessByPrefix(id)
 		err := s.scan(prefix, func(k, _ []byte) error {
-			if err := pb.Delete(accessKey(string(k[len(prefix):])), nil); err != nil {
+			byKID := accessKey(string(k[len(prefix):]))
+			if err := pb.Delete(byKID, nil); err != nil {
 				return err
 			}
+			deleted = append(deleted, byKID, bytes.Clone(k))
 			return pb.Delete(k, nil)
 		})
 		if err != nil {
-			return fmt.Errorf("drop access pseudonyms: %w", err)
+			return nil, fmt.Errorf("drop access pseudonyms: %w", err)
 		}
 	}
-	return nil
+	return deleted, nil
 }

@@ -126,10 +126,14 @@ func (b *rowBatch) Get(key []byte) ([]byte, error) {
 }
 
 // commit writes the rows the batch changed, and whatever also adds, in one Pebble batch.
-func (b *rowBatch) commit(also func(*pebble.Batch) error) error {
+// also returns the keys it deletes. The keys the batch deletes or may overwrite are
+// recorded for the next erasure sweep with the commit (see pendingErasure); a row the
+// database did not hold before the batch has no old bytes to erase.
+func (b *rowBatch) commit(erasure *pendingErasure, also func(*pebble.Batch) ([][]byte, error)) error {
 	pb := b.db.NewBatch()
 	defer pb.Close()
-	if err := also(pb); err != nil {
+	erase, err := also(pb)
+	if err != nil {
 		return err
 	}
 	for _, k := range b.order {
@@ -151,10 +155,13 @@ func (b *rowBatch) commit(also func(*pebble.Batch) error) error {
 		if err != nil {
 			return err
 		}
+		if r.deleted || !r.absentBefore {
+			erase = append(erase, []byte(k))
+		}
 	}
 	// No fsync: projections are disposable. A crash loses at most a suffix of batches,
 	// m/applied with them, and the projector reads that suffix again.
-	return pb.Commit(pebble.NoSync)
+	return erasure.commit(pb, pebble.NoSync, erase)
 }
 
 // decoded is a stream message checked against its schema, its data decoded; or the
@@ -384,7 +391,7 @@ func (s *Store) applyDecoded(st *applyState, msgs []decoded) error {
 	// No decision may see half of what it reads before, half after; and no access entry
 	// may index a pseudonym of an account this batch closes (see IndexAccess).
 	a.s.viewMu.Lock()
-	err := a.b.commit(func(pb *pebble.Batch) error { return s.dropAccessIndex(pb, a.closedPatrons) })
+	err := a.b.commit(&s.erasure, func(pb *pebble.Batch) ([][]byte, error) { return s.dropAccessIndex(pb, a.closedPatrons) })
 	a.s.viewMu.Unlock()
 	if err != nil {
 		if st != nil {

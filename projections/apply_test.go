@@ -12,7 +12,7 @@ import (
 	"github.com/imagineif/lethe/schemas"
 )
 
-func openTestStore(t *testing.T, keys *keystore.Store, v *schemas.Validator, name string) *Store {
+func openTestStore(t testing.TB, keys *keystore.Store, v *schemas.Validator, name string) *Store {
 	t.Helper()
 	s, err := Open(filepath.Join(t.TempDir(), name), keys, v, Config{Location: time.UTC})
 	if err != nil {
@@ -23,7 +23,7 @@ func openTestStore(t *testing.T, keys *keystore.Store, v *schemas.Validator, nam
 }
 
 // testKeys opens a keystore under a fresh master key, and a validator.
-func testKeys(t *testing.T) (*keystore.Store, *schemas.Validator) {
+func testKeys(t testing.TB) (*keystore.Store, *schemas.Validator) {
 	t.Helper()
 	dir := t.TempDir()
 	m, err := keystore.GenerateMasterFile(filepath.Join(dir, "master.key"))

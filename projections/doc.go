@@ -30,6 +30,7 @@
 //
 // H is SHA-256. Ids never appear in keys, because Pebble keeps the key bytes of table
 // bounds in its MANIFEST after the row is gone; links live only in values, and values of
-// deleted rows leave the files at the next erasure sweep (keystore.Erase). Every batch also
-// writes m/applied, so after a crash the projector resumes at exactly the next event.
+// deleted or overwritten rows leave the files at the next erasure sweep (Store.Sweep), which
+// compacts only around the rows deleted or overwritten since the sweep before. Every batch
+// also writes m/applied, so after a crash the projector resumes at exactly the next event.
 package projections

@@ -44,7 +44,13 @@ func (s *Store) ClosedPatrons() ([]string, error) {
 
 // ProfileErased forgets a closed patron once the expunger destroyed the profile key.
 func (s *Store) ProfileErased(patronID string) error {
-	return s.db.Delete(profileKeyRow(patronID), pebble.NoSync)
+	b := s.db.NewBatch()
+	defer b.Close()
+	key := profileKeyRow(patronID)
+	if err := b.Delete(key, nil); err != nil {
+		return err
+	}
+	return s.erasure.commit(b, pebble.NoSync, [][]byte{key})
 }
 
 // HasTxn reports whether an open transaction row exists under the keystore reference

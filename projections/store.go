@@ -44,6 +44,9 @@ type Store struct {
 	resume  chan struct{} // an administrator's skip was recorded: look again now
 
 	work chan struct{} // signalled when a transaction closes or a patron account closes
+
+	erasure pendingErasure // what the next Sweep must make physical
+	sweepMu sync.Mutex     // serialises sweeps
 }
 
 var _ ledger.State = (*Store)(nil)
@@ -82,7 +85,8 @@ func Open(dir string, keys *keystore.Store, v *schemas.Validator, cfg Config) (*
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
-// DB is the Pebble database, for the erasure sweep.
+// DB is the Pebble database, for reading it. A write through it escapes Sweep, which
+// erases only what the Store itself deleted or overwrote.
 func (s *Store) DB() *pebble.DB { return s.db }
 
 // Applied is the last stream sequence applied.
