@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/imagineif/lethe/schemas"
 )
@@ -113,14 +114,23 @@ func (l *Ledger) CatalogItems(ctx context.Context, at Station, raws []json.RawMe
 			return nil, err
 		}
 		// Retries are checked against the stream before anything is appended: a reused
-		// command id refuses the list whole.
+		// command id refuses the list whole. Their events are read in a few batched
+		// reads: a file imported again within the hour is a thousand retries a request.
+		var retrySeqs []uint64
+		for _, d := range decided {
+			retrySeqs = append(retrySeqs, d.seqs...)
+		}
+		retried, err := l.readEvents(ctx, retrySeqs)
+		if err != nil {
+			return nil, err
+		}
 		var reqs []*appendReq
 		var reqIdx []int
 		for _, d := range decided {
 			c := cmds[d.i]
 			switch {
 			case d.seqs != nil:
-				o, err := l.catalogRetry(ctx, c, d.seqs)
+				o, err := l.catalogRetry(c, d.seqs, retried)
 				if err != nil {
 					return nil, atCommand(d.i, err)
 				}
@@ -159,7 +169,11 @@ func (l *Ledger) CatalogItems(ctx context.Context, at Station, raws []json.RawMe
 				if err := l.waitApplied(ctx, res.seq); err != nil {
 					return nil, err
 				}
-				o, err := l.catalogRetry(ctx, cmds[i], []uint64{res.seq})
+				evs, err := l.readEvents(ctx, []uint64{res.seq})
+				if err != nil {
+					return nil, err
+				}
+				o, err := l.catalogRetry(cmds[i], []uint64{res.seq}, evs)
 				if err != nil {
 					return nil, atCommand(i, err)
 				}
@@ -278,21 +292,18 @@ func (l *Ledger) decideCatalog(at Station, cmds []schemas.CatalogItem, pending [
 }
 
 // catalogRetry answers a command whose id is on the stream already at seqs: from the
-// events its first attempt appended, if it is the same command (errReused otherwise).
-func (l *Ledger) catalogRetry(ctx context.Context, c schemas.CatalogItem, seqs []uint64) (CatalogOutcome, error) {
-	evs := make([]appended, 0, len(seqs))
+// events its first attempt appended (in evs, by sequence), if it is the same command
+// (errReused otherwise).
+func (l *Ledger) catalogRetry(c schemas.CatalogItem, seqs []uint64, evs map[uint64]appended) (CatalogOutcome, error) {
+	first := make([]appended, 0, len(seqs))
 	for _, seq := range seqs {
-		m, err := l.stream.GetMsg(ctx, seq)
-		if err != nil {
-			return CatalogOutcome{}, unavailable(err)
+		e, ok := evs[seq]
+		if !ok {
+			return CatalogOutcome{}, unavailable(fmt.Errorf("event %d not read", seq))
 		}
-		ev, data, err := l.v.EventData(m.Data)
-		if err != nil {
-			return CatalogOutcome{}, fmt.Errorf("decode event %d: %v", seq, err)
-		}
-		evs = append(evs, appended{ev, data})
+		first = append(first, e)
 	}
-	if err := l.sameCommand(schemas.CmdCatalogItem, c, evs); err != nil {
+	if err := l.sameCommand(schemas.CmdCatalogItem, c, first); err != nil {
 		return CatalogOutcome{}, err
 	}
 	o := CatalogOutcome{Barcode: c.Barcode, Outcome: CatalogUnchanged, Seq: seqs[len(seqs)-1]}
@@ -304,4 +315,68 @@ func (l *Ledger) catalogRetry(ctx context.Context, c schemas.CatalogItem, seqs [
 		o.Outcome = CatalogRepeated
 	}
 	return o, nil
+}
+
+// maxReadGap is the most messages a batched read of events passes over between two it
+// wants: past it, the next is read in a batch of its own.
+const maxReadGap = 64
+
+// readEvents reads the events at seqs from the stream, checked against their schemas and
+// decoded, with JetStream's batched direct reads: a run of nearby sequences (a file's
+// earlier import is one run a request) is one request, not one each.
+func (l *Ledger) readEvents(ctx context.Context, seqs []uint64) (map[uint64]appended, error) {
+	out := make(map[uint64]appended, len(seqs))
+	if len(seqs) == 0 {
+		return out, nil
+	}
+	seqs = slices.Clone(seqs)
+	slices.Sort(seqs)
+	seqs = slices.Compact(seqs)
+	want := make(map[uint64]bool, len(seqs))
+	for _, s := range seqs {
+		want[s] = true
+	}
+	inbox := l.app.nc.NewRespInbox()
+	sub, err := l.app.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	defer sub.Unsubscribe()
+	for start := 0; start < len(seqs); {
+		end := start
+		for end+1 < len(seqs) && seqs[end+1]-seqs[end] <= maxReadGap && seqs[end+1]-seqs[start] < directBatch {
+			end++
+		}
+		from, last := seqs[start], seqs[end]
+		body, err := json.Marshal(map[string]any{"seq": from, "batch": last - from + 1, "up_to_seq": last})
+		if err != nil {
+			return nil, err
+		}
+		if err := l.app.nc.PublishRequest(DirectGetAPI, inbox, body); err != nil {
+			return nil, unavailable(err)
+		}
+		var bad error
+		_, err = readDirectBatch(ctx, sub, &from, func(m Msg) error {
+			if !want[m.Seq] {
+				return nil
+			}
+			ev, data, err := l.v.EventData(m.Data)
+			if err != nil {
+				// Not %w: an event on the stream that fails its schema is a fault in
+				// Lethe, not something wrong with this request.
+				bad = fmt.Errorf("decode event %d: %v", m.Seq, err)
+				return bad
+			}
+			out[m.Seq] = appended{ev, data}
+			return nil
+		})
+		if bad != nil {
+			return nil, bad
+		}
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		start = end + 1
+	}
+	return out, nil
 }
