@@ -33,6 +33,14 @@ var itemColumns = []string{"barcode", "title", "collection", "branch", "replacem
 // maxShownProblems is how many refused rows the import prints; --report has them all.
 const maxShownProblems = 20
 
+// The largest file an import takes. The whole file is checked before anything is sent,
+// so it is held in memory, about 400 bytes a row: a larger catalog imports in several
+// files.
+const (
+	maxImportBytes = 256 << 20
+	maxImportRows  = 1_000_000
+)
+
 // importRetries is how often a request that the server could not take now (unavailable:
 // busy, or the stream unreachable) is sent again. Its command ids make that safe.
 const importRetries = 6
@@ -136,7 +144,8 @@ func (p rowProblem) String() string {
 // nothing. The rows come back as catalog_item commands, with a command id derived from
 // the row's content.
 func readItems(r io.Reader, v *schemas.Validator) ([]itemRow, []rowProblem, error) {
-	cr := csv.NewReader(r)
+	lr := &io.LimitedReader{R: r, N: maxImportBytes + 1}
+	cr := csv.NewReader(lr)
 	cr.FieldsPerRecord = -1 // a row with the wrong number of columns is one refused row
 	head, err := cr.Read()
 	if err != nil {
@@ -175,6 +184,12 @@ func readItems(r io.Reader, v *schemas.Validator) ([]itemRow, []rowProblem, erro
 			continue
 		}
 		recs = append(recs, record{line, rec})
+		if len(recs)+len(problems) > maxImportRows {
+			return nil, nil, fmt.Errorf("more than %s rows: import a catalog this large in several files", count(maxImportRows))
+		}
+	}
+	if lr.N <= 0 {
+		return nil, nil, fmt.Errorf("the file is larger than %d MiB: import a catalog this large in several files", maxImportBytes>>20)
 	}
 
 	// The schema check costs about 10 µs a row: on every core.
