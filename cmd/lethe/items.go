@@ -151,6 +151,9 @@ func readItems(r io.Reader, v *schemas.Validator) ([]itemRow, []rowProblem, erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("read CSV header: %w", err)
 	}
+	if len(head) > 0 {
+		head[0] = strings.TrimPrefix(head[0], "\ufeff") // the byte order mark spreadsheets write
+	}
 	if len(head) != len(itemColumns) {
 		return nil, nil, fmt.Errorf("CSV header must be %s", strings.Join(itemColumns, ","))
 	}

@@ -162,9 +162,10 @@ func TestItemsImportBulk(t *testing.T) {
 
 // TestItemsImportRefusesBadRows: a file with bad rows among good ones sends nothing (the
 // stream's last sequence is unchanged) and reports each bad row by line and column with
-// the rule broken, never the cell's value; --report writes them as CSV. A barcode that
-// repeats is refused before anything is sent, not even a login: with a wrong password the
-// error is still the repeat.
+// the rule broken, never the cell's value; --report writes them as CSV. A file as a
+// spreadsheet saves it (byte order mark, CRLF) imports. A barcode that repeats is refused
+// before anything is sent, not even a login: with a wrong password the error is still the
+// repeat.
 func TestItemsImportRefusesBadRows(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
@@ -217,6 +218,13 @@ func TestItemsImportRefusesBadRows(t *testing.T) {
 			t.Errorf("the report repeats the cell value %q", m)
 		}
 	}
+
+	// A file as a spreadsheet saves it, with a byte order mark and CRLF line ends.
+	bom := writeFile(t, "bom.csv", "\ufeff"+strings.ReplaceAll(itemsHeader, "\n", "\r\n")+"BOM1,Saved by a spreadsheet,fiction,main,100\r\n")
+	if out, _, err := cli.run("items", "import", bom); err != nil || !strings.HasPrefix(out, "items: 1 new,") {
+		t.Fatalf("import of a file with a byte order mark: %v\n%s", err, out)
+	}
+	last = h.streamLast()
 
 	// A barcode twice: refused before the login (the password is wrong) and before
 	// anything is sent.
