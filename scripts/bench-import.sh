@@ -2,6 +2,8 @@
 # bench-import.sh: `lethe items import` end to end, at two revisions, in one run.
 #
 #   scripts/bench-import.sh [ROWS] [REV...]      default: 100000 rows, HEAD~ and the work tree
+#   scripts/bench-import.sh 100000 . b9c024c .   as in the README: the work tree, the revision
+#                                                before bulk import, the work tree again
 #
 # For each revision: build lethe from it (git archive into a temporary directory; "." is
 # the work tree as it is), make a fresh data directory with an administrator, start
@@ -40,7 +42,7 @@ for rev in "${revs[@]}"; do
 	mkdir -p "$src"
 	if [ "$rev" = "." ]; then
 		name="work tree ($(git rev-parse --short HEAD)+)"
-		cp -r cmd desk ledger schemas projections keystore expunger policy staff access identity go.mod go.sum "$src"/
+		git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$src"
 	else
 		name="$rev ($(git rev-parse --short "$rev"))"
 		git archive "$rev" | tar -x -C "$src"
