@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/imagineif/lethe/access"
@@ -35,6 +36,9 @@ type Server struct {
 	Collections Thresholds
 	Location    *time.Location // the library's time zone, for dates in filters
 	Logger      *slog.Logger
+
+	bulkOnce sync.Once
+	bulk     chan struct{} // a slot for each bulk catalog request running (MaxBulkRequests)
 }
 
 // Thresholds select the accounts of the collections export: an account is listed when it
@@ -63,8 +67,12 @@ type Route struct {
 	// Discloses is set when the route can disclose a patron's data: it writes exactly one
 	// access entry for every request that reaches it with a session.
 	Discloses bool
-	Doc       string
-	handler   http.HandlerFunc
+	// MaxBody is the route's own limit on request bodies, when it is not MaxBodyBytes.
+	// Such a body is not read before the route: the route reads it after the session
+	// and role checks (see limitBody).
+	MaxBody int64
+	Doc     string
+	handler http.HandlerFunc
 }
 
 // command is a ledger command the desk sends, and what it takes.
@@ -129,6 +137,8 @@ func (s *Server) Routes() []Route {
 		Route{Pattern: "GET /api/collections", Access: Session, Action: policy.ExportCollections, Discloses: true, handler: s.collections, Doc: "the collections export"},
 		Route{Pattern: "GET /api/access-log", Access: Session, Action: policy.ReadAccessLog, Discloses: true, handler: s.accessLog, Doc: "the access record"},
 		Route{Pattern: "POST /api/projections/skip", Access: Session, Action: policy.ResolveProjections, handler: s.skip, Doc: "let stopped projections pass over an event they cannot apply"},
+		Route{Pattern: "POST " + CatalogItemsPath, Access: Session, Action: policy.CatalogItem, MaxBody: MaxBulkBodyBytes,
+			handler: s.catalogItems, Doc: "many catalog_item commands at once"},
 	)
 	for _, c := range commands {
 		routes = append(routes, Route{Pattern: "POST " + CommandPath(c.name), Access: Session, Action: c.action,
@@ -139,21 +149,25 @@ func (s *Server) Routes() []Route {
 }
 
 // Handler serves the route table. Every request first passes the guards of guard.go:
-// framing and transport headers on every response, cross-origin protection, and one limit
-// on request bodies (MaxBodyBytes).
+// framing and transport headers on every response, cross-origin protection, and the limit
+// on request bodies (MaxBodyBytes, or the route's own MaxBody).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	limits := map[string]int64{}
 	for _, r := range s.Routes() {
 		var h http.Handler = r.handler
 		if r.Access == Session {
 			h = s.Auth.Require(s.permit(r, h))
 		}
 		mux.Handle(r.Pattern, h)
+		if r.MaxBody != 0 {
+			limits[r.Pattern] = r.MaxBody
+		}
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, schemas.Errorf(schemas.CodeNotFound, "no such route"))
 	})
-	return secureHeaders(s.crossOrigin(s.limitBody(mux)))
+	return secureHeaders(s.crossOrigin(s.limitBody(mux, limits)))
 }
 
 // permit checks the route's action against the session's role. A refused request on a

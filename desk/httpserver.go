@@ -16,7 +16,7 @@ type HTTPConfig struct {
 	// for its first request; default 10s.
 	ReadHeaderTimeout time.Duration
 	// ReadTimeout bounds reading a whole request, body included; default 30s. Bodies are
-	// at most MaxBodyBytes.
+	// at most MaxBodyBytes, or MaxBulkBodyBytes on the bulk catalog route.
 	ReadTimeout time.Duration
 	// WriteTimeout bounds a request from the end of its headers to the end of its answer;
 	// default 60s, room for the collections export and a sweep.

@@ -235,3 +235,79 @@ func TestGroupCommitPlans(t *testing.T) {
 		t.Errorf("late command: %v, want errStale (p0 moved on)", r.err)
 	}
 }
+
+// TestAppendAllMaxBatch: a bulk append of more than MaxAtomicBatch commands on distinct
+// subjects, each with its expectation, goes in whole atomic batches of MaxAtomicBatch (the
+// server's limit; one more message and it refuses the batch) whatever the cost model
+// says, and every command lands where its result says. One stale command among them
+// refuses its batch: the others land on their own, and it alone fails.
+func TestAppendAllMaxBatch(t *testing.T) {
+	t.Parallel()
+	a, st := testStream(t)
+	// A model that says single publishes are nearly free must not split a bulk append.
+	a.singleNS.Store(int64(time.Microsecond))
+	n := MaxAtomicBatch + 10
+	reqs := make([]*appendReq, n)
+	for i := range reqs {
+		subject := fmt.Sprintf("circ.item.bulk%d", i)
+		reqs[i] = mustReq(t, uuid.NewString(), Expect{Subject: subject}, testEvents(subject, 1))
+	}
+	results := a.appendAll(context.Background(), reqs)
+	for i, r := range reqs {
+		checkLanded(t, st, r, results[i])
+		if i > 0 && results[i].seq != results[i-1].seq+1 {
+			t.Fatalf("command %d at sequence %d after %d: want one after the other", i, results[i].seq, results[i-1].seq)
+		}
+	}
+	if commits := a.commits.Load(); commits != 2 {
+		t.Errorf("%d commands in %d commits, want 2 (%d in the first)", n, commits, MaxAtomicBatch)
+	}
+
+	reqs = reqs[:0]
+	for i := range 20 {
+		subject := fmt.Sprintf("circ.item.again%d", i)
+		expect := Expect{Subject: subject}
+		if i == 13 {
+			expect.Seq = 99 // stale
+		}
+		reqs = append(reqs, mustReq(t, uuid.NewString(), expect, testEvents(subject, 1)))
+	}
+	results = a.appendAll(context.Background(), reqs)
+	for i, r := range reqs {
+		if i == 13 {
+			if !errors.Is(results[i].err, errStale) {
+				t.Errorf("stale command: %v, want errStale", results[i].err)
+			}
+			continue
+		}
+		checkLanded(t, st, r, results[i])
+	}
+}
+
+// TestMaxAtomicBatchIsTheServerLimit: the server takes an atomic batch of MaxAtomicBatch
+// messages and refuses one of a message more, whole (err_code 10199). If a new
+// nats-server moves its limit, this says so.
+func TestMaxAtomicBatchIsTheServerLimit(t *testing.T) {
+	t.Parallel()
+	a, st := testStream(t)
+	for _, n := range []int{MaxAtomicBatch, MaxAtomicBatch + 1} {
+		r := mustReq(t, uuid.NewString(), Expect{}, testEvents("circ.item.limit", n))
+		ack, err := a.publish(r.msgs)
+		if err != nil {
+			t.Fatalf("batch of %d: %v", n, err)
+		}
+		switch {
+		case n == MaxAtomicBatch && (ack.Error != nil || ack.Count != n):
+			t.Errorf("batch of %d = %+v, want it taken", n, ack)
+		case n > MaxAtomicBatch && (ack.Error == nil || ack.Error.ErrCode != 10199):
+			t.Errorf("batch of %d = %+v, want it refused as too large (10199)", n, ack)
+		}
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != MaxAtomicBatch {
+		t.Errorf("stream holds %d messages, want %d: the batch too large left nothing", info.State.Msgs, MaxAtomicBatch)
+	}
+}

@@ -51,6 +51,13 @@ type Store struct {
 
 var _ ledger.State = (*Store)(nil)
 
+// blockCacheBytes is the projections' Pebble block cache. Pebble's default, 8 MB, is
+// outgrown by a catalog of some tens of thousands of items: every lookup of a row that
+// does not exist (a new item, a new command id; the projections have no bloom filters)
+// then reads blocks from the files, and a bulk import of 100,000 items ran at about 60%
+// of its speed with 64 MiB.
+const blockCacheBytes = 64 << 20
+
 // Open opens (or creates) the projections in dir with the keystore's erasure-safe Pebble
 // options. keys opens patron references of open transactions as events are applied.
 func Open(dir string, keys *keystore.Store, v *schemas.Validator, cfg Config) (*Store, error) {
@@ -60,7 +67,9 @@ func Open(dir string, keys *keystore.Store, v *schemas.Validator, cfg Config) (*
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	db, err := pebble.Open(dir, keystore.PebbleOptions(cfg.Logger))
+	opts := keystore.PebbleOptions(cfg.Logger)
+	opts.CacheSize = blockCacheBytes
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open projections: %w", keystore.Damaged(err))
 	}

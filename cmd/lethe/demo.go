@@ -138,25 +138,32 @@ func seedLibrary(ctx context.Context, s *service, items, patrons int, stderr io.
 		}
 		return s.led.Execute(ctx, desk, name, raw)
 	}
-	var done atomic.Int64
-	p := newProgress(stderr, "cataloging items", int64(items), &done)
+	// The catalog goes in as a bulk import does: up to a whole atomic batch at a time.
+	p := newProgressBar(stderr, "cataloging items", int64(items))
+	var cmds []json.RawMessage
 	for i := range items {
 		bc := fmt.Sprintf("3%07d", i+1)
-		_, err := exec(schemas.CmdCatalogItem, schemas.CatalogItem{CommandID: uuid.NewString(), ItemCataloged: schemas.ItemCataloged{
+		raw, err := json.Marshal(schemas.CatalogItem{CommandID: uuid.NewString(), ItemCataloged: schemas.ItemCataloged{
 			Barcode: bc, Title: fmt.Sprintf("Book %d", i+1), Collection: demoCollections[i%len(demoCollections)],
 			Branch: demoBranches[i%len(demoBranches)], ReplacementCents: int64(1500 + 100*(i%20)),
 		}})
 		if err != nil {
-			p.stop()
-			return nil, fmt.Errorf("catalog: %w", err)
+			return nil, err
 		}
+		cmds = append(cmds, raw)
 		lib.barcodes = append(lib.barcodes, bc)
-		done.Add(1)
+		if len(cmds) == ledger.MaxCatalogItems || i == items-1 {
+			if _, err := s.led.CatalogItems(ctx, desk, cmds); err != nil {
+				p.Stop()
+				return nil, fmt.Errorf("catalog: %w", err)
+			}
+			p.Add(len(cmds))
+			cmds = cmds[:0]
+		}
 	}
-	p.stop()
-	done.Store(0)
-	p = newProgress(stderr, "registering patrons", int64(patrons), &done)
-	defer p.stop()
+	p.Stop()
+	p = newProgressBar(stderr, "registering patrons", int64(patrons))
+	defer p.Stop()
 	now := time.Now()
 	for i := range patrons {
 		card := fmt.Sprintf("2%013d", rand.Int64N(1e13))
@@ -171,7 +178,7 @@ func seedLibrary(ctx context.Context, s *service, items, patrons int, stderr io.
 			return nil, fmt.Errorf("register: %w", err)
 		}
 		lib.cards = append(lib.cards, card)
-		done.Add(1)
+		p.Add(1)
 	}
 	return lib, nil
 }

@@ -317,6 +317,7 @@ func TestEveryDisclosingRouteRecordsOnce(t *testing.T) {
 		"POST /api/desk/mark-damaged":     {body: `{` + id() + `,"barcode":"P2"}`, as: clerk, status: 200},
 		"POST /api/desk/close-patron":     {body: `{` + id() + `,"patron_id":"` + lib.adult + `"}`, status: 409},
 		"POST /api/desk/catalog-item":     {body: `{` + id() + `,"barcode":"P9","title":"t","collection":"c","branch":"main","replacement_cents":100}`, status: 200},
+		"POST /api/desk/catalog-items":    {body: `{"commands":[{` + id() + `,"barcode":"P10","title":"t","collection":"c","branch":"main","replacement_cents":100}]}`, status: 200},
 	}
 	markers := []string{lib.adult, lib.child, lib.adultCard, lib.childCard, "Ada Adult", "Kit Child", "Cara Giver", "1970-04-04", lib.childBirth, "406-555"}
 	for _, r := range h.s.desk.Routes() {
