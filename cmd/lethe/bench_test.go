@@ -25,7 +25,7 @@ import (
 // NATS request/reply, validation, a synced transaction key, two durable (fsync) appends,
 // projection applies, and the expunger destroying the key in the background.
 func BenchmarkKioskCheckoutReturn(b *testing.B) {
-	h := newHarness(b, noKioskRate)
+	h := newHarness(b)
 	h.register("21000000009999", "Bench Reader", "1980-01-01")
 	h.catalog("BENCH", 1000)
 	b.ResetTimer()
@@ -36,10 +36,6 @@ func BenchmarkKioskCheckoutReturn(b *testing.B) {
 		h.checkin("BENCH")
 	}
 }
-
-// noKioskRate lifts the per-kiosk rate limit: a benchmark's kiosk asks as fast as it is
-// answered.
-func noKioskRate(c *serviceConfig) { c.Kiosks.Rate = -1 }
 
 // BenchmarkRawJetStreamSyncPublish is the same durable I/O done raw: two synced publishes
 // of a message of the checkout event's size, one after the other, to a file stream on the
@@ -238,7 +234,7 @@ func benchHistoryT(b testing.TB) *node {
 // does it: its own NKey credentials, over TCP with TLS to the NATS listener.
 func BenchmarkKioskCheckoutReturnTLS(b *testing.B) {
 	certFile, keyFile, pool := selfSignedCert(b)
-	h := newHarness(b, withNATSListen(), noKioskRate, func(c *serviceConfig) { c.NATSTLSCert, c.NATSTLSKey = certFile, keyFile })
+	h := newHarness(b, withNATSListen(), func(c *serviceConfig) { c.NATSTLSCert, c.NATSTLSKey = certFile, keyFile })
 	h.register("21000000009998", "Bench Reader", "1980-01-01")
 	h.catalog("BENCH", 1000)
 	creds := h.identityFile(identity.Kiosk, "main", "tls")

@@ -103,6 +103,9 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 			Logger:   slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		},
 		HTTP: "127.0.0.1:0", SweepInterval: time.Hour, RulesInterval: time.Hour, Now: h.clock.Now,
+		// Tests send commands from one kiosk as fast as they are answered; the tests of the
+		// rate limit set it themselves.
+		Kiosks: ledger.KioskConfig{Rate: -1},
 	}
 	for _, o := range opts {
 		o(&h.cfg)

@@ -55,7 +55,7 @@ const (
 // kiosk works; the server's memory stays bounded, the legitimate kiosk is answered
 // promptly, and the flooding kiosk is refused (rate_limited) rather than queued.
 func TestKioskFlood(t *testing.T) {
-	h := newHarness(t, withNATSListen())
+	h := newHarness(t, withNATSListen(), func(c *serviceConfig) { c.Kiosks = ledger.KioskConfig{} }) // the defaults
 	h.register("21000000000601", "Flo Flood", "1980-01-01")
 	flooder := h.mustConnect(h.identityFile(identity.Kiosk, "main", "flood"))
 	legit := h.mustConnect(h.identityFile(identity.Kiosk, "main", "legit"))

@@ -226,7 +226,7 @@ func TestPeriodicSweepErases(t *testing.T) {
 // closed".
 func TestShutdownUnderKioskLoad(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *serviceConfig) { c.Kiosks.Rate = -1 })
+	h := newHarness(t)
 	const kiosks = 8
 	for i := range kiosks {
 		h.register(fmt.Sprintf("2100000000%04d", 4000+i), "Sam Stop", "1980-01-01")
