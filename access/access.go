@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go/jetstream"
@@ -90,7 +91,7 @@ type Index interface {
 	// still open, and skips the others. The check that an account is open and the write
 	// are one critical section with respect to the account's close.
 	IndexAccess(patronIDs, kids []string) error
-	// PatronByAccessKID returns the open account kid stands for, or ledger.ErrNotFound.
+	// PatronByAccessKID returns the open account kid stands for, or model.ErrNotFound.
 	PatronByAccessKID(kid string) (string, error)
 	// AccessKIDs returns the pseudonyms of an open account, none once it is closed.
 	AccessKIDs(patronID string) ([]string, error)
@@ -364,9 +365,9 @@ func (l *Log) open(seq uint64, e Entry) Listed {
 }
 
 // unopened logs a reference that should have opened. A closed account is not news: its
-// row is gone (ledger.ErrNotFound) or its key destroyed (keystore.ErrNotFound).
+// row is gone (model.ErrNotFound) or its key destroyed (keystore.ErrNotFound).
 func (l *Log) unopened(entryID, what string, err error) {
-	if !errors.Is(err, ledger.ErrNotFound) && !errors.Is(err, keystore.ErrNotFound) {
+	if !errors.Is(err, model.ErrNotFound) && !errors.Is(err, keystore.ErrNotFound) {
 		l.logger.Error(what, "entry", entryID, "err", err)
 	}
 }

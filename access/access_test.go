@@ -19,6 +19,7 @@ import (
 	"github.com/imagineif/lethe/access"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
@@ -517,7 +518,7 @@ func TestClosedAccountIsErased(t *testing.T) {
 		t.Errorf("AccessKIDs(ada) after close = %v, %v, want none", kids, err)
 	}
 	for _, kid := range kids {
-		if id, err := f.proj.PatronByAccessKID(kid); !errors.Is(err, ledger.ErrNotFound) {
+		if id, err := f.proj.PatronByAccessKID(kid); !errors.Is(err, model.ErrNotFound) {
 			t.Errorf("PatronByAccessKID(%s) after close = %q, %v, want ErrNotFound", kid, id, err)
 		}
 	}

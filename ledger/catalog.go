@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -252,10 +253,10 @@ func (l *Ledger) decideCatalog(at Station, cmds []schemas.CatalogItem, pending [
 				}
 				it, err := v.st.Item(c.Barcode)
 				switch {
-				case errors.Is(err, ErrNotFound):
+				case errors.Is(err, model.ErrNotFound):
 				case err != nil:
 					return err
-				case it.ItemCataloged == c.ItemCataloged && (it.Status != ItemLost || it.TxnID != ""):
+				case it.ItemCataloged == c.ItemCataloged && (it.Status != model.ItemLost || it.TxnID != ""):
 					d.unchanged = true
 				default:
 					d.updated = true
@@ -308,7 +309,7 @@ func (l *Ledger) catalogRetry(c schemas.CatalogItem, seqs []uint64, evs map[uint
 	}
 	o := CatalogOutcome{Barcode: c.Barcode, Outcome: CatalogUnchanged, Seq: seqs[len(seqs)-1]}
 	it, err := l.st.Item(c.Barcode)
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	if err != nil && !errors.Is(err, model.ErrNotFound) {
 		return CatalogOutcome{}, err
 	}
 	if err != nil || it.ItemCataloged != c.ItemCataloged {

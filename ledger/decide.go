@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/keystore"
+	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -24,53 +25,53 @@ var (
 )
 
 // cardPatron resolves a presented card to its open account.
-func (l view) cardPatron(card string) (Patron, error) {
+func (l view) cardPatron(card string) (model.Patron, error) {
 	c, err := l.st.Card(l.keys.CardHash(card))
-	if errors.Is(err, ErrNotFound) {
-		return Patron{}, errUnknownCard
+	if errors.Is(err, model.ErrNotFound) {
+		return model.Patron{}, errUnknownCard
 	} else if err != nil {
-		return Patron{}, err
+		return model.Patron{}, err
 	}
 	if c.Lost {
-		return Patron{}, errCardLost
+		return model.Patron{}, errCardLost
 	}
 	if c.Closed {
-		return Patron{}, errAccountClosed
+		return model.Patron{}, errAccountClosed
 	}
 	p, err := l.st.Patron(c.PatronID)
 	if err != nil {
-		return Patron{}, err
+		return model.Patron{}, err
 	}
 	if p.Closed {
-		return Patron{}, errAccountClosed
+		return model.Patron{}, errAccountClosed
 	}
 	return p, nil
 }
 
-func (l view) item(barcode string) (Item, string, error) {
+func (l view) item(barcode string) (model.Item, string, error) {
 	subject, err := ItemSubject(barcode)
 	if err != nil {
-		return Item{}, "", err
+		return model.Item{}, "", err
 	}
 	it, err := l.st.Item(barcode)
-	if errors.Is(err, ErrNotFound) {
-		return Item{}, "", errUnknownItem
+	if errors.Is(err, model.ErrNotFound) {
+		return model.Item{}, "", errUnknownItem
 	}
 	return it, subject, err
 }
 
 // standing is a patron's open loans and what they owe now, overdue fines accrued so far
 // included.
-func (l view) standing(p Patron, now time.Time) (loans int, owed int64, txns []Txn, err error) {
+func (l view) standing(p model.Patron, now time.Time) (loans int, owed int64, txns []model.Txn, err error) {
 	for _, id := range p.Txns {
 		t, err := l.st.Txn(id)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, model.ErrNotFound) {
 			continue
 		} else if err != nil {
 			return 0, 0, nil, err
 		}
 		txns = append(txns, t)
-		if t.Loan == LoanOpen {
+		if t.Loan == model.LoanOpen {
 			loans++
 			owed += l.cfg.Rules.OverdueFine(t.Due, now)
 		}
@@ -98,9 +99,9 @@ func (l *Ledger) checkOut(at Station, c schemas.CheckOut) decider {
 			return plan{}, err
 		}
 		switch it.Status {
-		case ItemOnLoan:
+		case model.ItemOnLoan:
 			return plan{}, schemas.Errorf(schemas.CodeConflict, "this item is already checked out")
-		case ItemLost:
+		case model.ItemLost:
 			return plan{}, errItemLost
 		}
 		loans, owed, _, err := l.standing(p, now)
@@ -136,20 +137,20 @@ func (l *Ledger) checkOut(at Station, c schemas.CheckOut) decider {
 
 // openLoan returns an item on loan, its transaction and the expectation a command on it
 // appends under; or the error any command on a loan gets when there is none.
-func (l view) openLoan(barcode string) (Item, Txn, Expect, error) {
+func (l view) openLoan(barcode string) (model.Item, model.Txn, Expect, error) {
 	it, subject, err := l.item(barcode)
 	if err != nil {
-		return Item{}, Txn{}, Expect{}, err
+		return model.Item{}, model.Txn{}, Expect{}, err
 	}
 	switch it.Status {
-	case ItemLost:
-		return Item{}, Txn{}, Expect{}, errItemLost
-	case ItemAvailable:
-		return Item{}, Txn{}, Expect{}, errNotOnLoan
+	case model.ItemLost:
+		return model.Item{}, model.Txn{}, Expect{}, errItemLost
+	case model.ItemAvailable:
+		return model.Item{}, model.Txn{}, Expect{}, errNotOnLoan
 	}
 	t, err := l.st.Txn(it.TxnID)
 	if err != nil {
-		return Item{}, Txn{}, Expect{}, err
+		return model.Item{}, model.Txn{}, Expect{}, err
 	}
 	expect, err := l.expectOn(subject)
 	return it, t, expect, err
@@ -180,14 +181,14 @@ func (l *Ledger) checkIn(at Station, c schemas.Return) decider {
 			return plan{}, err
 		}
 		events := []schemas.Event{returned}
-		t.Loan = LoanReturned
+		t.Loan = model.LoanReturned
 		if fine := l.cfg.Rules.OverdueFine(t.Due, back); fine > 0 {
 			ev, err := l.fine(at, t, subject, schemas.ReasonOverdue, fine, back, nil)
 			if err != nil {
 				return plan{}, err
 			}
 			events = append(events, ev)
-			t.Fines = append(t.Fines, TxnFine{RemainingCents: fine})
+			t.Fines = append(t.Fines, model.TxnFine{RemainingCents: fine})
 		}
 		return l.closeIfSettled(at, t, subject, now, plan{expect: expect, events: events})
 	}
@@ -226,7 +227,7 @@ func (l view) oneEvent(at Station, typ, subject string, data any) (plan, error) 
 // Every command that ends a loan or changes a fine goes through here, and holds the
 // transaction's patron's lock: what the patron owes and has open is read by decisions
 // on other subjects (a checkout's block, closing the account).
-func (l *Ledger) closeIfSettled(at Station, t Txn, subject string, now time.Time, p plan) (plan, error) {
+func (l *Ledger) closeIfSettled(at Station, t model.Txn, subject string, now time.Time, p plan) (plan, error) {
 	if t.PatronID != "" {
 		p.locks = append(p.locks, patronLock(t.PatronID))
 	}
@@ -241,7 +242,7 @@ func (l *Ledger) closeIfSettled(at Station, t Txn, subject string, now time.Time
 	return p, nil
 }
 
-func (l *Ledger) fine(at Station, t Txn, subject, reason string, cents int64, when time.Time, patron *schemas.Sealed) (schemas.Event, error) {
+func (l *Ledger) fine(at Station, t model.Txn, subject, reason string, cents int64, when time.Time, patron *schemas.Sealed) (schemas.Event, error) {
 	return l.event(at, schemas.TypeFineAssessed, subject, when, schemas.FineAssessed{
 		TxnID: t.ID, FineID: newID(), Barcode: t.Barcode, Reason: reason, AmountCents: cents, Patron: patron,
 	})
@@ -303,7 +304,7 @@ func (l *Ledger) declareLost(at Station, barcode, wantTxn string) decider {
 			return plan{}, err
 		}
 		events := []schemas.Event{lost}
-		t.Loan = LoanLost
+		t.Loan = model.LoanLost
 		price := it.ReplacementCents
 		if price == 0 {
 			price = l.cfg.Rules.DefaultPriceCents
@@ -313,7 +314,7 @@ func (l *Ledger) declareLost(at Station, barcode, wantTxn string) decider {
 			return plan{}, err
 		}
 		events = append(events, fine)
-		t.Fines = append(t.Fines, TxnFine{RemainingCents: price})
+		t.Fines = append(t.Fines, model.TxnFine{RemainingCents: price})
 		return l.closeIfSettled(at, t, subject, now, plan{expect: expect, events: events})
 	}
 }
@@ -333,7 +334,7 @@ func (l *Ledger) markDamaged(at Station, c schemas.MarkDamaged) decider {
 			return plan{}, err
 		}
 		events := []schemas.Event{dmg}
-		t.Loan = LoanDamaged
+		t.Loan = model.LoanDamaged
 		amount := c.AmountCents
 		if amount == 0 {
 			amount = l.cfg.Rules.DamageFeeCents
@@ -350,21 +351,21 @@ func (l *Ledger) markDamaged(at Station, c schemas.MarkDamaged) decider {
 				return plan{}, err
 			}
 			events = append(events, ev)
-			t.Fines = append(t.Fines, TxnFine{RemainingCents: f.cents})
+			t.Fines = append(t.Fines, model.TxnFine{RemainingCents: f.cents})
 		}
 		return l.closeIfSettled(at, t, subject, now, plan{expect: expect, events: events})
 	}
 }
 
-func (l view) openPatron(id string) (Patron, error) {
+func (l view) openPatron(id string) (model.Patron, error) {
 	p, err := l.st.Patron(id)
-	if errors.Is(err, ErrNotFound) {
-		return Patron{}, errUnknownPatron
+	if errors.Is(err, model.ErrNotFound) {
+		return model.Patron{}, errUnknownPatron
 	} else if err != nil {
-		return Patron{}, err
+		return model.Patron{}, err
 	}
 	if p.Closed {
-		return Patron{}, errAccountClosed
+		return model.Patron{}, errAccountClosed
 	}
 	return p, nil
 }
@@ -398,18 +399,18 @@ func (l *Ledger) settleFine(at Station, fineID string, cents int64, waive bool) 
 	return func(l view) (plan, error) {
 		now := l.cfg.Now()
 		txnID, err := l.st.FineTxn(fineID)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, model.ErrNotFound) {
 			return plan{}, errUnknownFine
 		} else if err != nil {
 			return plan{}, err
 		}
 		t, err := l.st.Txn(txnID)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, model.ErrNotFound) {
 			return plan{}, errUnknownFine
 		} else if err != nil {
 			return plan{}, err
 		}
-		i := slices.IndexFunc(t.Fines, func(f TxnFine) bool { return f.FineID == fineID })
+		i := slices.IndexFunc(t.Fines, func(f model.TxnFine) bool { return f.FineID == fineID })
 		if i < 0 {
 			return plan{}, errUnknownFine
 		}
@@ -456,7 +457,7 @@ func (l view) cardFree(hash string) error {
 	switch {
 	case err == nil:
 		return schemas.Errorf(schemas.CodeConflict, "this card number is already in use")
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, model.ErrNotFound):
 		return nil
 	}
 	return err
@@ -524,7 +525,7 @@ func (l *Ledger) reportCardLost(at Station, c schemas.ReportCardLost) decider {
 	return func(l view) (plan, error) {
 		hash := l.keys.CardHash(c.Card)
 		card, err := l.st.Card(hash)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, model.ErrNotFound) {
 			return plan{}, errUnknownCard
 		} else if err != nil {
 			return plan{}, err

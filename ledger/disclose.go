@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/imagineif/lethe/keystore"
+	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
 )
@@ -104,7 +105,7 @@ type identified struct {
 	patronID string
 	facts    policy.Facts
 	evidence policy.Evidence
-	patron   Patron
+	patron   model.Patron
 	refusal  *schemas.Error // why the card or name opens no account, if it does not
 }
 
@@ -224,7 +225,7 @@ func (l view) identify(req DiscloseRequest) (identified, error) {
 	switch {
 	case strings.TrimSpace(req.Card) != "":
 		c, err := l.st.Card(l.keys.CardHash(req.Card))
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, model.ErrNotFound) {
 			who.refusal = errUnknownCard
 			break
 		} else if err != nil {
@@ -254,7 +255,7 @@ func (l view) identify(req DiscloseRequest) (identified, error) {
 		return who, nil
 	}
 	p, err := l.st.Patron(who.patronID)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, model.ErrNotFound) {
 		return identified{evidence: ev, refusal: errUnknownPatron}, nil
 	} else if err != nil {
 		return identified{}, err
@@ -360,7 +361,7 @@ func (l *Ledger) Collections(ctx context.Context, req CollectionsRequest) ([]Deb
 		return nil, dec, schemas.Errorf(schemas.CodeForbidden, "refused under Policy 1002 (%s): %s", dec.Clause.ID, dec.Reason)
 	}
 	type owing struct {
-		patron Patron
+		patron model.Patron
 		debts  Debtor
 	}
 	var (
@@ -369,8 +370,8 @@ func (l *Ledger) Collections(ctx context.Context, req CollectionsRequest) ([]Deb
 		found   []owing
 	)
 	err := l.withView(func(v view) error {
-		byPatron := map[string][]Txn{}
-		err := v.st.EachTxn(func(t Txn) error {
+		byPatron := map[string][]model.Txn{}
+		err := v.st.EachTxn(func(t model.Txn) error {
 			if t.PatronID != "" {
 				byPatron[t.PatronID] = append(byPatron[t.PatronID], t)
 			}
@@ -425,7 +426,7 @@ func (l *Ledger) Collections(ctx context.Context, req CollectionsRequest) ([]Deb
 
 // debts builds an account's collections row without its contact details, and reports
 // whether it meets the thresholds.
-func (l view) debts(txns []Txn, now time.Time, req CollectionsRequest) (Debtor, bool, error) {
+func (l view) debts(txns []model.Txn, now time.Time, req CollectionsRequest) (Debtor, bool, error) {
 	var (
 		d         = Debtor{Items: []DebtItem{}}
 		longest   int
@@ -441,7 +442,7 @@ func (l view) debts(txns []Txn, now time.Time, req CollectionsRequest) (Debtor, 
 		return ""
 	}
 	for _, t := range txns {
-		if t.Loan == LoanOpen && now.After(t.Due) {
+		if t.Loan == model.LoanOpen && now.After(t.Due) {
 			days := int(now.Sub(t.Due) / l.cfg.Rules.Day)
 			accrued := l.cfg.Rules.OverdueFine(t.Due, now)
 			d.Items = append(d.Items, DebtItem{Barcode: t.Barcode, Title: title(t.Barcode), Status: "overdue", Due: t.Due, DaysOverdue: days, OwedCents: accrued})
@@ -472,7 +473,7 @@ func (l view) debts(txns []Txn, now time.Time, req CollectionsRequest) (Debtor, 
 
 // contact completes a collections row with what recovery needs from the profile. It
 // reports false for an account whose profile key is gone (closed meanwhile).
-func (l *Ledger) contact(p Patron, d Debtor, now time.Time) (Debtor, bool, error) {
+func (l *Ledger) contact(p model.Patron, d Debtor, now time.Time) (Debtor, bool, error) {
 	profile, err := OpenProfile(l.keys, p.ID, p.Profile)
 	if errors.Is(err, keystore.ErrNotFound) {
 		return Debtor{}, false, nil

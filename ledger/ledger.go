@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/keystore"
+	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -87,7 +88,7 @@ type Ledger struct {
 	cfg    Config
 	app    appender
 	stream jetstream.Stream
-	st     State
+	st     model.State
 	keys   *keystore.Store
 	v      *schemas.Validator
 	locks  *locks
@@ -95,7 +96,7 @@ type Ledger struct {
 }
 
 // New returns a Ledger appending to the CIRC stream through nc, deciding against st.
-func New(nc *nats.Conn, stream jetstream.Stream, st State, keys *keystore.Store, v *schemas.Validator, cfg Config) (*Ledger, error) {
+func New(nc *nats.Conn, stream jetstream.Stream, st model.State, keys *keystore.Store, v *schemas.Validator, cfg Config) (*Ledger, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ledger config: %w", err)
 	}
@@ -220,7 +221,7 @@ type decider func(view) (plan, error)
 // event appended after the view on the decision's subject makes its append stale.
 type view struct {
 	*Ledger
-	st Reader
+	st model.Reader
 }
 
 // withView calls f with a fresh consistent view of the state.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 
+	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -12,7 +13,7 @@ import (
 // calls it, after the policy has decided and the decision is on the access record.
 func (l view) record(patronID string) (schemas.PatronRecord, error) {
 	p, err := l.st.Patron(patronID)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, model.ErrNotFound) {
 		return schemas.PatronRecord{}, errUnknownPatron
 	} else if err != nil {
 		return schemas.PatronRecord{}, err
@@ -28,7 +29,7 @@ func (l view) record(patronID string) (schemas.PatronRecord, error) {
 	}
 	rec.Blocked = owed >= l.cfg.Rules.BlockCents
 	for _, t := range txns {
-		if t.Loan == LoanOpen {
+		if t.Loan == model.LoanOpen {
 			it, err := l.st.Item(t.Barcode)
 			if err != nil {
 				return schemas.PatronRecord{}, err

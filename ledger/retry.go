@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/imagineif/lethe/keystore"
+	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -200,7 +201,7 @@ func dataOfType[T any](evs []appended, typ string) ([]T, error) {
 func (l *Ledger) holdsCard(card, patronID string) error {
 	row, err := l.st.Card(l.keys.CardHash(card))
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, model.ErrNotFound):
 		return errReused
 	case err != nil:
 		return err
@@ -214,7 +215,7 @@ func (l *Ledger) holdsCard(card, patronID string) error {
 	switch {
 	case err == nil:
 		return errReused
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, model.ErrNotFound):
 		return nil
 	}
 	return err
@@ -276,7 +277,7 @@ func sameRenew(l *Ledger, c schemas.Renew, evs []appended) error {
 		return errReused
 	}
 	t, err := l.st.Txn(d.TxnID)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, model.ErrNotFound) {
 		return nil // the loan closed: its link is gone
 	} else if err != nil {
 		return err

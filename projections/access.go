@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/model"
 )
 
 // IndexAccess writes the index rows of fresh access-record pseudonyms: kids[i] stands for
@@ -25,7 +25,7 @@ func (s *Store) IndexAccess(patronIDs, kids []string) error {
 	defer s.viewMu.RUnlock()
 	for i, id := range patronIDs {
 		p, err := s.rows.Patron(id)
-		if errors.Is(err, ledger.ErrNotFound) || (err == nil && p.Closed) {
+		if errors.Is(err, model.ErrNotFound) || (err == nil && p.Closed) {
 			continue
 		} else if err != nil {
 			return fmt.Errorf("index access pseudonyms: %w", err)
@@ -49,7 +49,7 @@ func (s *Store) IndexAccess(patronIDs, kids []string) error {
 }
 
 // PatronByAccessKID returns the open account an access-record pseudonym stands for, or
-// ledger.ErrNotFound once that account is closed (or if kid was never indexed).
+// model.ErrNotFound once that account is closed (or if kid was never indexed).
 func (s *Store) PatronByAccessKID(kid string) (string, error) {
 	return getString(s.db, accessKey(kid))
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -95,7 +96,7 @@ func TestAccessIndexGoesWithTheAccount(t *testing.T) {
 	if id, err := s.PatronByAccessKID("kidB1"); err != nil || id != b {
 		t.Errorf("PatronByAccessKID(kidB1) = %q, %v, want %q", id, err, b)
 	}
-	if _, err := s.PatronByAccessKID("kidN1"); !errors.Is(err, ledger.ErrNotFound) {
+	if _, err := s.PatronByAccessKID("kidN1"); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("PatronByAccessKID of an account never open = %v, want ErrNotFound", err)
 	}
 	for k := range accessRows(t, s.db) {
@@ -115,7 +116,7 @@ func TestAccessIndexGoesWithTheAccount(t *testing.T) {
 		t.Errorf("AccessKIDs(a) after close = %v, %v, want none", kids, err)
 	}
 	for _, kid := range []string{"kidA1", "kidA2"} {
-		if id, err := s.PatronByAccessKID(kid); !errors.Is(err, ledger.ErrNotFound) {
+		if id, err := s.PatronByAccessKID(kid); !errors.Is(err, model.ErrNotFound) {
 			t.Errorf("PatronByAccessKID(%s) after close = %q, %v, want ErrNotFound", kid, id, err)
 		}
 	}
@@ -170,7 +171,7 @@ func TestAccessIndexRacesClose(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if _, err := s.Patron(id); errors.Is(err, ledger.ErrNotFound) {
+				if _, err := s.Patron(id); errors.Is(err, model.ErrNotFound) {
 					return // closed: nothing more may be indexed
 				} else if err != nil {
 					t.Error(err)

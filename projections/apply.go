@@ -15,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -430,7 +431,7 @@ func (a *applier) get(key []byte, v any) error {
 	if r, ok := b.rows[string(key)]; ok {
 		switch {
 		case r.deleted:
-			return ledger.ErrNotFound
+			return model.ErrNotFound
 		case r.isRaw:
 			return json.Unmarshal(r.raw, v)
 		}
@@ -438,13 +439,13 @@ func (a *applier) get(key []byte, v any) error {
 	}
 	if a.st != nil && tracked(key) && !a.st.mayExist(key) {
 		b.keep(key, &cachedRow{deleted: true, absentBefore: true})
-		return ledger.ErrNotFound
+		return model.ErrNotFound
 	}
 	if a.st != nil {
 		if h, ok := a.st.hot[string(key)]; ok {
 			if _, absent := h.(absentRow); absent {
 				b.keep(key, &cachedRow{deleted: true, absentBefore: true})
-				return ledger.ErrNotFound
+				return model.ErrNotFound
 			}
 			if err := assign(v, h); err != nil {
 				return err
@@ -455,7 +456,7 @@ func (a *applier) get(key []byte, v any) error {
 			return nil
 		}
 	}
-	if err := getJSON(b.db, key, v); errors.Is(err, ledger.ErrNotFound) {
+	if err := getJSON(b.db, key, v); errors.Is(err, model.ErrNotFound) {
 		b.keep(key, &cachedRow{deleted: true, absentBefore: true})
 		return err
 	} else if err != nil {
@@ -472,10 +473,10 @@ func (a *applier) get(key []byte, v any) error {
 // keeps its own copy: a later change to v's slices does not reach it.
 func (a *applier) put(key []byte, v any) error {
 	switch r := v.(type) {
-	case ledger.Txn:
+	case model.Txn:
 		r.Fines = slices.Clone(r.Fines)
 		v = r
-	case ledger.Patron:
+	case model.Patron:
 		r.Cards, r.Txns = slices.Clone(r.Cards), slices.Clone(r.Txns)
 		v = r
 	case commandRow:
@@ -491,17 +492,17 @@ func (a *applier) del(key []byte) error { return a.b.Delete(key, nil) }
 // snapshot returns a copy of *v for the row cache, for the row types the applier uses.
 func snapshot(v any) (any, bool) {
 	switch v := v.(type) {
-	case *ledger.Item:
+	case *model.Item:
 		return *v, true
-	case *ledger.Txn:
+	case *model.Txn:
 		t := *v
 		t.Fines = slices.Clone(t.Fines)
 		return t, true
-	case *ledger.Patron:
+	case *model.Patron:
 		p := *v
 		p.Cards, p.Txns = slices.Clone(p.Cards), slices.Clone(p.Txns)
 		return p, true
-	case *ledger.Card:
+	case *model.Card:
 		return *v, true
 	case *commandRow:
 		c := *v
@@ -519,25 +520,25 @@ func snapshot(v any) (any, bool) {
 // reach. A value of another type goes through JSON, as the row would from the database.
 func assign(dst, src any) error {
 	switch d := dst.(type) {
-	case *ledger.Item:
-		if s, ok := src.(ledger.Item); ok {
+	case *model.Item:
+		if s, ok := src.(model.Item); ok {
 			*d = s
 			return nil
 		}
-	case *ledger.Txn:
-		if s, ok := src.(ledger.Txn); ok {
+	case *model.Txn:
+		if s, ok := src.(model.Txn); ok {
 			s.Fines = slices.Clone(s.Fines)
 			*d = s
 			return nil
 		}
-	case *ledger.Patron:
-		if s, ok := src.(ledger.Patron); ok {
+	case *model.Patron:
+		if s, ok := src.(model.Patron); ok {
 			s.Cards, s.Txns = slices.Clone(s.Cards), slices.Clone(s.Txns)
 			*d = s
 			return nil
 		}
-	case *ledger.Card:
-		if s, ok := src.(ledger.Card); ok {
+	case *model.Card:
+		if s, ok := src.(model.Card); ok {
 			*d = s
 			return nil
 		}
@@ -593,11 +594,11 @@ func (a *applier) apply(seq uint64, subject string, ev schemas.Event, data any) 
 	case schemas.ItemRenewed:
 		return a.renewed(ev, d)
 	case schemas.ItemReturned:
-		return a.loanEnded(ev, d.TxnID, d.Barcode, d.Branch, ledger.LoanReturned, "returns")
+		return a.loanEnded(ev, d.TxnID, d.Barcode, d.Branch, model.LoanReturned, "returns")
 	case schemas.ItemDeclaredLost:
-		return a.loanEnded(ev, d.TxnID, d.Barcode, "", ledger.LoanLost, "lost")
+		return a.loanEnded(ev, d.TxnID, d.Barcode, "", model.LoanLost, "lost")
 	case schemas.ItemDamaged:
-		return a.loanEnded(ev, d.TxnID, d.Barcode, d.Branch, ledger.LoanDamaged, "damaged")
+		return a.loanEnded(ev, d.TxnID, d.Barcode, d.Branch, model.LoanDamaged, "damaged")
 	case schemas.FineAssessed:
 		return a.fineAssessed(ev, d)
 	case schemas.FinePaid:
@@ -621,7 +622,7 @@ func (a *applier) apply(seq uint64, subject string, ev schemas.Event, data any) 
 func (a *applier) command(seq uint64, ev schemas.Event) error {
 	var row commandRow
 	key := commandKey(ev.CommandID)
-	if err := a.get(key, &row); err != nil && !errors.Is(err, ledger.ErrNotFound) {
+	if err := a.get(key, &row); err != nil && !errors.Is(err, model.ErrNotFound) {
 		return err
 	}
 	// The row ages from the command's latest event: re-stamp it as the mark moves.
@@ -685,21 +686,21 @@ func (a *applier) forgetCommands() error {
 }
 
 func (a *applier) cataloged(d schemas.ItemCataloged) error {
-	var it ledger.Item
-	if err := a.get(itemKey(d.Barcode), &it); errors.Is(err, ledger.ErrNotFound) {
-		it.Status = ledger.ItemAvailable
+	var it model.Item
+	if err := a.get(itemKey(d.Barcode), &it); errors.Is(err, model.ErrNotFound) {
+		it.Status = model.ItemAvailable
 	} else if err != nil {
 		return err
 	}
-	if it.Status == ledger.ItemLost && it.TxnID == "" {
-		it.Status = ledger.ItemAvailable // a lost item cataloged again has been found or replaced
+	if it.Status == model.ItemLost && it.TxnID == "" {
+		it.Status = model.ItemAvailable // a lost item cataloged again has been found or replaced
 	}
 	it.ItemCataloged = d
 	return a.put(itemKey(d.Barcode), it)
 }
 
 func (a *applier) registered(d schemas.PatronRegistered) error {
-	p := ledger.Patron{ID: d.PatronID, HomeBranch: d.HomeBranch, Profile: d.Profile}
+	p := model.Patron{ID: d.PatronID, HomeBranch: d.HomeBranch, Profile: d.Profile}
 	// The name index needs the profile key; in a replay of an account closed later in the
 	// stream the key is gone, and so is the account's row at its close.
 	profile, err := ledger.OpenProfile(a.s.keys, d.PatronID, d.Profile)
@@ -716,8 +717,8 @@ func (a *applier) registered(d schemas.PatronRegistered) error {
 	return a.put(patronKey(d.PatronID), p)
 }
 
-func (a *applier) patron(id string) (ledger.Patron, error) {
-	var p ledger.Patron
+func (a *applier) patron(id string) (model.Patron, error) {
+	var p model.Patron
 	err := a.get(patronKey(id), &p)
 	return p, err
 }
@@ -731,11 +732,11 @@ func (a *applier) cardIssued(d schemas.CardIssued) error {
 	if err := a.put(patronKey(p.ID), p); err != nil {
 		return err
 	}
-	return a.put(cardKey(d.CardHash), ledger.Card{Hash: d.CardHash, PatronID: d.PatronID})
+	return a.put(cardKey(d.CardHash), model.Card{Hash: d.CardHash, PatronID: d.PatronID})
 }
 
 func (a *applier) cardLost(d schemas.CardReportedLost) error {
-	var c ledger.Card
+	var c model.Card
 	if err := a.get(cardKey(d.CardHash), &c); err != nil {
 		return fmt.Errorf("lost card: %w", err)
 	}
@@ -752,11 +753,11 @@ func (a *applier) patronClosed(d schemas.PatronClosed) error {
 		return fmt.Errorf("close unknown patron: %w", err)
 	}
 	for _, h := range p.Cards {
-		var c ledger.Card
+		var c model.Card
 		if err := a.get(cardKey(h), &c); err != nil {
 			return err
 		}
-		if err := a.put(cardKey(h), ledger.Card{Hash: h, Lost: c.Lost, Closed: true}); err != nil {
+		if err := a.put(cardKey(h), model.Card{Hash: h, Lost: c.Lost, Closed: true}); err != nil {
 			return err
 		}
 	}
@@ -789,7 +790,7 @@ func (a *applier) linkTxn(patronID, txnID string) error {
 		return nil
 	}
 	p, err := a.patron(patronID)
-	if errors.Is(err, ledger.ErrNotFound) {
+	if errors.Is(err, model.ErrNotFound) {
 		// The ledger decides every transaction under its patron's lock against an open
 		// account (ledger/serial.go): one for an account that is gone breaks an invariant,
 		// and is not papered over.
@@ -806,16 +807,16 @@ func (a *applier) checkedOut(ev schemas.Event, d schemas.ItemCheckedOut) error {
 	if err != nil {
 		return err
 	}
-	var it ledger.Item
+	var it model.Item
 	if err := a.get(itemKey(d.Barcode), &it); err != nil {
 		return fmt.Errorf("checkout of unknown item: %w", err)
 	}
-	it.Status, it.TxnID, it.Due = ledger.ItemOnLoan, d.TxnID, d.Due
+	it.Status, it.TxnID, it.Due = model.ItemOnLoan, d.TxnID, d.Due
 	if err := a.put(itemKey(d.Barcode), it); err != nil {
 		return err
 	}
-	t := ledger.Txn{ID: d.TxnID, Subject: ev.Subject, Barcode: d.Barcode, PatronID: patronID,
-		Opened: ev.Time, Due: d.Due, Loan: ledger.LoanOpen}
+	t := model.Txn{ID: d.TxnID, Subject: ev.Subject, Barcode: d.Barcode, PatronID: patronID,
+		Opened: ev.Time, Due: d.Due, Loan: model.LoanOpen}
 	if err := a.put(txnKey(d.TxnID), t); err != nil {
 		return err
 	}
@@ -826,8 +827,8 @@ func (a *applier) checkedOut(ev schemas.Event, d schemas.ItemCheckedOut) error {
 	return a.linkTxn(patronID, d.TxnID)
 }
 
-func (a *applier) txn(id string) (ledger.Txn, error) {
-	var t ledger.Txn
+func (a *applier) txn(id string) (model.Txn, error) {
+	var t model.Txn
 	err := a.get(txnKey(id), &t)
 	return t, err
 }
@@ -844,7 +845,7 @@ func (a *applier) renewed(ev schemas.Event, d schemas.ItemRenewed) error {
 	if err := a.put(txnKey(t.ID), t); err != nil {
 		return err
 	}
-	var it ledger.Item
+	var it model.Item
 	if err := a.get(itemKey(d.Barcode), &it); err != nil {
 		return err
 	}
@@ -871,15 +872,15 @@ func (a *applier) loanEnded(ev schemas.Event, txnID, barcode, branch, state, mea
 	if err := a.put(txnKey(t.ID), t); err != nil {
 		return err
 	}
-	var it ledger.Item
+	var it model.Item
 	if err := a.get(itemKey(barcode), &it); err != nil {
 		return err
 	}
 	it.Due = time.Time{}
-	if state == ledger.LoanLost {
-		it.Status = ledger.ItemLost
+	if state == model.LoanLost {
+		it.Status = model.ItemLost
 	} else {
-		it.Status, it.TxnID = ledger.ItemAvailable, ""
+		it.Status, it.TxnID = model.ItemAvailable, ""
 	}
 	if err := a.put(itemKey(barcode), it); err != nil {
 		return err
@@ -889,7 +890,7 @@ func (a *applier) loanEnded(ev schemas.Event, txnID, barcode, branch, state, mea
 }
 
 func (a *applier) fineAssessed(ev schemas.Event, d schemas.FineAssessed) error {
-	var t ledger.Txn
+	var t model.Txn
 	collection := "fees"
 	if d.Patron != nil {
 		// A stand-alone fee opens its own transaction.
@@ -897,7 +898,7 @@ func (a *applier) fineAssessed(ev schemas.Event, d schemas.FineAssessed) error {
 		if err != nil {
 			return err
 		}
-		t = ledger.Txn{ID: d.TxnID, Subject: ev.Subject, PatronID: patronID, Opened: ev.Time}
+		t = model.Txn{ID: d.TxnID, Subject: ev.Subject, PatronID: patronID, Opened: ev.Time}
 		if err := a.linkTxn(patronID, d.TxnID); err != nil {
 			return err
 		}
@@ -906,12 +907,12 @@ func (a *applier) fineAssessed(ev schemas.Event, d schemas.FineAssessed) error {
 		if t, err = a.txn(d.TxnID); err != nil {
 			return fmt.Errorf("fine in unknown transaction: %w", err)
 		}
-		var it ledger.Item
+		var it model.Item
 		if err := a.get(itemKey(t.Barcode), &it); err == nil {
 			collection = it.Collection
 		}
 	}
-	t.Fines = append(t.Fines, ledger.TxnFine{FineID: d.FineID, Reason: d.Reason, AmountCents: d.AmountCents, RemainingCents: d.AmountCents})
+	t.Fines = append(t.Fines, model.TxnFine{FineID: d.FineID, Reason: d.Reason, AmountCents: d.AmountCents, RemainingCents: d.AmountCents})
 	if err := a.put(txnKey(t.ID), t); err != nil {
 		return err
 	}
@@ -927,7 +928,7 @@ func (a *applier) fineSettled(ev schemas.Event, txnID, fineID string, cents, rem
 	if err != nil {
 		return fmt.Errorf("payment in unknown transaction: %w", err)
 	}
-	i := slices.IndexFunc(t.Fines, func(f ledger.TxnFine) bool { return f.FineID == fineID })
+	i := slices.IndexFunc(t.Fines, func(f model.TxnFine) bool { return f.FineID == fineID })
 	if i < 0 {
 		return fmt.Errorf("payment of unknown fine")
 	}
@@ -949,7 +950,7 @@ func (a *applier) closed(ev schemas.Event, d schemas.TransactionClosed) error {
 		}
 	}
 	if t.Barcode != "" {
-		var it ledger.Item
+		var it model.Item
 		if err := a.get(itemKey(t.Barcode), &it); err != nil {
 			return err
 		}
@@ -969,7 +970,7 @@ func (a *applier) closed(ev schemas.Event, d schemas.TransactionClosed) error {
 			if err := a.put(patronKey(p.ID), p); err != nil {
 				return err
 			}
-		} else if !errors.Is(err, ledger.ErrNotFound) {
+		} else if !errors.Is(err, model.ErrNotFound) {
 			return err
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -148,7 +149,7 @@ func TestViewIsConsistent(t *testing.T) {
 	if err := s.Apply(msgs[:2]); err != nil {
 		t.Fatal(err)
 	}
-	check := func(name string, r ledger.Reader, status string, seq uint64) {
+	check := func(name string, r model.Reader, status string, seq uint64) {
 		t.Helper()
 		it, err := r.Item("T1")
 		if err != nil || it.Status != status {
@@ -166,10 +167,10 @@ func TestViewIsConsistent(t *testing.T) {
 		t.Fatalf("a batch was committed while a view was open (err %v)", err)
 	case <-time.After(100 * time.Millisecond):
 	}
-	check("view", view, ledger.ItemOnLoan, 2)
+	check("view", view, model.ItemOnLoan, 2)
 	done()
 	if err := <-applied; err != nil {
 		t.Fatal(err)
 	}
-	check("live", s, ledger.ItemAvailable, 4)
+	check("live", s, model.ItemAvailable, 4)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -145,7 +146,7 @@ type itemView struct {
 	Due    time.Time `json:"due,omitzero"`
 }
 
-func viewItem(it ledger.Item) itemView {
+func viewItem(it model.Item) itemView {
 	return itemView{ItemCataloged: it.ItemCataloged, Status: it.Status, Due: it.Due}
 }
 
@@ -156,7 +157,7 @@ func (a *API) item(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	it, err := a.Store.Item(barcode)
-	if errors.Is(err, ledger.ErrNotFound) {
+	if errors.Is(err, model.ErrNotFound) {
 		a.fail(w, r, schemas.Errorf(schemas.CodeNotFound, "no item with this barcode"))
 		return
 	} else if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/model"
 )
 
 // pNameKey records which keystore name key (keystore.NameKeyID) the name index (n/ rows,
@@ -53,7 +54,7 @@ func (s *Store) indexNames() error {
 	}
 	n := 0
 	for it.First(); it.Valid(); it.Next() {
-		var p ledger.Patron
+		var p model.Patron
 		if err := json.Unmarshal(it.Value(), &p); err != nil {
 			it.Close()
 			return fmt.Errorf("patron row: %w", err)

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -77,7 +78,7 @@ func TestNameIndexFollowsTheNameKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p ledger.Patron
+	var p model.Patron
 	if err := json.Unmarshal(raw, &p); err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/model"
 )
 
 // ClosedTxn is a closed transaction still waiting for its transaction.expunged record.
@@ -98,15 +98,15 @@ type Counts struct {
 func (s *Store) Counts() (Counts, error) {
 	var c Counts
 	err := s.scan([]byte(pItem), func(_, v []byte) error {
-		var it ledger.Item
+		var it model.Item
 		if err := json.Unmarshal(v, &it); err != nil {
 			return err
 		}
 		c.Items++
 		switch it.Status {
-		case ledger.ItemOnLoan:
+		case model.ItemOnLoan:
 			c.OnLoan++
-		case ledger.ItemLost:
+		case model.ItemLost:
 			c.Lost++
 		}
 		return nil
@@ -154,15 +154,15 @@ func (s *Store) Stats(from, to string) ([]Stat, error) {
 }
 
 // Items lists items in barcode order from after, at most limit.
-func (s *Store) Items(after string, limit int) ([]ledger.Item, error) {
+func (s *Store) Items(after string, limit int) ([]model.Item, error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(pItem + after + "\x00"), UpperBound: prefixEnd([]byte(pItem))})
 	if err != nil {
 		return nil, err
 	}
 	defer it.Close()
-	out := []ledger.Item{}
+	out := []model.Item{}
 	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
-		var item ledger.Item
+		var item model.Item
 		if err := json.Unmarshal(it.Value(), &item); err != nil {
 			return nil, err
 		}

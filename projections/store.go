@@ -12,7 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/imagineif/lethe/keystore"
-	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -23,7 +23,7 @@ type Config struct {
 	Logger   *slog.Logger   // default: discard (a default logger is a leak waiting to happen)
 }
 
-// Store holds the read models. It implements ledger.State.
+// Store holds the read models. It implements model.State.
 type Store struct {
 	rows   // the live rows; View gives a snapshot
 	db     *pebble.DB
@@ -49,7 +49,7 @@ type Store struct {
 	sweepMu sync.Mutex     // serialises sweeps
 }
 
-var _ ledger.State = (*Store)(nil)
+var _ model.State = (*Store)(nil)
 
 // blockCacheBytes is the projections' Pebble block cache. Pebble's default, 8 MB, is
 // outgrown by a catalog of some tens of thousands of items: every lookup of a row that
@@ -141,7 +141,7 @@ func (s *Store) Stopped() error {
 	return s.stop.unavailable()
 }
 
-// StoppedAt implements ledger.State: the sequence of an event the projector cannot apply
+// StoppedAt implements model.State: the sequence of an event the projector cannot apply
 // and waits at, or 0.
 func (s *Store) StoppedAt() uint64 {
 	s.mu.Lock()
@@ -214,7 +214,7 @@ func (s *Store) setStopped(stop Stop) {
 func getJSON(r pebble.Reader, key []byte, v any) error {
 	val, closer, err := r.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return ledger.ErrNotFound
+		return model.ErrNotFound
 	} else if err != nil {
 		return err
 	}
@@ -231,32 +231,32 @@ func getOr[T any](r pebble.Reader, key []byte) (T, error) {
 // rows reads rows from the live database or from a snapshot of it.
 type rows struct{ r pebble.Reader }
 
-// Item implements ledger.Reader.
-func (s rows) Item(barcode string) (ledger.Item, error) {
-	return getOr[ledger.Item](s.r, itemKey(barcode))
+// Item implements model.Reader.
+func (s rows) Item(barcode string) (model.Item, error) {
+	return getOr[model.Item](s.r, itemKey(barcode))
 }
 
-// Card implements ledger.Reader.
-func (s rows) Card(hash string) (ledger.Card, error) {
-	return getOr[ledger.Card](s.r, cardKey(hash))
+// Card implements model.Reader.
+func (s rows) Card(hash string) (model.Card, error) {
+	return getOr[model.Card](s.r, cardKey(hash))
 }
 
-// Patron implements ledger.Reader.
-func (s rows) Patron(id string) (ledger.Patron, error) {
-	return getOr[ledger.Patron](s.r, patronKey(id))
+// Patron implements model.Reader.
+func (s rows) Patron(id string) (model.Patron, error) {
+	return getOr[model.Patron](s.r, patronKey(id))
 }
 
-// Txn implements ledger.Reader.
-func (s rows) Txn(id string) (ledger.Txn, error) {
-	return getOr[ledger.Txn](s.r, txnKey(id))
+// Txn implements model.Reader.
+func (s rows) Txn(id string) (model.Txn, error) {
+	return getOr[model.Txn](s.r, txnKey(id))
 }
 
-// FineTxn implements ledger.Reader.
+// FineTxn implements model.Reader.
 func (s rows) FineTxn(fineID string) (string, error) {
 	return getOr[string](s.r, fineKey(fineID))
 }
 
-// SubjectSeq implements ledger.Reader.
+// SubjectSeq implements model.Reader.
 func (s rows) SubjectSeq(subject string) (uint64, error) {
 	val, closer, err := s.r.Get(subjectKey(subject))
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -268,7 +268,7 @@ func (s rows) SubjectSeq(subject string) (uint64, error) {
 	return binary.BigEndian.Uint64(val), nil
 }
 
-// PatronsByName implements ledger.Reader.
+// PatronsByName implements model.Reader.
 func (s rows) PatronsByName(nameHash string) ([]string, error) {
 	prefix := []byte(pName + nameHash)
 	it, err := s.r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
@@ -283,15 +283,15 @@ func (s rows) PatronsByName(nameHash string) ([]string, error) {
 	return ids, it.Error()
 }
 
-// EachTxn implements ledger.Reader.
-func (s rows) EachTxn(fn func(ledger.Txn) error) error {
+// EachTxn implements model.Reader.
+func (s rows) EachTxn(fn func(model.Txn) error) error {
 	it, err := s.r.NewIter(&pebble.IterOptions{LowerBound: []byte(pTxn), UpperBound: prefixEnd([]byte(pTxn))})
 	if err != nil {
 		return err
 	}
 	defer it.Close()
 	for ok := it.First(); ok; ok = it.Next() {
-		var t ledger.Txn
+		var t model.Txn
 		if err := json.Unmarshal(it.Value(), &t); err != nil {
 			return err
 		}
@@ -305,7 +305,7 @@ func (s rows) EachTxn(fn func(ledger.Txn) error) error {
 func getString(r pebble.Reader, key []byte) (string, error) {
 	val, closer, err := r.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return "", ledger.ErrNotFound
+		return "", model.ErrNotFound
 	} else if err != nil {
 		return "", err
 	}
@@ -313,37 +313,37 @@ func getString(r pebble.Reader, key []byte) (string, error) {
 	return string(val), nil
 }
 
-// CommandSeqs implements ledger.Reader.
+// CommandSeqs implements model.Reader.
 func (s rows) CommandSeqs(commandID string) ([]uint64, error) {
 	row, err := getOr[commandRow](s.r, commandKey(commandID))
-	if errors.Is(err, ledger.ErrNotFound) {
+	if errors.Is(err, model.ErrNotFound) {
 		return nil, nil
 	}
 	return row.Seqs, err
 }
 
-// View implements ledger.State. No batch is committed while a view is open, so the rows
+// View implements model.State. No batch is committed while a view is open, so the rows
 // it reads, and the subject sequences, are all as of one position in the stream. It is not
 // a Pebble snapshot: a snapshot pins deleted rows, and with decisions running all the
 // time the erasure sweep would never find a moment without one. A view lasts as long as
 // one decision, so the projector waits at most that long.
-func (s *Store) View() (ledger.Reader, func()) {
+func (s *Store) View() (model.Reader, func()) {
 	s.viewMu.RLock()
 	return s.rows, s.viewMu.RUnlock
 }
 
-// Overdue implements ledger.State.
-func (s *Store) Overdue(before time.Time, limit int) ([]ledger.Overdue, error) {
+// Overdue implements model.State.
+func (s *Store) Overdue(before time.Time, limit int) ([]model.Overdue, error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(pOverdue), UpperBound: overdueKey(before, "")})
 	if err != nil {
 		return nil, err
 	}
 	defer it.Close()
-	var out []ledger.Overdue
+	var out []model.Overdue
 	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
 		k := it.Key()[len(pOverdue):]
 		due := time.Unix(int64(binary.BigEndian.Uint64(k[:8])), 0).UTC()
-		out = append(out, ledger.Overdue{Barcode: string(k[8:]), TxnID: string(it.Value()), Due: due})
+		out = append(out, model.Overdue{Barcode: string(k[8:]), TxnID: string(it.Value()), Due: due})
 	}
 	return out, it.Error()
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -42,12 +43,12 @@ func TestCrashBetweenAppendAndProjection(t *testing.T) {
 		if _, err := led.Execute(ctx, ledger.Station{Kind: "kiosk", Branch: "main", ID: "k1"}, schemas.CmdCheckOut, raw); err == nil {
 			t.Fatal("checkout answered without a projector: the reply must wait for the projections")
 		}
-		if it, _ := n.proj.Item("X1"); it.Status != ledger.ItemAvailable {
+		if it, _ := n.proj.Item("X1"); it.Status != model.ItemAvailable {
 			t.Fatalf("projection applied without a projector: %+v", it)
 		}
 	})
 	// Restarted: the event was durable, so the checkout happened; applied once.
-	if it, _ := h.s.proj.Item("X1"); it.Status != ledger.ItemOnLoan {
+	if it, _ := h.s.proj.Item("X1"); it.Status != model.ItemOnLoan {
 		t.Fatalf("after restart item = %+v, want on loan", it)
 	}
 	r := mustKiosk[schemas.CheckOutResult](h, schemas.CmdCheckOut, co) // the kiosk's retry

@@ -7,23 +7,38 @@ import (
 	"testing"
 )
 
-// allowedImports is the dependency direction of DESIGN.md §2 (as amended in the README):
-// each package may import the standard library and these, nothing else.
-var allowedImports = map[string][]string{
-	"schemas":  {"github.com/santhosh-tekuri/jsonschema/v6"},
-	"keystore": {"github.com/cockroachdb/pebble/v2", "golang.org/x/crypto/"},
-	"ledger":   {"schemas", "keystore", "policy", "github.com/nats-io/nats.go", "github.com/google/uuid", "golang.org/x/time/rate"},
-	// identity: the registry of kiosk and auditor NKeys; subjects come from ledger.
-	"identity":    {"ledger", "github.com/nats-io/nkeys"},
-	"projections": {"schemas", "ledger", "keystore", "github.com/cockroachdb/pebble/v2", "github.com/nats-io/nats.go/jetstream"},
-	"expunger":    {"ledger", "keystore", "projections", "github.com/prometheus/client_golang/prometheus"},
-	"policy":      {"schemas"},
-	"access":      {"schemas", "policy", "ledger", "keystore", "github.com/nats-io/nats.go", "github.com/google/uuid"},
-	"desk":        {"schemas", "policy", "ledger", "keystore", "projections", "staff", "access", "github.com/google/uuid"},
-	// staff → keystore: only for the Pebble logger and corruption handler that all of
-	// Lethe's Pebble databases share (a fatal error exits with its cause, a damaged file
-	// is an error), so that one place decides what a Pebble failure does.
-	"staff": {"schemas", "policy", "keystore", "github.com/cockroachdb/pebble/v2", "golang.org/x/crypto/"},
+// rule is what one package may import besides the standard library, and why.
+type rule struct {
+	allowed []string
+	why     string
+}
+
+// allowedImports is the dependency direction of the design (docs/design.md): each package
+// may import the standard library and its allowed list, nothing else. Nothing imports
+// cmd/, and only cmd/ imports nats-server.
+var allowedImports = map[string]rule{
+	"schemas": {[]string{"github.com/santhosh-tekuri/jsonschema/v6"},
+		"the wire contract stands alone; JSON Schema validation is a library's job, not Lethe's"},
+	"model": {[]string{"schemas"},
+		"the projections' row shapes embed wire types (an item row is its catalog record)"},
+	"keystore": {[]string{"github.com/cockroachdb/pebble/v2", "golang.org/x/crypto/"},
+		"keys and their erasure know nothing of circulation"},
+	"policy": {[]string{"schemas"},
+		"Policy 1002 is a pure function of the request; it decides on wire shapes (a patron record)"},
+	"ledger": {[]string{"schemas", "model", "keystore", "policy", "github.com/nats-io/nats.go", "github.com/google/uuid", "golang.org/x/time/rate"},
+		"the write side decides against the model, seals with keys, asks the policy before disclosing, appends over NATS; rate limits the kiosk API"},
+	"identity": {[]string{"ledger", "github.com/nats-io/nkeys"},
+		"kiosk and auditor NKeys; the subjects they may use are built in ledger"},
+	"projections": {[]string{"schemas", "model", "ledger", "keystore", "github.com/cockroachdb/pebble/v2", "github.com/nats-io/nats.go/jetstream"},
+		"the read side follows the stream (ledger.Read) into the model's rows, opening sealed refs with keys"},
+	"expunger": {[]string{"ledger", "keystore", "projections", "github.com/prometheus/client_golang/prometheus"},
+		"destroys keys (keystore) of what the projections say closed, records it through the ledger; exports its lags"},
+	"access": {[]string{"schemas", "model", "policy", "ledger", "keystore", "github.com/nats-io/nats.go", "github.com/google/uuid"},
+		"the access record is the ledger's Recorder, sealed under keystore keys, on its own stream"},
+	"staff": {[]string{"schemas", "policy", "keystore", "github.com/cockroachdb/pebble/v2", "golang.org/x/crypto/"},
+		"accounts in Pebble; keystore only for the Pebble logger and corruption handler all of Lethe's Pebble databases share, so one place decides what a Pebble failure does"},
+	"desk": {[]string{"schemas", "policy", "ledger", "keystore", "projections", "staff", "access", "github.com/google/uuid"},
+		"the staff HTTP API: sessions (staff) in front of the ledger, the projections' reads and the access record"},
 }
 
 const module = "github.com/imagineif/lethe/"
@@ -47,7 +62,7 @@ func TestDependencyDirection(t *testing.T) {
 		if pkg == "cmd/lethe" {
 			continue
 		}
-		allowed, ok := allowedImports[pkg]
+		r, ok := allowedImports[pkg]
 		if !ok {
 			t.Errorf("package %s has no entry in allowedImports: add it with its allowed dependencies", pkg)
 			continue
@@ -58,8 +73,8 @@ func TestDependencyDirection(t *testing.T) {
 			if !strings.Contains(strings.SplitN(imp, "/", 2)[0], ".") {
 				continue // standard library
 			}
-			if !allowedPrefix(name, allowed) {
-				t.Errorf("%s imports %s, which DESIGN.md's dependency direction does not allow", pkg, imp)
+			if !allowedPrefix(name, r.allowed) {
+				t.Errorf("%s imports %s, which the dependency direction does not allow (the rule for %s: %s)", pkg, imp, pkg, r.why)
 			}
 		}
 	}

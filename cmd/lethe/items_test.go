@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/desk"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
 )
@@ -100,7 +101,7 @@ func TestItemsImportBulk(t *testing.T) {
 		bc := fmt.Sprintf("B%06d", i)
 		it, err := h.s.proj.Item(bc)
 		if err != nil || it.Title != title(i) || it.ReplacementCents != int64(1000+i) || it.Collection != "fiction" ||
-			it.Branch != "main" || it.Status != ledger.ItemAvailable {
+			it.Branch != "main" || it.Status != model.ItemAvailable {
 			t.Fatalf("item %s = %+v, %v", bc, it, err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -35,7 +36,7 @@ func (h *harness) assertExpunged(txnID string) {
 	if _, err := h.s.keys.Get(keystore.Transaction, txnID); !errors.Is(err, keystore.ErrNotFound) {
 		h.t.Errorf("transaction key after expunge: err = %v, want ErrNotFound", err)
 	}
-	if _, err := h.s.proj.Txn(txnID); !errors.Is(err, ledger.ErrNotFound) {
+	if _, err := h.s.proj.Txn(txnID); !errors.Is(err, model.ErrNotFound) {
 		h.t.Errorf("transaction row after close: err = %v, want ErrNotFound", err)
 	}
 	n := 0
@@ -79,7 +80,7 @@ func TestCheckoutReturnExpunged(t *testing.T) {
 	if rec := h.record("21000000000001"); len(rec.Loans) != 0 || len(rec.Fines) != 0 {
 		t.Fatalf("record after return = %+v, want empty", rec)
 	}
-	if it, _ := h.s.proj.Item("B1"); it.Status != ledger.ItemAvailable {
+	if it, _ := h.s.proj.Item("B1"); it.Status != model.ItemAvailable {
 		t.Fatalf("item status = %q, want available", it.Status)
 	}
 }
@@ -141,7 +142,7 @@ func TestDeclaredLostReplacementPaid(t *testing.T) {
 	if n, err := h.s.led.SweepRules(ctxT(t)); err != nil || n != 0 {
 		t.Fatalf("second SweepRules = %d, %v; want 0 (applied once)", n, err)
 	}
-	if it, _ := h.s.proj.Item("B3"); it.Status != ledger.ItemLost {
+	if it, _ := h.s.proj.Item("B3"); it.Status != model.ItemLost {
 		t.Fatalf("item status = %q, want lost", it.Status)
 	}
 	rec := h.record("21000000000003")
@@ -153,7 +154,7 @@ func TestDeclaredLostReplacementPaid(t *testing.T) {
 	mustDesk[schemas.Accepted](h, schemas.CmdPayFine, schemas.PayFine{CommandID: cmdID(), FineID: rec.Fines[0].FineID, AmountCents: 3500})
 	h.expungeAll()
 	h.assertExpunged(txn)
-	if it, _ := h.s.proj.Item("B3"); it.Status != ledger.ItemLost || it.TxnID != "" {
+	if it, _ := h.s.proj.Item("B3"); it.Status != model.ItemLost || it.TxnID != "" {
 		t.Fatalf("item = %+v, want lost with no transaction", it)
 	}
 }

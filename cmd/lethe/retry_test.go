@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -369,17 +370,17 @@ func TestRetryChecksWhatIsLeft(t *testing.T) {
 // the first attempt is on the stream and not yet applied; the view can then refuse the
 // retry on rows newer than the first attempt's decision (a card reported lost in between).
 type hiddenCommand struct {
-	ledger.State
+	model.State
 	id string
 }
 
-func (s hiddenCommand) View() (ledger.Reader, func()) {
+func (s hiddenCommand) View() (model.Reader, func()) {
 	r, done := s.State.View()
 	return hiddenCommandReader{Reader: r, id: s.id}, done
 }
 
 type hiddenCommandReader struct {
-	ledger.Reader
+	model.Reader
 	id string
 }
 

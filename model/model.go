@@ -1,4 +1,13 @@
-package ledger
+// Package model holds the shapes of Lethe's current state: items, cards, patrons and open
+// transactions, as the projections store them and the ledger decides against them.
+//
+// These JSON encodings are the projections' on-disk format: one row per item (i/<barcode>),
+// card (c/<hash>), patron (p/<ref hash>) and open transaction (t/<ref hash>), written by
+// the projector and read by the ledger and the staff API. A change to a field's name or
+// meaning is a change of format: the projections must be rebuilt from the stream. Nothing
+// here names a patron except Txn.PatronID and Card.PatronID, which exist only while the
+// transaction or account is open.
+package model
 
 import (
 	"context"
