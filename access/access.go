@@ -16,6 +16,7 @@ import (
 	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
+	"github.com/imagineif/lethe/seal"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -144,7 +145,7 @@ func (l *Log) Record(ctx context.Context, d ledger.Disclosure) error {
 	// recorded, after the close) is not indexed, so its reference reads "erased" at once.
 	kids := make([]string, len(d.Patrons))
 	for i := range kids {
-		kids[i] = newKID()
+		kids[i] = seal.NewKID()
 	}
 	if len(kids) > 0 {
 		if err := l.index.IndexAccess(d.Patrons, kids); err != nil {
@@ -153,7 +154,7 @@ func (l *Log) Record(ctx context.Context, d ledger.Disclosure) error {
 	}
 	owner, ownerKID := "", "" // whose key seals the order's reference: the first patron sealed
 	for i, p := range d.Patrons {
-		sealed, err := sealPatron(l.keys, p, e.ID, kids[i])
+		sealed, err := seal.AccessPatron(l.keys, p, e.ID, kids[i])
 		if errors.Is(err, keystore.ErrNotFound) {
 			continue // the profile key is destroyed: there is nobody left to tie it to
 		} else if err != nil {
@@ -165,7 +166,7 @@ func (l *Log) Record(ctx context.Context, d ledger.Disclosure) error {
 		}
 	}
 	if d.OrderRef != "" {
-		sealed, err := sealNote(l.keys, owner, e.ID, ownerKID, d.OrderRef)
+		sealed, err := seal.AccessNote(l.keys, owner, e.ID, ownerKID, d.OrderRef)
 		if err != nil {
 			return err
 		}
@@ -337,7 +338,7 @@ func (l *Log) open(seq uint64, e Entry) Listed {
 	for _, s := range e.Patrons {
 		id, err := l.index.PatronByAccessKID(s.KID)
 		if err == nil {
-			id, err = openPatron(l.keys, id, e.ID, s)
+			id, err = seal.OpenAccessPatron(l.keys, id, e.ID, s)
 		}
 		if err != nil {
 			l.unopened(e.ID, "open access reference", err)
@@ -354,7 +355,7 @@ func (l *Log) open(seq uint64, e Entry) Listed {
 			id, err = l.index.PatronByAccessKID(s.KID)
 		}
 		if err == nil {
-			out.OrderRef, err = openNote(l.keys, id, e.ID, *s)
+			out.OrderRef, err = seal.OpenAccessNote(l.keys, id, e.ID, *s)
 		}
 		if err != nil {
 			l.unopened(e.ID, "open order reference", err)

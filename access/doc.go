@@ -35,21 +35,12 @@
 // An entry with an unknown or repeated property (schemas.DecodeStrict), without an id or
 // without a 32-byte mac is not well-formed; nonce and ct are standard base64.
 //
-// A patron reference is the patron's internal id sealed with XChaCha20-Poly1305
-// (keystore.Seal) under the patron's profile key. Its kid is a fresh random pseudonym,
-// crypto/rand.Text (26 base32 characters, 128 bits), and its associated data is
-//
-//	"access" 0x00 <entry id> 0x00 <kid>
-//
-// A court order's reference is sealed with the associated data
-//
-//	"access note" 0x00 <entry id> 0x00 <kid>
-//
-// When the entry names a patron, it is sealed under the first named patron's profile key
-// with that patron's kid, because a reference can name the person: it goes with the
-// account. When the entry names no patron, it is sealed under the keystore's system key
-// "system-seal" (keystore.SealSystem) with kid "system" (SystemKID), so administrators can
-// read it for as long as the keystore exists.
+// A patron reference is the patron's internal id sealed under the patron's profile key
+// with a fresh random kid; a court order's reference is sealed under the first named
+// patron's profile key with that patron's kid (a reference can name the person: it goes
+// with the account), or under the keystore's system key "system-seal" with kid "system"
+// (SystemKID) when the entry names no patron. Package seal defines both envelopes and
+// their associated data ("access patron" and "access note").
 //
 // The MAC is HMAC-SHA256 of this byte string, where str(x) is the length of x as 4 bytes
 // big endian followed by the bytes of x, and nonce and ct are the raw bytes (not base64):

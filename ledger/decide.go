@@ -9,6 +9,7 @@ import (
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
+	"github.com/imagineif/lethe/seal"
 )
 
 // Domain errors. Messages are shown to patrons at kiosks and to staff: they never name a
@@ -201,7 +202,7 @@ func (l *Ledger) sealedEvent(at Station, typ, subject string, t time.Time, key [
 	if err != nil {
 		return schemas.Event{}, err
 	}
-	sealed, err := sealPatron(key, patronID, id.String(), txnID)
+	sealed, err := seal.Patron(key, patronID, id.String(), txnID)
 	if err != nil {
 		return schemas.Event{}, err
 	}
@@ -486,7 +487,7 @@ func (l *Ledger) register(at Station, c schemas.RegisterPatron) decider {
 		id := newID()
 		subject := PatronSubject(id)
 		seal := func(key []byte) ([]schemas.Event, error) {
-			sealed, err := sealProfile(key, id, c.Profile)
+			sealed, err := seal.Profile(key, id, c.Profile)
 			if err != nil {
 				return nil, err
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
+	"github.com/imagineif/lethe/seal"
 )
 
 // Why a lookup identifies no single account. Like every refusal, they name no one.
@@ -260,7 +261,7 @@ func (l view) identify(req DiscloseRequest) (identified, error) {
 	} else if err != nil {
 		return identified{}, err
 	}
-	profile, err := OpenProfile(l.keys, p.ID, p.Profile)
+	profile, err := seal.OpenProfile(l.keys, p.ID, p.Profile)
 	if errors.Is(err, keystore.ErrNotFound) {
 		// Closed between the rows: nothing left to disclose.
 		return identified{evidence: ev, facts: policy.Facts{Found: true, AccountClosed: true}, refusal: errAccountClosed}, nil
@@ -294,7 +295,7 @@ func (l view) byName(req DiscloseRequest) (id string, refusal *schemas.Error, er
 		if err != nil {
 			return "", nil, err
 		}
-		profile, err := OpenProfile(l.keys, id, p.Profile)
+		profile, err := seal.OpenProfile(l.keys, id, p.Profile)
 		if errors.Is(err, keystore.ErrNotFound) {
 			continue
 		} else if err != nil {
@@ -474,7 +475,7 @@ func (l view) debts(txns []model.Txn, now time.Time, req CollectionsRequest) (De
 // contact completes a collections row with what recovery needs from the profile. It
 // reports false for an account whose profile key is gone (closed meanwhile).
 func (l *Ledger) contact(p model.Patron, d Debtor, now time.Time) (Debtor, bool, error) {
-	profile, err := OpenProfile(l.keys, p.ID, p.Profile)
+	profile, err := seal.OpenProfile(l.keys, p.ID, p.Profile)
 	if errors.Is(err, keystore.ErrNotFound) {
 		return Debtor{}, false, nil
 	} else if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
+	"github.com/imagineif/lethe/seal"
 )
 
 // errReused refuses a command whose id was already used for a different command.
@@ -231,7 +232,7 @@ func sameCheckOut(l *Ledger, c schemas.CheckOut, evs []appended) error {
 	if d.Barcode != c.Barcode {
 		return errReused
 	}
-	patronID, err := OpenPatron(l.keys, evs[0].ID, d.Patron)
+	patronID, err := seal.OpenPatron(l.keys, evs[0].ID, d.Patron)
 	if errors.Is(err, keystore.ErrNotFound) {
 		return nil // closed and expunged: no one can tell whose loan it was
 	} else if err != nil {
@@ -321,7 +322,7 @@ func sameRegisterPatron(l *Ledger, c schemas.RegisterPatron, evs []appended) err
 	case c.Card != "" && cards[0].CardHash != l.keys.CardHash(c.Card):
 		return errReused
 	}
-	p, err := OpenProfile(l.keys, d.PatronID, d.Profile)
+	p, err := seal.OpenProfile(l.keys, d.PatronID, d.Profile)
 	if errors.Is(err, keystore.ErrNotFound) {
 		return nil // the account is closed: its profile is gone
 	} else if err != nil {
@@ -408,7 +409,7 @@ func sameAssessFee(l *Ledger, c schemas.AssessFee, evs []appended) error {
 	if d.Reason != schemas.ReasonFee || d.Patron == nil || d.AmountCents != c.AmountCents {
 		return errReused
 	}
-	patronID, err := OpenPatron(l.keys, evs[0].ID, *d.Patron)
+	patronID, err := seal.OpenPatron(l.keys, evs[0].ID, *d.Patron)
 	if errors.Is(err, keystore.ErrNotFound) {
 		return nil // closed and expunged: no one can tell whose fee it was
 	} else if err != nil {

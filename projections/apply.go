@@ -17,6 +17,7 @@ import (
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
+	"github.com/imagineif/lethe/seal"
 )
 
 // badEvent is an event of a batch that cannot be decoded or applied: the index in the
@@ -703,7 +704,7 @@ func (a *applier) registered(d schemas.PatronRegistered) error {
 	p := model.Patron{ID: d.PatronID, HomeBranch: d.HomeBranch, Profile: d.Profile}
 	// The name index needs the profile key; in a replay of an account closed later in the
 	// stream the key is gone, and so is the account's row at its close.
-	profile, err := ledger.OpenProfile(a.s.keys, d.PatronID, d.Profile)
+	profile, err := seal.OpenProfile(a.s.keys, d.PatronID, d.Profile)
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
 	case err != nil:
@@ -777,7 +778,7 @@ func (a *applier) patronClosed(d schemas.PatronClosed) error {
 // openPatron returns the patron sealed in ref, or "" if the transaction's key is already
 // destroyed (a replay of a transaction that closed later in the stream).
 func (a *applier) openPatron(eventID string, ref schemas.Sealed) (string, error) {
-	id, err := ledger.OpenPatron(a.s.keys, eventID, ref)
+	id, err := seal.OpenPatron(a.s.keys, eventID, ref)
 	if errors.Is(err, keystore.ErrNotFound) {
 		return "", nil
 	}

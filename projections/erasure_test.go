@@ -13,6 +13,7 @@ import (
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/schemas"
+	"github.com/imagineif/lethe/seal"
 )
 
 // library makes the events of a library day: items, patrons, loans opened and closed,
@@ -81,12 +82,9 @@ func (l *library) checkout(barcode, patron string) string {
 		if err != nil {
 			l.t.Fatal(err)
 		}
-		// The associated data is ledger's patronAD: the event id and the transaction id.
-		nonce, ct, err := keystore.Seal(key, []byte(patron), []byte(id+"\x00"+txn))
-		if err != nil {
+		if ref, err = seal.Patron(key, patron, id, txn); err != nil {
 			l.t.Fatal(err)
 		}
-		ref = schemas.Sealed{KID: txn, Nonce: nonce, CT: ct}
 	}
 	l.add(id, schemas.TypeItemCheckedOut, "circ.item."+barcode, schemas.ItemCheckedOut{TxnID: txn, Barcode: barcode,
 		Patron: ref, Branch: "main", Station: "k1", Due: l.at.Add(21 * 24 * time.Hour)})

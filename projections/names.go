@@ -7,8 +7,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/imagineif/lethe/keystore"
-	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/model"
+	"github.com/imagineif/lethe/seal"
 )
 
 // pNameKey records which keystore name key (keystore.NameKeyID) the name index (n/ rows,
@@ -60,7 +60,7 @@ func (s *Store) indexNames() error {
 			return fmt.Errorf("patron row: %w", err)
 		}
 		p.NameHash = ""
-		profile, err := ledger.OpenProfile(s.keys, p.ID, p.Profile)
+		profile, err := seal.OpenProfile(s.keys, p.ID, p.Profile)
 		switch {
 		case errors.Is(err, keystore.ErrNotFound):
 			// No profile key: the account is being closed; it has no name to find.

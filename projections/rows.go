@@ -4,8 +4,9 @@ import (
 	"crypto/sha256"
 
 	"encoding/binary"
-	"github.com/imagineif/lethe/keystore"
 	"time"
+
+	"github.com/imagineif/lethe/keystore"
 )
 
 // Key prefixes; see the package comment.
