@@ -13,10 +13,11 @@ import (
 )
 
 // Domain errors. Messages are shown to patrons at kiosks and to staff: they never name a
-// patron or echo a card number.
+// patron or echo a card number. ErrUnknownCard and ErrCardLost are exported for the kiosk
+// API, which counts them as card lookups that missed.
 var (
-	errUnknownCard   = schemas.Errorf(schemas.CodeNotFound, "card not recognised")
-	errCardLost      = schemas.Errorf(schemas.CodeForbidden, "this card has been reported lost or stolen; please see staff")
+	ErrUnknownCard   = schemas.Errorf(schemas.CodeNotFound, "card not recognised")
+	ErrCardLost      = schemas.Errorf(schemas.CodeForbidden, "this card has been reported lost or stolen; please see staff")
 	errAccountClosed = schemas.Errorf(schemas.CodeForbidden, "this account is closed")
 	errUnknownItem   = schemas.Errorf(schemas.CodeNotFound, "no item with this barcode")
 	errUnknownPatron = schemas.Errorf(schemas.CodeNotFound, "no such patron")
@@ -29,12 +30,12 @@ var (
 func (l view) cardPatron(card string) (model.Patron, error) {
 	c, err := l.st.Card(l.keys.CardHash(card))
 	if errors.Is(err, model.ErrNotFound) {
-		return model.Patron{}, errUnknownCard
+		return model.Patron{}, ErrUnknownCard
 	} else if err != nil {
 		return model.Patron{}, err
 	}
 	if c.Lost {
-		return model.Patron{}, errCardLost
+		return model.Patron{}, ErrCardLost
 	}
 	if c.Closed {
 		return model.Patron{}, errAccountClosed
@@ -527,7 +528,7 @@ func (l *Ledger) reportCardLost(at Station, c schemas.ReportCardLost) decider {
 		hash := l.keys.CardHash(c.Card)
 		card, err := l.st.Card(hash)
 		if errors.Is(err, model.ErrNotFound) {
-			return plan{}, errUnknownCard
+			return plan{}, ErrUnknownCard
 		} else if err != nil {
 			return plan{}, err
 		}

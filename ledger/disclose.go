@@ -227,7 +227,7 @@ func (l view) identify(req DiscloseRequest) (identified, error) {
 	case strings.TrimSpace(req.Card) != "":
 		c, err := l.st.Card(l.keys.CardHash(req.Card))
 		if errors.Is(err, model.ErrNotFound) {
-			who.refusal = errUnknownCard
+			who.refusal = ErrUnknownCard
 			break
 		} else if err != nil {
 			return identified{}, err
@@ -239,7 +239,7 @@ func (l view) identify(req DiscloseRequest) (identified, error) {
 			break
 		}
 		if c.Lost {
-			who.refusal = errCardLost
+			who.refusal = ErrCardLost
 		}
 		who.patronID = c.PatronID
 	case strings.TrimSpace(req.Name) != "":

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/imagineif/lethe/kiosk"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go"
@@ -67,7 +68,7 @@ func (b *bencher) startLethe(ctx context.Context, name string, sweep time.Durati
 			Location: time.UTC, Logger: b.logger},
 		HTTP: "off", SweepInterval: sweep, RulesInterval: time.Hour, Now: now,
 		// A benchmark kiosk sends as fast as it is answered: no per-kiosk rate limit.
-		Kiosks: ledger.KioskConfig{Rate: -1},
+		Kiosks: kiosk.Config{Rate: -1},
 	}
 	return startService(ctx, cfg)
 }

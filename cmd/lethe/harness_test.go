@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/desk"
+	"github.com/imagineif/lethe/kiosk"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
@@ -105,7 +106,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 		HTTP: "127.0.0.1:0", SweepInterval: time.Hour, RulesInterval: time.Hour, Now: h.clock.Now,
 		// Tests send commands from one kiosk as fast as they are answered; the tests of the
 		// rate limit set it themselves.
-		Kiosks: ledger.KioskConfig{Rate: -1},
+		Kiosks: kiosk.Config{Rate: -1},
 	}
 	for _, o := range opts {
 		o(&h.cfg)

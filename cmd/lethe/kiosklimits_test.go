@@ -12,6 +12,7 @@ import (
 
 	"github.com/imagineif/lethe/access"
 	"github.com/imagineif/lethe/identity"
+	"github.com/imagineif/lethe/kiosk"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go"
@@ -55,7 +56,7 @@ const (
 // kiosk works; the server's memory stays bounded, the legitimate kiosk is answered
 // promptly, and the flooding kiosk is refused (rate_limited) rather than queued.
 func TestKioskFlood(t *testing.T) {
-	h := newHarness(t, withNATSListen(), func(c *serviceConfig) { c.Kiosks = ledger.KioskConfig{} }) // the defaults
+	h := newHarness(t, withNATSListen(), func(c *serviceConfig) { c.Kiosks = kiosk.Config{} }) // the defaults
 	h.register("21000000000601", "Flo Flood", "1980-01-01")
 	flooder := h.mustConnect(h.identityFile(identity.Kiosk, "main", "flood"))
 	legit := h.mustConnect(h.identityFile(identity.Kiosk, "main", "legit"))
@@ -136,7 +137,7 @@ func TestKioskFlood(t *testing.T) {
 func TestCardMissesAreLimitedAndSummarised(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, func(c *serviceConfig) {
-		c.Kiosks = ledger.KioskConfig{MissesPerKiosk: 5, MissesTotal: 1000, MissWindow: time.Hour}
+		c.Kiosks = kiosk.Config{MissesPerKiosk: 5, MissesTotal: 1000, MissWindow: time.Hour}
 	})
 	h.register("21000000000602", "Gus Guess", "1980-01-01")
 	before := h.accessEntries()
@@ -173,7 +174,7 @@ func TestCardMissesAreLimitedAndSummarised(t *testing.T) {
 // TestKioskRateLimit: a kiosk over its rate is refused with rate_limited at once.
 func TestKioskRateLimit(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *serviceConfig) { c.Kiosks = ledger.KioskConfig{Rate: 1, Burst: 3} })
+	h := newHarness(t, func(c *serviceConfig) { c.Kiosks = kiosk.Config{Rate: 1, Burst: 3} })
 	h.catalog("RL1", 100)
 	codes := map[schemas.Code]int{}
 	for range 10 {

@@ -19,6 +19,7 @@ import (
 	"github.com/imagineif/lethe/access"
 	"github.com/imagineif/lethe/desk"
 	"github.com/imagineif/lethe/expunger"
+	"github.com/imagineif/lethe/kiosk"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/staff"
@@ -38,9 +39,9 @@ type serviceConfig struct {
 
 	TLSCert, TLSKey string // serve HTTPS with this certificate and key
 	Sessions        staff.SessionConfig
-	Collections     desk.Thresholds    // defaults of the collections export
-	Kiosks          ledger.KioskConfig // bounds of the kiosk API
-	HTTPServer      desk.HTTPConfig    // timeouts and connection limits of the staff API
+	Collections     desk.Thresholds // defaults of the collections export
+	Kiosks          kiosk.Config    // bounds of the kiosk API
+	HTTPServer      desk.HTTPConfig // timeouts and connection limits of the staff API
 
 	// noExpungeLoop leaves closed transactions waiting (tests stop the process between
 	// close and expunge with it). It is not a setting: there is no flag for it.
@@ -62,7 +63,7 @@ type service struct {
 	srv    *http.Server
 	staff  *staff.Store
 	desk   *desk.Server
-	kiosks *ledger.KioskServer
+	kiosks *kiosk.Server
 }
 
 func startService(ctx context.Context, cfg serviceConfig) (s *service, err error) {
@@ -128,7 +129,9 @@ func startService(ctx context.Context, cfg serviceConfig) (s *service, err error
 			s.scrub(runCtx)
 		}()
 	}
-	if s.kiosks, err = led.ServeKiosks(n.kioskNC, cfg.Kiosks); err != nil {
+	kc := cfg.Kiosks
+	kc.Now, kc.Logger = cfg.Now, cfg.Logger
+	if s.kiosks, err = kiosk.Serve(led, n.kioskNC, kc); err != nil {
 		s.stop()
 		return nil, fmt.Errorf("serve kiosks: %w", err)
 	}

@@ -1,26 +1,35 @@
-package ledger
+// Package kiosk is the kiosk API's NATS transport: requests on
+// lethe.kiosk.<branch>.<kiosk>.<command> in, ledger commands out, one coded reply each. It
+// sits beside package desk, the staff API's HTTP transport, over the same ledger.
+//
+// Everything a client sends is bounded here: a fixed pool of workers behind a bounded
+// queue, a subscription per kiosk with bounded pending requests, a rate per kiosk, a
+// limit on cards that open no account, and replies only to inboxes.
+package kiosk
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go"
 	"golang.org/x/time/rate"
 )
 
-// KioskConfig bounds the kiosk API. The zero value of each field means the default in its
+// Config bounds the kiosk API. The zero value of each field means the default in its
 // comment. Every bound answers excess work with a coded refusal at once: nothing a client
 // sends grows a queue, a goroutine count or memory without limit.
-type KioskConfig struct {
+type Config struct {
 	Workers int // commands executed at once; default 64
 	Queue   int // requests waiting for a worker; default 1024. Beyond it: unavailable.
 	// Rate is the requests per second each kiosk may send on average, Burst how many at
@@ -35,9 +44,12 @@ type KioskConfig struct {
 	MissesPerKiosk int
 	MissesTotal    int
 	MissWindow     time.Duration
+
+	Now    func() time.Time // clock of the miss windows; default time.Now
+	Logger *slog.Logger     // default: discard
 }
 
-func (c KioskConfig) withDefaults() KioskConfig {
+func (c Config) withDefaults() Config {
 	if c.Workers <= 0 {
 		c.Workers = 64
 	}
@@ -59,10 +71,16 @@ func (c KioskConfig) withDefaults() KioskConfig {
 	if c.MissWindow <= 0 {
 		c.MissWindow = time.Minute
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
 	return c
 }
 
-// KioskServer answers kiosk requests on lethe.kiosk.<branch>.<kiosk>.<command>: a fixed
+// Server answers kiosk requests on lethe.kiosk.<branch>.<kiosk>.<command>: a fixed
 // pool of workers behind a bounded queue, per-kiosk rate limits, and a limit on card
 // lookups that miss. Card misses are not recorded one access entry per guess; each
 // kiosk's misses are summarised in one entry per window.
@@ -71,9 +89,9 @@ func (c KioskConfig) withDefaults() KioskConfig {
 // are taken in by one goroutine per kiosk: a kiosk flooding the ledger waits behind its own
 // requests, not in front of everyone else's. Otherwise one wildcard subscription takes
 // them all in.
-type KioskServer struct {
-	l    *Ledger
-	cfg  KioskConfig
+type Server struct {
+	l    *ledger.Ledger
+	cfg  Config
 	nc   *nats.Conn
 	work chan *nats.Msg
 	wg   sync.WaitGroup // the workers
@@ -110,18 +128,18 @@ const (
 	kioskPendingBytes = 16 << 20
 )
 
-// ServeKiosks answers kiosk requests from the moment it returns until Close, on nc, which
+// Serve answers kiosk requests from the moment it returns until Close, on nc, which
 // should be a connection of its own: replies to a flood must not queue in front of the
 // ledger's appends. Every request with a valid reply subject gets exactly one reply: a
 // result, or a coded error that never holds personal data or internal detail. The queue
 // group lets several Lethe processes share the kiosks.
-func (l *Ledger) ServeKiosks(nc *nats.Conn, cfg KioskConfig) (*KioskServer, error) {
+func Serve(l *ledger.Ledger, nc *nats.Conn, cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
-	k := &KioskServer{
+	k := &Server{
 		l: l, cfg: cfg, nc: nc, work: make(chan *nats.Msg, cfg.Queue), stop: make(chan struct{}),
 		subs:   map[string]*nats.Subscription{},
 		limits: map[string]*rate.Limiter{}, misses: map[string]int{}, summary: map[string]int{},
-		window: l.cfg.Now(),
+		window: cfg.Now(),
 	}
 	// Closing does not cancel a command in flight: each finishes, or ends at its own
 	// deadline (commandTimeout), before Close returns.
@@ -139,7 +157,7 @@ func (l *Ledger) ServeKiosks(nc *nats.Conn, cfg KioskConfig) (*KioskServer, erro
 		defer k.sum.Done()
 		k.summarise()
 	}()
-	sub, err := k.subscribe(KioskWildcard)
+	sub, err := k.subscribe(ledger.KioskWildcard)
 	if err != nil {
 		k.shutdown()
 		return nil, err
@@ -150,7 +168,7 @@ func (l *Ledger) ServeKiosks(nc *nats.Conn, cfg KioskConfig) (*KioskServer, erro
 
 // subscribe takes in requests on subject, bounded, and returns once the server has the
 // subscription (no request sent after it returns can miss it).
-func (k *KioskServer) subscribe(subject string) (*nats.Subscription, error) {
+func (k *Server) subscribe(subject string) (*nats.Subscription, error) {
 	sub, err := k.nc.QueueSubscribe(subject, "lethe-ledger", k.intake)
 	if err == nil {
 		err = sub.SetPendingLimits(kioskPendingMsgs, kioskPendingBytes)
@@ -171,7 +189,7 @@ func (k *KioskServer) subscribe(subject string) (*nats.Subscription, error) {
 // own, in place of the wildcard: a kiosk added gets one, a kiosk gone loses its own (its
 // connection is cut by NATS; this stops the ledger listening). Called again whenever the
 // set changes.
-func (k *KioskServer) ServeOnly(kiosks []string) error {
+func (k *Server) ServeOnly(kiosks []string) error {
 	k.subMu.Lock()
 	defer k.subMu.Unlock()
 	if k.done {
@@ -184,10 +202,10 @@ func (k *KioskServer) ServeOnly(kiosks []string) error {
 			continue
 		}
 		branch, id, _ := strings.Cut(kiosk, "/")
-		if !ValidToken(branch) || !ValidToken(id) {
+		if !ledger.ValidToken(branch) || !ledger.ValidToken(id) {
 			return errors.New("a kiosk to serve is not branch/kiosk")
 		}
-		sub, err := k.subscribe(KioskSubject(branch, id, "*"))
+		sub, err := k.subscribe(ledger.KioskSubject(branch, id, "*"))
 		if err != nil {
 			return err
 		}
@@ -210,7 +228,7 @@ func (k *KioskServer) ServeOnly(kiosks []string) error {
 
 // Close stops taking requests, waits for every request taken to be answered, writes the
 // last miss summaries, and returns. It is the kiosk server's owner's last call.
-func (k *KioskServer) Close() error {
+func (k *Server) Close() error {
 	k.subMu.Lock()
 	subs := make([]*nats.Subscription, 0, len(k.subs)+1)
 	for _, sub := range k.subs {
@@ -242,7 +260,7 @@ func (k *KioskServer) Close() error {
 
 // shutdown stops queueing, lets the workers finish what is queued, and waits for them
 // and for the summariser's last summary.
-func (k *KioskServer) shutdown() {
+func (k *Server) shutdown() {
 	k.inMu.Lock()
 	k.closed = true
 	close(k.work)
@@ -253,7 +271,7 @@ func (k *KioskServer) shutdown() {
 }
 
 // Refused is how many requests were refused for a full queue or a rate limit.
-func (k *KioskServer) Refused() int64 { return k.refused.Load() }
+func (k *Server) Refused() int64 { return k.refused.Load() }
 
 // replyPrefixes are where a kiosk's reply may go: an inbox. The ledger's connection may
 // publish anywhere, so a request whose reply subject names anything else (circ.item.x,
@@ -271,13 +289,13 @@ func validReply(s string) bool {
 
 // intake runs on the subscription's goroutine: it checks what is cheap to check and
 // queues the rest, or refuses at once. It never blocks.
-func (k *KioskServer) intake(m *nats.Msg) {
+func (k *Server) intake(m *nats.Msg) {
 	if !validReply(m.Reply) {
 		k.refused.Add(1)
 		return // nowhere safe to answer
 	}
 	tok := strings.Split(m.Subject, ".")
-	if len(tok) != 5 || !ValidToken(tok[2]) || !ValidToken(tok[3]) {
+	if len(tok) != 5 || !ledger.ValidToken(tok[2]) || !ledger.ValidToken(tok[3]) {
 		k.reply(m, "", nil, schemas.Errorf(schemas.CodeInvalid, "kiosk subject must be lethe.kiosk.<branch>.<kiosk>.<command>"))
 		return
 	}
@@ -319,7 +337,7 @@ func mustReply(e *schemas.Error) []byte {
 }
 
 // allow takes a token from the kiosk's rate limiter.
-func (k *KioskServer) allow(kiosk string) bool {
+func (k *Server) allow(kiosk string) bool {
 	if k.cfg.Rate < 0 {
 		return true
 	}
@@ -344,13 +362,13 @@ var cardCommands = []string{schemas.CmdCheckOut, schemas.CmdRenew, schemas.CmdPa
 const commandTimeout = 30 * time.Second
 
 // answer executes one request and replies.
-func (k *KioskServer) answer(m *nats.Msg) {
+func (k *Server) answer(m *nats.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	start := time.Now()
 	tok := strings.Split(m.Subject, ".")
 	command := tok[4]
-	at := Station{Kind: "kiosk", Branch: tok[2], ID: tok[3]}
+	at := ledger.Station{Kind: "kiosk", Branch: tok[2], ID: tok[3]}
 	var result any
 	var err error
 	switch {
@@ -362,34 +380,34 @@ func (k *KioskServer) answer(m *nats.Msg) {
 		err = schemas.Errorf(schemas.CodeRateLimited, "too many cards were not recognised here; wait a minute or see staff")
 	default:
 		result, err = k.l.Execute(ctx, at, command, m.Data)
-		if errors.Is(err, errUnknownCard) || errors.Is(err, errCardLost) {
+		if errors.Is(err, ledger.ErrUnknownCard) || errors.Is(err, ledger.ErrCardLost) {
 			k.miss(at.Branch + "/" + at.ID)
 		}
 	}
 	k.reply(m, command, result, err)
-	k.l.cfg.Logger.Debug("kiosk command", "command", command, "ok", err == nil, "elapsed", time.Since(start))
+	k.cfg.Logger.Debug("kiosk command", "command", command, "ok", err == nil, "elapsed", time.Since(start))
 }
 
 // reply sends the reply envelope. err may wrap internal detail; only its public part
 // leaves, and the log line carries codes and opaque ids only (the ledger builds errors
 // from those).
-func (k *KioskServer) reply(m *nats.Msg, command string, result any, err error) {
+func (k *Server) reply(m *nats.Msg, command string, result any, err error) {
 	reply := schemas.Reply{OK: err == nil}
 	if err != nil {
 		pub := schemas.Public(err)
 		reply.Error = pub
-		k.l.cfg.Logger.Log(context.Background(), schemas.LogLevel(err), "kiosk command refused", "command", command, "code", pub.Code, "err", err)
+		k.cfg.Logger.Log(context.Background(), schemas.LogLevel(err), "kiosk command refused", "command", command, "code", pub.Code, "err", err)
 	} else if reply.Result, err = json.Marshal(result); err != nil {
 		reply = schemas.Reply{Error: schemas.Public(err)}
 	}
 	data, _ := json.Marshal(reply)
 	if err := m.Respond(data); err != nil {
-		k.l.cfg.Logger.Error("kiosk reply", "err", err)
+		k.cfg.Logger.Error("kiosk reply", "err", err)
 	}
 }
 
 // rollWindow starts a new miss window when the current one is over. k.mu is held.
-func (k *KioskServer) rollWindow(now time.Time) {
+func (k *Server) rollWindow(now time.Time) {
 	if now.Sub(k.window) >= k.cfg.MissWindow || now.Before(k.window) {
 		k.window, k.total = now, 0
 		clear(k.misses)
@@ -397,18 +415,18 @@ func (k *KioskServer) rollWindow(now time.Time) {
 }
 
 // missedTooOften reports whether card commands from a kiosk are refused for now.
-func (k *KioskServer) missedTooOften(kiosk string) bool {
+func (k *Server) missedTooOften(kiosk string) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.rollWindow(k.l.cfg.Now())
+	k.rollWindow(k.cfg.Now())
 	return k.misses[kiosk] >= k.cfg.MissesPerKiosk || k.total >= k.cfg.MissesTotal
 }
 
 // miss counts a card lookup that opened no account.
-func (k *KioskServer) miss(kiosk string) {
+func (k *Server) miss(kiosk string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.rollWindow(k.l.cfg.Now())
+	k.rollWindow(k.cfg.Now())
 	if len(k.misses) < maxKiosksTracked {
 		k.misses[kiosk]++
 	}
@@ -420,7 +438,7 @@ func (k *KioskServer) miss(kiosk string) {
 
 // summarise writes each kiosk's card misses on the access record, one entry per kiosk per
 // window, until Close; then once more.
-func (k *KioskServer) summarise() {
+func (k *Server) summarise() {
 	t := time.NewTicker(k.cfg.MissWindow)
 	defer t.Stop()
 	for {
@@ -434,7 +452,7 @@ func (k *KioskServer) summarise() {
 	}
 }
 
-func (k *KioskServer) flushMisses() {
+func (k *Server) flushMisses() {
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	k.mu.Lock()
@@ -442,12 +460,12 @@ func (k *KioskServer) flushMisses() {
 	k.summary = map[string]int{}
 	k.mu.Unlock()
 	for kiosk, n := range pending {
-		err := k.l.RecordAccess(ctx, Disclosure{
-			By: Requester{Name: "kiosk " + kiosk, Role: policy.Kiosk}, Action: "card_misses",
+		err := k.l.RecordAccess(ctx, ledger.Disclosure{
+			By: ledger.Requester{Name: "kiosk " + kiosk, Role: policy.Kiosk}, Action: "card_misses",
 			Basis: policy.Card, Scope: policy.Refused, Clause: policy.ClauseCard, Requests: n,
 		})
 		if err != nil {
-			k.l.cfg.Logger.Error("record card misses", "kiosk", kiosk, "count", n, "err", err)
+			k.cfg.Logger.Error("record card misses", "kiosk", kiosk, "count", n, "err", err)
 			k.mu.Lock()
 			k.summary[kiosk] += n // keep them for the next window
 			k.mu.Unlock()
