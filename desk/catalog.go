@@ -8,7 +8,6 @@ import (
 	"net/http"
 
 	"github.com/imagineif/lethe/ledger"
-	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -105,5 +104,5 @@ func (s *Server) catalogItems(w http.ResponseWriter, r *http.Request) {
 			res.Repeated++
 		}
 	}
-	projections.WriteJSON(w, http.StatusOK, res)
+	WriteJSON(w, http.StatusOK, res)
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/imagineif/lethe/ledger"
-	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -54,7 +53,7 @@ func (s *Server) collections(w http.ResponseWriter, r *http.Request) {
 		if debtors == nil {
 			debtors = []ledger.Debtor{}
 		}
-		projections.WriteJSON(w, http.StatusOK, map[string]any{
+		WriteJSON(w, http.StatusOK, map[string]any{
 			"min_owed_cents": req.MinOwedCents, "min_days_overdue": req.MinDaysOverdue, "accounts": debtors,
 		})
 		return

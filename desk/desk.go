@@ -20,14 +20,13 @@ import (
 	"github.com/imagineif/lethe/access"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/policy"
-	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/imagineif/lethe/staff"
 )
 
 // Server is the staff HTTP API.
 type Server struct {
-	API    *projections.API // anonymous reads and the dashboard page
+	Reads  *Reads // anonymous reads, health, metrics and the dashboard page
 	Ledger *ledger.Ledger
 	Access *access.Log
 	Auth   *staff.Auth
@@ -117,7 +116,7 @@ func (s *Server) Routes() []Route {
 		"GET /api/overdue": policy.ReadItems, "GET /api/stats": policy.ReadStatistics,
 		"GET /api/summary": policy.ReadStatistics, "POST /api/sweep": policy.ManageStaff,
 	}
-	for pattern, h := range s.API.Handlers() {
+	for pattern, h := range s.Reads.Handlers() {
 		r := Route{Pattern: pattern, Access: Public, handler: h, Doc: "anonymous"}
 		if a, ok := anonymous[pattern]; ok {
 			r.Access, r.Action = Session, a
@@ -212,7 +211,7 @@ func (s *Server) logger() *slog.Logger {
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	projections.Fail(s.logger(), w, r, err)
+	Fail(s.logger(), w, r, err)
 }
 
 func (s *Server) location() *time.Location {
@@ -261,13 +260,13 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var e *schemas.Error
 		if errors.As(err, &e) && e.Code == schemas.CodeForbidden {
-			projections.WriteJSON(w, http.StatusForbidden, map[string]any{"error": e, "scope": policy.Refused, "clause": d.Clause})
+			WriteJSON(w, http.StatusForbidden, map[string]any{"error": e, "scope": policy.Refused, "clause": d.Clause})
 			return
 		}
 		s.fail(w, r, err)
 		return
 	}
-	projections.WriteJSON(w, http.StatusOK, d)
+	WriteJSON(w, http.StatusOK, d)
 }
 
 // command sends a desk command to the ledger. A command that names a card, a patron or a
@@ -300,7 +299,7 @@ func (s *Server) command(c command) http.HandlerFunc {
 			s.fail(w, r, err)
 			return
 		}
-		projections.WriteJSON(w, http.StatusOK, res)
+		WriteJSON(w, http.StatusOK, res)
 	}
 }
 
@@ -353,7 +352,7 @@ func (s *Server) accessLog(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	projections.WriteJSON(w, http.StatusOK, entries)
+	WriteJSON(w, http.StatusOK, entries)
 }
 
 // day parses a YYYY-MM-DD date in the library's zone, plus days; "" is the zero time.

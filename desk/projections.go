@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -39,6 +38,6 @@ func (s *Server) skip(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.logger().Warn("projections skip recorded", "seq", req.Seq, "record", rec, "staff", requester(r).Name)
-	s.API.Store.Resume()
-	projections.WriteJSON(w, http.StatusOK, SkipResult{Skipped: req.Seq, Record: rec})
+	s.Reads.Store.Resume()
+	WriteJSON(w, http.StatusOK, SkipResult{Skipped: req.Seq, Record: rec})
 }

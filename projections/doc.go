@@ -1,6 +1,6 @@
 // Package projections is Lethe's read side: the projector that applies the CIRC stream to
-// read models in Pebble, the queries staff and the ledger run against them, and the staff
-// HTTP API.
+// read models in Pebble, and the queries staff and the ledger run against them. The rows'
+// shapes are package model's; package desk serves the reads over HTTP.
 //
 // Row layout (one Pebble database; JSON values):
 //

@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/imagineif/lethe/access"
+	"github.com/imagineif/lethe/desk"
 	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
-	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -474,7 +474,7 @@ func TestPoisonEventStopsProjectorNotProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var health projections.Health
+	var health desk.Health
 	waitFor(t, "healthz reports the stop", func() bool {
 		status, body := h.requestAs("", http.MethodGet, "/healthz", nil)
 		json.Unmarshal(body, &health)

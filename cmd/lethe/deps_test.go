@@ -41,8 +41,8 @@ var allowedImports = map[string]rule{
 		"the access record is the ledger's Recorder, sealed under keystore keys, on its own stream"},
 	"staff": {[]string{"schemas", "policy", "keystore", "github.com/cockroachdb/pebble/v2", "golang.org/x/crypto/"},
 		"accounts in Pebble; keystore only for the Pebble logger and corruption handler all of Lethe's Pebble databases share, so one place decides what a Pebble failure does"},
-	"desk": {[]string{"schemas", "policy", "ledger", "keystore", "projections", "staff", "access", "github.com/google/uuid"},
-		"the staff HTTP API: sessions (staff) in front of the ledger, the projections' reads and the access record"},
+	"desk": {[]string{"schemas", "model", "policy", "ledger", "keystore", "projections", "staff", "access", "github.com/google/uuid"},
+		"the staff HTTP API: sessions (staff) in front of the ledger, the projections' reads (model rows) and the access record"},
 }
 
 const module = "github.com/imagineif/lethe/"

@@ -164,7 +164,7 @@ func startService(ctx context.Context, cfg serviceConfig) (s *service, err error
 			sessions.Now = cfg.Now
 		}
 		api := &desk.Server{
-			API: &projections.API{
+			Reads: &desk.Reads{
 				Store: n.proj, Expunger: exp, Logger: cfg.Logger,
 				Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 				StreamLast: n.streamLast, Now: cfg.Now,

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagineif/lethe/desk"
 	"github.com/imagineif/lethe/ledger"
-	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -169,7 +169,7 @@ func TestStartReportsLostEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.start()
-	var health projections.Health
+	var health desk.Health
 	var status int
 	var body []byte
 	waitFor(t, "healthz reports the damage", func() bool {

@@ -1,4 +1,4 @@
-package projections
+package desk
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/model"
+	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -20,10 +21,11 @@ type Sweeper interface {
 	StatsJSON() any
 }
 
-// API is the part of the staff HTTP API that reads anonymous projections, and the
-// dashboard page. Package desk serves it, behind staff sessions and roles.
-type API struct {
-	Store    *Store
+// Reads is the part of the staff HTTP API that reads anonymous projections (health,
+// items, statistics, the summary), the sweep, the metrics and the dashboard page. Server
+// serves it, behind staff sessions and roles where a route needs one.
+type Reads struct {
+	Store    *projections.Store
 	Expunger Sweeper
 	Metrics  http.Handler // Prometheus text exposition
 	// MinCount suppresses aggregate counts below it in statistics; default 5.
@@ -36,7 +38,7 @@ type API struct {
 }
 
 // Handlers returns the API's handlers by route pattern. None of them reads patron data.
-func (a *API) Handlers() map[string]http.HandlerFunc {
+func (a *Reads) Handlers() map[string]http.HandlerFunc {
 	h := map[string]http.HandlerFunc{
 		"GET /healthz":             a.health,
 		"GET /api/items":           a.items,
@@ -54,7 +56,7 @@ func (a *API) Handlers() map[string]http.HandlerFunc {
 	return h
 }
 
-func (a *API) logger() *slog.Logger {
+func (a *Reads) logger() *slog.Logger {
 	if a.Logger == nil {
 		return slog.New(slog.DiscardHandler)
 	}
@@ -76,7 +78,7 @@ func Fail(logger *slog.Logger, w http.ResponseWriter, r *http.Request, err error
 	WriteJSON(w, schemas.HTTPStatus(pub.Code), map[string]any{"error": pub})
 }
 
-func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) { Fail(a.logger(), w, r, err) }
+func (a *Reads) fail(w http.ResponseWriter, r *http.Request, err error) { Fail(a.logger(), w, r, err) }
 
 // Health is the body of GET /healthz.
 type Health struct {
@@ -84,15 +86,15 @@ type Health struct {
 	// serving what was applied); "stopped" when the projector waits at an event it cannot
 	// apply or cannot write (writes are refused); "stream_short" when the stream holds
 	// fewer events than were applied; "stream_unavailable" when it cannot be read.
-	Status     string `json:"status"`
-	Applied    uint64 `json:"applied"`
-	StreamLast uint64 `json:"stream_last"`
-	Stopped    *Stop  `json:"stopped,omitempty"`
-	Damage     string `json:"damage,omitempty"`
+	Status     string            `json:"status"`
+	Applied    uint64            `json:"applied"`
+	StreamLast uint64            `json:"stream_last"`
+	Stopped    *projections.Stop `json:"stopped,omitempty"`
+	Damage     string            `json:"damage,omitempty"`
 }
 
 // health answers 200 while kiosks and desks can write, 503 otherwise.
-func (a *API) health(w http.ResponseWriter, r *http.Request) {
+func (a *Reads) health(w http.ResponseWriter, r *http.Request) {
 	h := a.Store.Health()
 	body := Health{Status: "ok", Applied: h.Applied, Stopped: h.Stop, Damage: h.Damage}
 	status := http.StatusOK
@@ -116,7 +118,7 @@ func (a *API) health(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, status, body)
 }
 
-func (a *API) items(w http.ResponseWriter, r *http.Request) {
+func (a *Reads) items(w http.ResponseWriter, r *http.Request) {
 	limit := 100
 	if s := r.URL.Query().Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -150,7 +152,7 @@ func viewItem(it model.Item) itemView {
 	return itemView{ItemCataloged: it.ItemCataloged, Status: it.Status, Due: it.Due}
 }
 
-func (a *API) item(w http.ResponseWriter, r *http.Request) {
+func (a *Reads) item(w http.ResponseWriter, r *http.Request) {
 	barcode := r.PathValue("barcode")
 	if !ledger.ValidToken(barcode) {
 		a.fail(w, r, schemas.Errorf(schemas.CodeInvalid, "barcode must be 1 to 64 letters, digits, '-' or '_'"))
@@ -167,7 +169,7 @@ func (a *API) item(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, viewItem(it))
 }
 
-func (a *API) overdue(w http.ResponseWriter, r *http.Request) {
+func (a *Reads) overdue(w http.ResponseWriter, r *http.Request) {
 	now := time.Now
 	if a.Now != nil {
 		now = a.Now
@@ -192,7 +194,7 @@ func (a *API) overdue(w http.ResponseWriter, r *http.Request) {
 // stats returns aggregate counts. Counts of events below MinCount are suppressed (reported
 // as null with "suppressed": true) so a small branch's rare event cannot point at a
 // person. Cent totals are sums over many patrons and are suppressed on the same rule.
-func (a *API) stats(w http.ResponseWriter, r *http.Request) {
+func (a *Reads) stats(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	to := q.Get("to")
 	if to == "" {
@@ -218,7 +220,7 @@ func (a *API) stats(w http.ResponseWriter, r *http.Request) {
 		minCount = 5
 	}
 	type row struct {
-		Stat
+		projections.Stat
 		Count      *int64 `json:"count"`
 		Suppressed bool   `json:"suppressed,omitempty"`
 	}
@@ -234,7 +236,7 @@ func (a *API) stats(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, out)
 }
 
-func (a *API) summary(w http.ResponseWriter, r *http.Request) {
+func (a *Reads) summary(w http.ResponseWriter, r *http.Request) {
 	c, err := a.Store.Counts()
 	if err != nil {
 		a.fail(w, r, err)
@@ -247,7 +249,7 @@ func (a *API) summary(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, body)
 }
 
-func (a *API) sweep(w http.ResponseWriter, r *http.Request) {
+func (a *Reads) sweep(w http.ResponseWriter, r *http.Request) {
 	if a.Expunger == nil {
 		a.fail(w, r, schemas.Errorf(schemas.CodeUnavailable, "no expunger in this process"))
 		return

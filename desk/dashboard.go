@@ -1,4 +1,4 @@
-package projections
+package desk
 
 import (
 	_ "embed"
