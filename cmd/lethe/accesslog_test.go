@@ -23,7 +23,7 @@ func TestAccessLogListsUnreadableEntries(t *testing.T) {
 		t.Fatal("lookup refused")
 	}
 	ctx := ctxT(t)
-	s, err := h.s.js.Stream(ctx, access.StreamName)
+	s, err := h.s.JS.Stream(ctx, access.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestAccessLogListsUnreadableEntries(t *testing.T) {
 	}
 	const marker = "GARBAGEQX4471"
 	for _, body := range [][]byte{[]byte("\x00 not an entry " + marker), forgedBody} {
-		if _, err := h.s.js.Publish(ctx, access.Subject, body); err != nil {
+		if _, err := h.s.JS.Publish(ctx, access.Subject, body); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -98,7 +98,7 @@ func TestAccessLogListsUnreadableEntries(t *testing.T) {
 
 	var out, errOut syncBuffer
 	env := map[string]string{"LETHE_USER": adminName, "LETHE_PASSWORD": staffPassword}
-	err = run(context.Background(), []string{"access-log", "--server", h.s.httpURL}, func(k string) string { return env[k] }, nil, &out, &errOut)
+	err = run(context.Background(), []string{"access-log", "--server", h.s.HTTPURL}, func(k string) string { return env[k] }, nil, &out, &errOut)
 	text := out.String()
 	if err != nil || !strings.Contains(text, access.Unreadable+": "+access.ReasonUndecodable) ||
 		!strings.Contains(text, access.Unreadable+": "+access.ReasonUnverified) || strings.Count(text, id) != 2 {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -112,7 +113,7 @@ func cmdAuditReplay(ctx context.Context, args []string, getenv func(string) stri
 	} else {
 		opts := []nats.Option{nats.Name("lethe-audit")}
 		if *creds != "" {
-			o, err := credentialsOption(*creds)
+			o, err := node.CredentialsOption(*creds)
 			if err != nil {
 				return err
 			}

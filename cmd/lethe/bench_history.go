@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go"
@@ -94,23 +95,23 @@ func median(xs []float64) float64 {
 // rebuilds its projections, as lethe projections rebuild does (server stopped).
 func (b *bencher) replayAndRebuild(ctx context.Context) error {
 	b.prog.set("replay: opening the history")
-	n, err := openNode(ctx, nodeConfig{Data: b.history, NATSListen: "off", Sync: "always", Location: time.UTC, Logger: b.logger})
+	n, err := node.Open(ctx, node.Config{Data: b.history, NATSListen: "off", Sync: "always", Location: time.UTC, Logger: b.logger})
 	if err != nil {
 		return err
 	}
-	defer n.close()
-	if err := n.proj.CatchUp(ctx, n.js); err != nil {
+	defer n.Close()
+	if err := n.Proj.CatchUp(ctx, n.JS); err != nil {
 		return err
 	}
-	events := int(n.proj.Applied())
+	events := int(n.Proj.Applied())
 	// A first read warms the page cache for both.
-	if _, _, err := rawRead(ctx, n.js); err != nil {
+	if _, _, err := rawRead(ctx, n.JS); err != nil {
 		return err
 	}
 	var raws, audits, rebuilds []float64
 	for i := range b.plan.replayRuns {
 		b.prog.set("replay %d/%d: raw ordered consumer, %s events", i+1, b.plan.replayRuns, thousands(int64(events)))
-		rn, rd, err := rawRead(ctx, n.js)
+		rn, rd, err := rawRead(ctx, n.JS)
 		if err != nil {
 			return err
 		}
@@ -119,7 +120,7 @@ func (b *bencher) replayAndRebuild(ctx context.Context) error {
 		var an int
 		var ad time.Duration
 		pprof.Do(ctx, pprof.Labels("bench", "replay"), func(ctx context.Context) {
-			an, ad, err = auditRead(ctx, n.nc, n.v)
+			an, ad, err = auditRead(ctx, n.NC, n.V)
 		})
 		if err != nil {
 			return err
@@ -140,7 +141,7 @@ func (b *bencher) replayAndRebuild(ctx context.Context) error {
 		start := time.Now()
 		// The label lets a profile (--cpuprofile) pick out the rebuild: -tagfocus bench=rebuild.
 		pprof.Do(ctx, pprof.Labels("bench", "rebuild"), func(ctx context.Context) {
-			diff, err = n.proj.Rebuild(ctx, n.js, filepath.Join(dir, "projections"), projections.Config{Location: time.UTC, Logger: b.logger})
+			diff, err = n.Proj.Rebuild(ctx, n.JS, filepath.Join(dir, "projections"), projections.Config{Location: time.UTC, Logger: b.logger})
 		})
 		elapsed := time.Since(start)
 		os.RemoveAll(dir)
@@ -193,15 +194,15 @@ func (b *bencher) growthRun(ctx context.Context, open int) error {
 	if err != nil {
 		return err
 	}
-	defer s.stop()
+	defer s.Stop()
 	// Cards for the open loans (at most 40 each, under the loan limit), and one per kiosk.
 	holders := (open + 39) / 40
 	lib, err := seedLibrary(ctx, s, open+4*kiosks, holders+kiosks, io.Discard)
 	if err != nil {
 		return err
 	}
-	kc := newKioskClients(s)
-	defer kc.close()
+	kc := node.NewKioskClients(s)
+	defer kc.Close()
 
 	b.prog.set("growth %d: opening %d loans", open, open)
 	if err := parallel(ctx, kiosks, open, func(i int) error {
@@ -216,16 +217,16 @@ func (b *bencher) growthRun(ctx context.Context, open int) error {
 		return err
 	}
 	measure := func() (keys, proj int64, err error) {
-		if _, err := s.exp.ExpungeNow(ctx); err != nil {
+		if _, err := s.Expunger.ExpungeNow(ctx); err != nil {
 			return 0, 0, err
 		}
-		if err := s.exp.Sweep(ctx); err != nil {
+		if err := s.Expunger.Sweep(ctx); err != nil {
 			return 0, 0, err
 		}
-		if keys, err = dirBytes(filepath.Join(s.cfg.Data, "keystore")); err != nil {
+		if keys, err = dirBytes(filepath.Join(s.Config().Data, "keystore")); err != nil {
 			return 0, 0, err
 		}
-		proj, err = dirBytes(filepath.Join(s.cfg.Data, "projections"))
+		proj, err = dirBytes(filepath.Join(s.Config().Data, "projections"))
 		return keys, proj, err
 	}
 	keys0, proj0, err := measure()
@@ -270,7 +271,7 @@ func (b *bencher) growthRun(ctx context.Context, open int) error {
 	if err != nil {
 		return err
 	}
-	counts, err := s.proj.Counts()
+	counts, err := s.Proj.Counts()
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/kiosk"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,8 +24,8 @@ import (
 
 // loadResult is what one ingest run measured.
 // finish records what a run appended since the stream was at before, and what was refused.
-func (r *loadResult) finish(ctx context.Context, s *service, before uint64, ref *refusals) error {
-	after, err := s.streamLast(ctx)
+func (r *loadResult) finish(ctx context.Context, s *node.Service, before uint64, ref *refusals) error {
+	after, err := s.StreamLast(ctx)
 	if err != nil {
 		return err
 	}
@@ -62,31 +63,31 @@ func (r *loadResult) merge(mu *sync.Mutex, cmd string, l latencies) {
 
 // startLethe starts a fresh Lethe service in a temporary directory: embedded NATS with
 // fsync before every acknowledgement, no HTTP, kiosks over an in-process connection.
-func (b *bencher) startLethe(ctx context.Context, name string, sweep time.Duration, now func() time.Time) (*service, error) {
-	cfg := serviceConfig{
-		nodeConfig: nodeConfig{Data: b.tempDir(name), NATSListen: "off", Sync: "always", Replicas: 1,
+func (b *bencher) startLethe(ctx context.Context, name string, sweep time.Duration, now func() time.Time) (*node.Service, error) {
+	cfg := node.ServiceConfig{
+		Config: node.Config{Data: b.tempDir(name), NATSListen: "off", Sync: "always", Replicas: 1,
 			Location: time.UTC, Logger: b.logger},
 		HTTP: "off", SweepInterval: sweep, RulesInterval: time.Hour, Now: now,
 		// A benchmark kiosk sends as fast as it is answered: no per-kiosk rate limit.
 		Kiosks: kiosk.Config{Rate: -1},
 	}
-	return startService(ctx, cfg)
+	return node.Start(ctx, cfg)
 }
 
-// startRaw starts an embedded NATS server configured exactly as Lethe's (node.startNATS,
+// startRaw starts an embedded NATS server configured exactly as Lethe's (node.OpenNATS,
 // fsync before every acknowledgement) with the CIRC stream's configuration, and returns
 // it with a connection as privileged as the ledger's, for the raw runs.
-func (b *bencher) startRaw(ctx context.Context) (*node, error) {
-	n := &node{cfg: nodeConfig{Data: b.tempDir("raw"), NATSListen: "off", Sync: "always", Logger: b.logger}}
-	err := n.startNATS()
-	if err == nil {
-		n.js, err = jetstream.New(n.nc)
+func (b *bencher) startRaw(ctx context.Context) (*node.Node, error) {
+	n, err := node.OpenNATS(node.Config{Data: b.tempDir("raw"), NATSListen: "off", Sync: "always", Logger: b.logger})
+	if err != nil {
+		return nil, err
 	}
+	n.JS, err = jetstream.New(n.NC)
 	if err == nil {
-		_, _, err = ledger.EnsureStream(ctx, n.js, 1, 0)
+		_, _, err = ledger.EnsureStream(ctx, n.JS, 1, 0)
 	}
 	if err != nil {
-		n.close()
+		n.Close()
 		return nil, err
 	}
 	return n, nil
@@ -94,14 +95,14 @@ func (b *bencher) startRaw(ctx context.Context) (*node, error) {
 
 // kioskRequest sends one kiosk command as kiosk main/<kiosk> and returns the reply's error
 // code ("" if ok).
-func kioskRequest(ctx context.Context, kc *kioskClients, kiosk, cmd string, v any) (string, error) {
+func kioskRequest(ctx context.Context, kc *node.KioskClients, kiosk, cmd string, v any) (string, error) {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return "", err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	m, err := kc.request(ctx, "main", kiosk, cmd, raw)
+	m, err := kc.Request(ctx, "main", kiosk, cmd, raw)
 	if err != nil {
 		return "", err
 	}
@@ -119,7 +120,7 @@ func kioskRequest(ctx context.Context, kc *kioskClients, kiosk, cmd string, v an
 }
 
 // roundTrip checks an item out to a card and returns it, timing each request.
-func roundTrip(ctx context.Context, nc *kioskClients, kiosk, card, barcode string, out, in *latencies, refused func(string)) error {
+func roundTrip(ctx context.Context, nc *node.KioskClients, kiosk, card, barcode string, out, in *latencies, refused func(string)) error {
 	t := time.Now()
 	code, err := kioskRequest(ctx, nc, kiosk, schemas.CmdCheckOut, schemas.CheckOut{CommandID: uuid.NewString(), Card: card, Barcode: barcode})
 	if err != nil {
@@ -159,8 +160,8 @@ func (r *refusals) add(code string) {
 
 // letheLoad runs kiosks concurrent kiosks for d, each checking its own items out and back
 // in as fast as Lethe answers.
-func (b *bencher) letheLoad(ctx context.Context, s *service, nc *kioskClients, lib *demoLibrary, kiosks int, d time.Duration) (loadResult, error) {
-	before, err := s.streamLast(ctx)
+func (b *bencher) letheLoad(ctx context.Context, s *node.Service, nc *node.KioskClients, lib *demoLibrary, kiosks int, d time.Duration) (loadResult, error) {
+	before, err := s.StreamLast(ctx)
 	if err != nil {
 		return loadResult{}, err
 	}
@@ -323,17 +324,17 @@ func (b *bencher) ingest(ctx context.Context) error {
 	stopped := false
 	defer func() {
 		if !stopped {
-			s.stop()
+			s.Stop()
 		}
 	}()
 	lib, err := seedLibrary(ctx, s, b.plan.items, maxKiosks, io.Discard)
 	if err != nil {
 		return err
 	}
-	kc := newKioskClients(s)
-	defer kc.close()
+	kc := node.NewKioskClients(s)
+	defer kc.Close()
 	// Warm up, and measure the size of the events a round trip appends.
-	seeded, err := s.streamLast(ctx)
+	seeded, err := s.StreamLast(ctx)
 	if err != nil {
 		return err
 	}
@@ -341,18 +342,18 @@ func (b *bencher) ingest(ctx context.Context) error {
 	if _, err := b.letheLoad(ctx, s, kc, lib, 4, 300*time.Millisecond); err != nil {
 		return err
 	}
-	if _, err := s.exp.ExpungeNow(ctx); err != nil {
+	if _, err := s.Expunger.ExpungeNow(ctx); err != nil {
 		return err
 	}
-	if b.eventSize, err = meanEventSize(ctx, s.js, seeded+1); err != nil {
+	if b.eventSize, err = meanEventSize(ctx, s.JS, seeded+1); err != nil {
 		return err
 	}
 	rawNode, err := b.startRaw(ctx)
 	if err != nil {
 		return err
 	}
-	defer rawNode.close()
-	rc := rawNode.nc
+	defer rawNode.Close()
+	rc := rawNode.NC
 	if err := rawPublish(ctx, rc, "circ.item.warmup", benchPayload(b.eventSize)); err != nil {
 		return err
 	}
@@ -364,7 +365,7 @@ func (b *bencher) ingest(ctx context.Context) error {
 				return err
 			}
 			b.prog.set("ingest: Lethe, %d kiosks", k)
-			commits0, commands0 := s.led.CommitStats()
+			commits0, commands0 := s.Ledger.CommitStats()
 			var lethe loadResult
 			pprof.Do(ctx, pprof.Labels("bench", fmt.Sprintf("ingest-%d", k)), func(ctx context.Context) {
 				lethe, err = b.letheLoad(ctx, s, kc, lib, k, b.plan.runFor)
@@ -372,16 +373,16 @@ func (b *bencher) ingest(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			commits, commands := s.led.CommitStats()
+			commits, commands := s.Ledger.CommitStats()
 			lethe.perCommit = float64(commands-commands0) / float64(max(commits-commits0, 1))
-			if c, err := s.proj.Counts(); err == nil {
+			if c, err := s.Proj.Counts(); err == nil {
 				lethe.backlog = c.PendingExpunge
 			}
 			b.ingestRows(k, raw, lethe)
 		}
 	}
 	stopped = true
-	return s.stop()
+	return s.Stop()
 }
 
 // fillHistory makes the stream that replay and rebuild read: kiosks checking items out
@@ -395,39 +396,39 @@ func (b *bencher) fillHistory(ctx context.Context) error {
 	const kiosks = 64
 	b.prog.set("history: seeding")
 	start := time.Now()
-	cfg := serviceConfig{
-		nodeConfig: nodeConfig{Data: b.tempDir("history"), NATSListen: "off", Sync: "1m", Replicas: 1,
+	cfg := node.ServiceConfig{
+		Config: node.Config{Data: b.tempDir("history"), NATSListen: "off", Sync: "1m", Replicas: 1,
 			Location: time.UTC, Logger: b.logger},
 		HTTP: "off", SweepInterval: time.Hour, RulesInterval: time.Hour,
 		Now: func() time.Time { return start.Add(time.Since(start) * 3600) },
 	}
-	s, err := startService(ctx, cfg)
+	s, err := node.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	stopped := false
 	defer func() {
 		if !stopped {
-			s.stop()
+			s.Stop()
 		}
 	}()
 	lib, err := seedLibrary(ctx, s, 4*kiosks, kiosks, io.Discard)
 	if err != nil {
 		return err
 	}
-	kc := newKioskClients(s)
-	defer kc.close()
+	kc := node.NewKioskClients(s)
+	defer kc.Close()
 	b.prog.set("history: %d kiosks for %s", kiosks, b.plan.historyFill)
 	if _, err := b.letheLoad(ctx, s, kc, lib, kiosks, b.plan.historyFill); err != nil {
 		return err
 	}
 	// Let the expunger finish, so the history ends quiet.
-	if _, err := s.exp.ExpungeNow(ctx); err != nil {
+	if _, err := s.Expunger.ExpungeNow(ctx); err != nil {
 		return err
 	}
 	b.history = cfg.Data
 	stopped = true
-	return s.stop()
+	return s.Stop()
 }
 
 func (b *bencher) ingestRows(kiosks int, raw, lethe loadResult) {
@@ -467,19 +468,19 @@ func (b *bencher) fixedAndExpunge(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer s.stop()
+	defer s.Stop()
 	lib, err := seedLibrary(ctx, s, 200, 16, io.Discard)
 	if err != nil {
 		return err
 	}
-	kc := newKioskClients(s)
-	defer kc.close()
+	kc := node.NewKioskClients(s)
+	defer kc.Close()
 	rawNode, err := b.startRaw(ctx)
 	if err != nil {
 		return err
 	}
-	defer rawNode.close()
-	rc := rawNode.nc
+	defer rawNode.Close()
+	rc := rawNode.NC
 
 	rate := b.plan.fixedRate
 	b.prog.set("fixed rate: raw JetStream, %d messages/s", rate)
@@ -517,13 +518,13 @@ func (b *bencher) fixedAndExpunge(ctx context.Context) error {
 	}
 	// As the demo does: expunge what is left, then sweep, so every close is erased.
 	b.prog.set("expunge: final sweep")
-	if _, err := s.exp.ExpungeNow(ctx); err != nil {
+	if _, err := s.Expunger.ExpungeNow(ctx); err != nil {
 		return err
 	}
-	if err := s.exp.Sweep(ctx); err != nil {
+	if err := s.Expunger.Sweep(ctx); err != nil {
 		return err
 	}
-	st := s.exp.Stats()
+	st := s.Expunger.Stats()
 	sec := fmt.Sprintf("expunge at %d events/s", rate)
 	note := fmt.Sprintf("%d transactions closed and expunged", st.Expunged)
 	b.add(newRow(sec, "expunge lag p50", "ms", nil, ms(st.ExpungeLagP50)).note(note))
@@ -556,8 +557,8 @@ func (b *bencher) rawFixed(ctx context.Context, nc *nats.Conn, rate int, d time.
 
 // letheFixed starts rate round trips per second for d, each on an item no other round
 // trip holds, cards taken in turn.
-func (b *bencher) letheFixed(ctx context.Context, s *service, nc *kioskClients, lib *demoLibrary, rate float64, d time.Duration) (loadResult, error) {
-	before, err := s.streamLast(ctx)
+func (b *bencher) letheFixed(ctx context.Context, s *node.Service, nc *node.KioskClients, lib *demoLibrary, rate float64, d time.Duration) (loadResult, error) {
+	before, err := s.StreamLast(ctx)
 	if err != nil {
 		return loadResult{}, err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go"
@@ -44,13 +45,13 @@ func BenchmarkRawJetStreamSyncPublish(b *testing.B) {
 	h := newHarness(b)
 	payload := make([]byte, 600)
 	ctx := ctxT(b)
-	if _, err := h.s.js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"}, Storage: jetstream.FileStorage}); err != nil {
+	if _, err := h.s.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"}, Storage: jetstream.FileStorage}); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for b.Loop() {
 		for range 2 {
-			if _, err := h.s.js.Publish(ctx, "raw.bench", payload); err != nil {
+			if _, err := h.s.JS.Publish(ctx, "raw.bench", payload); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -164,10 +165,10 @@ func BenchmarkRawPebbleBatch(b *testing.B) {
 // every core, and the apply. Compare its events/s with BenchmarkRawRead.
 func BenchmarkRebuild(b *testing.B) {
 	n := benchHistory(b)
-	events := n.proj.Applied()
+	events := n.Proj.Applied()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		diff, err := n.proj.Rebuild(ctxT(b), n.js, filepath.Join(b.TempDir(), "projections"), projections.Config{})
+		diff, err := n.Proj.Rebuild(ctxT(b), n.JS, filepath.Join(b.TempDir(), "projections"), projections.Config{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -184,7 +185,7 @@ func BenchmarkRawRead(b *testing.B) {
 	total := 0
 	b.ResetTimer()
 	for b.Loop() {
-		got, _, err := rawRead(ctxT(b), n.js)
+		got, _, err := rawRead(ctxT(b), n.JS)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -199,7 +200,7 @@ func BenchmarkAuditRead(b *testing.B) {
 	total := 0
 	b.ResetTimer()
 	for b.Loop() {
-		got, _, err := auditRead(ctxT(b), n.nc, n.v)
+		got, _, err := auditRead(ctxT(b), n.NC, n.V)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -210,21 +211,21 @@ func BenchmarkAuditRead(b *testing.B) {
 
 // benchHistory makes a history as lethe bench does (kiosks for a few seconds) and opens
 // it as lethe projections rebuild does.
-func benchHistory(b *testing.B) *node { return benchHistoryT(b) }
+func benchHistory(b *testing.B) *node.Node { return benchHistoryT(b) }
 
-func benchHistoryT(b testing.TB) *node {
+func benchHistoryT(b testing.TB) *node.Node {
 	b.Helper()
 	bn := &bencher{plan: benchPlan{historyFill: 3 * time.Second}, root: b.TempDir(),
 		logger: slog.New(slog.DiscardHandler), prog: newBenchProgress(io.Discard)}
 	if err := bn.fillHistory(ctxT(b)); err != nil {
 		b.Fatal(err)
 	}
-	n, err := openNode(ctxT(b), nodeConfig{Data: bn.history, NATSListen: "off", Location: time.UTC, Logger: bn.logger})
+	n, err := node.Open(ctxT(b), node.Config{Data: bn.history, NATSListen: "off", Location: time.UTC, Logger: bn.logger})
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(n.close)
-	if err := n.proj.CatchUp(ctxT(b), n.js); err != nil {
+	b.Cleanup(n.Close)
+	if err := n.Proj.CatchUp(ctxT(b), n.JS); err != nil {
 		b.Fatal(err)
 	}
 	return n
@@ -234,7 +235,7 @@ func benchHistoryT(b testing.TB) *node {
 // does it: its own NKey credentials, over TCP with TLS to the NATS listener.
 func BenchmarkKioskCheckoutReturnTLS(b *testing.B) {
 	certFile, keyFile, pool := selfSignedCert(b)
-	h := newHarness(b, withNATSListen(), func(c *serviceConfig) { c.NATSTLSCert, c.NATSTLSKey = certFile, keyFile })
+	h := newHarness(b, withNATSListen(), func(c *node.ServiceConfig) { c.NATSTLSCert, c.NATSTLSKey = certFile, keyFile })
 	h.register("21000000009998", "Bench Reader", "1980-01-01")
 	h.catalog("BENCH", 1000)
 	creds := h.identityFile(identity.Kiosk, "main", "tls")
@@ -242,7 +243,7 @@ func BenchmarkKioskCheckoutReturnTLS(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	nc, err := nats.Connect(h.s.natsURL(), o, nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	nc, err := nats.Connect(h.s.NATSURL(), o, nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,7 +28,7 @@ import (
 // withNATSListen gives the harness a real NATS listener on loopback, for clients that
 // connect as kiosks and auditors do.
 func withNATSListen() harnessOption {
-	return func(c *serviceConfig) { c.NATSListen = "127.0.0.1:0" }
+	return func(c *node.ServiceConfig) { c.NATSListen = "127.0.0.1:0" }
 }
 
 // identityFile adds an identity to the harness's data directory and returns its
@@ -43,11 +44,11 @@ func (h *harness) identityFile(kind identity.Kind, branch, name string) string {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if err := identity.WriteCredentials(f, id, seed, h.s.natsURL()); err != nil {
+	if err := identity.WriteCredentials(f, id, seed, h.s.NATSURL()); err != nil {
 		h.t.Fatal(err)
 	}
 	f.Close()
-	if _, err := h.s.auth.reload(); err != nil {
+	if err := h.s.ReloadIdentities(); err != nil {
 		h.t.Fatal(err)
 	}
 	return path
@@ -76,7 +77,7 @@ func (h *harness) connect(creds string) (*bystander, error) {
 		}
 		opts = append(opts, o)
 	}
-	nc, err := nats.Connect(h.s.natsURL(), opts...)
+	nc, err := nats.Connect(h.s.NATSURL(), opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +117,7 @@ type unchanged struct {
 
 func (h *harness) snapshot() unchanged {
 	h.t.Helper()
-	info, err := h.s.js.Stream(ctxT(h.t), access.StreamName)
+	info, err := h.s.JS.Stream(ctxT(h.t), access.StreamName)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -124,7 +125,7 @@ func (h *harness) snapshot() unchanged {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return unchanged{streamLast: h.streamLast(), applied: h.s.proj.Applied(), access: ai.State.LastSeq}
+	return unchanged{streamLast: h.streamLast(), applied: h.s.Proj.Applied(), access: ai.State.LastSeq}
 }
 
 func (h *harness) mustBeUnchanged(what string, before unchanged) {
@@ -132,7 +133,7 @@ func (h *harness) mustBeUnchanged(what string, before unchanged) {
 	if after := h.snapshot(); after != before {
 		h.t.Errorf("%s changed the ledger: before %+v, after %+v", what, before, after)
 	}
-	if err := h.s.proj.Stopped(); err != nil {
+	if err := h.s.Proj.Stopped(); err != nil {
 		h.t.Errorf("%s stopped the projections: %v", what, err)
 	}
 }
@@ -160,7 +161,7 @@ func TestBystanderCannotConnect(t *testing.T) {
 	if _, err := identity.Open(h.cfg.Data).Revoke(identity.Kiosk, "main", "gone", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.s.auth.reload(); err != nil {
+	if err := h.s.ReloadIdentities(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.connect(creds); err == nil {
@@ -272,11 +273,11 @@ func TestKioskCannotWriteTheLedger(t *testing.T) {
 	if after.access != before.access+20 {
 		t.Errorf("access record grew by %d, want 20 (the victim's lookups)", after.access-before.access)
 	}
-	if _, err := h.s.js.Stream(ctxT(t), "CAPTURE"); err == nil {
+	if _, err := h.s.JS.Stream(ctxT(t), "CAPTURE"); err == nil {
 		t.Error("a kiosk created a stream")
 	}
 	for _, name := range []string{ledger.StreamName, access.StreamName} {
-		s, err := h.s.js.Stream(ctxT(t), name)
+		s, err := h.s.JS.Stream(ctxT(t), name)
 		if err != nil {
 			t.Fatalf("stream %s: %v", name, err)
 		}
@@ -284,14 +285,14 @@ func TestKioskCannotWriteTheLedger(t *testing.T) {
 			t.Errorf("stream %s was changed", name)
 		}
 	}
-	if err := h.s.proj.Stopped(); err != nil {
+	if err := h.s.Proj.Stopped(); err != nil {
 		t.Errorf("projections stopped: %v", err)
 	}
 	// The loan is still open and the account still has its key.
 	if h.txnOf("K2") != txn {
 		t.Error("the forged close ended the loan")
 	}
-	if _, err := h.s.keys.Get(keystore.Profile, patron); err != nil {
+	if _, err := h.s.Keys.Get(keystore.Profile, patron); err != nil {
 		t.Errorf("the forged patron.closed destroyed the profile key: %v", err)
 	}
 }
@@ -326,14 +327,14 @@ func TestHealthzNoticesTheStreamGone(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.catalog("G1", 100)
-	if err := h.s.js.DeleteStream(ctxT(t), ledger.StreamName); err != nil {
+	if err := h.s.JS.DeleteStream(ctxT(t), ledger.StreamName); err != nil {
 		t.Fatal(err)
 	}
 	status, body := h.requestAs("", http.MethodGet, "/healthz", nil)
 	if status != http.StatusServiceUnavailable || !bytes.Contains(body, []byte("stream_unavailable")) {
 		t.Errorf("healthz with the stream gone = %d %s, want 503 stream_unavailable", status, body)
 	}
-	if err := ledger.ReadDirect(ctxT(t), h.s.nc, ledger.ReadOptions{}, func(ledger.Msg) error { return nil }); err == nil {
+	if err := ledger.ReadDirect(ctxT(t), h.s.NC, ledger.ReadOptions{}, func(ledger.Msg) error { return nil }); err == nil {
 		t.Error("a replay of a deleted stream succeeded")
 	}
 }
@@ -349,7 +350,7 @@ func TestAuditorReadsCIRCOnly(t *testing.T) {
 	h.checkin("A1")
 	creds := h.identityFile(identity.Auditor, "", "ann")
 	var out, errOut syncBuffer
-	err := run(context.Background(), []string{"audit", "replay", "--nats-url", h.s.natsURL(), "--nats-creds", creds, "--format", "json"},
+	err := run(context.Background(), []string{"audit", "replay", "--nats-url", h.s.NATSURL(), "--nats-creds", creds, "--format", "json"},
 		func(string) string { return "" }, nil, &out, &errOut)
 	if err != nil {
 		t.Fatalf("audit replay as an auditor: %v\n%s", err, errOut.String())
@@ -470,7 +471,7 @@ func TestPoisonEventStopsProjectorNotProcess(t *testing.T) {
 	h := newHarness(t)
 	h.register("21000000000503", "Pat Poison", "1980-01-01")
 	h.catalog("P1", 100)
-	ack, err := h.s.js.Publish(ctxT(t), "circ.item.P1", []byte(`{"not":"an event"}`))
+	ack, err := h.s.JS.Publish(ctxT(t), "circ.item.P1", []byte(`{"not":"an event"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,7 +507,7 @@ func TestPoisonEventStopsProjectorNotProcess(t *testing.T) {
 		t.Errorf("skip of a sequence not stopped at = %d %s, want 409", status, body)
 	}
 	var stdout, stderr syncBuffer
-	env := map[string]string{"LETHE_SERVER": h.s.httpURL, "LETHE_USER": adminName, "LETHE_PASSWORD": staffPassword}
+	env := map[string]string{"LETHE_SERVER": h.s.HTTPURL, "LETHE_USER": adminName, "LETHE_PASSWORD": staffPassword}
 	err = run(context.Background(), []string{"projections", "skip", jsonNumber(ack.Sequence), "--reason", "garbage written by a test"},
 		func(k string) string { return env[k] }, nil, &stdout, &stderr)
 	if err != nil {
@@ -548,18 +549,18 @@ func TestReplyOnlyToInboxes(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.catalog("RP1", 100)
-	if _, err := h.kiosks.conn("main", "k1"); err != nil { // the ledger serves registered kiosks
+	if _, err := h.kiosks.Conn("main", "k1"); err != nil { // the ledger serves registered kiosks
 		t.Fatal(err)
 	}
 	before := h.snapshot()
-	refused := h.s.kiosks.Refused()
+	refused := h.s.Kiosks.Refused()
 	for _, reply := range []string{"circ.item.RP1", access.Subject, "circ.sys.skipped", "$JS.API.STREAM.DELETE.CIRC", "lethe.kiosk.main.k1.return"} {
 		raw, _ := json.Marshal(schemas.Return{CommandID: cmdID(), Barcode: "RP1"})
-		if err := h.s.nc.PublishRequest(ledger.KioskSubject("main", "k1", schemas.CmdReturn), reply, raw); err != nil {
+		if err := h.s.NC.PublishRequest(ledger.KioskSubject("main", "k1", schemas.CmdReturn), reply, raw); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "five requests refused at intake", func() bool { return h.s.kiosks.Refused() == refused+5 })
+	waitFor(t, "five requests refused at intake", func() bool { return h.s.Kiosks.Refused() == refused+5 })
 	h.mustBeUnchanged("requests with reply subjects outside the inboxes", before)
 }
 
@@ -569,10 +570,10 @@ func TestReplyOnlyToInboxes(t *testing.T) {
 func TestKioskOverTLS(t *testing.T) {
 	t.Parallel()
 	certFile, keyFile, _ := selfSignedCert(t)
-	h := newHarness(t, withNATSListen(), func(c *serviceConfig) { c.NATSTLSCert, c.NATSTLSKey = certFile, keyFile })
+	h := newHarness(t, withNATSListen(), func(c *node.ServiceConfig) { c.NATSTLSCert, c.NATSTLSKey = certFile, keyFile })
 	h.register("21000000000801", "Tess Tls", "1980-01-01")
 	h.catalog("T1", 100)
-	url := h.s.natsURL()
+	url := h.s.NATSURL()
 	if !strings.HasPrefix(url, "tls://") {
 		t.Fatalf("natsURL = %q, want tls://", url)
 	}

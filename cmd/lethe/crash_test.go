@@ -11,6 +11,7 @@ import (
 
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/model"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -26,15 +27,15 @@ func TestCrashBetweenAppendAndProjection(t *testing.T) {
 	co := schemas.CheckOut{CommandID: cmdID(), Card: "21000000000500", Barcode: "X1"}
 	raw, _ := json.Marshal(co)
 	h.offline(func() {
-		n, err := openNode(context.Background(), h.cfg.nodeConfig)
+		n, err := node.Open(context.Background(), h.cfg.Config)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer n.close()
-		if err := n.proj.CatchUp(context.Background(), n.js); err != nil {
+		defer n.Close()
+		if err := n.Proj.CatchUp(context.Background(), n.JS); err != nil {
 			t.Fatal(err)
 		}
-		led, err := ledger.New(n.nc, n.stream, n.proj, n.keys, n.v, ledger.Config{Now: h.clock.Now, Logger: h.cfg.Logger})
+		led, err := ledger.New(n.NC, n.Stream, n.Proj, n.Keys, n.V, ledger.Config{Now: h.clock.Now, Logger: h.cfg.Logger})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,12 +44,12 @@ func TestCrashBetweenAppendAndProjection(t *testing.T) {
 		if _, err := led.Execute(ctx, ledger.Station{Kind: "kiosk", Branch: "main", ID: "k1"}, schemas.CmdCheckOut, raw); err == nil {
 			t.Fatal("checkout answered without a projector: the reply must wait for the projections")
 		}
-		if it, _ := n.proj.Item("X1"); it.Status != model.ItemAvailable {
+		if it, _ := n.Proj.Item("X1"); it.Status != model.ItemAvailable {
 			t.Fatalf("projection applied without a projector: %+v", it)
 		}
 	})
 	// Restarted: the event was durable, so the checkout happened; applied once.
-	if it, _ := h.s.proj.Item("X1"); it.Status != model.ItemOnLoan {
+	if it, _ := h.s.Proj.Item("X1"); it.Status != model.ItemOnLoan {
 		t.Fatalf("after restart item = %+v, want on loan", it)
 	}
 	r := mustKiosk[schemas.CheckOutResult](h, schemas.CmdCheckOut, co) // the kiosk's retry

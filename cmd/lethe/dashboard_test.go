@@ -138,7 +138,7 @@ func TestDashboard(t *testing.T) {
 
 	// An auditor signs in: the dashboard is anonymous data, which is all auditors may read.
 	h.account("reader", policy.Auditor)
-	if err := chromedp.Do(bctx, chromedp.Navigate(h.s.httpURL+"/"), chromedp.WaitVisible(chromedp.ID("login")),
+	if err := chromedp.Do(bctx, chromedp.Navigate(h.s.HTTPURL+"/"), chromedp.WaitVisible(chromedp.ID("login")),
 		chromedp.SendKeys(chromedp.ID("name"), "reader"), chromedp.SendKeys(chromedp.ID("password"), staffPassword),
 		chromedp.Click(chromedp.ID("signin"))); err != nil {
 		t.Fatalf("sign in on the dashboard: %v", err)

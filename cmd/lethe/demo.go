@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/imagineif/lethe/staff"
@@ -64,21 +65,21 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	s, err := startService(ctx, cfg)
+	s, err := node.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer s.stop()
+	defer s.Stop()
 	fmt.Fprintf(stdout, "Lethe demo: data in %s; a library day lasts %s\n", cfg.Data, *day)
-	if s.httpURL != "" {
-		fmt.Fprintf(stdout, "dashboard: %s/   (staff API under %s/api/, metrics at %s/metrics)\n", s.httpURL, s.httpURL, s.httpURL)
+	if s.HTTPURL != "" {
+		fmt.Fprintf(stdout, "dashboard: %s/   (staff API under %s/api/, metrics at %s/metrics)\n", s.HTTPURL, s.HTTPURL, s.HTTPURL)
 		fmt.Fprintf(stdout, "sign in as %q with password %s (an administrator made for this demo; a real server's accounts come from 'lethe staff add')\n", demoUser, password)
 	}
 	lib, err := seedLibrary(ctx, s, *items, *patrons, stderr)
 	if err != nil {
 		return err
 	}
-	if url := s.natsURL(); url != "" {
+	if url := s.NATSURL(); url != "" {
 		// With --nats-listen, a visitor can be a kiosk too, with credentials of its own.
 		path, err := demoKiosk(s, cfg.Data, url)
 		if err != nil {
@@ -93,8 +94,8 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 		defer cancel()
 	}
 	var totals demoTotals
-	kc := newKioskClients(s)
-	defer kc.close() // before s.stop: the kiosks hang up first
+	kc := node.NewKioskClients(s)
+	defer kc.Close() // before s.stop: the kiosks hang up first
 	var wg sync.WaitGroup
 	for k := range max(*kiosks, 1) {
 		wg.Add(1)
@@ -106,13 +107,13 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 	lib.summaries(runCtx, s, &totals, stdout)
 	wg.Wait()
 	// Let the last closes be expunged and erased before the totals.
-	if _, err := s.exp.ExpungeNow(context.Background()); err != nil {
+	if _, err := s.Expunger.ExpungeNow(context.Background()); err != nil {
 		return err
 	}
-	if err := s.exp.Sweep(context.Background()); err != nil {
+	if err := s.Expunger.Sweep(context.Background()); err != nil {
 		return err
 	}
-	st := s.exp.Stats()
+	st := s.Expunger.Stats()
 	fmt.Fprintf(stdout, "totals: checked out %d, returned %d, renewed %d, fines %d, payments %d, refused %d; transactions closed and expunged %d (expunge lag p50 %s, p99 %s; erasure lag p99 %s)\n",
 		totals.checkouts.Load(), totals.returns.Load(), totals.renewals.Load(), totals.fines.Load(), totals.payments.Load(),
 		totals.refused.Load(), st.Expunged, st.ExpungeLagP50.Round(time.Microsecond), st.ExpungeLagP99.Round(time.Microsecond), st.ErasureLagP99.Round(time.Millisecond))
@@ -128,7 +129,7 @@ type demoLibrary struct {
 	out      map[string]string // barcode -> card, as the simulation remembers it
 }
 
-func seedLibrary(ctx context.Context, s *service, items, patrons int, stderr io.Writer) (*demoLibrary, error) {
+func seedLibrary(ctx context.Context, s *node.Service, items, patrons int, stderr io.Writer) (*demoLibrary, error) {
 	desk := ledger.Station{Kind: "desk", Branch: "main", ID: "seed"}
 	lib := &demoLibrary{out: map[string]string{}}
 	exec := func(name string, v any) (any, error) {
@@ -136,7 +137,7 @@ func seedLibrary(ctx context.Context, s *service, items, patrons int, stderr io.
 		if err != nil {
 			return nil, err
 		}
-		return s.led.Execute(ctx, desk, name, raw)
+		return s.Ledger.Execute(ctx, desk, name, raw)
 	}
 	// The catalog goes in as a bulk import does: up to a whole atomic batch at a time.
 	p := newProgressBar(stderr, "cataloging items", int64(items))
@@ -153,7 +154,7 @@ func seedLibrary(ctx context.Context, s *service, items, patrons int, stderr io.
 		cmds = append(cmds, raw)
 		lib.barcodes = append(lib.barcodes, bc)
 		if len(cmds) == ledger.MaxCatalogItems || i == items-1 {
-			if _, err := s.led.CatalogItems(ctx, desk, cmds); err != nil {
+			if _, err := s.Ledger.CatalogItems(ctx, desk, cmds); err != nil {
 				p.Stop()
 				return nil, fmt.Errorf("catalog: %w", err)
 			}
@@ -184,10 +185,10 @@ func seedLibrary(ctx context.Context, s *service, items, patrons int, stderr io.
 }
 
 // kiosk is one simulated self-check machine talking to Lethe over NATS request/reply.
-func (lib *demoLibrary) kiosk(ctx context.Context, s *service, kc *kioskClients, branch, id string, t *demoTotals) {
+func (lib *demoLibrary) kiosk(ctx context.Context, s *node.Service, kc *node.KioskClients, branch, id string, t *demoTotals) {
 	send := func(cmd string, v any) (json.RawMessage, *schemas.Error) {
 		raw, _ := json.Marshal(v)
-		m, err := kc.request(ctx, branch, id, cmd, raw)
+		m, err := kc.Request(ctx, branch, id, cmd, raw)
 		if err != nil {
 			return nil, schemas.Errorf(schemas.CodeUnavailable, "%v", err)
 		}
@@ -200,7 +201,7 @@ func (lib *demoLibrary) kiosk(ctx context.Context, s *service, kc *kioskClients,
 	}
 	desk := func(name string, v any) error {
 		raw, _ := json.Marshal(v)
-		_, err := s.led.Execute(ctx, ledger.Station{Kind: "desk", Branch: branch, ID: "desk"}, name, raw)
+		_, err := s.Ledger.Execute(ctx, ledger.Station{Kind: "desk", Branch: branch, ID: "desk"}, name, raw)
 		return err
 	}
 	for ctx.Err() == nil {
@@ -277,7 +278,7 @@ func (lib *demoLibrary) pickOut() (barcode, card string, ok bool) {
 
 // summaries prints a live summary every second until ctx ends: on a terminal one line
 // redrawn in place, otherwise a line every five seconds.
-func (lib *demoLibrary) summaries(ctx context.Context, s *service, t *demoTotals, w io.Writer) {
+func (lib *demoLibrary) summaries(ctx context.Context, s *node.Service, t *demoTotals, w io.Writer) {
 	tty := isTerminal(w)
 	every := time.Second
 	if !tty {
@@ -294,11 +295,11 @@ func (lib *demoLibrary) summaries(ctx context.Context, s *service, t *demoTotals
 			return
 		case <-tick.C:
 		}
-		c, err := s.proj.Counts()
+		c, err := s.Proj.Counts()
 		if err != nil {
 			continue
 		}
-		st := s.exp.Stats()
+		st := s.Expunger.Stats()
 		line := fmt.Sprintf("open loans %d · open transactions %d · checked out %d · returned %d · closed+expunged %d · expunge lag p99 %s",
 			c.OnLoan, c.OpenTxns, t.checkouts.Load(), t.returns.Load(), st.Expunged, st.ExpungeLagP99.Round(time.Microsecond))
 		if tty {
@@ -337,7 +338,7 @@ func demoAccount(data string) (string, error) {
 
 // demoKiosk makes kiosk main/visitor in the demo's data directory and writes its
 // credentials file there.
-func demoKiosk(s *service, data, url string) (string, error) {
+func demoKiosk(s *node.Service, data, url string) (string, error) {
 	id, seed, err := identity.Open(data).Add(identity.Kiosk, "main", "visitor", time.Now())
 	if err != nil {
 		return "", err
@@ -354,6 +355,5 @@ func demoKiosk(s *service, data, url string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	_, err = s.auth.reload()
-	return path, err
+	return path, s.ReloadIdentities()
 }

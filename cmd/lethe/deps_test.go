@@ -15,7 +15,7 @@ type rule struct {
 
 // allowedImports is the dependency direction of the design (docs/design.md): each package
 // may import the standard library and its allowed list, nothing else. Nothing imports
-// cmd/, and only cmd/ imports nats-server.
+// cmd/, and only cmd/ and node (the server assembly) import nats-server.
 var allowedImports = map[string]rule{
 	"schemas": {[]string{"github.com/santhosh-tekuri/jsonschema/v6"},
 		"the wire contract stands alone; JSON Schema validation is a library's job, not Lethe's"},
@@ -41,6 +41,9 @@ var allowedImports = map[string]rule{
 		"the access record is the ledger's Recorder, sealed under keystore keys, on its own stream"},
 	"staff": {[]string{"schemas", "policy", "keystore", "github.com/cockroachdb/pebble/v2", "golang.org/x/crypto/"},
 		"accounts in Pebble; keystore only for the Pebble logger and corruption handler all of Lethe's Pebble databases share, so one place decides what a Pebble failure does"},
+	"node": {[]string{"schemas", "keystore", "ledger", "projections", "expunger", "access", "identity", "kiosk", "staff", "desk",
+		"github.com/nats-io/nats-server/v2/server", "github.com/nats-io/nats.go", "github.com/nats-io/nkeys", "github.com/prometheus/client_golang/prometheus"},
+		"the server assembly: the one package besides cmd/ that embeds nats-server (its authentication of identities), and wires every part in order"},
 	"desk": {[]string{"schemas", "model", "policy", "ledger", "keystore", "projections", "staff", "access", "github.com/google/uuid"},
 		"the staff HTTP API: sessions (staff) in front of the ledger, the projections' reads (model rows) and the access record"},
 }

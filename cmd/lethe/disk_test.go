@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/imagineif/lethe/keystore"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -159,7 +160,7 @@ func TestStartOnFullDisk(t *testing.T) {
 
 	// A library that ran once, so there are logs to replay, on a disk filled to the brim.
 	used := filepath.Join(mnt, "used")
-	h := newHarness(t, func(c *serviceConfig) { c.Data, c.MasterKeyFile, c.MinFreeDisk = used, key, 8<<20 })
+	h := newHarness(t, func(c *node.ServiceConfig) { c.Data, c.MasterKeyFile, c.MinFreeDisk = used, key, 8<<20 })
 	h.catalog("FULL1", 1000)
 	if err := h.stop(); err != nil {
 		t.Fatal(err)
@@ -194,9 +195,9 @@ func TestDiskFull(t *testing.T) {
 	key := masterKeyFile(t)
 	data := filepath.Join(mnt, "data")
 	const minFree = 16 << 20
-	h := newHarness(t, func(c *serviceConfig) {
+	h := newHarness(t, func(c *node.ServiceConfig) {
 		c.Data, c.MasterKeyFile, c.MinFreeDisk = data, key, minFree
-		c.noExpungeLoop = true // a closed loan waits, so the test can expunge it on a full disk
+		c.NoExpungeLoop = true // a closed loan waits, so the test can expunge it on a full disk
 	})
 	for _, b := range []string{"DF1", "DF2", "DF3", "DF4"} {
 		h.catalog(b, 1000)
@@ -211,7 +212,7 @@ func TestDiskFull(t *testing.T) {
 	h.checkin("DF1") // closed; its key waits for the expunger
 
 	ballast := mustFill(t, mnt, minFree/2)
-	seq, keys := h.streamLast(), h.s.keys.Stats().Transactions
+	seq, keys := h.streamLast(), h.s.Keys.Stats().Transactions
 	checkout := schemas.CheckOut{CommandID: cmdID(), Card: card, Barcode: "DF3"}
 	catalog := schemas.CatalogItem{CommandID: cmdID(), ItemCataloged: schemas.ItemCataloged{
 		Barcode: "DF5", Title: "Title DF5", Collection: "fiction", Branch: "main", ReplacementCents: 1000}}
@@ -231,7 +232,7 @@ func TestDiskFull(t *testing.T) {
 	if got := h.streamLast(); got != seq {
 		t.Errorf("stream last sequence = %d after refused commands, want %d", got, seq)
 	}
-	if got := h.s.keys.Stats().Transactions; got != keys {
+	if got := h.s.Keys.Stats().Transactions; got != keys {
 		t.Errorf("transaction keys = %d after refused commands, want %d", got, keys)
 	}
 	logs := h.logs.String()
@@ -243,17 +244,17 @@ func TestDiskFull(t *testing.T) {
 	}
 
 	// The expunger is not refused: destroying keys frees space and keeps the promise.
-	n, err := h.s.exp.ExpungeNow(ctxT(t))
+	n, err := h.s.Expunger.ExpungeNow(ctxT(t))
 	if err != nil || n != 1 {
 		t.Fatalf("ExpungeNow on a nearly full disk = %d, %v; want 1, nil", n, err)
 	}
-	if got := h.s.keys.Stats().Transactions; got != keys-1 {
+	if got := h.s.Keys.Stats().Transactions; got != keys-1 {
 		t.Errorf("transaction keys after expunging = %d, want %d", got, keys-1)
 	}
 	if got := h.streamLast(); got != seq+1 {
 		t.Errorf("stream last sequence after expunging = %d, want %d (one expunged record)", got, seq+1)
 	}
-	if err := h.s.exp.Sweep(ctxT(t)); err != nil {
+	if err := h.s.Expunger.Sweep(ctxT(t)); err != nil {
 		t.Errorf("erasure sweep on a nearly full disk: %v", err)
 	}
 

@@ -18,6 +18,7 @@ import (
 	"github.com/imagineif/lethe/desk"
 	"github.com/imagineif/lethe/kiosk"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/imagineif/lethe/staff"
@@ -72,15 +73,15 @@ func (b *syncBuffer) String() string {
 // before ack, real Pebble on disk, the test's clock, logs captured at debug level.
 type harness struct {
 	t       testing.TB
-	cfg     serviceConfig
-	s       *service
+	cfg     node.ServiceConfig
+	s       *node.Service
 	clock   *clock
 	logs    *syncBuffer
 	replies *syncBuffer // every kiosk and HTTP reply body, for privacy scans
 
 	mu     sync.Mutex
-	tokens map[string]string // staff account -> session token
-	kiosks *kioskClients     // kiosk identities and their connections, per start
+	tokens map[string]string  // staff account -> session token
+	kiosks *node.KioskClients // kiosk identities and their connections, per start
 }
 
 // The harness's administrator, created offline as on a fresh install, and the password
@@ -90,15 +91,15 @@ const (
 	staffPassword = "correct horse battery staple"
 )
 
-type harnessOption func(*serviceConfig)
+type harnessOption func(*node.ServiceConfig)
 
-func withRules(r ledger.Rules) harnessOption { return func(c *serviceConfig) { c.Rules = r } }
+func withRules(r ledger.Rules) harnessOption { return func(c *node.ServiceConfig) { c.Rules = r } }
 
 func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	t.Helper()
 	h := &harness{t: t, clock: newClock(), logs: &syncBuffer{}, replies: &syncBuffer{}}
-	h.cfg = serviceConfig{
-		nodeConfig: nodeConfig{
+	h.cfg = node.ServiceConfig{
+		Config: node.Config{
 			Data: t.TempDir(), NATSListen: "off", Sync: "always", Replicas: 1,
 			Location: time.UTC,
 			Logger:   slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -124,8 +125,8 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	h.start()
 	t.Cleanup(func() {
 		if h.s != nil {
-			h.kiosks.close()
-			if err := h.s.stop(); err != nil {
+			h.kiosks.Close()
+			if err := h.s.Stop(); err != nil {
 				t.Errorf("stop: %v", err)
 			}
 		}
@@ -135,12 +136,12 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 
 func (h *harness) start() {
 	h.t.Helper()
-	s, err := startService(context.Background(), h.cfg)
+	s, err := node.Start(context.Background(), h.cfg)
 	if err != nil {
 		h.t.Fatalf("startService: %v", err)
 	}
 	h.s = s
-	h.kiosks = newKioskClients(s)
+	h.kiosks = node.NewKioskClients(s)
 	h.mu.Lock()
 	h.tokens = map[string]string{} // sessions live in memory: a restart logs everyone out
 	h.mu.Unlock()
@@ -148,8 +149,8 @@ func (h *harness) start() {
 
 // stop stops the service: the kiosks hang up first.
 func (h *harness) stop() error {
-	h.kiosks.close()
-	err := h.s.stop()
+	h.kiosks.Close()
+	err := h.s.Stop()
 	h.s = nil
 	return err
 }
@@ -209,7 +210,7 @@ func (h *harness) requestOnce(name, method, path string, raw []byte) (int, []byt
 	if raw != nil {
 		rd = bytes.NewReader(raw)
 	}
-	req, _ := http.NewRequestWithContext(ctxT(h.t), method, h.s.httpURL+path, rd)
+	req, _ := http.NewRequestWithContext(ctxT(h.t), method, h.s.HTTPURL+path, rd)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(staff.ClientHeader, "cli")
 	if name != "" {
@@ -260,7 +261,7 @@ func (h *harness) kiosk(kiosk, cmd string, v any) schemas.Reply {
 			h.t.Fatal(err)
 		}
 	}
-	m, err := h.kiosks.request(ctxT(h.t), "main", kiosk, cmd, raw)
+	m, err := h.kiosks.Request(ctxT(h.t), "main", kiosk, cmd, raw)
 	if err != nil {
 		h.t.Fatalf("kiosk %s: %v", cmd, err)
 	}
@@ -384,7 +385,7 @@ func (h *harness) record(card string) schemas.PatronRecord {
 // streamLast is the stream's last sequence.
 func (h *harness) streamLast() uint64 {
 	h.t.Helper()
-	last, err := h.s.streamLast(ctxT(h.t))
+	last, err := h.s.StreamLast(ctxT(h.t))
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -396,16 +397,16 @@ func (h *harness) expungeAll() {
 	h.t.Helper()
 	ctx := ctxT(h.t)
 	waitFor(h.t, "pending expunges drained", func() bool {
-		if _, err := h.s.exp.ExpungeNow(ctx); err != nil {
+		if _, err := h.s.Expunger.ExpungeNow(ctx); err != nil {
 			h.t.Fatal(err)
 		}
-		p, err := h.s.proj.PendingExpunges()
+		p, err := h.s.Proj.PendingExpunges()
 		if err != nil {
 			h.t.Fatal(err)
 		}
 		return len(p) == 0
 	})
-	if err := h.s.exp.Sweep(ctx); err != nil {
+	if err := h.s.Expunger.Sweep(ctx); err != nil {
 		h.t.Fatalf("sweep: %v", err)
 	}
 }
@@ -429,7 +430,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 func (h *harness) events() []schemas.Event {
 	h.t.Helper()
 	var out []schemas.Event
-	err := ledger.Read(ctxT(h.t), h.s.js, ledger.ReadOptions{}, func(m ledger.Msg) error {
+	err := ledger.Read(ctxT(h.t), h.s.JS, ledger.ReadOptions{}, func(m ledger.Msg) error {
 		var ev schemas.Event
 		if err := json.Unmarshal(m.Data, &ev); err != nil {
 			return fmt.Errorf("seq %d: %w", m.Seq, err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/imagineif/lethe/desk"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -69,8 +70,8 @@ func TestResponseHeaders(t *testing.T) {
 		client *http.Client
 		tls    bool
 	}{
-		{"plain HTTP", func(*serviceConfig) {}, &http.Client{}, false},
-		{"TLS", func(c *serviceConfig) { c.TLSCert, c.TLSKey = certFile, keyFile },
+		{"plain HTTP", func(*node.ServiceConfig) {}, &http.Client{}, false},
+		{"TLS", func(c *node.ServiceConfig) { c.TLSCert, c.TLSKey = certFile, keyFile },
 			&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,23 +90,23 @@ func TestResponseHeaders(t *testing.T) {
 					t.Errorf("%s: Strict-Transport-Security %q; want max-age=31536000 exactly when TLS (%v)", what, hsts, tc.tls)
 				}
 			}
-			routes := h.s.desk.Routes()
+			routes := h.s.Desk.Routes()
 			for _, r := range routes {
 				method, path := routePath(r.Pattern)
-				resp, body := send(t, tc.client, method, h.s.httpURL+path, nil)
+				resp, body := send(t, tc.client, method, h.s.HTTPURL+path, nil)
 				if resp.StatusCode >= 500 {
 					t.Errorf("%s = %d %s", r.Pattern, resp.StatusCode, body)
 				}
 				check(r.Pattern, resp)
 			}
-			resp, _ := send(t, tc.client, "GET", h.s.httpURL+"/api/no-such-route", nil)
+			resp, _ := send(t, tc.client, "GET", h.s.HTTPURL+"/api/no-such-route", nil)
 			check("an unknown route", resp)
-			resp, _ = send(t, tc.client, "POST", h.s.httpURL+"/api/logout", nil, "Sec-Fetch-Site", "cross-site")
+			resp, _ = send(t, tc.client, "POST", h.s.HTTPURL+"/api/logout", nil, "Sec-Fetch-Site", "cross-site")
 			check("a cross-origin refusal", resp)
-			resp, _ = send(t, tc.client, "POST", h.s.httpURL+"/api/login", bytes.NewReader(make([]byte, desk.MaxBodyBytes+1)))
+			resp, _ = send(t, tc.client, "POST", h.s.HTTPURL+"/api/login", bytes.NewReader(make([]byte, desk.MaxBodyBytes+1)))
 			check("a body too large", resp)
 			// The dashboard has its own policy: it must still forbid framing.
-			resp, _ = send(t, tc.client, "GET", h.s.httpURL+"/", nil)
+			resp, _ = send(t, tc.client, "GET", h.s.HTTPURL+"/", nil)
 			if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
 				t.Errorf("the dashboard's Content-Security-Policy is %q, want its own", csp)
 			}
@@ -129,7 +130,7 @@ func TestCrossOriginRefusedAsJSON(t *testing.T) {
 			Barcode: "CO1", Title: "Cross origin", Collection: "fiction", Branch: "main", ReplacementCents: 100}})
 		return bytes.NewReader(raw)
 	}
-	catalog := h.s.httpURL + desk.CommandPath(schemas.CmdCatalogItem)
+	catalog := h.s.HTTPURL + desk.CommandPath(schemas.CmdCatalogItem)
 	before := len(h.events())
 	for _, c := range []struct {
 		what   string
@@ -141,7 +142,7 @@ func TestCrossOriginRefusedAsJSON(t *testing.T) {
 	} {
 		resp, raw := send(t, client, "POST", catalog, body(), append(c.header, "Authorization", "Bearer "+tok, "Content-Type", "application/json")...)
 		wantAPIError(t, "catalog with "+c.what, resp, raw, schemas.CodeForbidden)
-		resp, raw = send(t, client, "POST", h.s.httpURL+"/api/login", strings.NewReader(`{"name":"admin","password":"`+staffPassword+`"}`), c.header...)
+		resp, raw = send(t, client, "POST", h.s.HTTPURL+"/api/login", strings.NewReader(`{"name":"admin","password":"`+staffPassword+`"}`), c.header...)
 		wantAPIError(t, "login with "+c.what, resp, raw, schemas.CodeForbidden)
 		if len(resp.Cookies()) != 0 {
 			t.Errorf("a cross-origin login with %s set a cookie", c.what)
@@ -166,7 +167,7 @@ func TestBodyLimitOnEveryRoute(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	client := &http.Client{}
-	for _, r := range h.s.desk.Routes() {
+	for _, r := range h.s.Desk.Routes() {
 		method, path := routePath(r.Pattern)
 		limit := int64(desk.MaxBodyBytes)
 		if r.MaxBody != 0 {
@@ -178,7 +179,7 @@ func TestBodyLimitOnEveryRoute(t *testing.T) {
 			if chunked {
 				body = io.MultiReader(bytes.NewReader(over)) // no length: sent chunked
 			}
-			resp, raw := send(t, client, method, h.s.httpURL+path, body)
+			resp, raw := send(t, client, method, h.s.HTTPURL+path, body)
 			what := r.Pattern + " with a body over the limit"
 			if chunked {
 				what += ", chunked"
@@ -198,7 +199,7 @@ func TestBodyLimitOnEveryRoute(t *testing.T) {
 	if len(atLimit) != desk.MaxBodyBytes {
 		t.Fatalf("body of %d bytes, want %d", len(atLimit), desk.MaxBodyBytes)
 	}
-	resp, raw := send(t, client, "POST", h.s.httpURL+"/api/login", strings.NewReader(atLimit))
+	resp, raw := send(t, client, "POST", h.s.HTTPURL+"/api/login", strings.NewReader(atLimit))
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("a login body of exactly the limit = %d %s, want 401: read, and the password is wrong", resp.StatusCode, raw)
 	}

@@ -71,11 +71,11 @@ func BenchmarkRawJetStreamAtomicBatch(b *testing.B) {
 	ctx := ctxT(b)
 	cfg := ledger.StreamConfig(1)
 	cfg.Name, cfg.Subjects = "RAW", []string{"raw.>"}
-	if _, err := h.s.js.CreateStream(ctx, cfg); err != nil {
+	if _, err := h.s.JS.CreateStream(ctx, cfg); err != nil {
 		b.Fatal(err)
 	}
 	payload := make([]byte, 420) // an item.cataloged event of the benchmark's items
-	nc := h.s.nc
+	nc := h.s.NC
 	msgs := 0
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {

@@ -33,7 +33,7 @@ type importCLI struct {
 
 func (c importCLI) run(args ...string) (stdout, stderr string, err error) {
 	env := func(k string) string {
-		return map[string]string{"LETHE_USER": c.user, "LETHE_PASSWORD": c.password, "LETHE_SERVER": c.h.s.httpURL}[k]
+		return map[string]string{"LETHE_USER": c.user, "LETHE_PASSWORD": c.password, "LETHE_SERVER": c.h.s.HTTPURL}[k]
 	}
 	var out, errOut syncBuffer
 	err = run(context.Background(), args, env, strings.NewReader(""), &out, &errOut)
@@ -80,7 +80,7 @@ func TestItemsImportBulk(t *testing.T) {
 	file := itemsFile(t, "B", n, title)
 
 	last := h.streamLast()
-	commits, _ := h.s.led.CommitStats()
+	commits, _ := h.s.Ledger.CommitStats()
 	out, errOut, err := cli.run("items", "import", file)
 	if err != nil {
 		t.Fatalf("import: %v\n%s%s", err, out, errOut)
@@ -94,12 +94,12 @@ func TestItemsImportBulk(t *testing.T) {
 	if got := h.streamLast() - last; got != n {
 		t.Errorf("import appended %d events, want %d", got, n)
 	}
-	if c, _ := h.s.led.CommitStats(); c-commits > n/ledger.MaxCatalogItems {
+	if c, _ := h.s.Ledger.CommitStats(); c-commits > n/ledger.MaxCatalogItems {
 		t.Errorf("import took %d commits, want %d: one atomic batch per request", c-commits, n/ledger.MaxCatalogItems)
 	}
 	for i := range n {
 		bc := fmt.Sprintf("B%06d", i)
-		it, err := h.s.proj.Item(bc)
+		it, err := h.s.Proj.Item(bc)
 		if err != nil || it.Title != title(i) || it.ReplacementCents != int64(1000+i) || it.Collection != "fiction" ||
 			it.Branch != "main" || it.Status != model.ItemAvailable {
 			t.Fatalf("item %s = %+v, %v", bc, it, err)
@@ -121,7 +121,7 @@ func TestItemsImportBulk(t *testing.T) {
 	h.clock.Advance(2 * ledger.DedupeWindow)
 	h.catalog("LATER", 100)
 	id := uuid.NewSHA1(importNamespace, []byte(strings.Join([]string{"B000002", title(2), "fiction", "main", "1002"}, "\x00"))).String()
-	if seqs, err := h.s.proj.CommandSeqs(id); err != nil || seqs != nil {
+	if seqs, err := h.s.Proj.CommandSeqs(id); err != nil || seqs != nil {
 		t.Fatalf("command id of row B000002 after the window: %v, %v; want forgotten", seqs, err)
 	}
 	last = h.streamLast()
@@ -146,7 +146,7 @@ func TestItemsImportBulk(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "items: 1 new, 1 updated, 2,999 already cataloged unchanged (") {
 		t.Fatalf("import of a changed file: %v\n%s", err, out)
 	}
-	if it, _ := h.s.proj.Item("B000007"); it.Title != "A new edition" {
+	if it, _ := h.s.Proj.Item("B000007"); it.Title != "A new edition" {
 		t.Errorf("updated item = %+v", it)
 	}
 	mustDesk[schemas.Accepted](h, schemas.CmdCatalogItem, schemas.CatalogItem{CommandID: cmdID(), ItemCataloged: schemas.ItemCataloged{
@@ -156,7 +156,7 @@ func TestItemsImportBulk(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "items: 0 new, 0 updated, 3,000 already cataloged unchanged, 1 not applied again") {
 		t.Fatalf("import within the hour after a desk change: %v\n%s", err, out)
 	}
-	if it, _ := h.s.proj.Item("B000007"); it.Title != "Rebound" || h.streamLast() != last {
+	if it, _ := h.s.Proj.Item("B000007"); it.Title != "Rebound" || h.streamLast() != last {
 		t.Errorf("a row imported within the hour was applied again: %+v, %d events appended", it, h.streamLast()-last)
 	}
 }
@@ -202,7 +202,7 @@ func TestItemsImportRefusesBadRows(t *testing.T) {
 	if got := h.streamLast(); got != last {
 		t.Errorf("a file with bad rows appended %d events, want 0", got-last)
 	}
-	if _, err := h.s.proj.Item("G000000"); err == nil {
+	if _, err := h.s.Proj.Item("G000000"); err == nil {
 		t.Error("a file with a bad row imported its good rows")
 	}
 	raw, err := os.ReadFile(report)
@@ -326,11 +326,11 @@ func TestCatalogItemsRoute(t *testing.T) {
 
 	over := bytes.Repeat([]byte(" "), desk.MaxBulkBodyBytes+1)
 	client := &http.Client{}
-	resp, raw := send(t, client, "POST", h.s.httpURL+desk.CatalogItemsPath, bytes.NewReader(over))
+	resp, raw := send(t, client, "POST", h.s.HTTPURL+desk.CatalogItemsPath, bytes.NewReader(over))
 	wantAPIError(t, "a bulk body over its limit, said up front, without a session", resp, raw, schemas.CodeInvalid)
-	resp, raw = send(t, client, "POST", h.s.httpURL+desk.CatalogItemsPath, io.MultiReader(bytes.NewReader(over)))
+	resp, raw = send(t, client, "POST", h.s.HTTPURL+desk.CatalogItemsPath, io.MultiReader(bytes.NewReader(over)))
 	wantUnauthenticated(t, "a bulk body over its limit, chunked, without a session", resp, raw)
-	resp, raw = send(t, client, "POST", h.s.httpURL+desk.CatalogItemsPath, io.MultiReader(bytes.NewReader(over)),
+	resp, raw = send(t, client, "POST", h.s.HTTPURL+desk.CatalogItemsPath, io.MultiReader(bytes.NewReader(over)),
 		"Authorization", "Bearer "+h.session(adminName), "Content-Type", "application/json")
 	wantAPIError(t, "a bulk body over its limit, chunked, with a session", resp, raw, schemas.CodeInvalid)
 	if !strings.Contains(string(raw), "body too large") {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/imagineif/lethe/keystore"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -226,12 +227,12 @@ func nextOpens() []nextOpen {
 	return []nextOpen{
 		{"serve", func(t *testing.T, data string) {
 			// What lethe serve opens before it serves: keystore, projections, NATS, stream.
-			n, err := openNode(context.Background(), nodeConfig{Data: data, NATSListen: "off", Sync: "always",
+			n, err := node.Open(context.Background(), node.Config{Data: data, NATSListen: "off", Sync: "always",
 				Location: time.UTC, Logger: slog.New(slog.DiscardHandler), Existing: true})
 			if err != nil {
 				t.Fatalf("serve's open after the kill: %v", err)
 			}
-			n.close()
+			n.Close()
 		}},
 		{"rebuild", func(t *testing.T, data string) {
 			var out, errOut syncBuffer

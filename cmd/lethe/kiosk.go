@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go"
 )
@@ -65,7 +66,7 @@ func cmdKiosk(ctx context.Context, args []string, getenv func(string) string, st
 		return &exitError{2, err}
 	}
 	opts := []nats.Option{nats.Name("lethe kiosk " + branch + "/" + kiosk), nats.MaxReconnects(0)}
-	o, err := credentialsOption(*creds)
+	o, err := node.CredentialsOption(*creds)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/kiosk"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go"
 )
@@ -56,7 +57,7 @@ const (
 // kiosk works; the server's memory stays bounded, the legitimate kiosk is answered
 // promptly, and the flooding kiosk is refused (rate_limited) rather than queued.
 func TestKioskFlood(t *testing.T) {
-	h := newHarness(t, withNATSListen(), func(c *serviceConfig) { c.Kiosks = kiosk.Config{} }) // the defaults
+	h := newHarness(t, withNATSListen(), func(c *node.ServiceConfig) { c.Kiosks = kiosk.Config{} }) // the defaults
 	h.register("21000000000601", "Flo Flood", "1980-01-01")
 	flooder := h.mustConnect(h.identityFile(identity.Kiosk, "main", "flood"))
 	legit := h.mustConnect(h.identityFile(identity.Kiosk, "main", "legit"))
@@ -125,7 +126,7 @@ func TestKioskFlood(t *testing.T) {
 	if codes[schemas.CodeRateLimited] < floodRequests/2 {
 		t.Errorf("flood answers %v: want most refused as rate_limited", codes)
 	}
-	if h.s.kiosks.Refused() == 0 {
+	if h.s.Kiosks.Refused() == 0 {
 		t.Error("the refusals metric did not count the flood")
 	}
 }
@@ -136,7 +137,7 @@ func TestKioskFlood(t *testing.T) {
 // per kiosk, not one undeletable entry per guess.
 func TestCardMissesAreLimitedAndSummarised(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *serviceConfig) {
+	h := newHarness(t, func(c *node.ServiceConfig) {
 		c.Kiosks = kiosk.Config{MissesPerKiosk: 5, MissesTotal: 1000, MissWindow: time.Hour}
 	})
 	h.register("21000000000602", "Gus Guess", "1980-01-01")
@@ -156,7 +157,7 @@ func TestCardMissesAreLimitedAndSummarised(t *testing.T) {
 	}
 	// Stopping flushes the window's summary.
 	h.restart()
-	entries, err := h.s.desk.Access.List(ctxT(t), access.Filter{})
+	entries, err := h.s.Desk.Access.List(ctxT(t), access.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +175,7 @@ func TestCardMissesAreLimitedAndSummarised(t *testing.T) {
 // TestKioskRateLimit: a kiosk over its rate is refused with rate_limited at once.
 func TestKioskRateLimit(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *serviceConfig) { c.Kiosks = kiosk.Config{Rate: 1, Burst: 3} })
+	h := newHarness(t, func(c *node.ServiceConfig) { c.Kiosks = kiosk.Config{Rate: 1, Burst: 3} })
 	h.catalog("RL1", 100)
 	codes := map[schemas.Code]int{}
 	for range 10 {

@@ -19,7 +19,7 @@ const day = 24 * time.Hour
 // txnOf returns the open transaction of an item on loan.
 func (h *harness) txnOf(barcode string) string {
 	h.t.Helper()
-	it, err := h.s.proj.Item(barcode)
+	it, err := h.s.Proj.Item(barcode)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -33,10 +33,10 @@ func (h *harness) txnOf(barcode string) string {
 // records it as expunged, once.
 func (h *harness) assertExpunged(txnID string) {
 	h.t.Helper()
-	if _, err := h.s.keys.Get(keystore.Transaction, txnID); !errors.Is(err, keystore.ErrNotFound) {
+	if _, err := h.s.Keys.Get(keystore.Transaction, txnID); !errors.Is(err, keystore.ErrNotFound) {
 		h.t.Errorf("transaction key after expunge: err = %v, want ErrNotFound", err)
 	}
-	if _, err := h.s.proj.Txn(txnID); !errors.Is(err, model.ErrNotFound) {
+	if _, err := h.s.Proj.Txn(txnID); !errors.Is(err, model.ErrNotFound) {
 		h.t.Errorf("transaction row after close: err = %v, want ErrNotFound", err)
 	}
 	n := 0
@@ -68,7 +68,7 @@ func TestCheckoutReturnExpunged(t *testing.T) {
 	if len(rec.Loans) != 1 || rec.Loans[0].Barcode != "B1" {
 		t.Fatalf("record loans = %+v, want B1", rec.Loans)
 	}
-	if _, err := h.s.keys.Get(keystore.Transaction, txn); err != nil {
+	if _, err := h.s.Keys.Get(keystore.Transaction, txn); err != nil {
 		t.Fatalf("transaction key while open: %v", err)
 	}
 	ret := h.checkin("B1")
@@ -80,7 +80,7 @@ func TestCheckoutReturnExpunged(t *testing.T) {
 	if rec := h.record("21000000000001"); len(rec.Loans) != 0 || len(rec.Fines) != 0 {
 		t.Fatalf("record after return = %+v, want empty", rec)
 	}
-	if it, _ := h.s.proj.Item("B1"); it.Status != model.ItemAvailable {
+	if it, _ := h.s.Proj.Item("B1"); it.Status != model.ItemAvailable {
 		t.Fatalf("item status = %q, want available", it.Status)
 	}
 }
@@ -108,7 +108,7 @@ func TestOverdueFinePartialAndFullPayment(t *testing.T) {
 	fine := rec.Fines[0].FineID
 	mustDesk[schemas.Accepted](h, schemas.CmdPayFine, schemas.PayFine{CommandID: cmdID(), FineID: fine, AmountCents: 40})
 	h.expungeAll()
-	if _, err := h.s.keys.Get(keystore.Transaction, txn); err != nil {
+	if _, err := h.s.Keys.Get(keystore.Transaction, txn); err != nil {
 		t.Fatalf("key after partial payment: %v (the transaction is still open)", err)
 	}
 	if rec := h.record("21000000000002"); len(rec.Fines) != 1 || rec.Fines[0].RemainingCents != 60 {
@@ -132,17 +132,17 @@ func TestDeclaredLostReplacementPaid(t *testing.T) {
 	txn := h.txnOf("B3")
 	// Not yet lost: 21 days loan + 59 overdue.
 	h.clock.Advance(80 * day)
-	if n, err := h.s.led.SweepRules(ctxT(t)); err != nil || n != 0 {
+	if n, err := h.s.Ledger.SweepRules(ctxT(t)); err != nil || n != 0 {
 		t.Fatalf("SweepRules before lost-after = %d, %v; want 0", n, err)
 	}
 	h.clock.Advance(2 * day)
-	if n, err := h.s.led.SweepRules(ctxT(t)); err != nil || n != 1 {
+	if n, err := h.s.Ledger.SweepRules(ctxT(t)); err != nil || n != 1 {
 		t.Fatalf("SweepRules = %d, %v; want 1 declared lost", n, err)
 	}
-	if n, err := h.s.led.SweepRules(ctxT(t)); err != nil || n != 0 {
+	if n, err := h.s.Ledger.SweepRules(ctxT(t)); err != nil || n != 0 {
 		t.Fatalf("second SweepRules = %d, %v; want 0 (applied once)", n, err)
 	}
-	if it, _ := h.s.proj.Item("B3"); it.Status != model.ItemLost {
+	if it, _ := h.s.Proj.Item("B3"); it.Status != model.ItemLost {
 		t.Fatalf("item status = %q, want lost", it.Status)
 	}
 	rec := h.record("21000000000003")
@@ -154,7 +154,7 @@ func TestDeclaredLostReplacementPaid(t *testing.T) {
 	mustDesk[schemas.Accepted](h, schemas.CmdPayFine, schemas.PayFine{CommandID: cmdID(), FineID: rec.Fines[0].FineID, AmountCents: 3500})
 	h.expungeAll()
 	h.assertExpunged(txn)
-	if it, _ := h.s.proj.Item("B3"); it.Status != model.ItemLost || it.TxnID != "" {
+	if it, _ := h.s.Proj.Item("B3"); it.Status != model.ItemLost || it.TxnID != "" {
 		t.Fatalf("item = %+v, want lost with no transaction", it)
 	}
 }
@@ -182,7 +182,7 @@ func TestStaffDeclareLostAndDamaged(t *testing.T) {
 		mustDesk[schemas.Accepted](h, schemas.CmdWaiveFine, schemas.WaiveFine{CommandID: cmdID(), FineID: f.FineID})
 	}
 	h.expungeAll()
-	if n, _ := h.s.proj.Counts(); n.OpenTxns != 0 {
+	if n, _ := h.s.Proj.Counts(); n.OpenTxns != 0 {
 		t.Fatalf("open transactions after waivers = %d, want 0", n.OpenTxns)
 	}
 }
@@ -396,7 +396,7 @@ func TestStandaloneFeeAndClosePatron(t *testing.T) {
 	mustDesk[schemas.Accepted](h, schemas.CmdPayFine, schemas.PayFine{CommandID: cmdID(), FineID: rec.Fines[0].FineID, AmountCents: 300})
 	mustDesk[schemas.Accepted](h, schemas.CmdClosePatron, schemas.ClosePatron{CommandID: cmdID(), PatronID: id})
 	h.expungeAll()
-	if _, err := h.s.keys.Get(keystore.Profile, id); !errors.Is(err, keystore.ErrNotFound) {
+	if _, err := h.s.Keys.Get(keystore.Profile, id); !errors.Is(err, keystore.ErrNotFound) {
 		t.Fatalf("profile key after close: %v, want ErrNotFound", err)
 	}
 	wantCode(t, h.kiosk("k1", schemas.CmdPatronInfo, schemas.PatronInfo{Card: "21000000000050"}), schemas.CodeForbidden)
@@ -404,7 +404,7 @@ func TestStandaloneFeeAndClosePatron(t *testing.T) {
 	if status, body := h.desk(schemas.CmdReportCardLost, schemas.ReportCardLost{CommandID: cmdID(), Card: "21000000000050"}); status != 409 {
 		t.Fatalf("report lost of a closed account's card = %d %s, want 409", status, body)
 	}
-	if n, _ := h.s.proj.Counts(); n.OpenTxns != 0 || n.Patrons != 0 {
+	if n, _ := h.s.Proj.Counts(); n.OpenTxns != 0 || n.Patrons != 0 {
 		t.Fatalf("counts = %+v, want no open transactions and no patron rows", n)
 	}
 }
@@ -449,7 +449,7 @@ func TestRetriedOfflineReturnAppliedOnce(t *testing.T) {
 	// open work, not with history.
 	h.clock.Advance(ledger.DedupeWindow + time.Minute)
 	h.checkin("B14")
-	if seqs, err := h.s.proj.CommandSeqs(ret.CommandID); err != nil || seqs != nil {
+	if seqs, err := h.s.Proj.CommandSeqs(ret.CommandID); err != nil || seqs != nil {
 		t.Fatalf("command after the window = %v, %v; want forgotten", seqs, err)
 	}
 }

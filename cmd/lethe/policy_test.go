@@ -25,6 +25,7 @@ import (
 	"github.com/imagineif/lethe/access"
 	"github.com/imagineif/lethe/desk"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
 )
@@ -56,7 +57,7 @@ func (h *harness) lookup(as string, req map[string]any) (int, disclosed) {
 // accessEntries is the number of entries on the access record.
 func (h *harness) accessEntries() uint64 {
 	h.t.Helper()
-	s, err := h.s.js.Stream(ctxT(h.t), access.StreamName)
+	s, err := h.s.JS.Stream(ctxT(h.t), access.StreamName)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -320,7 +321,7 @@ func TestEveryDisclosingRouteRecordsOnce(t *testing.T) {
 		"POST /api/desk/catalog-items":    {body: `{"commands":[{` + id() + `,"barcode":"P10","title":"t","collection":"c","branch":"main","replacement_cents":100}]}`, status: 200},
 	}
 	markers := []string{lib.adult, lib.child, lib.adultCard, lib.childCard, "Ada Adult", "Kit Child", "Cara Giver", "1970-04-04", lib.childBirth, "406-555"}
-	for _, r := range h.s.desk.Routes() {
+	for _, r := range h.s.Desk.Routes() {
 		sample, ok := samples[r.Pattern]
 		if !ok {
 			t.Errorf("route %s has no sample request in this test: add one", r.Pattern)
@@ -410,7 +411,7 @@ func checkEntries(t *testing.T, h *harness, what string, before uint64, disclose
 // name, contact, items and amounts, and nothing else (no birth date, no card).
 func TestCollectionsExport(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *serviceConfig) { c.Collections = desk.Thresholds{MinOwedCents: 1000, MinDaysOverdue: 30} })
+	h := newHarness(t, func(c *node.ServiceConfig) { c.Collections = desk.Thresholds{MinOwedCents: 1000, MinDaysOverdue: 30} })
 	lib := newPolicyLibrary(h)
 	var out struct {
 		Accounts []ledger.Debtor `json:"accounts"`
@@ -530,7 +531,7 @@ func TestAccessLogForgetsClosedAccounts(t *testing.T) {
 	// The CLI reads the same record.
 	var out, errOut syncBuffer
 	env := map[string]string{"LETHE_USER": adminName, "LETHE_PASSWORD": staffPassword}
-	err := run(context.Background(), []string{"access-log", "--server", h.s.httpURL, "--staff", clerk}, func(k string) string { return env[k] }, nil, &out, &errOut)
+	err := run(context.Background(), []string{"access-log", "--server", h.s.HTTPURL, "--staff", clerk}, func(k string) string { return env[k] }, nil, &out, &errOut)
 	if err != nil || strings.Count(out.String(), access.Erased) != 3 || !strings.Contains(out.String(), "in-person") {
 		t.Errorf("lethe access-log: %v\n%s%s", err, out.String(), errOut.String())
 	}
@@ -547,7 +548,7 @@ func TestAccessLogForgetsClosedAccounts(t *testing.T) {
 func (h *harness) rawStream(name string) []byte {
 	h.t.Helper()
 	ctx := ctxT(h.t)
-	s, err := h.s.js.Stream(ctx, name)
+	s, err := h.s.JS.Stream(ctx, name)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -575,11 +576,11 @@ func (h *harness) rawStream(name string) []byte {
 // failures lock an account out; passwords never reach a log or a reply.
 func TestStaffSessions(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *serviceConfig) { c.Sessions.Idle, c.Sessions.Absolute = 10*time.Minute, time.Hour })
+	h := newHarness(t, func(c *node.ServiceConfig) { c.Sessions.Idle, c.Sessions.Absolute = 10*time.Minute, time.Hour })
 	h.account(clerk, policy.Circulation)
 	tok := h.session(clerk)
 	call := func(token, method, path string, hdr map[string]string) int {
-		req, _ := http.NewRequestWithContext(ctxT(t), method, h.s.httpURL+path, strings.NewReader(`{}`))
+		req, _ := http.NewRequestWithContext(ctxT(t), method, h.s.HTTPURL+path, strings.NewReader(`{}`))
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
@@ -684,18 +685,18 @@ func TestSessionCookies(t *testing.T) {
 		cookie string
 		secure bool
 	}{
-		{"plain HTTP on loopback", func(*serviceConfig) {}, &http.Client{}, "lethe_session", false},
-		{"TLS", func(c *serviceConfig) { c.TLSCert, c.TLSKey = certFile, keyFile },
+		{"plain HTTP on loopback", func(*node.ServiceConfig) {}, &http.Client{}, "lethe_session", false},
+		{"TLS", func(c *node.ServiceConfig) { c.TLSCert, c.TLSKey = certFile, keyFile },
 			&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}},
 			"__Host-lethe_session", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, tc.opt)
-			if tc.secure != strings.HasPrefix(h.s.httpURL, "https://") {
-				t.Fatalf("server URL %s", h.s.httpURL)
+			if tc.secure != strings.HasPrefix(h.s.HTTPURL, "https://") {
+				t.Fatalf("server URL %s", h.s.HTTPURL)
 			}
 			raw, _ := json.Marshal(map[string]string{"name": adminName, "password": staffPassword})
-			resp, err := tc.client.Post(h.s.httpURL+"/api/login", "application/json", bytes.NewReader(raw))
+			resp, err := tc.client.Post(h.s.HTTPURL+"/api/login", "application/json", bytes.NewReader(raw))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -713,7 +714,7 @@ func TestSessionCookies(t *testing.T) {
 			if c == nil || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Secure != tc.secure || c.Path != "/" {
 				t.Fatalf("session cookie = %+v, want %s, HttpOnly, SameSite=Strict, Secure=%v, Path=/", c, tc.cookie, tc.secure)
 			}
-			req, _ := http.NewRequest(http.MethodGet, h.s.httpURL+"/api/items", nil)
+			req, _ := http.NewRequest(http.MethodGet, h.s.HTTPURL+"/api/items", nil)
 			req.AddCookie(c)
 			resp, err = tc.client.Do(req)
 			if err != nil {
@@ -768,8 +769,8 @@ func TestPlainHTTPOnlyOnLoopback(t *testing.T) {
 	t.Parallel()
 	for addr, want := range map[string]bool{"127.0.0.1:0": true, "localhost:8080": true, "[::1]:0": true,
 		":8080": false, "0.0.0.0:8080": false, "192.0.2.7:8080": false, "library.example:8080": false} {
-		if got := loopback(addr); got != want {
-			t.Errorf("loopback(%q) = %v, want %v", addr, got, want)
+		if got := node.Loopback(addr); got != want {
+			t.Errorf("node.Loopback(%q) = %v, want %v", addr, got, want)
 		}
 	}
 	var out, errOut syncBuffer
@@ -783,7 +784,7 @@ func TestPlainHTTPOnlyOnLoopback(t *testing.T) {
 // lastAccessEntry returns the newest entry of the access record.
 func (h *harness) lastAccessEntry() access.Listed {
 	h.t.Helper()
-	entries, err := h.s.desk.Access.List(ctxT(h.t), access.Filter{})
+	entries, err := h.s.Desk.Access.List(ctxT(h.t), access.Filter{})
 	if err != nil || len(entries) == 0 {
 		h.t.Fatalf("access record: %d entries, %v", len(entries), err)
 	}

@@ -102,7 +102,7 @@ func wrappedKeys(t testing.TB, data string, txns []string) map[string][]byte {
 func (h *harness) accessKIDs() []string {
 	h.t.Helper()
 	ctx := ctxT(h.t)
-	s, err := h.s.js.Stream(ctx, access.StreamName)
+	s, err := h.s.JS.Stream(ctx, access.StreamName)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestForensicFileScan(t *testing.T) {
 	// projections, with the account's id, while the account is open.
 	h.record(markCard)
 	h.record(markMinorCard)
-	minorKIDs, err := h.s.proj.AccessKIDs(minor)
+	minorKIDs, err := h.s.Proj.AccessKIDs(minor)
 	if err != nil || len(minorKIDs) != 1 {
 		t.Fatalf("AccessKIDs(minor) = %v, %v, want the kiosk's entry", minorKIDs, err)
 	}
@@ -149,7 +149,7 @@ func TestForensicFileScan(t *testing.T) {
 	txns := map[string]string{"F1": h.txnOf("F1"), "F2": h.txnOf("F2"), "F3": h.txnOf("F3")}
 	rawKeys := map[string][]byte{}
 	for b, id := range txns {
-		k, err := h.s.keys.Get(keystore.Transaction, id)
+		k, err := h.s.Keys.Get(keystore.Transaction, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,11 +212,11 @@ func TestForensicFileScan(t *testing.T) {
 	// adult's open account's must leave the projections' files with it.
 	mustDesk[schemas.Accepted](h, schemas.CmdClosePatron, schemas.ClosePatron{CommandID: cmdID(), PatronID: minor})
 	h.expungeAll()
-	adultKIDs, err := h.s.proj.AccessKIDs(adult)
+	adultKIDs, err := h.s.Proj.AccessKIDs(adult)
 	if err != nil || len(adultKIDs) == 0 {
 		t.Fatalf("AccessKIDs(adult) = %v, %v, want the open account's pseudonyms", adultKIDs, err)
 	}
-	if kids, err := h.s.proj.AccessKIDs(minor); err != nil || len(kids) != 0 {
+	if kids, err := h.s.Proj.AccessKIDs(minor); err != nil || len(kids) != 0 {
 		t.Fatalf("AccessKIDs(minor) after close = %v, %v, want none", kids, err)
 	}
 	var closedKIDs []string
@@ -277,7 +277,7 @@ func TestStreamHoldsNoPlaintext(t *testing.T) {
 	mustDesk[schemas.Accepted](h, schemas.CmdReportCardLost, schemas.ReportCardLost{CommandID: cmdID(), Card: markMinorCard})
 
 	ctx := ctxT(t)
-	cons, err := h.s.js.OrderedConsumer(ctx, ledger.StreamName, jetstream.OrderedConsumerConfig{})
+	cons, err := h.s.JS.OrderedConsumer(ctx, ledger.StreamName, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +415,7 @@ func TestMetricsCountWithoutPatronData(t *testing.T) {
 	}
 	h.checkin("M1")
 	h.expungeAll()
-	resp, err := http.Get(h.s.httpURL + "/metrics")
+	resp, err := http.Get(h.s.HTTPURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

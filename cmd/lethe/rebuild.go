@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/imagineif/lethe/desk"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/projections"
 )
 
@@ -33,13 +34,13 @@ func cmdRebuild(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return fmt.Errorf("--timezone: %w", err)
 	}
-	n, err := openNode(ctx, nodeConfig{Data: *data, NATSListen: "off", MasterKeyFile: *masterFile,
+	n, err := node.Open(ctx, node.Config{Data: *data, NATSListen: "off", MasterKeyFile: *masterFile,
 		MasterKey: getenv("LETHE_MASTER_KEY"), Location: loc, Logger: logger, Existing: true})
 	if err != nil {
 		return err
 	}
-	defer n.close()
-	if err := n.proj.CatchUp(ctx, n.js); err != nil {
+	defer n.Close()
+	if err := n.Proj.CatchUp(ctx, n.JS); err != nil {
 		return fmt.Errorf("catch up live projections: %w", err)
 	}
 	tmp, err := os.MkdirTemp(*data, "rebuild-")
@@ -47,16 +48,16 @@ func cmdRebuild(ctx context.Context, args []string, getenv func(string) string, 
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	diff, err := n.proj.Rebuild(ctx, n.js, filepath.Join(tmp, "projections"), projections.Config{Location: loc, Logger: logger})
+	diff, err := n.Proj.Rebuild(ctx, n.JS, filepath.Join(tmp, "projections"), projections.Config{Location: loc, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("rebuild: %w", err)
 	}
 	if diff.Equal() {
-		fmt.Fprintf(stdout, "rebuilt from %d events: equal to the live projections, row for row\n", n.proj.Applied())
+		fmt.Fprintf(stdout, "rebuilt from %d events: equal to the live projections, row for row\n", n.Proj.Applied())
 		return nil
 	}
 	fmt.Fprintf(stdout, "rebuilt from %d events: DIFFERENT: %d rows missing from the rebuild, %d extra, %d changed (row kinds %v)\n",
-		n.proj.Applied(), diff.Missing, diff.Extra, diff.Changed, diff.Examples)
+		n.Proj.Applied(), diff.Missing, diff.Extra, diff.Changed, diff.Examples)
 	return &exitError{1, fmt.Errorf("projections differ from a rebuild")}
 }
 

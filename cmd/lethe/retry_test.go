@@ -14,6 +14,7 @@ import (
 
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/model"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -33,15 +34,15 @@ func TestRetryBeforeAppliedIsUnavailable(t *testing.T) {
 	ret := schemas.Return{CommandID: cmdID(), Barcode: "U1"}
 	raw, _ := json.Marshal(ret)
 	h.offline(func() {
-		n, err := openNode(context.Background(), h.cfg.nodeConfig)
+		n, err := node.Open(context.Background(), h.cfg.Config)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer n.close()
-		if err := n.proj.CatchUp(context.Background(), n.js); err != nil {
+		defer n.Close()
+		if err := n.Proj.CatchUp(context.Background(), n.JS); err != nil {
 			t.Fatal(err)
 		}
-		led, err := ledger.New(n.nc, n.stream, n.proj, n.keys, n.v, ledger.Config{Now: h.clock.Now, Logger: h.cfg.Logger})
+		led, err := ledger.New(n.NC, n.Stream, n.Proj, n.Keys, n.V, ledger.Config{Now: h.clock.Now, Logger: h.cfg.Logger})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -235,7 +236,7 @@ func TestRetryIsAnsweredOnlyForTheSameCommand(t *testing.T) {
 	t.Parallel()
 	// No expunger loop: nothing appends behind the test's back, so "nothing appended" is
 	// the stream's last sequence standing still.
-	h := newHarness(t, func(c *serviceConfig) { c.noExpungeLoop = true })
+	h := newHarness(t, func(c *node.ServiceConfig) { c.NoExpungeLoop = true })
 	cases := retryCases(h)
 	covered := map[string]bool{}
 	ids := make([]string, len(cases))
@@ -402,8 +403,8 @@ func TestRetryRefusedOnABehindViewIsChecked(t *testing.T) {
 	h.register("21000000000951", "Mia Behind", "1980-01-01")
 	checkout := body{"command_id": cmdID(), "card": "21000000000951", "barcode": "V1"}
 	first := h.mustSend(schemas.CmdCheckOut, checkout)
-	led, err := ledger.New(h.s.nc, h.s.stream, hiddenCommand{State: h.s.proj, id: checkout["command_id"].(string)},
-		h.s.keys, h.s.v, ledger.Config{Now: h.clock.Now, Logger: h.cfg.Logger})
+	led, err := ledger.New(h.s.NC, h.s.Stream, hiddenCommand{State: h.s.Proj, id: checkout["command_id"].(string)},
+		h.s.Keys, h.s.V, ledger.Config{Now: h.clock.Now, Logger: h.cfg.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/imagineif/lethe/keystore"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -99,7 +100,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 // the expunger ran; the next start finishes the work, and records each once.
 func TestCrashBetweenCloseAndExpunge(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *serviceConfig) { c.noExpungeLoop = true })
+	h := newHarness(t, func(c *node.ServiceConfig) { c.NoExpungeLoop = true })
 	h.register("21000000000300", "Ty Crash", "1980-01-01")
 	var txns []string
 	for _, b := range []string{"C1", "C2", "C3"} {
@@ -109,26 +110,26 @@ func TestCrashBetweenCloseAndExpunge(t *testing.T) {
 	}
 	h.checkin("C1")
 	h.checkin("C2")
-	pending, err := h.s.proj.PendingExpunges()
+	pending, err := h.s.Proj.PendingExpunges()
 	if err != nil || len(pending) != 2 {
 		t.Fatalf("pending = %v, %v; want 2 closed and not yet expunged", pending, err)
 	}
-	if _, err := h.s.keys.Get(keystore.Transaction, txns[0]); err != nil {
+	if _, err := h.s.Keys.Get(keystore.Transaction, txns[0]); err != nil {
 		t.Fatalf("key before the expunger ran: %v", err)
 	}
 	// An orphan key: created for a command whose append never happened.
-	if _, err := h.s.keys.Create(keystore.Transaction, "orphan-transaction"); err != nil {
+	if _, err := h.s.Keys.Create(keystore.Transaction, "orphan-transaction"); err != nil {
 		t.Fatal(err)
 	}
-	h.cfg.noExpungeLoop = false
+	h.cfg.NoExpungeLoop = false
 	h.restart()
 	for _, id := range txns[:2] {
 		h.assertExpunged(id)
 	}
-	if _, err := h.s.keys.Get(keystore.Transaction, "orphan-transaction"); !errors.Is(err, keystore.ErrNotFound) {
+	if _, err := h.s.Keys.Get(keystore.Transaction, "orphan-transaction"); !errors.Is(err, keystore.ErrNotFound) {
 		t.Fatalf("orphan key after restart: %v, want destroyed", err)
 	}
-	if _, err := h.s.keys.Get(keystore.Transaction, txns[2]); err != nil {
+	if _, err := h.s.Keys.Get(keystore.Transaction, txns[2]); err != nil {
 		t.Fatalf("open transaction's key after restart: %v", err)
 	}
 	h.restart() // a second start finds nothing to do and appends nothing twice
@@ -173,7 +174,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 	mustDesk[schemas.Accepted](h, schemas.CmdReportCardLost, schemas.ReportCardLost{CommandID: cmdID(), Card: "21000000000401"})
 	h.expungeAll()
 	h.assertRebuildEqual()
-	if c, _ := h.s.proj.Counts(); c.OpenTxns != 4 {
+	if c, _ := h.s.Proj.Counts(); c.OpenTxns != 4 {
 		t.Fatalf("open transactions = %d, want 4 (R1 fine, R2 lost, R3 loan, fee)", c.OpenTxns)
 	}
 }
@@ -208,13 +209,13 @@ func TestRebuildDetectsDifference(t *testing.T) {
 // a close is expunged without anyone asking, and erased by the next periodic sweep.
 func TestPeriodicSweepErases(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *serviceConfig) { c.SweepInterval = 200 * time.Millisecond })
+	h := newHarness(t, func(c *node.ServiceConfig) { c.SweepInterval = 200 * time.Millisecond })
 	h.catalog("W1", 1000)
 	h.register("21000000000800", "Zed Sweep", "1980-01-01")
 	h.mustCheckout("21000000000800", "W1")
 	h.checkin("W1")
 	waitFor(t, "periodic expunge and sweep", func() bool {
-		st := h.s.exp.Stats()
+		st := h.s.Expunger.Stats()
 		return st.Expunged == 1 && st.Erased == 1
 	})
 }
@@ -240,11 +241,11 @@ func TestShutdownUnderKioskLoad(t *testing.T) {
 			wg.Go(func() {
 				for {
 					out, _ := json.Marshal(schemas.CheckOut{CommandID: cmdID(), Card: card, Barcode: bc})
-					if _, err := kc.request(context.Background(), "main", name, schemas.CmdCheckOut, out); err != nil {
+					if _, err := kc.Request(context.Background(), "main", name, schemas.CmdCheckOut, out); err != nil {
 						return // the server went away: what this test waits for
 					}
 					in, _ := json.Marshal(schemas.Return{CommandID: cmdID(), Barcode: bc})
-					if _, err := kc.request(context.Background(), "main", name, schemas.CmdReturn, in); err != nil {
+					if _, err := kc.Request(context.Background(), "main", name, schemas.CmdReturn, in); err != nil {
 						return
 					}
 					sent.Add(2)
@@ -253,7 +254,7 @@ func TestShutdownUnderKioskLoad(t *testing.T) {
 		}
 		waitFor(t, "kiosks under way", func() bool { return sent.Load() > 40 })
 		done := make(chan error, 1)
-		go func() { done <- h.s.stop() }()
+		go func() { done <- h.s.Stop() }()
 		select {
 		case err := <-done:
 			if err != nil {
@@ -262,7 +263,7 @@ func TestShutdownUnderKioskLoad(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatalf("round %d: stop under load did not return in 30s", round)
 		}
-		h.kiosks.close()
+		h.kiosks.Close()
 		wg.Wait()
 		h.s = nil
 		if strings.Contains(h.logs.String(), "pebble: closed") || strings.Contains(h.logs.String(), "panic") {

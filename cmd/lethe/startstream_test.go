@@ -14,6 +14,7 @@ import (
 
 	"github.com/imagineif/lethe/desk"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -116,14 +117,14 @@ func TestStartRefusesAStreamThatLostHistory(t *testing.T) {
 			h := newHarness(t)
 			h.register("21000000000701", "Hal History", "1980-01-01")
 			h.catalog("H1", 100)
-			applied := h.s.proj.Applied()
+			applied := h.s.Proj.Applied()
 			if err := h.stop(); err != nil {
 				t.Fatal(err)
 			}
 			withRawStream(t, h.cfg.Data, func(js jetstream.JetStream) { c.tamper(t, js, applied) })
-			s, err := startService(context.Background(), h.cfg)
+			s, err := node.Start(context.Background(), h.cfg)
 			if err == nil {
-				s.stop()
+				s.Stop()
 				t.Fatalf("start after the stream was %s succeeded, want a refusal", c.name)
 			}
 			for _, w := range c.want {

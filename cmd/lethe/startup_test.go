@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/imagineif/lethe/keystore"
+	"github.com/imagineif/lethe/node"
 )
 
 // TestStartupErrors starts lethe serve on a data directory with one thing wrong at a time
@@ -20,7 +21,7 @@ import (
 func TestStartupErrors(t *testing.T) {
 	t.Parallel()
 	key := masterKeyFile(t)
-	h := newHarness(t, func(c *serviceConfig) { c.MasterKeyFile = key })
+	h := newHarness(t, func(c *node.ServiceConfig) { c.MasterKeyFile = key })
 	h.catalog("SE1", 1000)
 	h.register("21000000000800", "Sta Rtup", "1980-01-01")
 	h.mustCheckout("21000000000800", "SE1")

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -244,4 +244,15 @@ func ledgerConnOptions(kp nkeys.KeyPair) (nats.Option, string, error) {
 		return nil, "", err
 	}
 	return nats.Nkey(pub, kp.Sign), pub, nil
+}
+
+// ReloadIdentities reads the identity registry now, rather than at the watch's next tick:
+// for callers that just changed it and need the change in effect (the simulated kiosks,
+// tests). It does nothing with an external NATS.
+func (n *Node) ReloadIdentities() error {
+	if n.auth == nil {
+		return nil
+	}
+	_, err := n.auth.reload()
+	return err
 }

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -28,8 +28,8 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// nodeConfig is what a Lethe process needs to open its data.
-type nodeConfig struct {
+// Config is what a Lethe process needs to open its data.
+type Config struct {
 	Data          string // data directory
 	NATSURL       string // external NATS; empty: embedded server
 	NATSCreds     string // credentials file of the ledger's connection to an external NATS
@@ -51,18 +51,18 @@ type nodeConfig struct {
 }
 
 // node is an open Lethe data directory: NATS, stream, keystore and projections.
-type node struct {
-	cfg     nodeConfig
-	ns      *server.Server // nil with an external NATS
+type Node struct {
+	cfg     Config
+	NS      *server.Server // nil with an external NATS
 	auth    *natsAuth      // nil with an external NATS
-	nc      *nats.Conn     // the ledger's connection: appends, the projector, the API
-	kioskNC *nats.Conn     // the kiosk API's own connection, as privileged as nc
-	js      jetstream.JetStream
-	stream  jetstream.Stream
-	keys    *keystore.Store
-	proj    *projections.Store
-	v       *schemas.Validator
-	check   ledger.StreamCheck // what the start found about the stream
+	NC      *nats.Conn     // the ledger's connection: appends, the projector, the API
+	KioskNC *nats.Conn     // the kiosk API's own connection, as privileged as nc
+	JS      jetstream.JetStream
+	Stream  jetstream.Stream
+	Keys    *keystore.Store
+	Proj    *projections.Store
+	V       *schemas.Validator
+	Check   ledger.StreamCheck // what the start found about the stream
 
 	cancel    context.CancelFunc // stops the node's own loops (the registry watch)
 	wg        sync.WaitGroup
@@ -81,31 +81,31 @@ const (
 // openNode opens the data directory: keystore and projections first, then NATS, then the
 // stream, checked against what the projections applied. On failure everything opened so
 // far is closed again and the error names the cause.
-func openNode(ctx context.Context, cfg nodeConfig) (*node, error) {
+func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := prepareDataDir(cfg.Data, cfg.Existing, cfg.Logger); err != nil {
 		return nil, err
 	}
 	if err := checkFreeDisk(cfg.Data, cfg.MinFreeDisk); err != nil {
 		return nil, err
 	}
-	n := &node{cfg: cfg}
+	n := &Node{cfg: cfg}
 	if err := n.open(ctx); err != nil {
-		n.close()
+		n.Close()
 		return nil, err
 	}
 	return n, nil
 }
 
-func (n *node) open(ctx context.Context) error {
+func (n *Node) open(ctx context.Context) error {
 	cfg := n.cfg
 	var err error
-	if n.keys, err = openKeys(ctx, cfg); err != nil {
+	if n.Keys, err = openKeys(ctx, cfg); err != nil {
 		return err
 	}
-	if n.v, err = schemas.NewValidator(); err != nil {
+	if n.V, err = schemas.NewValidator(); err != nil {
 		return err
 	}
-	n.proj, err = projections.Open(filepath.Join(cfg.Data, "projections"), n.keys, n.v,
+	n.Proj, err = projections.Open(filepath.Join(cfg.Data, "projections"), n.Keys, n.V,
 		projections.Config{Location: cfg.Location, Logger: cfg.Logger})
 	if err != nil {
 		return inUse(cfg.Data, err)
@@ -117,28 +117,28 @@ func (n *node) open(ctx context.Context) error {
 	} else {
 		opts := []nats.Option{nats.Name("lethe"), nats.MaxReconnects(-1)}
 		if cfg.NATSCreds != "" {
-			o, err := credentialsOption(cfg.NATSCreds)
+			o, err := CredentialsOption(cfg.NATSCreds)
 			if err != nil {
 				return err
 			}
 			opts = append(opts, o)
 		}
-		if n.nc, err = nats.Connect(cfg.NATSURL, opts...); err != nil {
+		if n.NC, err = nats.Connect(cfg.NATSURL, opts...); err != nil {
 			return fmt.Errorf("connect to NATS: %w", err)
 		}
-		if n.kioskNC, err = nats.Connect(cfg.NATSURL, append(opts, nats.Name("lethe-kiosks"))...); err != nil {
+		if n.KioskNC, err = nats.Connect(cfg.NATSURL, append(opts, nats.Name("lethe-kiosks"))...); err != nil {
 			return fmt.Errorf("connect to NATS: %w", err)
 		}
 	}
-	if n.js, err = jetstream.New(n.nc); err != nil {
+	if n.JS, err = jetstream.New(n.NC); err != nil {
 		return err
 	}
-	if n.stream, n.check, err = ledger.EnsureStream(ctx, n.js, cfg.Replicas, n.proj.Applied()); err != nil {
+	if n.Stream, n.Check, err = ledger.EnsureStream(ctx, n.JS, cfg.Replicas, n.Proj.Applied()); err != nil {
 		return err
 	}
-	if n.check.Damaged() {
-		cfg.Logger.Error("the stream is damaged; serving what the projections applied", "problem", n.check.Problem())
-		n.proj.ReportDamage(n.check.Problem())
+	if n.Check.Damaged() {
+		cfg.Logger.Error("the stream is damaged; serving what the projections applied", "problem", n.Check.Problem())
+		n.Proj.ReportDamage(n.Check.Problem())
 	}
 	return nil
 }
@@ -188,7 +188,7 @@ func inUse(dir string, err error) error {
 
 // credentialsOption reads a NATS credentials file: a user JWT with its seed (.creds) or an
 // NKey seed file such as `lethe kiosks add` writes.
-func credentialsOption(path string) (nats.Option, error) {
+func CredentialsOption(path string) (nats.Option, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("NATS credentials: %w", err)
@@ -210,7 +210,7 @@ func credentialsOption(path string) (nats.Option, error) {
 // it generates one in the data directory and warns that it sits on the same disk. A file
 // named by --master-key-file must exist: Lethe never generates a key there, since a
 // fresh key cannot open anything the old one wrapped.
-func loadMaster(cfg nodeConfig) (keystore.MasterKey, error) {
+func loadMaster(cfg Config) (keystore.MasterKey, error) {
 	path := cfg.MasterKeyFile
 	if cfg.MasterKey == "" && path == "" {
 		path = filepath.Join(cfg.Data, "master.key")
@@ -233,7 +233,7 @@ func loadMaster(cfg nodeConfig) (keystore.MasterKey, error) {
 
 // startNATS starts the embedded server with NKey authentication, the node's limits and,
 // off loopback, TLS; and connects the ledger in-process.
-func (n *node) startNATS() error {
+func (n *Node) startNATS() error {
 	cfg := n.cfg
 	kp, err := nkeys.CreateUser()
 	if err != nil {
@@ -281,7 +281,7 @@ func (n *node) startNATS() error {
 		if err != nil {
 			return fmt.Errorf("--nats-listen: %w", err)
 		}
-		if cfg.NATSTLSCert == "" && !loopback(cfg.NATSListen) {
+		if cfg.NATSTLSCert == "" && !Loopback(cfg.NATSListen) {
 			return fmt.Errorf("--nats-listen %s is not a loopback address: kiosk credentials and card numbers would cross the network in the clear; give --nats-tls-cert and --nats-tls-key", cfg.NATSListen)
 		}
 		opts.Host = host
@@ -310,7 +310,7 @@ func (n *node) startNATS() error {
 		ns.Shutdown()
 		return errors.New("embedded NATS did not start within 30s (is --nats-listen's port taken?)")
 	}
-	n.ns = ns
+	n.NS = ns
 	n.auth.ns = ns
 	if err := exportLedgerServices(ns); err != nil {
 		return err
@@ -325,28 +325,28 @@ func (n *node) startNATS() error {
 		defer n.wg.Done()
 		n.auth.watch(watchCtx, time.Second)
 	}()
-	if n.nc, err = nats.Connect("", nats.InProcessServer(ns), nats.Name("lethe"), ledgerOpt); err != nil {
+	if n.NC, err = nats.Connect("", nats.InProcessServer(ns), nats.Name("lethe"), ledgerOpt); err != nil {
 		return fmt.Errorf("connect to NATS: %w", err)
 	}
-	if n.kioskNC, err = nats.Connect("", nats.InProcessServer(ns), nats.Name("lethe-kiosks"), ledgerOpt); err != nil {
+	if n.KioskNC, err = nats.Connect("", nats.InProcessServer(ns), nats.Name("lethe-kiosks"), ledgerOpt); err != nil {
 		return fmt.Errorf("connect to NATS: %w", err)
 	}
 	return nil
 }
 
 // natsURL is where kiosks and auditors reach the embedded server, or "".
-func (n *node) natsURL() string {
-	if n.ns == nil {
+func (n *Node) NATSURL() string {
+	if n.NS == nil {
 		return n.cfg.NATSURL
 	}
 	if n.cfg.NATSListen == "off" {
 		return ""
 	}
-	return n.ns.ClientURL() // tls:// when the listener serves TLS
+	return n.NS.ClientURL() // tls:// when the listener serves TLS
 }
 
-func (n *node) streamLast(ctx context.Context) (uint64, error) {
-	info, err := n.stream.Info(ctx)
+func (n *Node) StreamLast(ctx context.Context) (uint64, error) {
+	info, err := n.Stream.Info(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -357,31 +357,46 @@ func (n *node) streamLast(ctx context.Context) (uint64, error) {
 // registry watch, the server), then the projections and the keystore, which nothing
 // reads once NATS is gone. The service stops its own parts before calling it. It may be
 // called more than once.
-func (n *node) close() { n.closeOnce.Do(n.closeAll) }
+func (n *Node) Close() { n.closeOnce.Do(n.closeAll) }
 
-func (n *node) closeAll() {
-	if n.kioskNC != nil {
-		n.kioskNC.Close()
+func (n *Node) closeAll() {
+	if n.KioskNC != nil {
+		n.KioskNC.Close()
 	}
-	if n.nc != nil {
-		n.nc.Close()
+	if n.NC != nil {
+		n.NC.Close()
 	}
 	if n.cancel != nil {
 		n.cancel()
 	}
 	n.wg.Wait()
-	if n.ns != nil {
-		n.ns.Shutdown()
-		n.ns.WaitForShutdown()
+	if n.NS != nil {
+		n.NS.Shutdown()
+		n.NS.WaitForShutdown()
 	}
-	if n.proj != nil {
-		if err := n.proj.Close(); err != nil {
+	if n.Proj != nil {
+		if err := n.Proj.Close(); err != nil {
 			n.cfg.Logger.Error("close projections", "err", err)
 		}
 	}
-	if n.keys != nil {
-		if err := n.keys.Close(); err != nil {
+	if n.Keys != nil {
+		if err := n.Keys.Close(); err != nil {
 			n.cfg.Logger.Error("close keystore", "err", err)
 		}
 	}
 }
+
+// OpenNATS starts only the embedded NATS server of cfg (fsync as cfg.Sync says, the same
+// limits and authentication) and connects as the ledger would, without stores or stream:
+// the raw engine Lethe is measured against. Close stops it.
+func OpenNATS(cfg Config) (*Node, error) {
+	n := &Node{cfg: cfg}
+	if err := n.startNATS(); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// Config is the configuration the node was opened with.
+func (n *Node) Config() Config { return n.cfg }

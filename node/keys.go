@@ -1,0 +1,42 @@
+package node
+
+import (
+	"context"
+	"path/filepath"
+
+	"github.com/imagineif/lethe/keystore"
+)
+
+// openKeys opens a node's keystore. If the master key file's rotation was interrupted, it
+// is first finished or undone (keystore.OpenFile), so that serve and projections rebuild
+// start after a crash of keys rotate at any step; otherwise loadMaster reads the key, or
+// generates it on a fresh install. Errors are node.open's as before: loadMaster's as they
+// are, the keystore's through inUse.
+func openKeys(ctx context.Context, cfg Config) (*keystore.Store, error) {
+	dir := filepath.Join(cfg.Data, "keystore")
+	if cfg.MasterKey == "" {
+		path := cfg.MasterKeyFile
+		if path == "" {
+			path = filepath.Join(cfg.Data, "master.key")
+		}
+		if keystore.RotationPending(path) {
+			ks, kf, err := keystore.OpenFile(ctx, dir, path, cfg.Logger)
+			if err != nil {
+				return nil, inUse(cfg.Data, err)
+			}
+			if kf.Path != path && cfg.Logger != nil {
+				cfg.Logger.Warn("an interrupted rotation put the master key in another file: give that file with --master-key-file from now on", "file", kf.Path)
+			}
+			return ks, nil
+		}
+	}
+	master, err := loadMaster(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ks, err := keystore.Open(dir, master, cfg.Logger)
+	if err != nil {
+		return nil, inUse(cfg.Data, err)
+	}
+	return ks, nil
+}

@@ -1,0 +1,336 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/imagineif/lethe/access"
+	"github.com/imagineif/lethe/desk"
+	"github.com/imagineif/lethe/expunger"
+	"github.com/imagineif/lethe/kiosk"
+	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/projections"
+	"github.com/imagineif/lethe/staff"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// ServiceConfig is a node plus the running parts.
+type ServiceConfig struct {
+	Config
+	HTTP          string        // staff API listen address; "off": none
+	SweepInterval time.Duration // erasure sweep period
+	RulesInterval time.Duration // how often overdue rules run
+	Rules         ledger.Rules
+	Now           func() time.Time
+
+	TLSCert, TLSKey string // serve HTTPS with this certificate and key
+	Sessions        staff.SessionConfig
+	Collections     desk.Thresholds // defaults of the collections export
+	Kiosks          kiosk.Config    // bounds of the kiosk API
+	HTTPServer      desk.HTTPConfig // timeouts and connection limits of the staff API
+
+	// NoExpungeLoop leaves closed transactions waiting (tests stop the process between
+	// close and expunge with it). It is not a setting: there is no flag for it.
+	NoExpungeLoop bool
+}
+
+// service is a running Lethe: node, projector, ledger, expunger, kiosk API and HTTP.
+type Service struct {
+	*Node
+	Ledger   *ledger.Ledger
+	Expunger *expunger.Expunger
+	HTTPURL  string
+
+	runCtx context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errMu  sync.Mutex
+	err    error
+	srv    *http.Server
+	staff  *staff.Store
+	Desk   *desk.Server
+	Kiosks *kiosk.Server
+}
+
+func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
+	n, err := Open(ctx, cfg.Config)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	// Apply everything already in the stream before deciding anything. An event the
+	// projections cannot apply does not stop the start: the projector waits at it, says so
+	// on /healthz, and writes are refused until an administrator resolves it.
+	if err := n.Proj.CatchUp(ctx, n.JS); err != nil && !projections.IsStop(err) {
+		return nil, fmt.Errorf("catch up projections: %w", err)
+	}
+	accessLog, err := access.Open(ctx, n.JS, cfg.Replicas, n.Keys, n.Proj, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	ledCfg := ledger.Config{Rules: cfg.Rules, Now: cfg.Now, Location: cfg.Location, Logger: cfg.Logger, Recorder: accessLog}
+	if cfg.MinFreeDisk > 0 {
+		ledCfg.FreeDisk, ledCfg.MinFreeDisk = freeDisk(cfg.Data), cfg.MinFreeDisk
+	}
+	led, err := ledger.New(n.NC, n.Stream, n.Proj, n.Keys, n.V, ledCfg)
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector())
+	exp, err := expunger.New(n.Keys, n.Proj, led, expunger.Config{
+		SweepInterval: cfg.SweepInterval, Now: cfg.Now, Logger: cfg.Logger, Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	s = &Service{Node: n, Ledger: led, Expunger: exp, runCtx: runCtx, cancel: cancel}
+	// The projector must follow the stream before Reconcile appends expunged records and
+	// waits for them.
+	s.goRun("projector", func() error { return n.Proj.Follow(runCtx, n.JS) })
+	if !cfg.NoExpungeLoop {
+		// Reconcile destroys keys no open transaction uses: only safe against projections
+		// that hold the whole stream. A projector stopped at an event has not seen the
+		// loans after it, whose keys must live.
+		if n.Proj.Stopped() == nil {
+			if err := exp.Reconcile(ctx); err != nil {
+				s.Stop()
+				return nil, fmt.Errorf("finish interrupted expunges: %w", err)
+			}
+		} else {
+			cfg.Logger.Error("projections stopped at an event: interrupted expunges wait until it is resolved")
+		}
+		s.goRun("expunger", func() error { exp.Run(runCtx); return nil })
+	}
+	s.goRun("rules", func() error { led.RunRules(runCtx, cfg.RulesInterval); return nil })
+	if !n.Check.Damaged() {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.scrub(runCtx)
+		}()
+	}
+	kc := cfg.Kiosks
+	kc.Now, kc.Logger = cfg.Now, cfg.Logger
+	if s.Kiosks, err = kiosk.Serve(led, n.KioskNC, kc); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("serve kiosks: %w", err)
+	}
+	if n.auth != nil {
+		// The embedded server knows its kiosks: one subscription each, so that one
+		// kiosk's flood waits behind itself.
+		if err := n.auth.serveKiosks(s.Kiosks.ServeOnly); err != nil {
+			s.Stop()
+			return nil, fmt.Errorf("serve kiosks: %w", err)
+		}
+	}
+	registerGauges(reg, s)
+	if cfg.HTTP != "off" {
+		if cfg.TLSCert == "" && !Loopback(cfg.HTTP) {
+			s.Stop()
+			return nil, fmt.Errorf("--http %s is not a loopback address: staff passwords and sessions would cross the network in the clear; give --tls-cert and --tls-key", cfg.HTTP)
+		}
+		ln, err := net.Listen("tcp", cfg.HTTP)
+		if err != nil {
+			s.Stop()
+			return nil, fmt.Errorf("http listen: %w", err)
+		}
+		if s.staff, err = staff.Open(filepath.Join(cfg.Data, "staff"), cfg.Logger); err != nil {
+			ln.Close()
+			s.Stop()
+			return nil, err
+		}
+		sessions := cfg.Sessions
+		if sessions.Now == nil {
+			sessions.Now = cfg.Now
+		}
+		api := &desk.Server{
+			Reads: &desk.Reads{
+				Store: n.Proj, Expunger: exp, Logger: cfg.Logger,
+				Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+				StreamLast: n.StreamLast, Now: cfg.Now,
+			},
+			Ledger: led, Access: accessLog, Collections: cfg.Collections, Location: cfg.Location, Logger: cfg.Logger,
+			Auth: &staff.Auth{Store: s.staff, Sessions: staff.NewSessions(sessions),
+				Limiter: staff.NewLimiter(staff.LimitConfig{Now: cfg.Now}), Secure: cfg.TLSCert != "", Logger: cfg.Logger},
+		}
+		s.Desk = api
+		httpCfg := cfg.HTTPServer
+		httpCfg.Logger = cfg.Logger
+		s.srv = desk.NewHTTPServer(api.Handler(), httpCfg)
+		ln = desk.LimitListener(ln, httpCfg) // under TLS: a connection counts from accept
+		scheme := "http"
+		if cfg.TLSCert != "" {
+			scheme = "https"
+			cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+			if err != nil {
+				ln.Close()
+				s.Stop()
+				return nil, fmt.Errorf("TLS certificate: %w", err)
+			}
+			s.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+			ln = tls.NewListener(ln, s.srv.TLSConfig)
+		}
+		s.HTTPURL = scheme + "://" + ln.Addr().String()
+		s.goRun("http", func() error {
+			if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	return s, nil
+}
+
+func registerGauges(reg *prometheus.Registry, s *Service) {
+	proj := s.Proj
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lethe_projection_applied_sequence", Help: "Last stream sequence applied to the projections.",
+	}, func() float64 { return float64(proj.Applied()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lethe_projector_stopped", Help: "1 while the projector waits at an event it cannot apply or write; writes are refused meanwhile.",
+	}, func() float64 {
+		if proj.Health().Stop != nil {
+			return 1
+		}
+		return 0
+	}))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "lethe_projector_stops_total", Help: "How often the projector stopped at an event since the start.",
+	}, func() float64 { return float64(proj.Health().Stops) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lethe_stream_damaged", Help: "1 when the start found acknowledged events lost from the stream.",
+	}, func() float64 {
+		if proj.Health().Damage != "" {
+			return 1
+		}
+		return 0
+	}))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "lethe_kiosk_refused_total", Help: "Kiosk requests refused at intake: the queue was full, a kiosk's rate was exceeded, or the reply subject was not an inbox.",
+	}, func() float64 { return float64(s.Kiosks.Refused()) }))
+	reg.MustRegister(countsCollector{proj})
+}
+
+var (
+	descOpenTxns = prometheus.NewDesc("lethe_open_transactions", "Open transactions: the only patron-item links that exist.", nil, nil)
+	descOnLoan   = prometheus.NewDesc("lethe_items_on_loan", "Items on loan.", nil, nil)
+	descPending  = prometheus.NewDesc("lethe_pending_expunges", "Closed transactions whose expunged record is not yet applied.", nil, nil)
+)
+
+// countsCollector reports the projections' row counts, counting once per scrape.
+type countsCollector struct{ proj *projections.Store }
+
+func (countsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descOpenTxns
+	ch <- descOnLoan
+	ch <- descPending
+}
+
+func (c countsCollector) Collect(ch chan<- prometheus.Metric) {
+	counts, err := c.proj.Counts()
+	if err != nil {
+		for _, d := range []*prometheus.Desc{descOpenTxns, descOnLoan, descPending} {
+			ch <- prometheus.NewInvalidMetric(d, err)
+		}
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descOpenTxns, prometheus.GaugeValue, float64(counts.OpenTxns))
+	ch <- prometheus.MustNewConstMetric(descOnLoan, prometheus.GaugeValue, float64(counts.OnLoan))
+	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(counts.PendingExpunge))
+}
+
+// scrub reads the whole stream once after the start, in the background, and reports
+// events a damaged file lost (ledger.Scrub) on /healthz, in the log and in a metric.
+func (s *Service) scrub(ctx context.Context) {
+	check, err := ledger.Scrub(ctx, s.JS)
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		s.cfg.Logger.Error("read the stream through", "err", err)
+	case check.Damaged():
+		s.cfg.Logger.Error("the stream is damaged; serving what the projections applied", "problem", check.Problem())
+		s.Proj.ReportDamage(check.Problem())
+	default:
+		s.cfg.Logger.Debug("stream read through: no event missing", "last", check.Last)
+	}
+}
+
+// goRun runs a part; the first part to fail stops the service.
+func (s *Service) goRun(name string, f func() error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := f(); err != nil {
+			s.setErr(fmt.Errorf("%s: %w", name, err))
+			s.cancel()
+		}
+	}()
+}
+
+// stop shuts every part down in reverse order of dependency and closes the node: first
+// intake (HTTP, then the kiosk subscription, draining what it took), then the loops
+// (projector, expunger, rules) once nothing waits on them, then the stores. It returns
+// the first part's failure.
+func (s *Service) Stop() error {
+	if s.srv != nil {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.srv.Shutdown(shutdownCtx)
+		cancel()
+	}
+	if s.Kiosks != nil {
+		if err := s.Kiosks.Close(); err != nil {
+			s.setErr(fmt.Errorf("close kiosk API: %w", err))
+		}
+	}
+	s.cancel()
+	s.wg.Wait()
+	if s.staff != nil {
+		if err := s.staff.Close(); err != nil {
+			s.setErr(fmt.Errorf("close staff store: %w", err))
+		}
+	}
+	s.Node.Close()
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+// loopback reports whether a listen address is on loopback only.
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// setErr keeps the first error of the service.
+func (s *Service) setErr(err error) {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	if s.err == nil {
+		s.err = err
+	}
+}
+
+// failed is closed when a part fails (or the service is stopping).
+func (s *Service) Failed() <-chan struct{} { return s.runCtx.Done() }
