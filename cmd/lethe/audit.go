@@ -11,79 +11,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/imagineif/lethe/audit"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
-
-// auditLine is one event as an auditor sees it. Patron references are never opened: they
-// show as "sealed" while the transaction's key may exist and "expunged" once the stream
-// records that it was destroyed.
-type auditLine struct {
-	Seq     uint64    `json:"seq"`
-	Time    time.Time `json:"time"`
-	Type    string    `json:"type"`
-	Subject string    `json:"subject"`
-	TxnID   string    `json:"txn_id,omitempty"`
-	Barcode string    `json:"barcode,omitempty"`
-	Patron  string    `json:"patron,omitempty"`
-	Amount  *int64    `json:"amount_cents,omitempty"`
-}
-
-// auditData is the union of the fields of events an auditor's line shows.
-type auditData struct {
-	TxnID       string          `json:"txn_id"`
-	Barcode     string          `json:"barcode"`
-	Patron      json.RawMessage `json:"patron"`
-	AmountCents *int64          `json:"amount_cents"`
-}
-
-// auditor decodes and checks the stream without keys.
-type auditor struct {
-	v        *schemas.Validator
-	expunged map[string]bool
-}
-
-// line decodes one message against its schema and describes it.
-func (a *auditor) line(m ledger.Msg) (auditLine, error) {
-	ev, err := a.v.Event(m.Data)
-	if err != nil {
-		return auditLine{}, err
-	}
-	var d auditData
-	if err := json.Unmarshal(ev.Data, &d); err != nil {
-		return auditLine{}, err
-	}
-	l := auditLine{Seq: m.Seq, Time: ev.Time, Type: ev.Type, Subject: m.Subject, TxnID: d.TxnID, Barcode: d.Barcode, Amount: d.AmountCents}
-	if len(d.Patron) > 0 && string(d.Patron) != "null" {
-		l.Patron = "sealed"
-		if a.expunged[d.TxnID] {
-			l.Patron = "expunged"
-		}
-	}
-	return l, nil
-}
-
-// expungedTxns reads the transaction.expunged records: the transactions whose keys are
-// destroyed.
-func expungedTxns(ctx context.Context, nc *nats.Conn, v *schemas.Validator) (map[string]bool, error) {
-	out := map[string]bool{}
-	err := ledger.ReadDirect(ctx, nc, ledger.ReadOptions{Subjects: []string{ledger.ExpungedSubject}}, func(m ledger.Msg) error {
-		ev, err := v.Event(m.Data)
-		if err != nil {
-			return fmt.Errorf("sequence %d: %w", m.Seq, err)
-		}
-		var d schemas.TransactionExpunged
-		if err := json.Unmarshal(ev.Data, &d); err != nil {
-			return err
-		}
-		out[d.TxnID] = true
-		return nil
-	})
-	return out, err
-}
 
 func cmdAuditReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	f := newFlags("audit replay", getenv, stderr)
@@ -128,11 +62,11 @@ func cmdAuditReplay(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		return err
 	}
-	expunged, err := expungedTxns(ctx, nc, v)
+	expunged, err := audit.ExpungedTxns(ctx, nc, v)
 	if err != nil {
 		return err
 	}
-	a := &auditor{v: v, expunged: expunged}
+	a := audit.New(v, expunged)
 	table := *format == "table" || (*format == "auto" && isTerminal(stdout))
 	var tw *tabwriter.Writer
 	enc := json.NewEncoder(stdout)
@@ -142,7 +76,7 @@ func cmdAuditReplay(ctx context.Context, args []string, getenv func(string) stri
 	}
 	var n, sealed, gone int
 	err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
-		l, err := a.line(m)
+		l, err := a.Line(m)
 		if err != nil {
 			return fmt.Errorf("sequence %d does not match its schema: %w", m.Seq, err)
 		}

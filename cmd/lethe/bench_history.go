@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/imagineif/lethe/audit"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/projections"
@@ -64,15 +65,15 @@ func rawRead(ctx context.Context, js jetstream.JetStream) (int, time.Duration, e
 // every event through the auditor's decode path (schema check, data, patron status).
 // It returns the events decoded and the time of the main pass.
 func auditRead(ctx context.Context, nc *nats.Conn, v *schemas.Validator) (int, time.Duration, error) {
-	expunged, err := expungedTxns(ctx, nc, v)
+	expunged, err := audit.ExpungedTxns(ctx, nc, v)
 	if err != nil {
 		return 0, 0, err
 	}
-	a := &auditor{v: v, expunged: expunged}
+	a := audit.New(v, expunged)
 	n, sealed := 0, 0
 	start := time.Now()
 	err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
-		l, err := a.line(m)
+		l, err := a.Line(m)
 		if err != nil {
 			return fmt.Errorf("sequence %d: %w", m.Seq, err)
 		}

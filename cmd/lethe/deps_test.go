@@ -41,6 +41,8 @@ var allowedImports = map[string]rule{
 		"the access record is the ledger's Recorder, sealed under keystore keys, on its own stream"},
 	"staff": {[]string{"schemas", "policy", "keystore", "github.com/cockroachdb/pebble/v2", "golang.org/x/crypto/"},
 		"accounts in Pebble; keystore only for the Pebble logger and corruption handler all of Lethe's Pebble databases share, so one place decides what a Pebble failure does"},
+	"audit": {[]string{"schemas", "ledger", "github.com/nats-io/nats.go"},
+		"the auditor reads the stream with the ledger's direct reads and checks it against the schemas; no keys"},
 	"node": {[]string{"schemas", "keystore", "ledger", "projections", "expunger", "access", "identity", "kiosk", "staff", "desk",
 		"github.com/nats-io/nats-server/v2/server", "github.com/nats-io/nats.go", "github.com/nats-io/nkeys", "github.com/prometheus/client_golang/prometheus"},
 		"the server assembly: the one package besides cmd/ that embeds nats-server (its authentication of identities), and wires every part in order"},

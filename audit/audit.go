@@ -1,0 +1,88 @@
+// Package audit is what an auditor does with the CIRC stream, with no key: read it through
+// (read-only, with direct reads), check every event against its schema, and describe
+// each one without opening a patron reference: "sealed" while the transaction's key may
+// exist, "expunged" once the stream records that it was destroyed.
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/schemas"
+	"github.com/nats-io/nats.go"
+)
+
+// Line is one event as an auditor sees it. Patron references are never opened: they
+// show as "sealed" while the transaction's key may exist and "expunged" once the stream
+// records that it was destroyed.
+type Line struct {
+	Seq     uint64    `json:"seq"`
+	Time    time.Time `json:"time"`
+	Type    string    `json:"type"`
+	Subject string    `json:"subject"`
+	TxnID   string    `json:"txn_id,omitempty"`
+	Barcode string    `json:"barcode,omitempty"`
+	Patron  string    `json:"patron,omitempty"`
+	Amount  *int64    `json:"amount_cents,omitempty"`
+}
+
+// auditData is the union of the fields of events an auditor's line shows.
+type auditData struct {
+	TxnID       string          `json:"txn_id"`
+	Barcode     string          `json:"barcode"`
+	Patron      json.RawMessage `json:"patron"`
+	AmountCents *int64          `json:"amount_cents"`
+}
+
+// Auditor decodes and checks the stream without keys. Make one with New.
+type Auditor struct {
+	v        *schemas.Validator
+	expunged map[string]bool
+}
+
+// Line decodes one message against its schema and describes it.
+func (a *Auditor) Line(m ledger.Msg) (Line, error) {
+	ev, err := a.v.Event(m.Data)
+	if err != nil {
+		return Line{}, err
+	}
+	var d auditData
+	if err := json.Unmarshal(ev.Data, &d); err != nil {
+		return Line{}, err
+	}
+	l := Line{Seq: m.Seq, Time: ev.Time, Type: ev.Type, Subject: m.Subject, TxnID: d.TxnID, Barcode: d.Barcode, Amount: d.AmountCents}
+	if len(d.Patron) > 0 && string(d.Patron) != "null" {
+		l.Patron = "sealed"
+		if a.expunged[d.TxnID] {
+			l.Patron = "expunged"
+		}
+	}
+	return l, nil
+}
+
+// ExpungedTxns reads the transaction.expunged records: the transactions whose keys are
+// destroyed.
+func ExpungedTxns(ctx context.Context, nc *nats.Conn, v *schemas.Validator) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := ledger.ReadDirect(ctx, nc, ledger.ReadOptions{Subjects: []string{ledger.ExpungedSubject}}, func(m ledger.Msg) error {
+		ev, err := v.Event(m.Data)
+		if err != nil {
+			return fmt.Errorf("sequence %d: %w", m.Seq, err)
+		}
+		var d schemas.TransactionExpunged
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			return err
+		}
+		out[d.TxnID] = true
+		return nil
+	})
+	return out, err
+}
+
+// New returns an auditor that knows which transactions were expunged.
+func New(v *schemas.Validator, expunged map[string]bool) *Auditor {
+	return &Auditor{v: v, expunged: expunged}
+}
