@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nkeys"
 )
 
@@ -136,9 +136,7 @@ func (r *Registry) read() (file, error) {
 		return file{}, fmt.Errorf("identity registry: %w", err)
 	}
 	var f file
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
+	if err := schemas.DecodeStrict(data, &f); err != nil {
 		return file{}, fmt.Errorf("identity registry %s is damaged: %w", r.Path(), err)
 	}
 	if f.Version != fileFormat {

@@ -110,16 +110,13 @@ func (a *Auth) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeReply(w, schemas.HTTPStatus(pub.Code), schemas.Reply{Error: pub})
 }
 
-// decode reads a JSON body strictly into v: one object, known fields only. Its error never
-// repeats the body, which may hold a password. The server in front bounds the body's size
-// (desk.MaxBodyBytes), once for every route.
+// decode reads a JSON body strictly into v with the one strict decoder
+// (schemas.DecodeStrict: one object, known fields only, no repeated or case-folded
+// names). Its error never repeats the body, which may hold a password. The server in
+// front bounds the body's size (desk.MaxBodyBytes), once for every route.
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return errBadBody
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	raw, err := io.ReadAll(r.Body)
+	if err != nil || schemas.DecodeStrict(raw, v) != nil {
 		return errBadBody
 	}
 	return nil

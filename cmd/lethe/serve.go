@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +12,7 @@ import (
 	"github.com/imagineif/lethe/desk"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/node"
+	"github.com/imagineif/lethe/schemas"
 )
 
 // serviceFlags declares the flags shared by serve and demo, with the defaults that differ
@@ -124,9 +123,7 @@ func readRules(path string) (ledger.Rules, error) {
 		DamageFeeCents    int64 `json:"damage_fee_cents"`
 		DefaultPriceCents int64 `json:"default_price_cents"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	if err := schemas.DecodeStrict(data, &r); err != nil {
 		return ledger.Rules{}, fmt.Errorf("rules %s: %w", path, err)
 	}
 	rules := ledger.Rules{LoanDays: r.LoanDays, MaxRenewals: r.MaxRenewals, MaxLoans: r.MaxLoans,
