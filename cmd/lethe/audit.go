@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/imagineif/lethe/audit"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/node"
+	"github.com/imagineif/lethe/progress"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -67,7 +67,7 @@ func cmdAuditReplay(ctx context.Context, args []string, getenv func(string) stri
 		return err
 	}
 	a := audit.New(v, expunged)
-	table := *format == "table" || (*format == "auto" && isTerminal(stdout))
+	table := *format == "table" || (*format == "auto" && progress.IsTerminal(stdout))
 	var tw *tabwriter.Writer
 	enc := json.NewEncoder(stdout)
 	if table {
@@ -120,14 +120,4 @@ func short(id string) string {
 		return id[:8]
 	}
 	return id
-}
-
-// isTerminal reports whether w is a terminal (a character device).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/imagineif/lethe/progress"
 )
 
 // lethe bench measures Lethe next to the raw engines doing the same I/O, in one run,
@@ -236,7 +238,7 @@ type benchProgress struct {
 }
 
 func newBenchProgress(w io.Writer) *benchProgress {
-	p := &benchProgress{w: w, tty: isTerminal(w), start: time.Now(), stopc: make(chan struct{}), done: make(chan struct{})}
+	p := &benchProgress{w: w, tty: progress.IsTerminal(w), start: time.Now(), stopc: make(chan struct{}), done: make(chan struct{})}
 	if !p.tty {
 		close(p.done)
 		return p

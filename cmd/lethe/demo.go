@@ -20,6 +20,7 @@ import (
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/policy"
+	"github.com/imagineif/lethe/progress"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/imagineif/lethe/staff"
 )
@@ -140,7 +141,7 @@ func seedLibrary(ctx context.Context, s *node.Service, items, patrons int, stder
 		return s.Ledger.Execute(ctx, desk, name, raw)
 	}
 	// The catalog goes in as a bulk import does: up to a whole atomic batch at a time.
-	p := newProgressBar(stderr, "cataloging items", int64(items))
+	p := progress.NewBar(stderr, "cataloging items", int64(items))
 	var cmds []json.RawMessage
 	for i := range items {
 		bc := fmt.Sprintf("3%07d", i+1)
@@ -163,7 +164,7 @@ func seedLibrary(ctx context.Context, s *node.Service, items, patrons int, stder
 		}
 	}
 	p.Stop()
-	p = newProgressBar(stderr, "registering patrons", int64(patrons))
+	p = progress.NewBar(stderr, "registering patrons", int64(patrons))
 	defer p.Stop()
 	now := time.Now()
 	for i := range patrons {
@@ -279,7 +280,7 @@ func (lib *demoLibrary) pickOut() (barcode, card string, ok bool) {
 // summaries prints a live summary every second until ctx ends: on a terminal one line
 // redrawn in place, otherwise a line every five seconds.
 func (lib *demoLibrary) summaries(ctx context.Context, s *node.Service, t *demoTotals, w io.Writer) {
-	tty := isTerminal(w)
+	tty := progress.IsTerminal(w)
 	every := time.Second
 	if !tty {
 		every = 5 * time.Second

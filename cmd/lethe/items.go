@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/desk"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/progress"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -99,7 +100,7 @@ func cmdItemsImport(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		return err
 	}
-	bar := newProgressBar(stderr, "importing items", int64(len(rows)))
+	bar := progress.NewBar(stderr, "importing items", int64(len(rows)))
 	tally, err := sendItems(ctx, c, rows, *workers, func(n int) { bar.Add(n) })
 	bar.Stop()
 	elapsed := time.Since(start)

@@ -338,33 +338,6 @@ func TestCatalogItemsRoute(t *testing.T) {
 	}
 }
 
-// TestItemsImportProgress: on a terminal the bar shows the label, the count, the percent,
-// the rate in items a second and the time left, and ends on a new line; elsewhere it draws
-// nothing (the import's summary line is all a log gets, as TestItemsImportBulk checks).
-func TestItemsImportProgress(t *testing.T) {
-	t.Parallel()
-	var tty, pipe bytes.Buffer
-	for _, w := range []*bytes.Buffer{&tty, &pipe} {
-		p := progressBarOn(w, w == &tty, "importing items", 2000)
-		p.Add(1000)
-		if w == &tty {
-			for _, want := range []string{"importing items", " 50% ", "(1000/2000, ", " items/s)", "[0s:"} {
-				if !strings.Contains(tty.String(), want) {
-					t.Errorf("bar half way = %q, want %q in it", tty.String(), want)
-				}
-			}
-		}
-		p.Add(1000)
-		p.Stop()
-	}
-	if !strings.Contains(tty.String(), "100% ") || !strings.HasSuffix(tty.String(), "\n") {
-		t.Errorf("bar at the end = %q, want 100%% and a new line", tty.String())
-	}
-	if pipe.Len() != 0 {
-		t.Errorf("a bar off a terminal drew %q, want nothing", pipe.String())
-	}
-}
-
 // wantUnauthenticated checks a refusal for want of a session (staff.Auth's envelope).
 func wantUnauthenticated(t *testing.T, what string, resp *http.Response, body []byte) {
 	t.Helper()
