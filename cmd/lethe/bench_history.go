@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/audit"
+	"github.com/imagineif/lethe/demo"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/projections"
@@ -198,7 +199,7 @@ func (b *bencher) growthRun(ctx context.Context, open int) error {
 	defer s.Stop()
 	// Cards for the open loans (at most 40 each, under the loan limit), and one per kiosk.
 	holders := (open + 39) / 40
-	lib, err := seedLibrary(ctx, s, open+4*kiosks, holders+kiosks, io.Discard)
+	lib, err := demo.Seed(ctx, s, open+4*kiosks, holders+kiosks, io.Discard)
 	if err != nil {
 		return err
 	}
@@ -208,7 +209,7 @@ func (b *bencher) growthRun(ctx context.Context, open int) error {
 	b.prog.set("growth %d: opening %d loans", open, open)
 	if err := parallel(ctx, kiosks, open, func(i int) error {
 		code, err := kioskRequest(ctx, kc, "growth"+strconv.Itoa(i%kiosks), schemas.CmdCheckOut,
-			schemas.CheckOut{CommandID: uuid.NewString(), Card: lib.cards[i%holders], Barcode: lib.barcodes[i]})
+			schemas.CheckOut{CommandID: uuid.NewString(), Card: lib.Cards[i%holders], Barcode: lib.Barcodes[i]})
 		if err == nil && code != "" {
 			err = fmt.Errorf("checkout refused: %s", code)
 		}
@@ -237,12 +238,12 @@ func (b *bencher) growthRun(ctx context.Context, open int) error {
 
 	closed := 10 * open
 	b.prog.set("growth %d: %d transactions opened and closed", open, closed)
-	pool := lib.barcodes[open:]
+	pool := lib.Barcodes[open:]
 	var next atomic.Int64
 	if err := parallel(ctx, kiosks, kiosks, func(k int) error {
 		var out, in latencies
 		items := kioskItems(pool, k, kiosks)
-		card := lib.cards[holders+k]
+		card := lib.Cards[holders+k]
 		for i := 0; next.Add(1) <= int64(closed); i++ {
 			if err := roundTrip(ctx, kc, "growth"+strconv.Itoa(k), card, items[i%len(items)], &out, &in, func(code string) {
 				b.warn("growth: a kiosk request was refused (%s)", code)
@@ -263,7 +264,7 @@ func (b *bencher) growthRun(ctx context.Context, open int) error {
 	// projections forget the command ids they kept for retries.
 	clk.offset.Store(int64(ledger.DedupeWindow + time.Minute))
 	var out, in latencies
-	if err := roundTrip(ctx, kc, "growth-late", lib.cards[holders], pool[0], &out, &in, func(code string) {
+	if err := roundTrip(ctx, kc, "growth-late", lib.Cards[holders], pool[0], &out, &in, func(code string) {
 		b.warn("growth: a kiosk request was refused (%s)", code)
 	}); err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/imagineif/lethe/demo"
 	"github.com/imagineif/lethe/kiosk"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/node"
@@ -160,7 +161,7 @@ func (r *refusals) add(code string) {
 
 // letheLoad runs kiosks concurrent kiosks for d, each checking its own items out and back
 // in as fast as Lethe answers.
-func (b *bencher) letheLoad(ctx context.Context, s *node.Service, nc *node.KioskClients, lib *demoLibrary, kiosks int, d time.Duration) (loadResult, error) {
+func (b *bencher) letheLoad(ctx context.Context, s *node.Service, nc *node.KioskClients, lib *demo.Library, kiosks int, d time.Duration) (loadResult, error) {
 	before, err := s.StreamLast(ctx)
 	if err != nil {
 		return loadResult{}, err
@@ -175,8 +176,8 @@ func (b *bencher) letheLoad(ctx context.Context, s *node.Service, nc *node.Kiosk
 	start := time.Now()
 	deadline := start.Add(d)
 	for k := range kiosks {
-		items := kioskItems(lib.barcodes, k, kiosks)
-		card := lib.cards[k%len(lib.cards)]
+		items := kioskItems(lib.Barcodes, k, kiosks)
+		card := lib.Cards[k%len(lib.Cards)]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -327,7 +328,7 @@ func (b *bencher) ingest(ctx context.Context) error {
 			s.Stop()
 		}
 	}()
-	lib, err := seedLibrary(ctx, s, b.plan.items, maxKiosks, io.Discard)
+	lib, err := demo.Seed(ctx, s, b.plan.items, maxKiosks, io.Discard)
 	if err != nil {
 		return err
 	}
@@ -412,7 +413,7 @@ func (b *bencher) fillHistory(ctx context.Context) error {
 			s.Stop()
 		}
 	}()
-	lib, err := seedLibrary(ctx, s, 4*kiosks, kiosks, io.Discard)
+	lib, err := demo.Seed(ctx, s, 4*kiosks, kiosks, io.Discard)
 	if err != nil {
 		return err
 	}
@@ -469,7 +470,7 @@ func (b *bencher) fixedAndExpunge(ctx context.Context) error {
 		return err
 	}
 	defer s.Stop()
-	lib, err := seedLibrary(ctx, s, 200, 16, io.Discard)
+	lib, err := demo.Seed(ctx, s, 200, 16, io.Discard)
 	if err != nil {
 		return err
 	}
@@ -557,13 +558,13 @@ func (b *bencher) rawFixed(ctx context.Context, nc *nats.Conn, rate int, d time.
 
 // letheFixed starts rate round trips per second for d, each on an item no other round
 // trip holds, cards taken in turn.
-func (b *bencher) letheFixed(ctx context.Context, s *node.Service, nc *node.KioskClients, lib *demoLibrary, rate float64, d time.Duration) (loadResult, error) {
+func (b *bencher) letheFixed(ctx context.Context, s *node.Service, nc *node.KioskClients, lib *demo.Library, rate float64, d time.Duration) (loadResult, error) {
 	before, err := s.StreamLast(ctx)
 	if err != nil {
 		return loadResult{}, err
 	}
-	free := make(chan string, len(lib.barcodes))
-	for _, bc := range lib.barcodes {
+	free := make(chan string, len(lib.Barcodes))
+	for _, bc := range lib.Barcodes {
 		free <- bc
 	}
 	var res loadResult
@@ -579,7 +580,7 @@ func (b *bencher) letheFixed(ctx context.Context, s *node.Service, nc *node.Kios
 		}
 		defer func() { free <- bc }()
 		var out, in latencies
-		card := lib.cards[i%len(lib.cards)]
+		card := lib.Cards[i%len(lib.Cards)]
 		if err := roundTrip(ctx, nc, "fixed"+strconv.Itoa(i%16), card, bc, &out, &in, ref.add); err != nil {
 			return err
 		}

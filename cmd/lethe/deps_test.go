@@ -41,6 +41,8 @@ var allowedImports = map[string]rule{
 		"the access record is the ledger's Recorder, sealed under keystore keys, on its own stream"},
 	"staff": {[]string{"schemas", "policy", "keystore", "github.com/cockroachdb/pebble/v2", "golang.org/x/crypto/"},
 		"accounts in Pebble; keystore only for the Pebble logger and corruption handler all of Lethe's Pebble databases share, so one place decides what a Pebble failure does"},
+	"demo": {[]string{"schemas", "policy", "ledger", "identity", "staff", "node", "progress", "github.com/google/uuid"},
+		"the simulated library: a client of a whole server (node), seeded at its desk (ledger), served by kiosks, with an account and a kiosk identity for a visitor"},
 	"progress": {[]string{"github.com/schollz/progressbar/v3"},
 		"a command's progress on a terminal; knows nothing of Lethe, so any command or simulation may draw it"},
 	"audit": {[]string{"schemas", "ledger", "github.com/nats-io/nats.go"},
