@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/uuid"
+	"github.com/imagineif/lethe/bench"
 	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
@@ -185,7 +185,7 @@ func BenchmarkRawRead(b *testing.B) {
 	total := 0
 	b.ResetTimer()
 	for b.Loop() {
-		got, _, err := rawRead(ctxT(b), n.JS)
+		got, _, err := bench.RawRead(ctxT(b), n.JS)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -200,7 +200,7 @@ func BenchmarkAuditRead(b *testing.B) {
 	total := 0
 	b.ResetTimer()
 	for b.Loop() {
-		got, _, err := auditRead(ctxT(b), n.NC, n.V)
+		got, _, err := bench.AuditRead(ctxT(b), n.NC, n.V)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -215,12 +215,11 @@ func benchHistory(b *testing.B) *node.Node { return benchHistoryT(b) }
 
 func benchHistoryT(b testing.TB) *node.Node {
 	b.Helper()
-	bn := &bencher{plan: benchPlan{historyFill: 3 * time.Second}, root: b.TempDir(),
-		logger: slog.New(slog.DiscardHandler), prog: newBenchProgress(io.Discard)}
-	if err := bn.fillHistory(ctxT(b)); err != nil {
+	dir := b.TempDir()
+	if err := bench.FillHistory(ctxT(b), dir, 3*time.Second, nil); err != nil {
 		b.Fatal(err)
 	}
-	n, err := node.Open(ctxT(b), node.Config{Data: bn.history, NATSListen: "off", Location: time.UTC, Logger: bn.logger})
+	n, err := node.Open(ctxT(b), node.Config{Data: dir, NATSListen: "off", Location: time.UTC, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -15,10 +15,10 @@ import (
 	"time"
 )
 
-// benchRow is one line of lethe bench's results: Lethe's figure next to the raw engine
+// Row is one line of lethe bench's results: Lethe's figure next to the raw engine
 // doing the same I/O. Ratio is always Lethe ÷ raw (for growth: after ÷ before), so its
 // meaning depends on the unit: above 1 is better for a rate, below 1 for a latency.
-type benchRow struct {
+type Row struct {
 	Section string   `json:"section"`
 	Name    string   `json:"name"`
 	Unit    string   `json:"unit"` // "events/s", "ms", "bytes"
@@ -31,8 +31,8 @@ type benchRow struct {
 }
 
 // newRow fills Ratio from raw and lethe.
-func newRow(section, name, unit string, raw *float64, lethe float64) benchRow {
-	r := benchRow{Section: section, Name: name, Unit: unit, Raw: raw, Lethe: lethe}
+func newRow(section, name, unit string, raw *float64, lethe float64) Row {
+	r := Row{Section: section, Name: name, Unit: unit, Raw: raw, Lethe: lethe}
 	if raw != nil && *raw != 0 {
 		r.Ratio = ptr(lethe / *raw)
 	}
@@ -40,12 +40,12 @@ func newRow(section, name, unit string, raw *float64, lethe float64) benchRow {
 }
 
 // target sets the row's target and whether it is met.
-func (r benchRow) target(text string, met bool) benchRow {
+func (r Row) target(text string, met bool) Row {
 	r.Target, r.Met = text, &met
 	return r
 }
 
-func (r benchRow) note(text string) benchRow {
+func (r Row) note(text string) Row {
 	r.Note = text
 	return r
 }
@@ -69,8 +69,8 @@ func (l latencies) percentile(p float64) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// benchMachine describes where the benchmark ran.
-type benchMachine struct {
+// Machine describes where the benchmark ran.
+type Machine struct {
 	GOOS      string `json:"goos"`
 	GOARCH    string `json:"goarch"`
 	NumCPU    int    `json:"num_cpu"`
@@ -79,8 +79,8 @@ type benchMachine struct {
 	MemoryKiB int64  `json:"memory_kib,omitempty"`
 }
 
-func machineInfo() benchMachine {
-	m := benchMachine{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, NumCPU: runtime.NumCPU(), GoVersion: runtime.Version()}
+func machineInfo() Machine {
+	m := Machine{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, NumCPU: runtime.NumCPU(), GoVersion: runtime.Version()}
 	m.CPUModel = procField("/proc/cpuinfo", "model name")
 	if kb := procField("/proc/meminfo", "MemTotal"); kb != "" {
 		m.MemoryKiB, _ = strconv.ParseInt(strings.Fields(kb)[0], 10, 64)
@@ -105,47 +105,48 @@ func procField(path, name string) string {
 	return ""
 }
 
-// benchReport is what --json writes.
-type benchReport struct {
-	Command  string       `json:"command"`
-	Quick    bool         `json:"quick"`
-	Started  time.Time    `json:"started"`
-	Elapsed  float64      `json:"elapsed_s"`
-	Machine  benchMachine `json:"machine"`
-	Rows     []benchRow   `json:"rows"`
-	Warnings []string     `json:"warnings,omitempty"`
+// Report is a run's results and where it ran: what lethe bench --json writes.
+type Report struct {
+	Command  string    `json:"command"`
+	Quick    bool      `json:"quick"`
+	Started  time.Time `json:"started"`
+	Elapsed  float64   `json:"elapsed_s"`
+	Machine  Machine   `json:"machine"`
+	Rows     []Row     `json:"rows"`
+	Warnings []string  `json:"warnings,omitempty"`
 }
 
-func writeJSONReport(w io.Writer, r benchReport) error {
+// WriteJSON writes r as indented JSON.
+func WriteJSON(w io.Writer, r Report) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
 }
 
-// writeTable prints the summary: one line per row, raw figure, Lethe's, the ratio, the
+// WriteTable prints the summary: one line per row, raw figure, Lethe's, the ratio, the
 // target and whether it is met.
-func writeTable(w io.Writer, rows []benchRow) error {
+func WriteTable(w io.Writer, rows []Row) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(benchHeader, "\t"))
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, r := range rows {
 		fmt.Fprintln(tw, strings.Join(r.cells(), "\t"))
 	}
 	return tw.Flush()
 }
 
-// writeMarkdown prints the rows as a Markdown table, for the README.
-func writeMarkdown(w io.Writer, rows []benchRow) {
-	fmt.Fprintln(w, "| "+strings.Join(benchHeader, " | ")+" |")
+// WriteMarkdown prints the rows as a Markdown table, for the README.
+func WriteMarkdown(w io.Writer, rows []Row) {
+	fmt.Fprintln(w, "| "+strings.Join(header, " | ")+" |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		fmt.Fprintln(w, "| "+strings.Join(r.cells(), " | ")+" |")
 	}
 }
 
-var benchHeader = []string{"section", "measure", "raw", "Lethe", "ratio", "target", "met"}
+var header = []string{"section", "measure", "raw", "Lethe", "ratio", "target", "met"}
 
 // cells are a row's columns as the table and the Markdown show them.
-func (r benchRow) cells() []string {
+func (r Row) cells() []string {
 	raw := "—"
 	if r.Raw != nil {
 		raw = formatValue(*r.Raw, r.Unit)

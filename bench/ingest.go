@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -23,7 +23,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// loadResult is what one ingest run measured.
 // finish records what a run appended since the stream was at before, and what was refused.
 func (r *loadResult) finish(ctx context.Context, s *node.Service, before uint64, ref *refusals) error {
 	after, err := s.StreamLast(ctx)
@@ -35,6 +34,7 @@ func (r *loadResult) finish(ctx context.Context, s *node.Service, before uint64,
 	return nil
 }
 
+// loadResult is what one ingest run measured.
 type loadResult struct {
 	events  int64         // messages appended to the stream during the run
 	elapsed time.Duration // from the first request to the last reply
@@ -250,7 +250,7 @@ func rawPublish(ctx context.Context, nc *nats.Conn, subject string, payload []by
 // rawLoad runs publishers concurrent publishers for d, each publishing one message at a
 // time to its own subject.
 func (b *bencher) rawLoad(ctx context.Context, nc *nats.Conn, publishers, size int, d time.Duration) (loadResult, error) {
-	payload := benchPayload(size)
+	payload := rawPayload(size)
 	var (
 		res  loadResult
 		mu   sync.Mutex
@@ -286,8 +286,8 @@ func (b *bencher) rawLoad(ctx context.Context, nc *nats.Conn, publishers, size i
 	return res, errors.Join(collect(errs)...)
 }
 
-// benchPayload is size bytes of JSON-like text (the stream stores it as it is).
-func benchPayload(size int) []byte {
+// rawPayload is size bytes of JSON-like text (the stream stores it as it is).
+func rawPayload(size int) []byte {
 	p := make([]byte, max(size, 2))
 	for i := range p {
 		p[i] = "abcdefghijklmnopqrstuvwxyz0123456789"[i%36]
@@ -355,7 +355,7 @@ func (b *bencher) ingest(ctx context.Context) error {
 	}
 	defer rawNode.Close()
 	rc := rawNode.NC
-	if err := rawPublish(ctx, rc, "circ.item.warmup", benchPayload(b.eventSize)); err != nil {
+	if err := rawPublish(ctx, rc, "circ.item.warmup", rawPayload(b.eventSize)); err != nil {
 		return err
 	}
 	if b.runs("ingest") {
@@ -382,52 +382,6 @@ func (b *bencher) ingest(ctx context.Context) error {
 			b.ingestRows(k, raw, lethe)
 		}
 	}
-	stopped = true
-	return s.Stop()
-}
-
-// fillHistory makes the stream that replay and rebuild read: kiosks checking items out
-// and in over the kiosk API, as in the ingest runs, but on a service that syncs the
-// stream every minute instead of before every acknowledgement, so that a large history
-// takes seconds. The events are the same. The service's clock runs an hour a second, so
-// the history spans a library's day or so, as a real stream spans months: most command
-// ids have left the one-hour deduplication window by its end, as they have in a real
-// rebuild.
-func (b *bencher) fillHistory(ctx context.Context) error {
-	const kiosks = 64
-	b.prog.set("history: seeding")
-	start := time.Now()
-	cfg := node.ServiceConfig{
-		Config: node.Config{Data: b.tempDir("history"), NATSListen: "off", Sync: "1m", Replicas: 1,
-			Location: time.UTC, Logger: b.logger},
-		HTTP: "off", SweepInterval: time.Hour, RulesInterval: time.Hour,
-		Now: func() time.Time { return start.Add(time.Since(start) * 3600) },
-	}
-	s, err := node.Start(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			s.Stop()
-		}
-	}()
-	lib, err := demo.Seed(ctx, s, 4*kiosks, kiosks, io.Discard)
-	if err != nil {
-		return err
-	}
-	kc := node.NewKioskClients(s)
-	defer kc.Close()
-	b.prog.set("history: %d kiosks for %s", kiosks, b.plan.historyFill)
-	if _, err := b.letheLoad(ctx, s, kc, lib, kiosks, b.plan.historyFill); err != nil {
-		return err
-	}
-	// Let the expunger finish, so the history ends quiet.
-	if _, err := s.Expunger.ExpungeNow(ctx); err != nil {
-		return err
-	}
-	b.history = cfg.Data
 	stopped = true
 	return s.Stop()
 }
@@ -540,7 +494,7 @@ func (b *bencher) fixedAndExpunge(ctx context.Context) error {
 // rawFixed publishes rate messages per second for d, each from its own goroutine at its
 // scheduled time (an open loop: a slow reply delays no other message).
 func (b *bencher) rawFixed(ctx context.Context, nc *nats.Conn, rate int, d time.Duration) (loadResult, error) {
-	payload := benchPayload(b.eventSize)
+	payload := rawPayload(b.eventSize)
 	var res loadResult
 	var mu sync.Mutex
 	err := openLoop(ctx, float64(rate), d, func(i int) error {

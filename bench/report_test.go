@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -73,8 +73,8 @@ func TestFormatValue(t *testing.T) {
 	}
 }
 
-func testRows() []benchRow {
-	return []benchRow{
+func testRows() []Row {
+	return []Row{
 		newRow("ingest, 1 kiosk", "throughput", "events/s", ptr(2000.0), 500).target("≥ 0.8× raw", false),
 		newRow("ingest, 1 kiosk", "p99 latency", "ms", ptr(0.5), 4),
 		newRow("expunge", "expunge lag p99", "ms", nil, 30).target("< 100 ms", true),
@@ -84,7 +84,7 @@ func testRows() []benchRow {
 func TestSummaryTable(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	if err := writeTable(&buf, testRows()); err != nil {
+	if err := WriteTable(&buf, testRows()); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
@@ -113,7 +113,7 @@ func TestSummaryTable(t *testing.T) {
 	}
 
 	buf.Reset()
-	writeMarkdown(&buf, testRows())
+	WriteMarkdown(&buf, testRows())
 	md := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
 	if len(md) != 5 || md[1] != "|---|---|---|---|---|---|---|" ||
 		md[2] != "| ingest, 1 kiosk | throughput | 2,000 events/s | 500 events/s | 0.25 | ≥ 0.8× raw | no |" ||
@@ -124,11 +124,11 @@ func TestSummaryTable(t *testing.T) {
 
 func TestJSONReport(t *testing.T) {
 	t.Parallel()
-	r := benchReport{Command: "lethe bench --quick", Quick: true, Started: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC),
-		Elapsed: 42.5, Machine: benchMachine{GOOS: "linux", GOARCH: "amd64", NumCPU: 2, GoVersion: "go1.26.8", CPUModel: "Test CPU"},
+	r := Report{Command: "lethe bench --quick", Quick: true, Started: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC),
+		Elapsed: 42.5, Machine: Machine{GOOS: "linux", GOARCH: "amd64", NumCPU: 2, GoVersion: "go1.26.8", CPUModel: "Test CPU"},
 		Rows: testRows()}
 	var buf bytes.Buffer
-	if err := writeJSONReport(&buf, r); err != nil {
+	if err := WriteJSON(&buf, r); err != nil {
 		t.Fatal(err)
 	}
 	var got map[string]any

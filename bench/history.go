@@ -1,10 +1,11 @@
-package main
+package bench
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -25,9 +26,62 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// rawRead reads the whole CIRC stream with an ordered consumer and does nothing with the
+// fillHistory makes in dir the stream that replay and rebuild read: kiosks checking items out
+// and in over the kiosk API, as in the ingest runs, but on a service that syncs the
+// stream every minute instead of before every acknowledgement, so that a large history
+// takes seconds. The events are the same. The service's clock runs an hour a second, so
+// the history spans a library's day or so, as a real stream spans months: most command
+// ids have left the one-hour deduplication window by its end, as they have in a real
+// rebuild.
+func (b *bencher) fillHistory(ctx context.Context, dir string) error {
+	const kiosks = 64
+	b.prog.set("history: seeding")
+	start := time.Now()
+	cfg := node.ServiceConfig{
+		Config: node.Config{Data: dir, NATSListen: "off", Sync: "1m", Replicas: 1,
+			Location: time.UTC, Logger: b.logger},
+		HTTP: "off", SweepInterval: time.Hour, RulesInterval: time.Hour,
+		Now: func() time.Time { return start.Add(time.Since(start) * 3600) },
+	}
+	s, err := node.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			s.Stop()
+		}
+	}()
+	lib, err := demo.Seed(ctx, s, 4*kiosks, kiosks, io.Discard)
+	if err != nil {
+		return err
+	}
+	kc := node.NewKioskClients(s)
+	defer kc.Close()
+	b.prog.set("history: %d kiosks for %s", kiosks, b.plan.historyFill)
+	if _, err := b.letheLoad(ctx, s, kc, lib, kiosks, b.plan.historyFill); err != nil {
+		return err
+	}
+	// Let the expunger finish, so the history ends quiet.
+	if _, err := s.Expunger.ExpungeNow(ctx); err != nil {
+		return err
+	}
+	stopped = true
+	return s.Stop()
+}
+
+// FillHistory makes in dir, an empty data directory, the history that a run replays and
+// rebuilds: 64 kiosks checking items out and in for d, as the run's history section does.
+// Open it with node.Open. logger is Lethe's own log; nil writes nowhere.
+func FillHistory(ctx context.Context, dir string, d time.Duration, logger *slog.Logger) error {
+	b := &bencher{plan: plan{historyFill: d}, logger: discardNil(logger), prog: newProgressLine(nil)}
+	return b.fillHistory(ctx, dir)
+}
+
+// RawRead reads the whole CIRC stream with an ordered consumer and does nothing with the
 // messages but count their bytes: the engine's own replay rate.
-func rawRead(ctx context.Context, js jetstream.JetStream) (int, time.Duration, error) {
+func RawRead(ctx context.Context, js jetstream.JetStream) (int, time.Duration, error) {
 	start := time.Now()
 	s, err := js.Stream(ctx, ledger.StreamName)
 	if err != nil {
@@ -62,10 +116,10 @@ func rawRead(ctx context.Context, js jetstream.JetStream) (int, time.Duration, e
 	return n, time.Since(start), nil
 }
 
-// auditRead is lethe audit replay without its output: the expunged records first, then
+// AuditRead is lethe audit replay without its output: the expunged records first, then
 // every event through the auditor's decode path (schema check, data, patron status).
 // It returns the events decoded and the time of the main pass.
-func auditRead(ctx context.Context, nc *nats.Conn, v *schemas.Validator) (int, time.Duration, error) {
+func AuditRead(ctx context.Context, nc *nats.Conn, v *schemas.Validator) (int, time.Duration, error) {
 	expunged, err := audit.ExpungedTxns(ctx, nc, v)
 	if err != nil {
 		return 0, 0, err
@@ -107,13 +161,13 @@ func (b *bencher) replayAndRebuild(ctx context.Context) error {
 	}
 	events := int(n.Proj.Applied())
 	// A first read warms the page cache for both.
-	if _, _, err := rawRead(ctx, n.JS); err != nil {
+	if _, _, err := RawRead(ctx, n.JS); err != nil {
 		return err
 	}
 	var raws, audits, rebuilds []float64
 	for i := range b.plan.replayRuns {
 		b.prog.set("replay %d/%d: raw ordered consumer, %s events", i+1, b.plan.replayRuns, thousands(int64(events)))
-		rn, rd, err := rawRead(ctx, n.JS)
+		rn, rd, err := RawRead(ctx, n.JS)
 		if err != nil {
 			return err
 		}
@@ -122,7 +176,7 @@ func (b *bencher) replayAndRebuild(ctx context.Context) error {
 		var an int
 		var ad time.Duration
 		pprof.Do(ctx, pprof.Labels("bench", "replay"), func(ctx context.Context) {
-			an, ad, err = auditRead(ctx, n.NC, n.V)
+			an, ad, err = AuditRead(ctx, n.NC, n.V)
 		})
 		if err != nil {
 			return err
@@ -170,11 +224,11 @@ func (b *bencher) replayAndRebuild(ctx context.Context) error {
 	return nil
 }
 
-// benchClock is the service's clock in the growth runs: real time plus an offset the
+// clock is the service's clock in the growth runs: real time plus an offset the
 // bench moves forward, past the deduplication window.
-type benchClock struct{ offset atomic.Int64 }
+type clock struct{ offset atomic.Int64 }
 
-func (c *benchClock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
 
 // growth measures the keystore's and the projections' bytes on disk with n open
 // transactions, then after 10×n more transactions opened and closed: they must follow the
@@ -190,7 +244,7 @@ func (b *bencher) growth(ctx context.Context) error {
 
 func (b *bencher) growthRun(ctx context.Context, open int) error {
 	const kiosks = 16
-	var clk benchClock
+	var clk clock
 	b.prog.set("growth %d: seeding", open)
 	s, err := b.startLethe(ctx, "growth"+strconv.Itoa(open), time.Hour, clk.Now)
 	if err != nil {
