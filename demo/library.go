@@ -43,9 +43,9 @@ type Library struct {
 	out      map[string]string // barcode -> card, as the simulation remembers it
 }
 
-// Seed catalogs items items and registers patrons patrons in s, as the desk of branch main
-// does, and returns the library that knows them. Its progress bars are drawn on w if w is
-// a terminal.
+// Seed catalogs the given number of items and registers the given number of patrons in
+// s, at the desk of branch main, and returns the library that knows them. Its progress
+// bars are drawn on w if w is a terminal.
 func Seed(ctx context.Context, s *node.Service, items, patrons int, w io.Writer) (*Library, error) {
 	desk := ledger.Station{Kind: "desk", Branch: "main", ID: "seed"}
 	lib := &Library{out: map[string]string{}}
