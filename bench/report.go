@@ -13,6 +13,9 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 )
 
 // Row is one line of lethe bench's results: Lethe's figure next to the raw engine
@@ -127,7 +130,7 @@ func WriteJSON(w io.Writer, r Report) error {
 // target and whether it is met.
 func WriteTable(w io.Writer, rows []Row) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	fmt.Fprintln(tw, strings.Join(header(), "\t"))
 	for _, r := range rows {
 		fmt.Fprintln(tw, strings.Join(r.cells(), "\t"))
 	}
@@ -136,14 +139,16 @@ func WriteTable(w io.Writer, rows []Row) error {
 
 // WriteMarkdown prints the rows as a Markdown table, for the README.
 func WriteMarkdown(w io.Writer, rows []Row) {
-	fmt.Fprintln(w, "| "+strings.Join(header, " | ")+" |")
+	fmt.Fprintln(w, "| "+strings.Join(header(), " | ")+" |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		fmt.Fprintln(w, "| "+strings.Join(r.cells(), " | ")+" |")
 	}
 }
 
-var header = []string{"section", "measure", "raw", "Lethe", "ratio", "target", "met"}
+func header() []string {
+	return []string{"section", "measure", "raw", "Lethe", "ratio", "target", "met"}
+}
 
 // cells are a row's columns as the table and the Markdown show them.
 func (r Row) cells() []string {
@@ -191,20 +196,6 @@ func formatValue(v float64, unit string) string {
 	return thousands(int64(math.Round(v))) + " " + unit
 }
 
-// thousands writes n with comma separators.
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	if neg {
-		b.WriteByte('-')
-	}
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
+// thousands writes n with comma separators (x/text's printer: the one formatter Lethe's
+// command line and benchmark use).
+func thousands(n int64) string { return message.NewPrinter(language.English).Sprintf("%d", n) }

@@ -32,7 +32,7 @@ func (lib *Library) Run(ctx context.Context, s *node.Service, kiosks int, w io.W
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lib.kiosk(ctx, s, kc, branches[k%len(branches)], fmt.Sprintf("kiosk%d", k+1), &t)
+			lib.kiosk(ctx, s, kc, branches()[k%len(branches())], fmt.Sprintf("kiosk%d", k+1), &t)
 		}()
 	}
 	lib.summaries(ctx, s, &t, w)

@@ -29,10 +29,9 @@ import (
 	"github.com/imagineif/lethe/schemas"
 )
 
-var (
-	branches    = []string{"main", "north", "south"}
-	collections = []string{"fiction", "nonfiction", "children", "media"}
-)
+// branches and collections are the simulated library's: fresh slices, not shared state.
+func branches() []string    { return []string{"main", "north", "south"} }
+func collections() []string { return []string{"fiction", "nonfiction", "children", "media"} }
 
 // Library is the simulated library's own memory: which cards exist and which items
 // each kiosk believes are out. Lethe itself is the truth; refusals are expected.
@@ -62,8 +61,8 @@ func Seed(ctx context.Context, s *node.Service, items, patrons int, w io.Writer)
 	for i := range items {
 		bc := fmt.Sprintf("3%07d", i+1)
 		raw, err := json.Marshal(schemas.CatalogItem{CommandID: uuid.NewString(), ItemCataloged: schemas.ItemCataloged{
-			Barcode: bc, Title: fmt.Sprintf("Book %d", i+1), Collection: collections[i%len(collections)],
-			Branch: branches[i%len(branches)], ReplacementCents: int64(1500 + 100*(i%20)),
+			Barcode: bc, Title: fmt.Sprintf("Book %d", i+1), Collection: collections()[i%len(collections())],
+			Branch: branches()[i%len(branches())], ReplacementCents: int64(1500 + 100*(i%20)),
 		}})
 		if err != nil {
 			return nil, err
@@ -92,7 +91,7 @@ func Seed(ctx context.Context, s *node.Service, items, patrons int, w io.Writer)
 			prof.Caregiver = &schemas.Caregiver{Name: fmt.Sprintf("Caregiver %d", i+1)}
 		}
 		if _, err := exec(schemas.CmdRegisterPatron, schemas.RegisterPatron{CommandID: uuid.NewString(),
-			HomeBranch: branches[i%len(branches)], Profile: prof, Card: card}); err != nil {
+			HomeBranch: branches()[i%len(branches())], Profile: prof, Card: card}); err != nil {
 			return nil, fmt.Errorf("register: %w", err)
 		}
 		lib.Cards = append(lib.Cards, card)

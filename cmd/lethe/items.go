@@ -23,6 +23,8 @@ import (
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/progress"
 	"github.com/imagineif/lethe/schemas"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 )
 
 // importNamespace makes an import row's command id a function of its content, so
@@ -430,13 +432,4 @@ func sendBulk(ctx context.Context, c *client, batch []itemRow) (desk.CatalogItem
 }
 
 // count writes n with thousands separators: 100,000.
-func count(n int) string {
-	s := strconv.Itoa(n)
-	if n < 0 {
-		return "-" + count(-n)
-	}
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
-}
+func count(n int) string { return message.NewPrinter(language.English).Sprintf("%d", n) }
