@@ -115,6 +115,7 @@ func (s *Server) Routes() []Route {
 		"GET /api/items": policy.ReadItems, "GET /api/items/{barcode}": policy.ReadItems,
 		"GET /api/overdue": policy.ReadItems, "GET /api/stats": policy.ReadStatistics,
 		"GET /api/summary": policy.ReadStatistics, "POST /api/sweep": policy.ManageStaff,
+		"GET /api/erasure": policy.ReadErasure,
 	}
 	for pattern, h := range s.Reads.Handlers() {
 		r := Route{Pattern: pattern, Access: Public, handler: h, Doc: "anonymous"}

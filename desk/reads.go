@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/imagineif/lethe/expunger"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/projections"
@@ -19,6 +20,8 @@ import (
 type Sweeper interface {
 	Sweep(ctx context.Context) error
 	StatsJSON() any
+	Forgetting() expunger.Forgetting
+	Erasure() expunger.ErasureReport
 }
 
 // Reads is the part of the staff HTTP API that reads anonymous projections (health,
@@ -47,6 +50,7 @@ func (a *Reads) Handlers() map[string]http.HandlerFunc {
 		"GET /api/stats":           a.stats,
 		"GET /api/summary":         a.summary,
 		"POST /api/sweep":          a.sweep,
+		"GET /api/erasure":         a.erasure,
 		"GET /{$}":                 dashboard,
 		"GET /favicon.ico":         func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) },
 	}
@@ -90,7 +94,11 @@ type Health struct {
 	Applied    uint64            `json:"applied"`
 	StreamLast uint64            `json:"stream_last"`
 	Stopped    *projections.Stop `json:"stopped,omitempty"`
-	Damage     string            `json:"damage,omitempty"`
+	// Forgetting is how forgetting keeps its window: what waits for its key to be
+	// destroyed, what awaits a sweep, what is past its deadline, whether checkouts are
+	// held and why.
+	Forgetting *expunger.Forgetting `json:"forgetting,omitempty"`
+	Damage     string               `json:"damage,omitempty"`
 }
 
 // health answers 200 while kiosks and desks can write, 503 otherwise.
@@ -108,10 +116,21 @@ func (a *Reads) health(w http.ResponseWriter, r *http.Request) {
 			body.Status, status = "stream_short", http.StatusServiceUnavailable
 		}
 	}
+	var f expunger.Forgetting
+	if a.Expunger != nil {
+		f = a.Expunger.Forgetting()
+		body.Forgetting = &f
+	}
 	switch {
 	case status != http.StatusOK:
 	case h.Stop != nil:
 		body.Status, status = "stopped", http.StatusServiceUnavailable
+	case f.SweepFailing:
+		body.Status, status = "erasure_failing", http.StatusServiceUnavailable
+	case f.Overdue > 0:
+		body.Status, status = "erasure_overdue", http.StatusServiceUnavailable
+	case f.Behind != "":
+		body.Status = "forgetting_first" // checkouts are held; everything else flows
 	case h.Damage != "":
 		body.Status = "degraded"
 	}
@@ -259,4 +278,14 @@ func (a *Reads) sweep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	WriteJSON(w, http.StatusOK, a.Expunger.StatsJSON())
+}
+
+// erasure answers the erasure report: transactions erased after their deadline, and those
+// past it now. Ids are opaque transaction ids, as on the stream.
+func (a *Reads) erasure(w http.ResponseWriter, r *http.Request) {
+	if a.Expunger == nil {
+		a.fail(w, r, schemas.Errorf(schemas.CodeUnavailable, "no expunger in this process"))
+		return
+	}
+	WriteJSON(w, http.StatusOK, a.Expunger.Erasure())
 }

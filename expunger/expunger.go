@@ -32,10 +32,24 @@ import (
 // Config configures an Expunger. The zero value of each field means the default in its
 // comment.
 type Config struct {
-	SweepInterval time.Duration         // erasure sweep period, the erasure window; default 60s
-	Now           func() time.Time      // clock; default time.Now
-	Logger        *slog.Logger          // default: discard
-	Registerer    prometheus.Registerer // where lag histograms are registered; nil: not registered
+	// SweepInterval is the erasure window W: every transaction's bytes must be gone from
+	// every file within W of its close. Sweeps run every W/2 (and earlier when a deadline
+	// comes near), each allowed W/2, so a close waits at most W. Default 60s.
+	SweepInterval time.Duration
+	// Forgetting before ingest: while more than MaxWaiting closed transactions wait for
+	// their keys to be destroyed, or the oldest has waited MaxWaitAge, or the oldest
+	// expunged transaction not yet erased is three quarters into its window, or the last
+	// sweep failed, Admit holds new checkouts for up to AdmitWait and then refuses them.
+	// Defaults 512, 1s and 2s.
+	MaxWaiting int
+	MaxWaitAge time.Duration
+	AdmitWait  time.Duration
+	// Drag is added before every destroying pass and every sweep: a slow disk on demand,
+	// for tests and drills that the window holds under load. There is no flag for it.
+	Drag       time.Duration
+	Now        func() time.Time      // clock; default time.Now
+	Logger     *slog.Logger          // default: discard
+	Registerer prometheus.Registerer // where the metrics are registered; nil: not registered
 }
 
 // Expunger destroys keys of closed transactions and accounts and sweeps.
@@ -62,23 +76,57 @@ type Expunger struct {
 	recording map[string]bool // transactions whose record is being appended
 	// landed holds transactions whose record landed while a destroying pass may still
 	// list them as waiting: that pass must neither destroy nor count them again.
-	landed       map[string]bool
-	awaitErasure []time.Time // close times of transactions expunged since the last sweep
-	expungeLag   *lagWindow
-	erasureLag   *lagWindow
-	expunged     int
-	erased       int
-	profiles     int
-	sweeps       int
-	lastSweep    time.Time
-	expungeHist  prometheus.Histogram
-	erasureHist  prometheus.Histogram
+	landed map[string]bool
+	// awaitErasure are the transactions whose key is destroyed and whose bytes the next
+	// sweep erases, in the order they were destroyed.
+	awaitErasure []awaiting
+	sweeping     []awaiting // those the running sweep erases: awaiting still, until it ends
+	// waiting and oldestWaiting are what the last destroying pass found still to destroy
+	// (its count, and the oldest close among them); zero once the pass is done.
+	waiting       int
+	oldestWaiting time.Time
+	missed        []Missed // the most recent transactions erased after their deadline
+	missedTotal   int
+	sweepErr      error // the last sweep's failure; nil after a success
+	sweepFailures int
+	sweepStarted  time.Time // of the last sweep that ran (started), for the schedule
+	sweepTook     time.Duration
+	throttled     time.Duration // the time Admit held checkouts
+	progress      chan struct{} // closed and replaced whenever a pass or a sweep ends
+	expungeLag    *lagWindow
+	erasureLag    *lagWindow
+	expunged      int
+	erased        int
+	profiles      int
+	sweeps        int
+	lastSweep     time.Time
+	expungeHist   prometheus.Histogram
+	erasureHist   prometheus.Histogram
 }
 
 // destruction is a closed transaction whose key is destroyed.
 type destruction struct {
 	closedAt, destroyedAt time.Time
 }
+
+// awaiting is a transaction whose key is destroyed and whose bytes await a sweep.
+type awaiting struct {
+	txnID                 string
+	closedAt, destroyedAt time.Time
+}
+
+// Missed is a transaction whose bytes were not provably gone from every file by its
+// deadline (its close plus the window): the erasure window was missed. Its id is an
+// opaque transaction id, as on the stream.
+type Missed struct {
+	TxnID    string    `json:"txn_id"`
+	ClosedAt time.Time `json:"closed_at"`
+	Deadline time.Time `json:"deadline"`
+	ErasedAt time.Time `json:"erased_at"`
+}
+
+// maxMissedListed bounds the list of missed transactions kept for administrators.
+const maxMissedListed = 1000
 
 // New returns an Expunger.
 func New(keys *keystore.Store, proj *projections.Store, led *ledger.Ledger, cfg Config) (*Expunger, error) {
@@ -94,7 +142,16 @@ func New(keys *keystore.Store, proj *projections.Store, led *ledger.Ledger, cfg 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Expunger{cfg: cfg, keys: keys, proj: proj, led: led,
+	if cfg.MaxWaiting <= 0 {
+		cfg.MaxWaiting = 512
+	}
+	if cfg.MaxWaitAge <= 0 {
+		cfg.MaxWaitAge = time.Second
+	}
+	if cfg.AdmitWait <= 0 {
+		cfg.AdmitWait = 2 * time.Second
+	}
+	e := &Expunger{cfg: cfg, keys: keys, proj: proj, led: led, progress: make(chan struct{}),
 		destroyed: map[string]destruction{}, recording: map[string]bool{}, landed: map[string]bool{},
 		expungeLag: newLagWindow(10000), erasureLag: newLagWindow(10000),
 		expungeHist: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -107,7 +164,7 @@ func New(keys *keystore.Store, proj *projections.Store, led *ledger.Ledger, cfg 
 		}),
 	}
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{e.expungeHist, e.erasureHist} {
+		for _, c := range append([]prometheus.Collector{e.expungeHist, e.erasureHist}, e.collectors()...) {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("register metrics: %w", err)
 			}
@@ -125,15 +182,21 @@ func (e *Expunger) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() {
-		t := time.NewTicker(e.cfg.SweepInterval)
+		// The schedule is checked every second (or more often, for a short window): a
+		// sweep is due every W/2, when the oldest transaction awaiting erasure comes
+		// within two sweeps' time of its deadline, and a second after a failed one.
+		t := time.NewTicker(min(time.Second, e.cfg.SweepInterval/4))
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				if !e.sweepDue() {
+					continue
+				}
 				if err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
-					e.cfg.Logger.Error("erasure sweep", "err", err)
+					e.cfg.Logger.Error("erasure sweep failed: retrying; checkouts are held until one succeeds", "err", err)
 				}
 			}
 		}
@@ -190,31 +253,46 @@ func (e *Expunger) ExpungeNow(ctx context.Context) (int, error) {
 func (e *Expunger) destroy() error {
 	e.destroyMu.Lock()
 	defer e.destroyMu.Unlock()
+	defer e.signal()
+	e.drag()
 	closed, err := e.proj.PendingExpunges()
 	if err != nil {
 		return err
 	}
 	pending := make(map[string]bool, len(closed))
+	var todo []projections.ClosedTxn
+	var oldest time.Time
+	e.mu.Lock()
 	for _, c := range closed {
 		pending[c.TxnID] = true
-		e.mu.Lock()
-		_, done := e.destroyed[c.TxnID]
-		done = done || e.landed[c.TxnID]
-		e.mu.Unlock()
-		if done {
+		if _, done := e.destroyed[c.TxnID]; done || e.landed[c.TxnID] {
 			continue // its record failed, is on its way, or landed since the list was read
 		}
-		if err := e.keys.Destroy(keystore.Transaction, c.TxnID); err != nil {
-			return fmt.Errorf("destroy transaction key: %w", err)
+		todo = append(todo, c)
+		if oldest.IsZero() || c.ClosedAt.Before(oldest) {
+			oldest = c.ClosedAt
 		}
-		d := destruction{closedAt: c.ClosedAt, destroyedAt: e.cfg.Now()}
-		e.mu.Lock()
-		e.destroyed[c.TxnID] = d
-		e.mu.Unlock()
 	}
+	e.waiting, e.oldestWaiting = len(todo), oldest
+	e.mu.Unlock()
+	ids := make([]string, len(todo))
+	for i, c := range todo {
+		ids[i] = c.TxnID
+	}
+	// One synced batch for every key of the pass: forgetting keeps up with any rate of
+	// closes, at one fsync a pass.
+	if err := e.keys.DestroyAll(keystore.Transaction, ids); err != nil {
+		return fmt.Errorf("destroy transaction keys: %w", err)
+	}
+	now := e.cfg.Now()
+	e.mu.Lock()
+	for _, c := range todo {
+		e.destroyed[c.TxnID] = destruction{closedAt: c.ClosedAt, destroyedAt: now}
+		e.awaitErasure = append(e.awaitErasure, awaiting{txnID: c.TxnID, closedAt: c.ClosedAt, destroyedAt: now})
+	}
+	e.waiting, e.oldestWaiting = 0, time.Time{}
 	// A transaction no longer waiting, and not being recorded, had its record land
 	// although the append reported a failure (a timeout after the stream accepted it).
-	e.mu.Lock()
 	for id, d := range e.destroyed {
 		if !pending[id] && !e.recording[id] {
 			delete(e.destroyed, id)
@@ -245,13 +323,27 @@ func (e *Expunger) destroy() error {
 	return nil
 }
 
+// signal wakes everyone waiting for forgetting to progress (Admit).
+func (e *Expunger) signal() {
+	e.mu.Lock()
+	close(e.progress)
+	e.progress = make(chan struct{})
+	e.mu.Unlock()
+}
+
+// drag waits cfg.Drag (see Config).
+func (e *Expunger) drag() {
+	if e.cfg.Drag > 0 {
+		time.Sleep(e.cfg.Drag)
+	}
+}
+
 // landedLocked counts a transaction whose record landed: the only place its lag is
 // observed. The caller holds mu and has removed it from destroyed.
 func (e *Expunger) landedLocked(d destruction) {
 	lag := d.destroyedAt.Sub(d.closedAt)
 	e.expungeLag.add(lag)
 	e.expungeHist.Observe(lag.Seconds())
-	e.awaitErasure = append(e.awaitErasure, d.closedAt)
 	e.expunged++
 }
 
@@ -320,41 +412,97 @@ const maxConcurrentRecords = 64
 func (e *Expunger) Sweep(ctx context.Context) error {
 	e.sweepMu.Lock()
 	defer e.sweepMu.Unlock()
+	defer e.signal()
 	// A sweep waits for Pebble to remove obsolete files; something holding them open must
-	// not stall it for ever: it fails, says so, and the next sweep tries again.
+	// not stall it for ever: it fails, says so, is retried, and holds checkouts meanwhile.
 	ctx, cancel := context.WithTimeout(ctx, e.sweepTimeout())
 	defer cancel()
+	start := e.cfg.Now()
 	e.mu.Lock()
 	covered := e.awaitErasure
-	e.awaitErasure = nil
+	e.awaitErasure, e.sweeping = nil, covered
+	e.sweepStarted = start
 	e.mu.Unlock()
-	start := e.cfg.Now()
+	e.drag()
 	// Each store's Sweep says which store failed.
 	err := e.keys.Sweep(ctx)
 	if err == nil {
 		err = e.proj.Sweep(ctx)
 	}
+	done := e.cfg.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.sweeping = nil
+	e.sweepTook = done.Sub(start)
 	if err != nil {
 		e.awaitErasure = append(covered, e.awaitErasure...) // still waiting
+		e.sweepErr = err
+		e.sweepFailures++
 		return err
 	}
-	done := e.cfg.Now()
+	e.sweepErr = nil
 	e.erased += len(covered)
-	for _, closedAt := range covered {
-		lag := done.Sub(closedAt)
+	for _, a := range covered {
+		lag := done.Sub(a.closedAt)
 		e.erasureLag.add(lag)
 		e.erasureHist.Observe(lag.Seconds())
+		if deadline := a.closedAt.Add(e.cfg.SweepInterval); done.After(deadline) {
+			e.missedTotal++
+			e.missed = append(e.missed, Missed{TxnID: a.txnID, ClosedAt: a.closedAt, Deadline: deadline, ErasedAt: done})
+			if len(e.missed) > maxMissedListed {
+				e.missed = e.missed[len(e.missed)-maxMissedListed:]
+			}
+		}
 	}
 	e.sweeps++
 	e.lastSweep = done
-	e.cfg.Logger.Debug("erasure sweep", "elapsed", done.Sub(start))
+	e.cfg.Logger.Debug("erasure sweep", "elapsed", done.Sub(start), "erased", len(covered))
 	return nil
 }
 
-// sweepTimeout bounds one sweep: the sweep interval, and at least a minute.
-func (e *Expunger) sweepTimeout() time.Duration { return max(e.cfg.SweepInterval, time.Minute) }
+// sweepTimeout bounds one sweep: half the window, so that a close waits at most a whole
+// window (half for its sweep to begin, half for it to end), and at least ten seconds.
+func (e *Expunger) sweepTimeout() time.Duration { return max(e.cfg.SweepInterval/2, 10*time.Second) }
+
+// sweepDue reports whether the schedule calls for a sweep now.
+func (e *Expunger) sweepDue() bool {
+	now := e.cfg.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.sweepErr != nil:
+		return now.Sub(e.sweepStarted) >= time.Second
+	case now.Sub(e.sweepStarted) >= e.cfg.SweepInterval/2:
+		return true
+	case len(e.awaitErasure) > 0:
+		deadline := e.oldestAwaitingLocked().Add(e.cfg.SweepInterval)
+		return deadline.Sub(now) <= max(2*e.sweepTook, time.Second)
+	}
+	return false
+}
+
+// oldestAwaitingLocked is the earliest close among the transactions awaiting erasure, or
+// the zero time. mu is held.
+func (e *Expunger) oldestAwaitingLocked() time.Time {
+	var oldest time.Time
+	e.eachAwaitingLocked(func(a awaiting) {
+		if oldest.IsZero() || a.closedAt.Before(oldest) {
+			oldest = a.closedAt
+		}
+	})
+	return oldest
+}
+
+// eachAwaitingLocked calls f for every transaction awaiting erasure: those waiting for a
+// sweep and those the running sweep erases. mu is held.
+func (e *Expunger) eachAwaitingLocked(f func(awaiting)) {
+	for _, a := range e.sweeping {
+		f(a)
+	}
+	for _, a := range e.awaitErasure {
+		f(a)
+	}
+}
 
 // Reconcile finishes what a crash interrupted: it expunges every closed transaction still
 // waiting and destroys keys that no open transaction or account uses (created for a command
@@ -412,7 +560,7 @@ func (e *Expunger) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return Stats{
-		Expunged: e.expunged, Erased: e.erased, ProfilesErased: e.profiles, AwaitingErasure: len(e.awaitErasure),
+		Expunged: e.expunged, Erased: e.erased, ProfilesErased: e.profiles, AwaitingErasure: len(e.awaitErasure) + len(e.sweeping),
 		Sweeps: e.sweeps, LastSweep: e.lastSweep,
 		ExpungeLagP50: e.expungeLag.quantile(0.5), ExpungeLagP99: e.expungeLag.quantile(0.99),
 		ErasureLagP50: e.erasureLag.quantile(0.5), ErasureLagP99: e.erasureLag.quantile(0.99),

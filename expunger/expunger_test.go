@@ -81,12 +81,15 @@ func newRig(t *testing.T, cfg Config) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { proj.Close() })
-	led, err := ledger.New(nc, stream, proj, keys, v, ledger.Config{Location: time.UTC, Logger: quiet})
+	r := &rig{t: t, js: js, keys: keys, proj: proj, reg: prometheus.NewRegistry(),
+		desk: ledger.Station{Kind: "desk", Branch: "main", ID: "test"}}
+	// As lethe serve wires it: a new checkout asks the expunger first.
+	led, err := ledger.New(nc, stream, proj, keys, v, ledger.Config{Location: time.UTC, Logger: quiet,
+		Admit: func(ctx context.Context) error { return r.exp.Admit(ctx) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, js: js, keys: keys, proj: proj, led: led, reg: prometheus.NewRegistry(),
-		desk: ledger.Station{Kind: "desk", Branch: "main", ID: "test"}}
+	r.led = led
 	cfg.Logger, cfg.Registerer = quiet, r.reg
 	if r.exp, err = New(keys, proj, led, cfg); err != nil {
 		t.Fatal(err)

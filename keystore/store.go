@@ -481,6 +481,70 @@ func (s *Store) DestroyRef(ref Ref) error {
 	return nil
 }
 
+// DestroyAll destroys the keys for (kind, id) of every id in one synced batch: one fsync
+// for all of them, where Destroy pays one each. The expunger destroys the keys of every
+// transaction that closed since its last pass this way, so forgetting keeps up with any
+// rate of closes. It is idempotent, like Destroy.
+func (s *Store) DestroyAll(kind Kind, ids []string) error {
+	if err := checkKind(kind); err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := s.rlock(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	// Every stripe the refs fall on, taken in ascending order: a concurrent Create or
+	// Destroy of one of these keys waits, and no two callers deadlock.
+	refs := make([]Ref, 0, len(ids))
+	seen := make(map[string]bool, len(ids))
+	var stripes [len(s.stripes)]bool
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		ref := RefOf(kind, id)
+		refs = append(refs, ref)
+		stripes[int(ref.Hash[0])%len(s.stripes)] = true
+	}
+	for i, on := range stripes {
+		if on {
+			s.stripes[i].Lock()
+			defer s.stripes[i].Unlock()
+		}
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	n := 0
+	for _, ref := range refs {
+		k := dbKey(ref)
+		_, closer, err := s.db.Get(k)
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("destroy %s keys: %w", kind, err)
+		}
+		closer.Close()
+		if err := b.Delete(k, nil); err != nil {
+			return fmt.Errorf("destroy %s keys: %w", kind, err)
+		}
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("destroy %s keys: %w", kind, err)
+	}
+	s.count(kind, -int64(n))
+	s.destroyed.Add(int64(n))
+	s.gen.Add(1)
+	return nil
+}
+
 func (s *Store) destroy(ref Ref) error {
 	if err := checkKind(ref.Kind); err != nil {
 		return err

@@ -702,3 +702,37 @@ func TestRefOf(t *testing.T) {
 		t.Errorf("Ref.String() prefix = %q, want %q", got, want)
 	}
 }
+
+// TestDestroyAll: keys destroyed together are gone, others stay, and it is idempotent.
+func TestDestroyAll(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, t.TempDir(), testMaster(t))
+	var ids []string
+	for i := range 50 {
+		id := fmt.Sprintf("txn-%02d", i)
+		if _, err := s.Create(Transaction, id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	gone, kept := ids[:40], ids[40:]
+	if err := s.DestroyAll(Transaction, slices.Concat(gone, []string{gone[0], "never-made"})); err != nil {
+		t.Fatalf("DestroyAll = %v", err)
+	}
+	if err := s.DestroyAll(Transaction, gone); err != nil {
+		t.Fatalf("DestroyAll again = %v", err)
+	}
+	for _, id := range gone {
+		if _, err := s.Get(Transaction, id); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Get(%s) after DestroyAll = %v, want ErrNotFound", id, err)
+		}
+	}
+	for _, id := range kept {
+		if _, err := s.Get(Transaction, id); err != nil {
+			t.Errorf("Get(%s) of a key not destroyed = %v", id, err)
+		}
+	}
+	if got := s.Stats().Transactions; got != int64(len(kept)) {
+		t.Errorf("Stats().Transaction = %d, want %d", got, len(kept))
+	}
+}

@@ -27,6 +27,10 @@ type Config struct {
 	// Recorder keeps the access record: every disclosure of a patron's data, and every
 	// refusal, is recorded before anything is disclosed. Without one, nothing is disclosed.
 	Recorder Recorder
+	// Admit is asked before a command that opens a transaction (a checkout, a stand-alone
+	// fee) is decided: forgetting comes before new work (the expunger's Admit). It may
+	// wait, and refuses with an unavailable error. Nil admits everything.
+	Admit func(context.Context) error
 	// FreeDisk reports the bytes free on the disk that holds the data directory (the
 	// keystore, the projections and, embedded, the stream). While it reports less than
 	// MinFreeDisk, commands, access records and skips are refused as unavailable before
@@ -240,6 +244,12 @@ func decodeRun[C any](l *Ledger, ctx context.Context, name string, raw []byte, f
 	return l.run(ctx, name, id, c, d)
 }
 
+// opensTransaction reports whether a command opens a transaction: a new link between a
+// patron and an item or a fee, which waits while forgetting is behind.
+func opensTransaction(name string) bool {
+	return name == schemas.CmdCheckOut || name == schemas.CmdAssessFee
+}
+
 // maxAttempts bounds how often a command is decided again after losing a race.
 const maxAttempts = 8
 
@@ -249,6 +259,14 @@ const maxAttempts = 8
 func (l *Ledger) run(ctx context.Context, name, commandID string, cmd any, decide decider) (any, error) {
 	h := held{l: l.locks}
 	defer func() { h.release() }()
+	if l.cfg.Admit != nil && opensTransaction(name) {
+		// A retry of a command already applied is answered, never held.
+		if seqs, err := l.st.CommandSeqs(commandID); err == nil && seqs == nil {
+			if err := l.cfg.Admit(ctx); err != nil {
+				return nil, err
+			}
+		}
+	}
 	for range maxAttempts {
 		if err := l.st.Stopped(); err != nil {
 			return nil, err // no decision against projections that stopped

@@ -37,6 +37,10 @@ type ServiceConfig struct {
 	Collections     desk.Thresholds // defaults of the collections export
 	Kiosks          kiosk.Config    // bounds of the kiosk API
 	HTTPServer      desk.HTTPConfig // timeouts and connection limits of the staff API
+	// Forgetting holds the expunger's thresholds of forgetting before ingest (MaxWaiting,
+	// MaxWaitAge, AdmitWait) and its Drag; the window, clock, logger and metrics come from
+	// the fields above.
+	Forgetting expunger.Config
 
 	// NoExpungeLoop leaves closed transactions waiting (tests stop the process between
 	// close and expunge with it). It is not a setting: there is no flag for it.
@@ -81,7 +85,11 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 	if err != nil {
 		return nil, err
 	}
-	ledCfg := ledger.Config{Rules: cfg.Rules, Now: cfg.Now, Location: cfg.Location, Logger: cfg.Logger, Recorder: accessLog}
+	// Forgetting comes before ingest: a new checkout asks the expunger first. The expunger
+	// is made after the ledger it records through, before any command can arrive.
+	var exp *expunger.Expunger
+	ledCfg := ledger.Config{Rules: cfg.Rules, Now: cfg.Now, Location: cfg.Location, Logger: cfg.Logger, Recorder: accessLog,
+		Admit: func(ctx context.Context) error { return exp.Admit(ctx) }}
 	if cfg.MinFreeDisk > 0 {
 		ledCfg.FreeDisk, ledCfg.MinFreeDisk = freeDisk(cfg.Data), cfg.MinFreeDisk
 	}
@@ -91,9 +99,9 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector())
-	exp, err := expunger.New(n.Keys, n.Proj, led, expunger.Config{
-		SweepInterval: cfg.SweepInterval, Now: cfg.Now, Logger: cfg.Logger, Registerer: reg,
-	})
+	fc := cfg.Forgetting
+	fc.SweepInterval, fc.Now, fc.Logger, fc.Registerer = cfg.SweepInterval, cfg.Now, cfg.Logger, reg
+	exp, err = expunger.New(n.Keys, n.Proj, led, fc)
 	if err != nil {
 		return nil, err
 	}

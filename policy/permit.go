@@ -25,6 +25,8 @@ const (
 	ReadItems         Action = "read_items"
 	// ResolveProjections lets stopped projections pass over an event they cannot apply.
 	ResolveProjections Action = "resolve_projections"
+	// ReadErasure reads which transactions missed their erasure window: anonymous ids.
+	ReadErasure Action = "read_erasure"
 )
 
 // Actions lists every action: a fresh slice each time, so no importer can add one.
@@ -33,6 +35,7 @@ func Actions() []Action {
 		CheckOut, CheckIn, Renew, ReportCardLost, IssueCard, RegisterPatron, TakePayment,
 		WaiveFine, AssessFee, DeclareLost, MarkDamaged, ClosePatron, CatalogItem,
 		ExportCollections, ReadAccessLog, ManageStaff, ReadStatistics, ReadItems, ResolveProjections,
+		ReadErasure,
 	}
 }
 
@@ -82,6 +85,11 @@ func actionRule(a Action) (rule, bool) {
 	case ReadStatistics:
 		return rule{clauseStatistics, []Role{Circulation, Administrator, Auditor},
 			"This role may not read statistics.", "Aggregate statistics contain no personally identifying information."}, true
+	// Whether forgetting kept its window is what an auditor must be able to check: it
+	// names transactions by their anonymous ids only.
+	case ReadErasure:
+		return rule{clauseStatistics, []Role{Administrator, Auditor},
+			"Only administrators and auditors read the erasure report.", "The erasure report names no patron."}, true
 	// Item status names no patron.
 	case ReadItems:
 		return rule{clauseFunction, []Role{Circulation, Administrator, Auditor},

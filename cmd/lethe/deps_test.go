@@ -53,7 +53,7 @@ var allowedImports = map[string]rule{
 	"node": {[]string{"schemas", "keystore", "ledger", "projections", "expunger", "access", "identity", "kiosk", "staff", "desk",
 		"github.com/nats-io/nats-server/v2/server", "github.com/nats-io/nats.go", "github.com/nats-io/nkeys", "github.com/prometheus/client_golang/prometheus"},
 		"the server assembly: the one package besides cmd/ that embeds nats-server (its authentication of identities), and wires every part in order"},
-	"desk": {[]string{"schemas", "model", "policy", "ledger", "keystore", "projections", "staff", "access", "github.com/google/uuid"},
+	"desk": {[]string{"schemas", "model", "policy", "ledger", "keystore", "projections", "expunger", "staff", "access", "github.com/google/uuid"},
 		"the staff HTTP API: sessions (staff) in front of the ledger, the projections' reads (model rows) and the access record"},
 }
 
