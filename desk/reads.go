@@ -22,6 +22,7 @@ type Sweeper interface {
 	StatsJSON() any
 	Forgetting() expunger.Forgetting
 	Erasure() expunger.ErasureReport
+	Series() []expunger.Sample
 }
 
 // Reads is the part of the staff HTTP API that reads anonymous projections (health,
@@ -264,6 +265,8 @@ func (a *Reads) summary(w http.ResponseWriter, r *http.Request) {
 	body := map[string]any{"counts": c, "applied": a.Store.Applied()}
 	if a.Expunger != nil {
 		body["expunger"] = a.Expunger.StatsJSON()
+		body["forgetting"] = a.Expunger.Forgetting()
+		body["forgetting_series"] = a.Expunger.Series()
 	}
 	WriteJSON(w, http.StatusOK, body)
 }

@@ -83,25 +83,28 @@ type Expunger struct {
 	sweeping     []awaiting // those the running sweep erases: awaiting still, until it ends
 	// waiting and oldestWaiting are what the last destroying pass found still to destroy
 	// (its count, and the oldest close among them); zero once the pass is done.
-	waiting       int
-	oldestWaiting time.Time
-	missed        []Missed // the most recent transactions erased after their deadline
-	missedTotal   int
-	sweepErr      error // the last sweep's failure; nil after a success
-	sweepFailures int
-	sweepStarted  time.Time // of the last sweep that ran (started), for the schedule
-	sweepTook     time.Duration
-	throttled     time.Duration // the time Admit held checkouts
-	progress      chan struct{} // closed and replaced whenever a pass or a sweep ends
-	expungeLag    *lagWindow
-	erasureLag    *lagWindow
-	expunged      int
-	erased        int
-	profiles      int
-	sweeps        int
-	lastSweep     time.Time
-	expungeHist   prometheus.Histogram
-	erasureHist   prometheus.Histogram
+	waiting         int
+	oldestWaiting   time.Time
+	missed          []Missed // the most recent transactions erased after their deadline
+	missedTotal     int
+	sweepErr        error // the last sweep's failure; nil after a success
+	sweepFailures   int
+	sweepStarted    time.Time // of the last sweep that ran (started), for the schedule
+	sweepTook       time.Duration
+	throttled       time.Duration // the time Admit held checkouts
+	progress        chan struct{} // closed and replaced whenever a pass or a sweep ends
+	series          []Sample
+	intervalExpunge *lagWindow // lags of the current sample's interval
+	intervalErasure *lagWindow
+	expungeLag      *lagWindow
+	erasureLag      *lagWindow
+	expunged        int
+	erased          int
+	profiles        int
+	sweeps          int
+	lastSweep       time.Time
+	expungeHist     prometheus.Histogram
+	erasureHist     prometheus.Histogram
 }
 
 // destruction is a closed transaction whose key is destroyed.
@@ -154,6 +157,7 @@ func New(keys *keystore.Store, proj *projections.Store, led *ledger.Ledger, cfg 
 	e := &Expunger{cfg: cfg, keys: keys, proj: proj, led: led, progress: make(chan struct{}),
 		destroyed: map[string]destruction{}, recording: map[string]bool{}, landed: map[string]bool{},
 		expungeLag: newLagWindow(10000), erasureLag: newLagWindow(10000),
+		intervalExpunge: newLagWindow(4096), intervalErasure: newLagWindow(4096),
 		expungeHist: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "lethe_expunge_lag_seconds", Help: "Time from a transaction closing to its key being destroyed.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
@@ -198,6 +202,18 @@ func (e *Expunger) Run(ctx context.Context) {
 				if err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
 					e.cfg.Logger.Error("erasure sweep failed: retrying; checkouts are held until one succeeds", "err", err)
 				}
+			}
+		}
+	})
+	wg.Go(func() {
+		t := time.NewTicker(e.sampleEvery())
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				e.sample()
 			}
 		}
 	})
@@ -343,6 +359,7 @@ func (e *Expunger) drag() {
 func (e *Expunger) landedLocked(d destruction) {
 	lag := d.destroyedAt.Sub(d.closedAt)
 	e.expungeLag.add(lag)
+	e.intervalExpunge.add(lag)
 	e.expungeHist.Observe(lag.Seconds())
 	e.expunged++
 }
@@ -445,6 +462,7 @@ func (e *Expunger) Sweep(ctx context.Context) error {
 	for _, a := range covered {
 		lag := done.Sub(a.closedAt)
 		e.erasureLag.add(lag)
+		e.intervalErasure.add(lag)
 		e.erasureHist.Observe(lag.Seconds())
 		if deadline := a.closedAt.Add(e.cfg.SweepInterval); done.After(deadline) {
 			e.missedTotal++

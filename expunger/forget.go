@@ -177,3 +177,47 @@ func b2f(b bool) float64 {
 	}
 	return 0
 }
+
+// Sample is forgetting over one interval, for the dashboard's chart and lethe bench's
+// soak: what waited, how long the keys and bytes of the closes in the interval took, and
+// the running totals of checkouts held and windows missed.
+type Sample struct {
+	Time          time.Time     `json:"time"`
+	Waiting       int           `json:"waiting"`
+	AwaitErasure  int           `json:"await_erasure"`
+	ExpungeLagP99 time.Duration `json:"expunge_lag_p99_ns"` // of keys destroyed in the interval
+	ErasureLagP99 time.Duration `json:"erasure_lag_p99_ns"` // of transactions erased in the interval
+	Throttled     time.Duration `json:"throttled_ns"`       // since the start
+	MissedTotal   int           `json:"missed_total"`
+}
+
+// maxSamples bounds the series: an hour at the default five seconds a sample.
+const maxSamples = 720
+
+// sample closes the current interval: the lags observed since the last sample make its
+// quantiles.
+func (e *Expunger) sample() {
+	now := e.cfg.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := Sample{Time: now, Waiting: e.waiting, AwaitErasure: len(e.awaitErasure) + len(e.sweeping),
+		ExpungeLagP99: e.intervalExpunge.quantile(0.99), ErasureLagP99: e.intervalErasure.quantile(0.99),
+		Throttled: e.throttled, MissedTotal: e.missedTotal}
+	e.intervalExpunge, e.intervalErasure = newLagWindow(4096), newLagWindow(4096)
+	e.series = append(e.series, s)
+	if len(e.series) > maxSamples {
+		e.series = e.series[len(e.series)-maxSamples:]
+	}
+}
+
+// Series returns the samples of the last hour, oldest first.
+func (e *Expunger) Series() []Sample {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]Sample{}, e.series...)
+}
+
+// sampleEvery is the series' interval: five seconds, shorter for a short window.
+func (e *Expunger) sampleEvery() time.Duration {
+	return min(5*time.Second, max(e.cfg.SweepInterval/12, 100*time.Millisecond))
+}
