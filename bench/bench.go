@@ -33,22 +33,23 @@ type plan struct {
 	replayRuns  int           // timed replays and rebuilds (the median is reported)
 	historyFill time.Duration // kiosk load that makes the history replayed and rebuilt
 	growth      []int         // open transactions in the growth runs
+	soakFor     time.Duration // the soak's load
 }
 
 func newPlan(quick bool) plan {
 	if quick {
 		return plan{quick: true, runFor: 1500 * time.Millisecond, kiosks: []int{1, 8, 64}, fixedRate: 500,
 			fixedFor: 3 * time.Second, sweepEvery: time.Second, items: 200, replayRuns: 1,
-			historyFill: 4 * time.Second, growth: []int{40, 160}}
+			historyFill: 4 * time.Second, growth: []int{40, 160}, soakFor: 15 * time.Second}
 	}
 	return plan{runFor: 6 * time.Second, kiosks: []int{1, 8, 64}, fixedRate: 500,
 		fixedFor: 15 * time.Second, sweepEvery: 5 * time.Second, items: 640, replayRuns: 3,
-		historyFill: 20 * time.Second, growth: []int{300, 1200}}
+		historyFill: 20 * time.Second, growth: []int{300, 1200}, soakFor: 2 * time.Minute}
 }
 
 // Sections are the parts of a run, in order; Config.Only (lethe bench --only) picks some.
 func Sections() []string {
-	return []string{"ingest", "fixed", "replay", "rebuild", "expunge", "growth"}
+	return []string{"ingest", "fixed", "replay", "rebuild", "expunge", "growth", "soak"}
 }
 
 // Config is what one run measures. Its zero value is the full run of every section, with
@@ -59,6 +60,10 @@ type Config struct {
 	// SweepInterval is the erasure sweep interval of the fixed-rate run; 0 means 1 s when
 	// Quick, 5 s otherwise.
 	SweepInterval time.Duration
+	// Soak is how long the soak runs the highest sustained kiosk load; 0 means 15 s when
+	// Quick, 2 minutes otherwise. Its erasure window is SweepInterval if set, else 6 s when
+	// Quick and Lethe's default (60 s) otherwise.
+	Soak time.Duration
 	// Dir is where the run makes its temporary data directories; "" means the system's
 	// temporary directory. The disk decides fsync latency.
 	Dir      string
@@ -97,7 +102,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.SweepInterval > 0 {
 		p.sweepEvery = cfg.SweepInterval
 	}
-	b := &bencher{plan: p, root: root, want: want, logger: discardNil(cfg.Logger), prog: newProgressLine(cfg.Progress)}
+	if cfg.Soak > 0 {
+		p.soakFor = cfg.Soak
+	}
+	b := &bencher{plan: p, root: root, want: want, logger: discardNil(cfg.Logger), prog: newProgressLine(cfg.Progress),
+		soakSweep: cfg.SweepInterval}
 	started := time.Now()
 	runErr := b.run(ctx)
 	b.prog.stop()
@@ -105,7 +114,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return Report{}, runErr
 	}
 	return Report{Quick: cfg.Quick, Started: started.UTC(), Elapsed: time.Since(started).Seconds(),
-		Machine: machineInfo(), Rows: b.rows, Warnings: b.warnings}, nil
+		Machine: machineInfo(), Rows: b.rows, Soak: b.soakResult, Warnings: b.warnings}, nil
 }
 
 // discardNil is logger, or one that writes nowhere if it is nil.
@@ -129,6 +138,9 @@ type bencher struct {
 
 	eventSize int    // mean size of Lethe's kiosk events, for the raw publishes
 	history   string // data directory of the ingest service, replayed and rebuilt
+
+	soakSweep  time.Duration // Config.SweepInterval: the soak's window if set
+	soakResult *Soak
 }
 
 func (b *bencher) runs(section string) bool { return len(b.want) == 0 || b.want[section] }
@@ -168,6 +180,11 @@ func (b *bencher) run(ctx context.Context) error {
 	if b.runs("growth") {
 		if err := b.growth(ctx); err != nil {
 			return fmt.Errorf("growth: %w", err)
+		}
+	}
+	if b.runs("soak") {
+		if err := b.soak(ctx); err != nil {
+			return fmt.Errorf("soak: %w", err)
 		}
 	}
 	return ctx.Err()

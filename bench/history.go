@@ -246,7 +246,7 @@ func (b *bencher) growthRun(ctx context.Context, open int) error {
 	const kiosks = 16
 	var clk clock
 	b.prog.set("growth %d: seeding", open)
-	s, err := b.startLethe(ctx, "growth"+strconv.Itoa(open), time.Hour, clk.Now)
+	s, err := b.startLethe(ctx, b.tempDir("growth"+strconv.Itoa(open)), time.Hour, clk.Now)
 	if err != nil {
 		return err
 	}

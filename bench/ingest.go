@@ -62,11 +62,11 @@ func (r *loadResult) merge(mu *sync.Mutex, cmd string, l latencies) {
 	r.byCmd[cmd] = append(r.byCmd[cmd], l...)
 }
 
-// startLethe starts a fresh Lethe service in a temporary directory: embedded NATS with
+// startLethe starts a fresh Lethe service in dir, a temporary directory: embedded NATS with
 // fsync before every acknowledgement, no HTTP, kiosks over an in-process connection.
-func (b *bencher) startLethe(ctx context.Context, name string, sweep time.Duration, now func() time.Time) (*node.Service, error) {
+func (b *bencher) startLethe(ctx context.Context, dir string, sweep time.Duration, now func() time.Time) (*node.Service, error) {
 	cfg := node.ServiceConfig{
-		Config: node.Config{Data: b.tempDir(name), NATSListen: "off", Sync: "always", Replicas: 1,
+		Config: node.Config{Data: dir, NATSListen: "off", Sync: "always", Replicas: 1,
 			Location: time.UTC, Logger: b.logger},
 		HTTP: "off", SweepInterval: sweep, RulesInterval: time.Hour, Now: now,
 		// A benchmark kiosk sends as fast as it is answered: no per-kiosk rate limit.
@@ -318,7 +318,7 @@ func meanEventSize(ctx context.Context, js jetstream.JetStream, from uint64) (in
 func (b *bencher) ingest(ctx context.Context) error {
 	maxKiosks := slices.Max(b.plan.kiosks)
 	b.prog.set("ingest: seeding %d items and %d patrons", b.plan.items, maxKiosks)
-	s, err := b.startLethe(ctx, "ingest", time.Hour, nil)
+	s, err := b.startLethe(ctx, b.tempDir("ingest"), time.Hour, nil)
 	if err != nil {
 		return err
 	}
@@ -419,7 +419,7 @@ func (b *bencher) fixedAndExpunge(ctx context.Context) error {
 		b.eventSize = 500 // --only without ingest: a typical kiosk event
 	}
 	b.prog.set("fixed rate: seeding")
-	s, err := b.startLethe(ctx, "fixed", b.plan.sweepEvery, nil)
+	s, err := b.startLethe(ctx, b.tempDir("fixed"), b.plan.sweepEvery, nil)
 	if err != nil {
 		return err
 	}

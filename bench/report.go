@@ -116,6 +116,7 @@ type Report struct {
 	Elapsed  float64   `json:"elapsed_s"`
 	Machine  Machine   `json:"machine"`
 	Rows     []Row     `json:"rows"`
+	Soak     *Soak     `json:"soak,omitempty"`
 	Warnings []string  `json:"warnings,omitempty"`
 }
 

@@ -185,9 +185,15 @@ type Sample struct {
 	Time          time.Time     `json:"time"`
 	Waiting       int           `json:"waiting"`
 	AwaitErasure  int           `json:"await_erasure"`
-	ExpungeLagP99 time.Duration `json:"expunge_lag_p99_ns"` // of keys destroyed in the interval
-	ErasureLagP99 time.Duration `json:"erasure_lag_p99_ns"` // of transactions erased in the interval
-	Throttled     time.Duration `json:"throttled_ns"`       // since the start
+	Expunged      int           `json:"expunged"`           // keys destroyed in the interval
+	ExpungeLagP50 time.Duration `json:"expunge_lag_p50_ns"` // of those keys
+	ExpungeLagP99 time.Duration `json:"expunge_lag_p99_ns"`
+	ExpungeLagMax time.Duration `json:"expunge_lag_max_ns"`
+	Erased        int           `json:"erased"`             // transactions erased in the interval
+	ErasureLagP50 time.Duration `json:"erasure_lag_p50_ns"` // of those transactions
+	ErasureLagP99 time.Duration `json:"erasure_lag_p99_ns"`
+	ErasureLagMax time.Duration `json:"erasure_lag_max_ns"`
+	Throttled     time.Duration `json:"throttled_ns"` // since the start
 	MissedTotal   int           `json:"missed_total"`
 }
 
@@ -200,8 +206,10 @@ func (e *Expunger) sample() {
 	now := e.cfg.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	x, r := e.intervalExpunge, e.intervalErasure
 	s := Sample{Time: now, Waiting: e.waiting, AwaitErasure: len(e.awaitErasure) + len(e.sweeping),
-		ExpungeLagP99: e.intervalExpunge.quantile(0.99), ErasureLagP99: e.intervalErasure.quantile(0.99),
+		Expunged: x.count, ExpungeLagP50: x.quantile(0.5), ExpungeLagP99: x.quantile(0.99), ExpungeLagMax: x.max,
+		Erased: r.count, ErasureLagP50: r.quantile(0.5), ErasureLagP99: r.quantile(0.99), ErasureLagMax: r.max,
 		Throttled: e.throttled, MissedTotal: e.missedTotal}
 	e.intervalExpunge, e.intervalErasure = newLagWindow(4096), newLagWindow(4096)
 	e.series = append(e.series, s)
@@ -217,7 +225,7 @@ func (e *Expunger) Series() []Sample {
 	return append([]Sample{}, e.series...)
 }
 
-// sampleEvery is the series' interval: five seconds, shorter for a short window.
-func (e *Expunger) sampleEvery() time.Duration {
+// SampleEvery is the series' interval: five seconds, shorter for a short window.
+func (e *Expunger) SampleEvery() time.Duration {
 	return min(5*time.Second, max(e.cfg.SweepInterval/12, 100*time.Millisecond))
 }

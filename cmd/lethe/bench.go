@@ -20,7 +20,8 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 	jsonFile := f.String("json", "", "also write the results as JSON to this file")
 	markdown := f.Bool("markdown", false, "print the summary as a Markdown table")
 	only := f.String("only", "", "comma-separated sections to run: "+strings.Join(bench.Sections(), ","))
-	sweep := f.Duration("sweep-interval", 0, "erasure sweep interval of the fixed-rate run (default: 1s with --quick, 5s otherwise)")
+	sweep := f.Duration("sweep-interval", 0, "erasure sweep interval (the window) of the fixed-rate and soak runs (default: fixed 1s with --quick, 5s otherwise; soak 6s with --quick, 60s otherwise)")
+	soak := f.Duration("soak", 0, "run the soak (64 kiosks as fast as answered) for this long, alone unless --only names more sections (default in a full run: 15s with --quick, 2m otherwise)")
 	cpuprofile := f.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	dir := f.String("dir", "", "where to make the temporary data directories (default: the system's temporary directory); the disk decides fsync latency")
 	if err := f.parse(args); err != nil {
@@ -29,7 +30,10 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 	if f.NArg() > 0 {
 		return &exitError{2, fmt.Errorf("unexpected argument %q", f.Arg(0))}
 	}
-	cfg := bench.Config{Quick: *quick, SweepInterval: *sweep, Dir: *dir,
+	if *soak < 0 {
+		return &exitError{2, fmt.Errorf("--soak: %s is negative", *soak)}
+	}
+	cfg := bench.Config{Quick: *quick, SweepInterval: *sweep, Soak: *soak, Dir: *dir,
 		// Lethe's own log: errors only, so the progress line stays readable.
 		Logger:   slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 		Progress: stderr,
@@ -38,6 +42,9 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 		if s = strings.TrimSpace(s); s != "" {
 			cfg.Only = append(cfg.Only, s)
 		}
+	}
+	if *soak > 0 && len(cfg.Only) == 0 {
+		cfg.Only = []string{"soak"}
 	}
 	if err := cfg.Validate(); err != nil {
 		return &exitError{2, fmt.Errorf("--only: %w", err)}
@@ -66,6 +73,14 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 		bench.WriteMarkdown(stdout, report.Rows)
 	} else if err := bench.WriteTable(stdout, report.Rows); err != nil {
 		return err
+	}
+	if report.Soak != nil {
+		fmt.Fprintf(stdout, "\nsoak over time (%d kiosks, window %g s):\n", report.Soak.Kiosks, report.Soak.Window)
+		if *markdown {
+			bench.WriteSoakMarkdown(stdout, report.Soak)
+		} else if err := bench.WriteSoakTable(stdout, report.Soak); err != nil {
+			return err
+		}
 	}
 	for _, w := range report.Warnings {
 		fmt.Fprintln(stdout, "warning:", w)
