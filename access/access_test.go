@@ -10,41 +10,21 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/access"
+	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // fixture is the access record on real parts: an embedded JetStream server syncing every
 // write, a keystore and projections in Pebble on disk, the projector following CIRC, and
@@ -56,32 +36,15 @@ type fixture struct {
 	proj *projections.Store
 	led  *ledger.Ledger
 	log  *access.Log
-	logs *syncBuffer
+	logs *testkit.SyncBuffer
 	now  time.Time
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: filepath.Join(dir, "nats"), Port: -1,
-		DontListen: true, NoSigs: true, NoLog: true, SyncAlways: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := testkit.StartJetStream(t)
+	nc, js := srv.NC, srv.JS
 	ctx := context.Background()
 	stream, _, err := ledger.EnsureStream(ctx, js, 1, 0)
 	if err != nil {
@@ -100,7 +63,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	proj, err := projections.Open(filepath.Join(dir, "projections"), keys, v, projections.Config{Location: time.UTC, Logger: logger})
 	if err != nil {

@@ -1,7 +1,6 @@
 package desk
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"net"
@@ -11,25 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imagineif/lethe/internal/testkit"
 )
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // testClock moves only when told.
 type testClock struct {
@@ -164,7 +147,7 @@ func TestLimitListenerPerAddress(t *testing.T) {
 func TestLimitListenerTotal(t *testing.T) {
 	t.Parallel()
 	clock := &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	e := newLimitEnv(t, HTTPConfig{MaxConns: 4, MaxConnsPerIP: 2, Now: clock.Now,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	var held []net.Conn

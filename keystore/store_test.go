@@ -16,6 +16,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/go-cmp/cmp"
+	"github.com/imagineif/lethe/internal/testkit"
 )
 
 func openStore(t *testing.T, dir string, m MasterKey) *Store {
@@ -615,7 +616,7 @@ func TestConcurrentUseWhileSweeping(t *testing.T) {
 // Ids and key material never reach the log, even at debug level.
 func TestLogsCarryNoIDsOrKeys(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	dir, m := t.TempDir(), testMaster(t)
 	s, err := Open(dir, m, logger)
@@ -637,23 +638,6 @@ func TestLogsCarryNoIDsOrKeys(t *testing.T) {
 			t.Errorf("log contains %q:\n%s", secret, out)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func TestSealUnseal(t *testing.T) {

@@ -14,27 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
 )
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a server's handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // seedHashes holds one hash per test password, so that each test's accounts do not cost
 // an argon2 run each (a quarter of a second under -race).
@@ -72,7 +55,7 @@ type env struct {
 	auth    *Auth
 	clock   *fakeClock
 	srv     *httptest.Server
-	logs    *syncBuffer
+	logs    *testkit.SyncBuffer
 	mu      sync.Mutex
 	seen    bytes.Buffer // every response: status line, headers, body
 	secrets []string
@@ -80,7 +63,7 @@ type env struct {
 
 func newEnv(t *testing.T, secure bool) *env {
 	t.Helper()
-	e := &env{t: t, clock: newFakeClock(), logs: &syncBuffer{}, secrets: []string{alicePW, bobPW}}
+	e := &env{t: t, clock: newFakeClock(), logs: &testkit.SyncBuffer{}, secrets: []string{alicePW, bobPW}}
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	store := openStore(t, t.TempDir(), logger)
 	seed(t, store, "alice", policy.Administrator, alicePW)

@@ -13,6 +13,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/bench"
 	"github.com/imagineif/lethe/identity"
+	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/node"
@@ -26,15 +28,15 @@ import (
 // NATS request/reply, validation, a synced transaction key, two durable (fsync) appends,
 // projection applies, and the expunger destroying the key in the background.
 func BenchmarkKioskCheckoutReturn(b *testing.B) {
-	h := newHarness(b)
-	h.register("21000000009999", "Bench Reader", "1980-01-01")
-	h.catalog("BENCH", 1000)
+	h := lethetest.New(b)
+	h.Register("21000000009999", "Bench Reader", "1980-01-01")
+	h.Catalog("BENCH", 1000)
 	b.ResetTimer()
 	for b.Loop() {
-		if r := h.checkout("21000000009999", "BENCH"); !r.OK {
+		if r := h.Checkout("21000000009999", "BENCH"); !r.OK {
 			b.Fatal(r.Error)
 		}
-		h.checkin("BENCH")
+		h.Checkin("BENCH")
 	}
 }
 
@@ -42,16 +44,16 @@ func BenchmarkKioskCheckoutReturn(b *testing.B) {
 // of a message of the checkout event's size, one after the other, to a file stream on the
 // same server (fsync before every ack).
 func BenchmarkRawJetStreamSyncPublish(b *testing.B) {
-	h := newHarness(b)
+	h := lethetest.New(b)
 	payload := make([]byte, 600)
-	ctx := ctxT(b)
-	if _, err := h.s.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"}, Storage: jetstream.FileStorage}); err != nil {
+	ctx := testkit.Context(b)
+	if _, err := h.S.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"}, Storage: jetstream.FileStorage}); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for b.Loop() {
 		for range 2 {
-			if _, err := h.s.JS.Publish(ctx, "raw.bench", payload); err != nil {
+			if _, err := h.S.JS.Publish(ctx, "raw.bench", payload); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -168,7 +170,7 @@ func BenchmarkRebuild(b *testing.B) {
 	events := n.Proj.Applied()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		diff, err := n.Proj.Rebuild(ctxT(b), n.JS, filepath.Join(b.TempDir(), "projections"), projections.Config{})
+		diff, err := n.Proj.Rebuild(testkit.Context(b), n.JS, filepath.Join(b.TempDir(), "projections"), projections.Config{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -185,7 +187,7 @@ func BenchmarkRawRead(b *testing.B) {
 	total := 0
 	b.ResetTimer()
 	for b.Loop() {
-		got, _, err := bench.RawRead(ctxT(b), n.JS)
+		got, _, err := bench.RawRead(testkit.Context(b), n.JS)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -200,7 +202,7 @@ func BenchmarkAuditRead(b *testing.B) {
 	total := 0
 	b.ResetTimer()
 	for b.Loop() {
-		got, _, err := bench.AuditRead(ctxT(b), n.NC, n.V)
+		got, _, err := bench.AuditRead(testkit.Context(b), n.NC, n.V)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -216,15 +218,15 @@ func benchHistory(b *testing.B) *node.Node { return benchHistoryT(b) }
 func benchHistoryT(b testing.TB) *node.Node {
 	b.Helper()
 	dir := b.TempDir()
-	if err := bench.FillHistory(ctxT(b), dir, 3*time.Second, nil); err != nil {
+	if err := bench.FillHistory(testkit.Context(b), dir, 3*time.Second, nil); err != nil {
 		b.Fatal(err)
 	}
-	n, err := node.Open(ctxT(b), node.Config{Data: dir, NATSListen: "off", Location: time.UTC, Logger: slog.New(slog.DiscardHandler)})
+	n, err := node.Open(testkit.Context(b), node.Config{Data: dir, NATSListen: "off", Location: time.UTC, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(n.Close)
-	if err := n.Proj.CatchUp(ctxT(b), n.JS); err != nil {
+	if err := n.Proj.CatchUp(testkit.Context(b), n.JS); err != nil {
 		b.Fatal(err)
 	}
 	return n
@@ -233,16 +235,16 @@ func benchHistoryT(b testing.TB) *node.Node {
 // BenchmarkKioskCheckoutReturnTLS is BenchmarkKioskCheckoutReturn as a kiosk on the network
 // does it: its own NKey credentials, over TCP with TLS to the NATS listener.
 func BenchmarkKioskCheckoutReturnTLS(b *testing.B) {
-	certFile, keyFile, pool := selfSignedCert(b)
-	h := newHarness(b, withNATSListen(), func(c *node.ServiceConfig) { c.NATSTLSCert, c.NATSTLSKey = certFile, keyFile })
-	h.register("21000000009998", "Bench Reader", "1980-01-01")
-	h.catalog("BENCH", 1000)
-	creds := h.identityFile(identity.Kiosk, "main", "tls")
+	certFile, keyFile, pool := testkit.SelfSignedCert(b)
+	h := lethetest.New(b, lethetest.WithNATSListen(), func(c *node.ServiceConfig) { c.NATSTLSCert, c.NATSTLSKey = certFile, keyFile })
+	h.Register("21000000009998", "Bench Reader", "1980-01-01")
+	h.Catalog("BENCH", 1000)
+	creds := h.IdentityFile(identity.Kiosk, "main", "tls")
 	o, err := nats.NkeyOptionFromSeed(creds)
 	if err != nil {
 		b.Fatal(err)
 	}
-	nc, err := nats.Connect(h.s.NATSURL(), o, nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	nc, err := nats.Connect(h.S.NATSURL(), o, nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -260,7 +262,7 @@ func BenchmarkKioskCheckoutReturnTLS(b *testing.B) {
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		send(schemas.CmdCheckOut, schemas.CheckOut{CommandID: cmdID(), Card: "21000000009998", Barcode: "BENCH"})
-		send(schemas.CmdReturn, schemas.Return{CommandID: cmdID(), Barcode: "BENCH"})
+		send(schemas.CmdCheckOut, schemas.CheckOut{CommandID: lethetest.CmdID(), Card: "21000000009998", Barcode: "BENCH"})
+		send(schemas.CmdReturn, schemas.Return{CommandID: lethetest.CmdID(), Barcode: "BENCH"})
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/node"
@@ -21,13 +23,13 @@ import (
 // applied again, and a rebuild equals the live projections.
 func TestCrashBetweenAppendAndProjection(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.catalog("X1", 1000)
-	h.register("21000000000500", "Wyn Crash", "1980-01-01")
-	co := schemas.CheckOut{CommandID: cmdID(), Card: "21000000000500", Barcode: "X1"}
+	h := lethetest.New(t)
+	h.Catalog("X1", 1000)
+	h.Register("21000000000500", "Wyn Crash", "1980-01-01")
+	co := schemas.CheckOut{CommandID: lethetest.CmdID(), Card: "21000000000500", Barcode: "X1"}
 	raw, _ := json.Marshal(co)
-	h.offline(func() {
-		n, err := node.Open(context.Background(), h.cfg.Config)
+	h.Offline(func() {
+		n, err := node.Open(context.Background(), h.Cfg.Config)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,7 +37,7 @@ func TestCrashBetweenAppendAndProjection(t *testing.T) {
 		if err := n.Proj.CatchUp(context.Background(), n.JS); err != nil {
 			t.Fatal(err)
 		}
-		led, err := ledger.New(n.NC, n.Stream, n.Proj, n.Keys, n.V, ledger.Config{Now: h.clock.Now, Logger: h.cfg.Logger})
+		led, err := ledger.New(n.NC, n.Stream, n.Proj, n.Keys, n.V, ledger.Config{Now: h.Clock.Now, Logger: h.Cfg.Logger})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,38 +51,38 @@ func TestCrashBetweenAppendAndProjection(t *testing.T) {
 		}
 	})
 	// Restarted: the event was durable, so the checkout happened; applied once.
-	if it, _ := h.s.Proj.Item("X1"); it.Status != model.ItemOnLoan {
+	if it, _ := h.S.Proj.Item("X1"); it.Status != model.ItemOnLoan {
 		t.Fatalf("after restart item = %+v, want on loan", it)
 	}
-	r := mustKiosk[schemas.CheckOutResult](h, schemas.CmdCheckOut, co) // the kiosk's retry
+	r := lethetest.MustKiosk[schemas.CheckOutResult](h, schemas.CmdCheckOut, co) // the kiosk's retry
 	if r.Barcode != "X1" {
 		t.Fatalf("retry answer = %+v", r)
 	}
-	if n := countType(h.events(), schemas.TypeItemCheckedOut); n != 1 {
+	if n := lethetest.CountType(h.Events(), schemas.TypeItemCheckedOut); n != 1 {
 		t.Fatalf("checked_out events = %d, want 1", n)
 	}
-	if rec := h.record("21000000000500"); len(rec.Loans) != 1 {
+	if rec := h.Record("21000000000500"); len(rec.Loans) != 1 {
 		t.Fatalf("record = %+v, want one loan", rec)
 	}
-	h.assertRebuildEqual()
+	assertRebuildEqual(h)
 }
 
 // TestKeysRotate rotates the master key with the server stopped: everything still opens
 // with the new key, and the old key file is gone.
 func TestKeysRotate(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.catalog("K1", 1000)
-	h.register("21000000000600", "Xia Rotate", "1980-01-01")
-	h.mustCheckout("21000000000600", "K1")
-	keyFile := filepath.Join(h.cfg.Data, "master.key")
+	h := lethetest.New(t)
+	h.Catalog("K1", 1000)
+	h.Register("21000000000600", "Xia Rotate", "1980-01-01")
+	h.MustCheckout("21000000000600", "K1")
+	keyFile := filepath.Join(h.Cfg.Data, "master.key")
 	old, err := os.ReadFile(keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.offline(func() {
-		var out, errOut syncBuffer
-		if err := run(context.Background(), []string{"keys", "rotate", "--data", h.cfg.Data}, func(string) string { return "" }, nil, &out, &errOut); err != nil {
+	h.Offline(func() {
+		var out, errOut testkit.SyncBuffer
+		if err := run(context.Background(), []string{"keys", "rotate", "--data", h.Cfg.Data}, func(string) string { return "" }, nil, &out, &errOut); err != nil {
 			t.Fatalf("keys rotate: %v\n%s", err, errOut.String())
 		}
 		now, err := os.ReadFile(keyFile)
@@ -95,9 +97,9 @@ func TestKeysRotate(t *testing.T) {
 		}
 	})
 	// The open loan's key, the profile key and the card hash key all survived re-wrapping.
-	if rec := h.record("21000000000600"); len(rec.Loans) != 1 {
+	if rec := h.Record("21000000000600"); len(rec.Loans) != 1 {
 		t.Fatalf("record after rotation = %+v", rec)
 	}
-	h.checkin("K1")
-	h.expungeAll()
+	h.Checkin("K1")
+	h.ExpungeAll()
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/policy"
 )
 
@@ -67,30 +69,30 @@ func TestDashboard(t *testing.T) {
 	t.Parallel()
 	chromium := chromiumPath(t)
 
-	h := newHarness(t)
+	h := lethetest.New(t)
 	patrons := []struct{ card, name, birth string }{
 		{"21000000000101", "Ada Reader", "1980-05-17"},
 		{"21000000000102", "Grace Borrower", "1975-11-02"},
 	}
 	for _, p := range patrons {
-		h.register(p.card, p.name, p.birth)
+		h.Register(p.card, p.name, p.birth)
 	}
 	// Six of each: days with fewer than 5 checkouts or returns are suppressed.
 	barcodes := []string{"D1", "D2", "D3", "D4", "D5", "D6"}
 	for i, b := range barcodes {
-		h.catalog(b, 1500)
-		if r := h.checkout(patrons[i%len(patrons)].card, b); !r.OK {
+		h.Catalog(b, 1500)
+		if r := h.Checkout(patrons[i%len(patrons)].card, b); !r.OK {
 			t.Fatalf("checkout %s = %+v, want ok", b, r.Error)
 		}
 	}
 	for _, b := range barcodes {
-		h.checkin(b)
+		h.Checkin(b)
 	}
-	h.expungeAll()
+	h.ExpungeAll()
 
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	browserLog := &syncBuffer{}
+	browserLog := &testkit.SyncBuffer{}
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(chromium),
 		chromedp.Headless,
@@ -137,9 +139,9 @@ func TestDashboard(t *testing.T) {
 	}()
 
 	// An auditor signs in: the dashboard is anonymous data, which is all auditors may read.
-	h.account("reader", policy.Auditor)
-	if err := chromedp.Do(bctx, chromedp.Navigate(h.s.HTTPURL+"/"), chromedp.WaitVisible(chromedp.ID("login")),
-		chromedp.SendKeys(chromedp.ID("name"), "reader"), chromedp.SendKeys(chromedp.ID("password"), staffPassword),
+	h.Account("reader", policy.Auditor)
+	if err := chromedp.Do(bctx, chromedp.Navigate(h.S.HTTPURL+"/"), chromedp.WaitVisible(chromedp.ID("login")),
+		chromedp.SendKeys(chromedp.ID("name"), "reader"), chromedp.SendKeys(chromedp.ID("password"), lethetest.Password),
 		chromedp.Click(chromedp.ID("signin"))); err != nil {
 		t.Fatalf("sign in on the dashboard: %v", err)
 	}
@@ -184,7 +186,7 @@ func TestDashboard(t *testing.T) {
 	if got := view.Cards["items"]; got != "6" {
 		t.Errorf(`card "items" = %q, want "6"`, got)
 	}
-	today := h.clock.Now().Format(time.DateOnly)
+	today := h.Clock.Now().Format(time.DateOnly)
 	measures := map[string]int{}
 	for _, b := range view.Bars {
 		measures[b.Measure]++

@@ -5,11 +5,13 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+
+	"github.com/imagineif/lethe/internal/testkit"
 )
 
 func TestDemoRuns(t *testing.T) {
 	t.Parallel()
-	var out, errOut syncBuffer
+	var out, errOut testkit.SyncBuffer
 	args := []string{"demo", "--data", t.TempDir(), "--duration", "3s", "--items", "60", "--patrons", "20",
 		"--kiosks", "3", "--day", "100ms", "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--log-level", "error"}
 	if err := run(context.Background(), args, func(string) string { return "" }, nil, &out, &errOut); err != nil {

@@ -15,7 +15,9 @@ type rule struct {
 
 // allowedImports is the dependency direction of the design (docs/design.md): each package
 // may import the standard library and its allowed list, nothing else. Nothing imports
-// cmd/, and only cmd/ and node (the server assembly) import nats-server.
+// cmd/, and only cmd/, node (the server assembly) and the tests' testkit import
+// nats-server. No package's own code may import internal/testkit or internal/lethetest:
+// no rule but theirs lists them, so only tests (whose imports are not checked) do.
 var allowedImports = map[string]rule{
 	"schemas": {[]string{"github.com/santhosh-tekuri/jsonschema/v6"},
 		"the wire contract stands alone; JSON Schema validation is a library's job, not Lethe's"},
@@ -55,6 +57,11 @@ var allowedImports = map[string]rule{
 		"the server assembly: the one package besides cmd/ that embeds nats-server (its authentication of identities), and wires every part in order"},
 	"desk": {[]string{"schemas", "model", "policy", "ledger", "keystore", "projections", "expunger", "staff", "access", "github.com/google/uuid"},
 		"the staff HTTP API: sessions (staff) in front of the ledger, the projections' reads (model rows) and the access record"},
+	"internal/testkit": {[]string{"github.com/nats-io/nats-server/v2/server", "github.com/nats-io/nats.go"},
+		"test support every package's tests may use, keystore's included, so it imports no Lethe package; it embeds nats-server for the tests' own JetStream, as nats-server's tests do"},
+	"internal/lethetest": {[]string{"schemas", "model", "policy", "keystore", "ledger", "identity", "kiosk", "staff", "access", "desk", "node", "internal/testkit",
+		"github.com/google/uuid", "github.com/nats-io/nats.go"},
+		"a whole running server (node) for the tests of desk, kiosk, node and cmd/lethe, driven as kiosks (NATS), staff (the desk's HTTP API) and intruders do; external test packages only, since node imports most of Lethe"},
 }
 
 const module = "github.com/imagineif/lethe/"

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
@@ -33,7 +35,7 @@ func mountTmpfs(t *testing.T, size string) string {
 	}
 	t.Cleanup(func() {
 		// A server stopped by an earlier cleanup may close its last files just after.
-		waitFor(t, "umount "+dir, func() bool { return exec.Command("umount", dir).Run() == nil })
+		testkit.WaitFor(t, "umount "+dir, func() bool { return exec.Command("umount", dir).Run() == nil })
 	})
 	return dir
 }
@@ -160,9 +162,9 @@ func TestStartOnFullDisk(t *testing.T) {
 
 	// A library that ran once, so there are logs to replay, on a disk filled to the brim.
 	used := filepath.Join(mnt, "used")
-	h := newHarness(t, func(c *node.ServiceConfig) { c.Data, c.MasterKeyFile, c.MinFreeDisk = used, key, 8<<20 })
-	h.catalog("FULL1", 1000)
-	if err := h.stop(); err != nil {
+	h := lethetest.New(t, func(c *node.ServiceConfig) { c.Data, c.MasterKeyFile, c.MinFreeDisk = used, key, 8<<20 })
+	h.Catalog("FULL1", 1000)
+	if err := h.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	ballast := mustFill(t, mnt, 0)
@@ -195,47 +197,47 @@ func TestDiskFull(t *testing.T) {
 	key := masterKeyFile(t)
 	data := filepath.Join(mnt, "data")
 	const minFree = 16 << 20
-	h := newHarness(t, func(c *node.ServiceConfig) {
+	h := lethetest.New(t, func(c *node.ServiceConfig) {
 		c.Data, c.MasterKeyFile, c.MinFreeDisk = data, key, minFree
 		c.NoExpungeLoop = true // a closed loan waits, so the test can expunge it on a full disk
 	})
 	for _, b := range []string{"DF1", "DF2", "DF3", "DF4"} {
-		h.catalog(b, 1000)
+		h.Catalog(b, 1000)
 	}
 	const card = "21000000000700"
-	h.register(card, "Dee Full", "1980-01-01")
-	h.mustCheckout(card, "DF1")
-	applied := schemas.CheckOut{CommandID: cmdID(), Card: card, Barcode: "DF2"}
-	if r := h.kiosk("k1", schemas.CmdCheckOut, applied); !r.OK {
+	h.Register(card, "Dee Full", "1980-01-01")
+	h.MustCheckout(card, "DF1")
+	applied := schemas.CheckOut{CommandID: lethetest.CmdID(), Card: card, Barcode: "DF2"}
+	if r := h.Kiosk("k1", schemas.CmdCheckOut, applied); !r.OK {
 		t.Fatalf("checkout of DF2 = %+v", r.Error)
 	}
-	h.checkin("DF1") // closed; its key waits for the expunger
+	h.Checkin("DF1") // closed; its key waits for the expunger
 
 	ballast := mustFill(t, mnt, minFree/2)
-	seq, keys := h.streamLast(), h.s.Keys.Stats().Transactions
-	checkout := schemas.CheckOut{CommandID: cmdID(), Card: card, Barcode: "DF3"}
-	catalog := schemas.CatalogItem{CommandID: cmdID(), ItemCataloged: schemas.ItemCataloged{
+	seq, keys := h.StreamLast(), h.S.Keys.Stats().Transactions
+	checkout := schemas.CheckOut{CommandID: lethetest.CmdID(), Card: card, Barcode: "DF3"}
+	catalog := schemas.CatalogItem{CommandID: lethetest.CmdID(), ItemCataloged: schemas.ItemCataloged{
 		Barcode: "DF5", Title: "Title DF5", Collection: "fiction", Branch: "main", ReplacementCents: 1000}}
 	diskCause := "the disk holding the data directory has "
 	resume := "MiB free; writes resume above 16 MiB"
 	for range 3 {
-		r := h.kiosk("k1", schemas.CmdCheckOut, checkout)
+		r := h.Kiosk("k1", schemas.CmdCheckOut, checkout)
 		wantRefusal(t, "kiosk checkout", r, diskCause, resume)
-		wantRefusal(t, "kiosk patron_info", h.kiosk("k1", schemas.CmdPatronInfo, schemas.PatronInfo{Card: card}), diskCause, resume)
-		status, body := h.desk(schemas.CmdCatalogItem, catalog)
+		wantRefusal(t, "kiosk patron_info", h.Kiosk("k1", schemas.CmdPatronInfo, schemas.PatronInfo{Card: card}), diskCause, resume)
+		status, body := h.Desk(schemas.CmdCatalogItem, catalog)
 		wantDeskRefusal(t, status, body, diskCause, resume)
 	}
 	// A retry of a command applied before the disk filled writes nothing: it is answered.
-	if r := h.kiosk("k1", schemas.CmdCheckOut, applied); !r.OK {
+	if r := h.Kiosk("k1", schemas.CmdCheckOut, applied); !r.OK {
 		t.Errorf("retry of an applied checkout on a nearly full disk = %+v, want its answer", r.Error)
 	}
-	if got := h.streamLast(); got != seq {
+	if got := h.StreamLast(); got != seq {
 		t.Errorf("stream last sequence = %d after refused commands, want %d", got, seq)
 	}
-	if got := h.s.Keys.Stats().Transactions; got != keys {
+	if got := h.S.Keys.Stats().Transactions; got != keys {
 		t.Errorf("transaction keys = %d after refused commands, want %d", got, keys)
 	}
-	logs := h.logs.String()
+	logs := h.Logs.String()
 	if n := strings.Count(logs, "the disk holding the data directory is nearly full"); n != 1 {
 		t.Errorf("log lines naming the full disk = %d, want 1:\n%s", n, logs)
 	}
@@ -244,17 +246,17 @@ func TestDiskFull(t *testing.T) {
 	}
 
 	// The expunger is not refused: destroying keys frees space and keeps the promise.
-	n, err := h.s.Expunger.ExpungeNow(ctxT(t))
+	n, err := h.S.Expunger.ExpungeNow(testkit.Context(t))
 	if err != nil || n != 1 {
 		t.Fatalf("ExpungeNow on a nearly full disk = %d, %v; want 1, nil", n, err)
 	}
-	if got := h.s.Keys.Stats().Transactions; got != keys-1 {
+	if got := h.S.Keys.Stats().Transactions; got != keys-1 {
 		t.Errorf("transaction keys after expunging = %d, want %d", got, keys-1)
 	}
-	if got := h.streamLast(); got != seq+1 {
+	if got := h.StreamLast(); got != seq+1 {
 		t.Errorf("stream last sequence after expunging = %d, want %d (one expunged record)", got, seq+1)
 	}
-	if err := h.s.Expunger.Sweep(ctxT(t)); err != nil {
+	if err := h.S.Expunger.Sweep(testkit.Context(t)); err != nil {
 		t.Errorf("erasure sweep on a nearly full disk: %v", err)
 	}
 
@@ -262,36 +264,36 @@ func TestDiskFull(t *testing.T) {
 	if err := os.Remove(ballast); err != nil {
 		t.Fatal(err)
 	}
-	if r := h.kiosk("k1", schemas.CmdCheckOut, checkout); !r.OK {
+	if r := h.Kiosk("k1", schemas.CmdCheckOut, checkout); !r.OK {
 		t.Fatalf("checkout after space returned = %+v, want ok", r.Error)
 	}
-	mustDesk[schemas.Accepted](h, schemas.CmdCatalogItem, catalog)
-	if !strings.Contains(h.logs.String(), "the disk holding the data directory has room again") {
-		t.Errorf("log does not say the disk has room again:\n%s", h.logs)
+	lethetest.MustDesk[schemas.Accepted](h, schemas.CmdCatalogItem, catalog)
+	if !strings.Contains(h.Logs.String(), "the disk holding the data directory has room again") {
+		t.Errorf("log does not say the disk has room again:\n%s", h.Logs)
 	}
 
 	// The disk filled to the last byte: refused, not stopped; then back.
 	ballast = mustFill(t, mnt, 0)
-	seq = h.streamLast()
-	full := schemas.CheckOut{CommandID: cmdID(), Card: card, Barcode: "DF4"}
-	wantRefusal(t, "kiosk checkout on a full disk", h.kiosk("k1", schemas.CmdCheckOut, full), diskCause+"0 MiB free", resume)
-	status, body := h.desk(schemas.CmdRegisterPatron, schemas.RegisterPatron{CommandID: cmdID(), HomeBranch: "main",
+	seq = h.StreamLast()
+	full := schemas.CheckOut{CommandID: lethetest.CmdID(), Card: card, Barcode: "DF4"}
+	wantRefusal(t, "kiosk checkout on a full disk", h.Kiosk("k1", schemas.CmdCheckOut, full), diskCause+"0 MiB free", resume)
+	status, body := h.Desk(schemas.CmdRegisterPatron, schemas.RegisterPatron{CommandID: lethetest.CmdID(), HomeBranch: "main",
 		Profile: schemas.Profile{Name: "Ann Other", BirthDate: "1990-02-03"}})
 	wantDeskRefusal(t, status, body, diskCause+"0 MiB free", resume)
-	if got := h.streamLast(); got != seq {
+	if got := h.StreamLast(); got != seq {
 		t.Errorf("stream last sequence = %d after refused commands on a full disk, want %d", got, seq)
 	}
 	if err := os.Remove(ballast); err != nil {
 		t.Fatal(err)
 	}
-	if r := h.kiosk("k1", schemas.CmdCheckOut, full); !r.OK {
+	if r := h.Kiosk("k1", schemas.CmdCheckOut, full); !r.OK {
 		t.Fatalf("checkout after the full disk emptied = %+v, want ok", r.Error)
 	}
-	if logs := h.logs.String(); strings.Contains(logs, "panic") || strings.Contains(logs, "pebble fatal") {
+	if logs := h.Logs.String(); strings.Contains(logs, "panic") || strings.Contains(logs, "pebble fatal") {
 		t.Errorf("log has a panic or a Pebble fatal error:\n%s", logs)
 	}
 
-	if err := h.stop(); err != nil {
+	if err := h.Stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
 	var out, errOut strings.Builder

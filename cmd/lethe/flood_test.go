@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/imagineif/lethe/desk"
+	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/staff"
 )
@@ -38,7 +40,7 @@ const (
 // lethePID is a lethe serve running in a child process.
 type lethePID struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *testkit.SyncBuffer
 	url  string
 }
 
@@ -50,7 +52,7 @@ var readyLine = regexp.MustCompile(`msg="lethe ready" http=(\S+)`)
 func startLetheProcess(t *testing.T, data string, args ...string) *lethePID {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &lethePID{logs: &syncBuffer{}}
+	p := &lethePID{logs: &testkit.SyncBuffer{}}
 	p.cmd = exec.CommandContext(ctx, os.Args[0], append([]string{"serve", "--data", data, "--http", "127.0.0.1:0",
 		"--nats-listen", "off", "--log-level", "info"}, args...)...)
 	p.cmd.Env = append(os.Environ(), childEnv+"=lethe")
@@ -68,7 +70,7 @@ func startLetheProcess(t *testing.T, data string, args ...string) *lethePID {
 			t.Errorf("lethe serve after an interrupt: %v\n%s", err, p.logs)
 		}
 	})
-	waitFor(t, "lethe serve ready", func() bool {
+	testkit.WaitFor(t, "lethe serve ready", func() bool {
 		if m := readyLine.FindStringSubmatch(p.logs.String()); m != nil {
 			p.url = m[1]
 			return true
@@ -91,7 +93,7 @@ func (p *lethePID) fds(t *testing.T) int {
 // login logs in over a fresh connection and returns how long it took.
 func (p *lethePID) login(t *testing.T) time.Duration {
 	t.Helper()
-	raw, _ := json.Marshal(map[string]string{"name": adminName, "password": staffPassword})
+	raw, _ := json.Marshal(map[string]string{"name": lethetest.Admin, "password": lethetest.Password})
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
 	start := time.Now()
 	resp, err := client.Post(p.url+"/api/login", "application/json", bytes.NewReader(raw))
@@ -109,7 +111,7 @@ func (p *lethePID) login(t *testing.T) time.Duration {
 // flooder is a child process holding idle connections.
 type flooder struct {
 	cmd *exec.Cmd
-	out *syncBuffer
+	out *testkit.SyncBuffer
 	in  interface{ Close() error }
 }
 
@@ -130,7 +132,7 @@ func TestIdleConnectionFlood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Add(adminName, policy.Administrator, staffPassword); err != nil {
+	if err := st.Add(lethetest.Admin, policy.Administrator, lethetest.Password); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Close(); err != nil {
@@ -156,7 +158,7 @@ func TestIdleConnectionFlood(t *testing.T) {
 	var floods []*flooder
 	for i := range children {
 		n := min(perChild, floodConns-i*perChild)
-		f := &flooder{out: &syncBuffer{}}
+		f := &flooder{out: &testkit.SyncBuffer{}}
 		f.cmd = exec.Command(os.Args[0])
 		f.cmd.Env = append(os.Environ(), childEnv+"=flood", "LETHE_FLOOD_TARGET="+target,
 			"LETHE_FLOOD_FROM="+floodFrom, "LETHE_FLOOD_CONNS="+strconv.Itoa(n))

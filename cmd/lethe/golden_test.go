@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,6 +39,28 @@ func golden(t *testing.T, name string, got []byte) {
 	if !bytes.Equal(got, want) {
 		t.Errorf("output differs from %s (run `go test ./cmd/lethe -run %s -update` and review the diff):\n%s", path, t.Name(), got)
 	}
+}
+
+// transcript is what a person sees of a command: its standard output, its standard error
+// with the line main adds for an error, and the exit status.
+func transcript(stdout, stderr string, err error) []byte {
+	var b strings.Builder
+	section := func(name, text string) {
+		fmt.Fprintf(&b, "-- %s --\n", name)
+		b.WriteString(text)
+		if text != "" && !strings.HasSuffix(text, "\n") {
+			b.WriteString("\n")
+		}
+	}
+	section("stdout", stdout)
+	code := 0
+	if err != nil {
+		stderr += "lethe: " + err.Error() + "\n"
+		code = exitCode(err)
+	}
+	section("stderr", stderr)
+	fmt.Fprintf(&b, "-- exit status %d --\n", code)
+	return []byte(b.String())
 }
 
 // fixedHistory writes a small, fixed history into a data directory's stream, as a stopped
@@ -68,7 +93,7 @@ func fixedHistory(t *testing.T, data string) {
 		{schemas.TypeProjectionSkipped, ledger.SkippedSubject, schemas.ProjectionSkipped{Seq: 2, Reason: "a test of the record", Staff: "ada"}},
 	}
 	withRawStream(t, data, func(js jetstream.JetStream) {
-		if _, err := js.CreateStream(ctxT(t), ledger.StreamConfig(1)); err != nil {
+		if _, err := js.CreateStream(testkit.Context(t), ledger.StreamConfig(1)); err != nil {
 			t.Fatal(err)
 		}
 		for i, e := range evs {
@@ -76,7 +101,7 @@ func fixedHistory(t *testing.T, data string) {
 			body, _ := json.Marshal(schemas.Event{SpecVersion: schemas.SpecVersion, ID: id(), Type: e.typ, Source: "lethe/ledger/golden",
 				Subject: e.subject, Time: at.Add(time.Duration(i) * time.Minute), DataContentType: "application/json",
 				DataSchema: schemas.DataSchema(e.typ), Data: raw})
-			if _, err := js.Publish(ctxT(t), e.subject, body); err != nil {
+			if _, err := js.Publish(testkit.Context(t), e.subject, body); err != nil {
 				t.Fatal(err)
 			}
 		}

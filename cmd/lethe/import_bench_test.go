@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/desk"
+	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go"
@@ -43,7 +45,7 @@ func bulkBody(tb testing.TB, prefix string, n int) []byte {
 // decisions, one atomic batch of item.cataloged events (fsync before the ack), and the
 // wait for the projections to apply them. Compare with BenchmarkRawJetStreamAtomicBatch.
 func BenchmarkCatalogItems(b *testing.B) {
-	h := newHarness(b)
+	h := lethetest.New(b)
 	bodies := make([][]byte, 0, 64)
 	b.ResetTimer()
 	items := 0
@@ -53,7 +55,7 @@ func BenchmarkCatalogItems(b *testing.B) {
 			bodies = append(bodies, bulkBody(b, "B"+strconv.Itoa(len(bodies))+"x", ledger.MaxCatalogItems))
 		}
 		b.StartTimer()
-		status, body := h.requestAs(adminName, http.MethodPost, desk.CatalogItemsPath, bodies[i])
+		status, body := h.RequestAs(lethetest.Admin, http.MethodPost, desk.CatalogItemsPath, bodies[i])
 		if status != http.StatusOK {
 			b.Fatalf("bulk = %d %.300s", status, body)
 		}
@@ -67,15 +69,15 @@ func BenchmarkCatalogItems(b *testing.B) {
 // subject with a message id and an expectation, to a stream configured as CIRC on the same
 // server (fsync before every ack).
 func BenchmarkRawJetStreamAtomicBatch(b *testing.B) {
-	h := newHarness(b)
-	ctx := ctxT(b)
+	h := lethetest.New(b)
+	ctx := testkit.Context(b)
 	cfg := ledger.StreamConfig(1)
 	cfg.Name, cfg.Subjects = "RAW", []string{"raw.>"}
-	if _, err := h.s.JS.CreateStream(ctx, cfg); err != nil {
+	if _, err := h.S.JS.CreateStream(ctx, cfg); err != nil {
 		b.Fatal(err)
 	}
 	payload := make([]byte, 420) // an item.cataloged event of the benchmark's items
-	nc := h.s.NC
+	nc := h.S.NC
 	msgs := 0
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {

@@ -15,6 +15,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/desk"
+	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/policy"
@@ -26,16 +28,16 @@ const itemsHeader = "barcode,title,collection,branch,replacement_cents\n"
 // importCLI runs lethe with the harness's server and a staff account's password, and
 // returns its stdout and stderr.
 type importCLI struct {
-	h        *harness
+	h        *lethetest.Harness
 	user     string
 	password string
 }
 
 func (c importCLI) run(args ...string) (stdout, stderr string, err error) {
 	env := func(k string) string {
-		return map[string]string{"LETHE_USER": c.user, "LETHE_PASSWORD": c.password, "LETHE_SERVER": c.h.s.HTTPURL}[k]
+		return map[string]string{"LETHE_USER": c.user, "LETHE_PASSWORD": c.password, "LETHE_SERVER": c.h.S.HTTPURL}[k]
 	}
-	var out, errOut syncBuffer
+	var out, errOut testkit.SyncBuffer
 	err = run(context.Background(), args, env, strings.NewReader(""), &out, &errOut)
 	return out.String(), errOut.String(), err
 }
@@ -73,14 +75,14 @@ func writeFile(t *testing.T, name, content string) string {
 // not applied again, and says so.
 func TestItemsImportBulk(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	cli := importCLI{h: h, user: adminName, password: staffPassword}
+	h := lethetest.New(t)
+	cli := importCLI{h: h, user: lethetest.Admin, password: lethetest.Password}
 	const n = 3 * ledger.MaxCatalogItems
 	title := func(i int) string { return fmt.Sprintf("Title %d, a book", i) }
 	file := itemsFile(t, "B", n, title)
 
-	last := h.streamLast()
-	commits, _ := h.s.Ledger.CommitStats()
+	last := h.StreamLast()
+	commits, _ := h.S.Ledger.CommitStats()
 	out, errOut, err := cli.run("items", "import", file)
 	if err != nil {
 		t.Fatalf("import: %v\n%s%s", err, out, errOut)
@@ -91,15 +93,15 @@ func TestItemsImportBulk(t *testing.T) {
 	if errOut != "" {
 		t.Errorf("import wrote %q to stderr, which is not a terminal: want nothing", errOut)
 	}
-	if got := h.streamLast() - last; got != n {
+	if got := h.StreamLast() - last; got != n {
 		t.Errorf("import appended %d events, want %d", got, n)
 	}
-	if c, _ := h.s.Ledger.CommitStats(); c-commits > n/ledger.MaxCatalogItems {
+	if c, _ := h.S.Ledger.CommitStats(); c-commits > n/ledger.MaxCatalogItems {
 		t.Errorf("import took %d commits, want %d: one atomic batch per request", c-commits, n/ledger.MaxCatalogItems)
 	}
 	for i := range n {
 		bc := fmt.Sprintf("B%06d", i)
-		it, err := h.s.Proj.Item(bc)
+		it, err := h.S.Proj.Item(bc)
 		if err != nil || it.Title != title(i) || it.ReplacementCents != int64(1000+i) || it.Collection != "fiction" ||
 			it.Branch != "main" || it.Status != model.ItemAvailable {
 			t.Fatalf("item %s = %+v, %v", bc, it, err)
@@ -107,29 +109,29 @@ func TestItemsImportBulk(t *testing.T) {
 	}
 
 	// Again: nothing appended, and the summary says so.
-	last = h.streamLast()
+	last = h.StreamLast()
 	out, _, err = cli.run("items", "import", file)
 	if err != nil || !strings.HasPrefix(out, "items: 0 new, 0 updated, 3,000 already cataloged unchanged") {
 		t.Fatalf("import again: %v\n%s", err, out)
 	}
-	if got := h.streamLast(); got != last {
+	if got := h.StreamLast(); got != last {
 		t.Fatalf("importing the same file again appended %d events, want 0", got-last)
 	}
 
 	// Past the deduplication window the command ids are forgotten (an event after it moves
 	// the projections' clock); the rows are still unchanged, by their content.
-	h.clock.Advance(2 * ledger.DedupeWindow)
-	h.catalog("LATER", 100)
+	h.Clock.Advance(2 * ledger.DedupeWindow)
+	h.Catalog("LATER", 100)
 	id := uuid.NewSHA1(importNamespace, []byte(strings.Join([]string{"B000002", title(2), "fiction", "main", "1002"}, "\x00"))).String()
-	if seqs, err := h.s.Proj.CommandSeqs(id); err != nil || seqs != nil {
+	if seqs, err := h.S.Proj.CommandSeqs(id); err != nil || seqs != nil {
 		t.Fatalf("command id of row B000002 after the window: %v, %v; want forgotten", seqs, err)
 	}
-	last = h.streamLast()
+	last = h.StreamLast()
 	out, _, err = cli.run("items", "import", file)
 	if err != nil || !strings.HasPrefix(out, "items: 0 new, 0 updated, 3,000 already cataloged unchanged (") {
 		t.Fatalf("import after the window: %v\n%s", err, out)
 	}
-	if got := h.streamLast(); got != last {
+	if got := h.StreamLast(); got != last {
 		t.Errorf("import after the window appended %d events, want 0", got-last)
 	}
 
@@ -146,18 +148,18 @@ func TestItemsImportBulk(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "items: 1 new, 1 updated, 2,999 already cataloged unchanged (") {
 		t.Fatalf("import of a changed file: %v\n%s", err, out)
 	}
-	if it, _ := h.s.Proj.Item("B000007"); it.Title != "A new edition" {
+	if it, _ := h.S.Proj.Item("B000007"); it.Title != "A new edition" {
 		t.Errorf("updated item = %+v", it)
 	}
-	mustDesk[schemas.Accepted](h, schemas.CmdCatalogItem, schemas.CatalogItem{CommandID: cmdID(), ItemCataloged: schemas.ItemCataloged{
+	lethetest.MustDesk[schemas.Accepted](h, schemas.CmdCatalogItem, schemas.CatalogItem{CommandID: lethetest.CmdID(), ItemCataloged: schemas.ItemCataloged{
 		Barcode: "B000007", Title: "Rebound", Collection: "fiction", Branch: "main", ReplacementCents: 1007}})
-	last = h.streamLast()
+	last = h.StreamLast()
 	out, _, err = cli.run("items", "import", changed)
 	if err != nil || !strings.HasPrefix(out, "items: 0 new, 0 updated, 3,000 already cataloged unchanged, 1 not applied again") {
 		t.Fatalf("import within the hour after a desk change: %v\n%s", err, out)
 	}
-	if it, _ := h.s.Proj.Item("B000007"); it.Title != "Rebound" || h.streamLast() != last {
-		t.Errorf("a row imported within the hour was applied again: %+v, %d events appended", it, h.streamLast()-last)
+	if it, _ := h.S.Proj.Item("B000007"); it.Title != "Rebound" || h.StreamLast() != last {
+		t.Errorf("a row imported within the hour was applied again: %+v, %d events appended", it, h.StreamLast()-last)
 	}
 }
 
@@ -169,8 +171,8 @@ func TestItemsImportBulk(t *testing.T) {
 // repeat.
 func TestItemsImportRefusesBadRows(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	cli := importCLI{h: h, user: adminName, password: staffPassword}
+	h := lethetest.New(t)
+	cli := importCLI{h: h, user: lethetest.Admin, password: lethetest.Password}
 	var b strings.Builder
 	b.WriteString(itemsHeader)
 	for i := range 60 {
@@ -185,7 +187,7 @@ func TestItemsImportRefusesBadRows(t *testing.T) {
 	}
 	bad := writeFile(t, "bad.csv", b.String())
 	report := filepath.Join(t.TempDir(), "report.csv")
-	last := h.streamLast()
+	last := h.StreamLast()
 	out, errOut, err := cli.run("items", "import", "--report", report, bad)
 	if err == nil || !strings.Contains(err.Error(), "2 of 60 rows refused; nothing was sent") {
 		t.Fatalf("import of a bad file: %v\n%s%s", err, out, errOut)
@@ -199,10 +201,10 @@ func TestItemsImportRefusesBadRows(t *testing.T) {
 			t.Errorf("report on stderr lacks %q:\n%s", want, errOut)
 		}
 	}
-	if got := h.streamLast(); got != last {
+	if got := h.StreamLast(); got != last {
 		t.Errorf("a file with bad rows appended %d events, want 0", got-last)
 	}
-	if _, err := h.s.Proj.Item("G000000"); err == nil {
+	if _, err := h.S.Proj.Item("G000000"); err == nil {
 		t.Error("a file with a bad row imported its good rows")
 	}
 	raw, err := os.ReadFile(report)
@@ -225,17 +227,17 @@ func TestItemsImportRefusesBadRows(t *testing.T) {
 	if out, _, err := cli.run("items", "import", bom); err != nil || !strings.HasPrefix(out, "items: 1 new,") {
 		t.Fatalf("import of a file with a byte order mark: %v\n%s", err, out)
 	}
-	last = h.streamLast()
+	last = h.StreamLast()
 
 	// A barcode twice: refused before the login (the password is wrong) and before
 	// anything is sent.
 	dup := writeFile(t, "dup.csv", itemsHeader+"D1,One,fiction,main,100\nD2,Two,fiction,main,100\nD1,One again,fiction,main,100\n")
-	wrong := importCLI{h: h, user: adminName, password: "not the password at all"}
+	wrong := importCLI{h: h, user: lethetest.Admin, password: "not the password at all"}
 	_, errOut, err = wrong.run("items", "import", dup)
 	if err == nil || !strings.Contains(errOut, "line 4 (D1), barcode: repeats the barcode of line 2: one row per item") {
 		t.Fatalf("import of a file with a barcode twice: %v\n%s", err, errOut)
 	}
-	if got := h.streamLast(); got != last {
+	if got := h.StreamLast(); got != last {
 		t.Errorf("a file with a repeated barcode appended %d events, want 0", got-last)
 	}
 	// The same password on a good file: the login is refused, nothing imported.
@@ -248,18 +250,18 @@ func TestItemsImportRefusesBadRows(t *testing.T) {
 // refused with 403 and appends nothing, as is the route itself.
 func TestItemsImportNeedsAdministrator(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.account("circ", policy.Circulation)
-	last := h.streamLast()
-	_, _, err := importCLI{h: h, user: "circ", password: staffPassword}.run("items", "import", itemsFile(t, "C", 5, func(int) string { return "t" }))
+	h := lethetest.New(t)
+	h.Account("circ", policy.Circulation)
+	last := h.StreamLast()
+	_, _, err := importCLI{h: h, user: "circ", password: lethetest.Password}.run("items", "import", itemsFile(t, "C", 5, func(int) string { return "t" }))
 	if schemas.CodeOf(err) != schemas.CodeForbidden {
 		t.Fatalf("import as a circulation account: %v, want forbidden", err)
 	}
-	status, body := h.requestAs("circ", http.MethodPost, desk.CatalogItemsPath, bulkBody(t, "C", 2))
+	status, body := h.RequestAs("circ", http.MethodPost, desk.CatalogItemsPath, bulkBody(t, "C", 2))
 	if status != http.StatusForbidden {
 		t.Errorf("bulk route as a circulation account = %d %s, want 403", status, body)
 	}
-	if got := h.streamLast(); got != last {
+	if got := h.StreamLast(); got != last {
 		t.Errorf("a circulation account's import appended %d events, want 0", got-last)
 	}
 }
@@ -272,18 +274,18 @@ func TestItemsImportNeedsAdministrator(t *testing.T) {
 // session, and refused when it passes the limit.
 func TestCatalogItemsRoute(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	h := lethetest.New(t)
 	ok := bulkBody(t, "R", 3)
-	if status, body := h.post(desk.CatalogItemsPath, ok); status != http.StatusOK {
+	if status, body := h.Post(desk.CatalogItemsPath, ok); status != http.StatusOK {
 		t.Fatalf("bulk = %d %s", status, body)
 	} else {
 		var res desk.CatalogItemsResult
 		if err := json.Unmarshal(body, &res); err != nil || res.New != 3 || len(res.Items) != 3 || res.Items[2].Barcode != "R000002" ||
-			res.Items[2].Outcome != ledger.CatalogNew || res.Items[2].Seq != h.streamLast() {
+			res.Items[2].Outcome != ledger.CatalogNew || res.Items[2].Seq != h.StreamLast() {
 			t.Errorf("bulk answer = %+v, %v", res, err)
 		}
 	}
-	last := h.streamLast()
+	last := h.StreamLast()
 	cmd := func(id, barcode, title string) string {
 		return fmt.Sprintf(`{"command_id":%q,"barcode":%q,"title":%q,"collection":"c","branch":"main","replacement_cents":1}`, id, barcode, title)
 	}
@@ -292,10 +294,10 @@ func TestCatalogItemsRoute(t *testing.T) {
 		many = append(many, cmd(uuid.NewString(), fmt.Sprintf("M%d", i), "t"))
 	}
 	reused := cmd(uuid.NewString(), "X1", "first")
-	if status, body := h.post(desk.CatalogItemsPath, []byte(`{"commands":[`+reused+`]}`)); status != http.StatusOK {
+	if status, body := h.Post(desk.CatalogItemsPath, []byte(`{"commands":[`+reused+`]}`)); status != http.StatusOK {
 		t.Fatalf("bulk = %d %s", status, body)
 	}
-	last = h.streamLast()
+	last = h.StreamLast()
 	var reusedID struct {
 		ID string `json:"command_id"`
 	}
@@ -315,34 +317,63 @@ func TestCatalogItemsRoute(t *testing.T) {
 		{"too many commands", `{"commands":[` + strings.Join(many, ",") + `]}`, 400, "give 1 to 1000 catalog_item commands"},
 		{"another property", `{"commands":[],"extra":1}`, 400, "unknown property"},
 	} {
-		status, body := h.post(desk.CatalogItemsPath, []byte(c.body))
+		status, body := h.Post(desk.CatalogItemsPath, []byte(c.body))
 		if status != c.status || !strings.Contains(string(body), c.want) {
 			t.Errorf("bulk with %s = %d %s, want %d and %q", c.what, status, body, c.status, c.want)
 		}
 	}
-	if got := h.streamLast(); got != last {
+	if got := h.StreamLast(); got != last {
 		t.Errorf("refused bulk requests appended %d events, want 0", got-last)
 	}
 
 	over := bytes.Repeat([]byte(" "), desk.MaxBulkBodyBytes+1)
 	client := &http.Client{}
-	resp, raw := send(t, client, "POST", h.s.HTTPURL+desk.CatalogItemsPath, bytes.NewReader(over))
-	wantAPIError(t, "a bulk body over its limit, said up front, without a session", resp, raw, schemas.CodeInvalid)
-	resp, raw = send(t, client, "POST", h.s.HTTPURL+desk.CatalogItemsPath, io.MultiReader(bytes.NewReader(over)))
-	wantUnauthenticated(t, "a bulk body over its limit, chunked, without a session", resp, raw)
-	resp, raw = send(t, client, "POST", h.s.HTTPURL+desk.CatalogItemsPath, io.MultiReader(bytes.NewReader(over)),
-		"Authorization", "Bearer "+h.session(adminName), "Content-Type", "application/json")
-	wantAPIError(t, "a bulk body over its limit, chunked, with a session", resp, raw, schemas.CodeInvalid)
+	resp, raw := lethetest.Send(t, client, "POST", h.S.HTTPURL+desk.CatalogItemsPath, bytes.NewReader(over))
+	lethetest.WantAPIError(t, "a bulk body over its limit, said up front, without a session", resp, raw, schemas.CodeInvalid)
+	resp, raw = lethetest.Send(t, client, "POST", h.S.HTTPURL+desk.CatalogItemsPath, io.MultiReader(bytes.NewReader(over)))
+	lethetest.WantUnauthenticated(t, "a bulk body over its limit, chunked, without a session", resp, raw)
+	resp, raw = lethetest.Send(t, client, "POST", h.S.HTTPURL+desk.CatalogItemsPath, io.MultiReader(bytes.NewReader(over)),
+		"Authorization", "Bearer "+h.Session(lethetest.Admin), "Content-Type", "application/json")
+	lethetest.WantAPIError(t, "a bulk body over its limit, chunked, with a session", resp, raw, schemas.CodeInvalid)
 	if !strings.Contains(string(raw), "body too large") {
 		t.Errorf("a bulk body over its limit = %s, want body too large", raw)
 	}
 }
 
-// wantUnauthenticated checks a refusal for want of a session (staff.Auth's envelope).
-func wantUnauthenticated(t *testing.T, what string, resp *http.Response, body []byte) {
-	t.Helper()
-	var r schemas.Reply
-	if resp.StatusCode != http.StatusUnauthorized || json.Unmarshal(body, &r) != nil || r.Error == nil || r.Error.Code != schemas.CodeUnauthenticated {
-		t.Errorf("%s = %d %.200s, want 401 unauthenticated", what, resp.StatusCode, body)
+// TestItemsImportReportGolden: the report `lethe items import` prints for a file with bad
+// rows of every kind it refuses (the wrong number of columns, a bare quote, cents that are
+// words, a fraction or negative, a control character, a barcode that is no token, empty
+// cells, a title too long, a barcode twice, two problems in one row) is in
+// testdata/items-import-refused.txt, and the --report file in
+// testdata/items-import-refused.csv. The file is refused before anything is sent, so no
+// server is needed.
+func TestItemsImportReportGolden(t *testing.T) {
+	t.Parallel()
+	bad := writeFile(t, "bad.csv", itemsHeader+
+		"G01,A good row,fiction,main,100\n"+
+		"G02,Too few columns,fiction,main\n"+
+		"G03,A \"bare\" quote,fiction,main,100\n"+
+		"G04,Cents in words,fiction,main,ten dollars\n"+
+		"G05,Cents with a fraction,fiction,main,12.50\n"+
+		"G06,Cents below zero,fiction,main,-5\n"+
+		"G07,\"A control\x01character\",fiction,main,100\n"+
+		"not a token,A barcode with spaces,fiction,main,100\n"+
+		"G08,,fiction,main,100\n"+
+		"G09,No branch,fiction,,100\n"+
+		"G10,"+strings.Repeat("x", 501)+",fiction,main,100\n"+
+		"G01,The first barcode again,fiction,main,100\n"+
+		"G11,Two problems,,main,twelve\n"+
+		"G12,A good row,fiction,main,100,and one more column\n")
+	report := filepath.Join(t.TempDir(), "report.csv")
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"items", "import", "--report", report, bad}, noEnv, strings.NewReader(""), &out, &errOut)
+	if err == nil {
+		t.Fatal("import of a file with bad rows succeeded")
 	}
+	golden(t, "items-import-refused.txt", transcript(out.String(), errOut.String(), err))
+	raw, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "items-import-refused.csv", raw)
 }

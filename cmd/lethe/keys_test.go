@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
@@ -180,7 +182,7 @@ func killedAt(t *testing.T, data string, step keystore.Step) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "keys", "rotate", "--data", data)
 	cmd.Env = append(os.Environ(), childEnv+"=lethe", stopAtEnv+"="+string(step))
-	var out, errOut syncBuffer
+	var out, errOut testkit.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	stdin, err := cmd.StdinPipe() // never written: the child blocks on it at the step
 	if err != nil {
@@ -235,13 +237,13 @@ func nextOpens() []nextOpen {
 			n.Close()
 		}},
 		{"rebuild", func(t *testing.T, data string) {
-			var out, errOut syncBuffer
+			var out, errOut testkit.SyncBuffer
 			if err := run(context.Background(), []string{"projections", "rebuild", "--data", data}, noEnv, nil, &out, &errOut); err != nil {
 				t.Fatalf("projections rebuild after the kill: %v\n%s", err, errOut.String())
 			}
 		}},
 		{"keys rotate", func(t *testing.T, data string) {
-			var out, errOut syncBuffer
+			var out, errOut testkit.SyncBuffer
 			if err := run(context.Background(), []string{"keys", "rotate", "--data", data}, noEnv, nil, &out, &errOut); err != nil {
 				t.Fatalf("keys rotate after the kill: %v\n%s", err, errOut.String())
 			}
@@ -259,23 +261,23 @@ func nextOpens() []nextOpen {
 // keystore.
 func TestKeysRotateKilledAtEveryStep(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.catalog("RK1", 1000)
-	h.catalog("RK2", 1000)
-	h.register("21000000000700", "Una Rotate", "1980-01-01")
-	h.register("21000000000701", "Vic Rotate", "1985-01-01")
-	h.mustCheckout("21000000000700", "RK1") // stays open
-	h.mustCheckout("21000000000701", "RK2")
-	h.checkin("RK2") // closed and expunged: its key is gone before the rotation
-	h.expungeAll()
-	evs := h.events()
+	h := lethetest.New(t)
+	h.Catalog("RK1", 1000)
+	h.Catalog("RK2", 1000)
+	h.Register("21000000000700", "Una Rotate", "1980-01-01")
+	h.Register("21000000000701", "Vic Rotate", "1985-01-01")
+	h.MustCheckout("21000000000700", "RK1") // stays open
+	h.MustCheckout("21000000000701", "RK2")
+	h.Checkin("RK2") // closed and expunged: its key is gone before the rotation
+	h.ExpungeAll()
+	evs := h.Events()
 
-	h.offline(func() {
-		want := liveKeys(t, h.cfg.Data, evs, 1, 2)
+	h.Offline(func() {
+		want := liveKeys(t, h.Cfg.Data, evs, 1, 2)
 		for _, step := range keystore.RotationSteps() {
 			for _, next := range nextOpens() {
 				t.Run(string(step)+"/"+next.name, func(t *testing.T) {
-					data := copyDir(t, h.cfg.Data)
+					data := copyDir(t, h.Cfg.Data)
 					old, err := keystore.LoadMaster(filepath.Join(data, "master.key"), "")
 					if err != nil {
 						t.Fatal(err)
@@ -305,7 +307,7 @@ func TestKeysRotateKilledAtEveryStep(t *testing.T) {
 						for _, m := range abandoned {
 							wantWrongMaster(t, data, m, "the abandoned new key, after the undo")
 						}
-						var out, errOut syncBuffer
+						var out, errOut testkit.SyncBuffer
 						if err := run(context.Background(), []string{"keys", "rotate", "--data", data}, noEnv, nil, &out, &errOut); err != nil {
 							t.Fatalf("keys rotate after the undo: %v\n%s", err, errOut.String())
 						}
@@ -327,12 +329,12 @@ func TestKeysRotateKilledAtEveryStep(t *testing.T) {
 // next rotation resolves it and completes.
 func TestKeysRotateAfterLeftoverNext(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.register("21000000000710", "Wes Leftover", "1980-01-01")
-	evs := h.events()
-	h.offline(func() {
-		want := liveKeys(t, h.cfg.Data, evs, 0, 1)
-		path := filepath.Join(h.cfg.Data, "master.key")
+	h := lethetest.New(t)
+	h.Register("21000000000710", "Wes Leftover", "1980-01-01")
+	evs := h.Events()
+	h.Offline(func() {
+		want := liveKeys(t, h.Cfg.Data, evs, 0, 1)
+		path := filepath.Join(h.Cfg.Data, "master.key")
 		old, err := keystore.LoadMaster(path, "")
 		if err != nil {
 			t.Fatal(err)
@@ -341,17 +343,17 @@ func TestKeysRotateAfterLeftoverNext(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out, errOut syncBuffer
-		if err := run(context.Background(), []string{"keys", "rotate", "--data", h.cfg.Data}, noEnv, nil, &out, &errOut); err != nil {
+		var out, errOut testkit.SyncBuffer
+		if err := run(context.Background(), []string{"keys", "rotate", "--data", h.Cfg.Data}, noEnv, nil, &out, &errOut); err != nil {
 			t.Fatalf("keys rotate with a leftover master.key.next: %v\n%s", err, errOut.String())
 		}
 		if !strings.Contains(out.String(), "rotated:") {
 			t.Errorf("keys rotate output = %q, want it to say rotated", out.String())
 		}
-		checkKeys(t, h.cfg.Data, want)
-		wantWrongMaster(t, h.cfg.Data, old, "the old master key, after the rotation")
-		wantWrongMaster(t, h.cfg.Data, leftover, "the leftover new key, after the rotation")
-		if _, names := masterFiles(t, h.cfg.Data); len(names) != 1 {
+		checkKeys(t, h.Cfg.Data, want)
+		wantWrongMaster(t, h.Cfg.Data, old, "the old master key, after the rotation")
+		wantWrongMaster(t, h.Cfg.Data, leftover, "the leftover new key, after the rotation")
+		if _, names := masterFiles(t, h.Cfg.Data); len(names) != 1 {
 			t.Errorf("master key files after the rotation = %v, want only master.key", names)
 		}
 	})

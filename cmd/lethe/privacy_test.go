@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/imagineif/lethe/access"
+	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/schemas"
@@ -37,40 +38,18 @@ func personalMarkers() []string {
 }
 
 // registerMarked registers an adult and a minor whose profiles hold the markers.
-func (h *harness) registerMarked() (adult, minor string) {
-	h.t.Helper()
-	adult = mustDesk[schemas.Registered](h, schemas.CmdRegisterPatron, schemas.RegisterPatron{
-		CommandID: cmdID(), HomeBranch: "main", Card: markCard,
+func registerMarked(h *lethetest.Harness) (adult, minor string) {
+	h.T.Helper()
+	adult = lethetest.MustDesk[schemas.Registered](h, schemas.CmdRegisterPatron, schemas.RegisterPatron{
+		CommandID: lethetest.CmdID(), HomeBranch: "main", Card: markCard,
 		Profile: schemas.Profile{Name: markName, Email: markEmail, Phone: "406-555-0199", BirthDate: markBirth},
 	}).PatronID
-	minorBirth := h.clock.Now().AddDate(-9, 0, -3).Format("2006-01-02")
-	minor = mustDesk[schemas.Registered](h, schemas.CmdRegisterPatron, schemas.RegisterPatron{
-		CommandID: cmdID(), HomeBranch: "main", Card: markMinorCard,
+	minorBirth := h.Clock.Now().AddDate(-9, 0, -3).Format("2006-01-02")
+	minor = lethetest.MustDesk[schemas.Registered](h, schemas.CmdRegisterPatron, schemas.RegisterPatron{
+		CommandID: lethetest.CmdID(), HomeBranch: "main", Card: markMinorCard,
 		Profile: schemas.Profile{Name: markMinorName, BirthDate: minorBirth, Caregiver: &schemas.Caregiver{Name: markCaregiver, Contact: "406-555-0100"}},
 	}).PatronID
 	return adult, minor
-}
-
-// scan returns, for each needle found, the files under dir that hold it.
-func scan(t testing.TB, dir string, needles map[string][]byte) map[string][]string {
-	t.Helper()
-	var list [][]byte
-	names := map[string]string{}
-	for name, n := range needles {
-		list = append(list, n)
-		names[hex.EncodeToString(n)] = name
-	}
-	found, err := keystore.ScanDir(dir, list)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][]string{}
-	for k, files := range found {
-		if len(files) > 0 {
-			out[names[k]] = files
-		}
-	}
-	return out
 }
 
 // wrappedKeys reads the wrapped form of transaction keys straight from the keystore's
@@ -99,26 +78,26 @@ func wrappedKeys(t testing.TB, data string, txns []string) map[string][]byte {
 }
 
 // accessKIDs are the pseudonyms of every patron reference on the access stream.
-func (h *harness) accessKIDs() []string {
-	h.t.Helper()
-	ctx := ctxT(h.t)
-	s, err := h.s.JS.Stream(ctx, access.StreamName)
+func accessKIDs(h *lethetest.Harness) []string {
+	h.T.Helper()
+	ctx := testkit.Context(h.T)
+	s, err := h.S.JS.Stream(ctx, access.StreamName)
 	if err != nil {
-		h.t.Fatal(err)
+		h.T.Fatal(err)
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		h.t.Fatal(err)
+		h.T.Fatal(err)
 	}
 	var kids []string
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
 		m, err := s.GetMsg(ctx, seq)
 		if err != nil {
-			h.t.Fatal(err)
+			h.T.Fatal(err)
 		}
 		var e access.Entry
 		if err := json.Unmarshal(m.Data, &e); err != nil {
-			h.t.Fatalf("access entry %d: %v", seq, err)
+			h.T.Fatalf("access entry %d: %v", seq, err)
 		}
 		for _, p := range e.Patrons {
 			kids = append(kids, p.KID)
@@ -129,37 +108,37 @@ func (h *harness) accessKIDs() []string {
 
 func TestForensicFileScan(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	adult, minor := h.registerMarked()
+	h := lethetest.New(t)
+	adult, minor := registerMarked(h)
 	// Both accounts are on the access record: each entry's pseudonym is indexed in the
 	// projections, with the account's id, while the account is open.
-	h.record(markCard)
-	h.record(markMinorCard)
-	minorKIDs, err := h.s.Proj.AccessKIDs(minor)
+	h.Record(markCard)
+	h.Record(markMinorCard)
+	minorKIDs, err := h.S.Proj.AccessKIDs(minor)
 	if err != nil || len(minorKIDs) != 1 {
 		t.Fatalf("AccessKIDs(minor) = %v, %v, want the kiosk's entry", minorKIDs, err)
 	}
 	for _, b := range []string{"F1", "F2", "F3"} {
-		h.catalog(b, 1000)
+		h.Catalog(b, 1000)
 	}
 	for _, b := range []string{"F1", "F2"} {
-		h.mustCheckout(markCard, b)
+		h.MustCheckout(markCard, b)
 	}
-	h.mustCheckout(markMinorCard, "F3")
-	txns := map[string]string{"F1": h.txnOf("F1"), "F2": h.txnOf("F2"), "F3": h.txnOf("F3")}
+	h.MustCheckout(markMinorCard, "F3")
+	txns := map[string]string{"F1": h.TxnOf("F1"), "F2": h.TxnOf("F2"), "F3": h.TxnOf("F3")}
 	rawKeys := map[string][]byte{}
 	for b, id := range txns {
-		k, err := h.s.Keys.Get(keystore.Transaction, id)
+		k, err := h.S.Keys.Get(keystore.Transaction, id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		rawKeys[b] = k
 	}
-	data := h.cfg.Data
+	data := h.Cfg.Data
 	// Every scan runs on a stopped service, as someone who seized the disk would see it;
 	// a scan of a live store could miss a file a compaction is replacing.
 	var wrapped map[string][]byte
-	h.offline(func() { wrapped = wrappedKeys(t, data, []string{txns["F1"], txns["F2"], txns["F3"]}) })
+	h.Offline(func() { wrapped = wrappedKeys(t, data, []string{txns["F1"], txns["F2"], txns["F3"]}) })
 
 	personal := map[string][]byte{}
 	for _, m := range personalMarkers() {
@@ -167,11 +146,11 @@ func TestForensicFileScan(t *testing.T) {
 	}
 	checkNoPersonalData := func(when string) {
 		t.Helper()
-		if found := scan(t, data, personal); len(found) > 0 {
+		if found := lethetest.Scan(t, data, personal); len(found) > 0 {
 			t.Fatalf("%s: personal data in files: %v", when, found)
 		}
 	}
-	h.offline(func() { checkNoPersonalData("while loans are open") })
+	h.Offline(func() { checkNoPersonalData("while loans are open") })
 	linkNeedles := func(b string) map[string][]byte {
 		return map[string][]byte{"raw key": rawKeys[b], "wrapped key": wrapped[txns[b]], "txn id": []byte(txns[b])}
 	}
@@ -183,17 +162,17 @@ func TestForensicFileScan(t *testing.T) {
 		}
 		return n
 	}
-	h.offline(func() {
-		found := scan(t, filepath.Join(data, "projections"), indexNeedles(minorKIDs))
+	h.Offline(func() {
+		found := lethetest.Scan(t, filepath.Join(data, "projections"), indexNeedles(minorKIDs))
 		if len(found) != 1+len(minorKIDs) {
 			t.Fatalf("before close the minor's index rows must be on disk (found %v): the scan would prove nothing", found)
 		}
 	})
-	h.offline(func() {
+	h.Offline(func() {
 		for _, b := range []string{"F1", "F2", "F3"} {
 			found := map[string]bool{}
 			for _, dir := range stores {
-				for name := range scan(t, dir, linkNeedles(b)) {
+				for name := range lethetest.Scan(t, dir, linkNeedles(b)) {
 					found[name] = true
 				}
 			}
@@ -206,21 +185,21 @@ func TestForensicFileScan(t *testing.T) {
 		}
 	})
 
-	h.checkin("F1")
-	h.checkin("F3")
+	h.Checkin("F1")
+	h.Checkin("F3")
 	// The minor's account closes: every pseudonym on the access stream that is not the
 	// adult's open account's must leave the projections' files with it.
-	mustDesk[schemas.Accepted](h, schemas.CmdClosePatron, schemas.ClosePatron{CommandID: cmdID(), PatronID: minor})
-	h.expungeAll()
-	adultKIDs, err := h.s.Proj.AccessKIDs(adult)
+	lethetest.MustDesk[schemas.Accepted](h, schemas.CmdClosePatron, schemas.ClosePatron{CommandID: lethetest.CmdID(), PatronID: minor})
+	h.ExpungeAll()
+	adultKIDs, err := h.S.Proj.AccessKIDs(adult)
 	if err != nil || len(adultKIDs) == 0 {
 		t.Fatalf("AccessKIDs(adult) = %v, %v, want the open account's pseudonyms", adultKIDs, err)
 	}
-	if kids, err := h.s.Proj.AccessKIDs(minor); err != nil || len(kids) != 0 {
+	if kids, err := h.S.Proj.AccessKIDs(minor); err != nil || len(kids) != 0 {
 		t.Fatalf("AccessKIDs(minor) after close = %v, %v, want none", kids, err)
 	}
 	var closedKIDs []string
-	for _, k := range h.accessKIDs() {
+	for _, k := range accessKIDs(h) {
 		if !slices.Contains(adultKIDs, k) {
 			closedKIDs = append(closedKIDs, k)
 		}
@@ -231,22 +210,22 @@ func TestForensicFileScan(t *testing.T) {
 	checkAfter := func(when string) {
 		t.Helper()
 		proj := filepath.Join(data, "projections")
-		if found := scan(t, proj, indexNeedles(closedKIDs)); len(found) > 0 {
+		if found := lethetest.Scan(t, proj, indexNeedles(closedKIDs)); len(found) > 0 {
 			t.Errorf("%s: the closed account's index rows are still in files: %v", when, found)
 		}
-		if found := scan(t, proj, map[string][]byte{"adult's pseudonym": []byte(adultKIDs[0])}); len(found) == 0 {
+		if found := lethetest.Scan(t, proj, map[string][]byte{"adult's pseudonym": []byte(adultKIDs[0])}); len(found) == 0 {
 			t.Errorf("%s: the open account's index row vanished from disk: the scan would prove nothing", when)
 		}
 		for _, b := range []string{"F1", "F3"} {
 			for _, dir := range stores {
-				if found := scan(t, dir, linkNeedles(b)); len(found) > 0 {
+				if found := lethetest.Scan(t, dir, linkNeedles(b)); len(found) > 0 {
 					t.Errorf("%s: closed transaction %s: %v still in %s", when, b, found, dir)
 				}
 			}
 		}
 		found := false
 		for _, dir := range stores {
-			if len(scan(t, dir, map[string][]byte{"wrapped": wrapped[txns["F2"]]})) > 0 {
+			if len(lethetest.Scan(t, dir, map[string][]byte{"wrapped": wrapped[txns["F2"]]})) > 0 {
 				found = true
 			}
 		}
@@ -255,10 +234,10 @@ func TestForensicFileScan(t *testing.T) {
 		}
 		checkNoPersonalData(when)
 	}
-	h.offline(func() { checkAfter("after close and sweep") })
-	h.restart()
-	h.offline(func() { checkAfter("after close and reopen") })
-	if rec := h.record(markCard); len(rec.Loans) != 1 || rec.Loans[0].Barcode != "F2" {
+	h.Offline(func() { checkAfter("after close and sweep") })
+	h.Restart()
+	h.Offline(func() { checkAfter("after close and reopen") })
+	if rec := h.Record(markCard); len(rec.Loans) != 1 || rec.Loans[0].Barcode != "F2" {
 		t.Fatalf("the open loan must survive: %+v", rec)
 	}
 }
@@ -267,21 +246,21 @@ func TestForensicFileScan(t *testing.T) {
 // backup, an audit export) would, with a plain JetStream consumer.
 func TestStreamHoldsNoPlaintext(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	adult, minor := h.registerMarked()
-	h.catalog("S1", 1000)
-	h.mustCheckout(markCard, "S1")
-	h.clock.Advance(30 * day)
-	h.checkin("S1")
-	mustDesk[schemas.Accepted](h, schemas.CmdAssessFee, schemas.AssessFee{CommandID: cmdID(), PatronID: minor, AmountCents: 150})
-	mustDesk[schemas.Accepted](h, schemas.CmdReportCardLost, schemas.ReportCardLost{CommandID: cmdID(), Card: markMinorCard})
+	h := lethetest.New(t)
+	adult, minor := registerMarked(h)
+	h.Catalog("S1", 1000)
+	h.MustCheckout(markCard, "S1")
+	h.Clock.Advance(30 * day)
+	h.Checkin("S1")
+	lethetest.MustDesk[schemas.Accepted](h, schemas.CmdAssessFee, schemas.AssessFee{CommandID: lethetest.CmdID(), PatronID: minor, AmountCents: 150})
+	lethetest.MustDesk[schemas.Accepted](h, schemas.CmdReportCardLost, schemas.ReportCardLost{CommandID: lethetest.CmdID(), Card: markMinorCard})
 
-	ctx := ctxT(t)
-	cons, err := h.s.JS.OrderedConsumer(ctx, ledger.StreamName, jetstream.OrderedConsumerConfig{})
+	ctx := testkit.Context(t)
+	cons, err := h.S.JS.OrderedConsumer(ctx, ledger.StreamName, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	last := h.streamLast()
+	last := h.StreamLast()
 	n := 0
 	for n < int(last) {
 		batch, err := cons.Fetch(100)
@@ -317,31 +296,31 @@ func TestStreamHoldsNoPlaintext(t *testing.T) {
 // scans the captured log and every reply for personal data and patron ids.
 func TestLogsAndRepliesHoldNoPersonalData(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	adult, minor := h.registerMarked()
-	h.replies = &syncBuffer{} // the registration replies carry the new patron ids, by design
-	h.catalog("P1", 1000)
-	h.catalog("P2", 1000)
-	h.mustCheckout(markCard, "P1")
-	h.record(markCard)
-	wantCode(t, h.checkout(markMinorCard, "P1"), schemas.CodeConflict)
-	wantCode(t, h.checkout(markCard+"0", "P2"), schemas.CodeNotFound)
-	wantCode(t, h.kiosk("k1", schemas.CmdCheckOut, []byte(`{"command_id":"`+cmdID()+`","card":"`+markCard+`","barcode":"`+markName+`"}`)), schemas.CodeInvalid)
-	wantCode(t, h.kiosk("k1", schemas.CmdCheckOut, []byte(`{"command_id":"`+cmdID()+`","card":"`+markName+`","barcode":"P2"}`)), schemas.CodeInvalid)
-	wantCode(t, h.kiosk("k1", schemas.CmdPatronInfo, []byte(`{"card":"`+markCard+`","name":"`+markName+`"}`)), schemas.CodeInvalid)
-	wantCode(t, h.kiosk("k1", schemas.CmdPatronInfo, []byte(`{"card":`+markCard+`}`)), schemas.CodeInvalid)
-	wantCode(t, h.kiosk("k1", schemas.CmdRenew, schemas.Renew{CommandID: cmdID(), Card: markMinorCard, Barcode: "P1"}), schemas.CodeForbidden)
-	h.desk(schemas.CmdRegisterPatron, map[string]any{"command_id": cmdID(), "home_branch": "main", "card": markCard,
+	h := lethetest.New(t)
+	adult, minor := registerMarked(h)
+	h.Replies = &testkit.SyncBuffer{} // the registration replies carry the new patron ids, by design
+	h.Catalog("P1", 1000)
+	h.Catalog("P2", 1000)
+	h.MustCheckout(markCard, "P1")
+	h.Record(markCard)
+	lethetest.WantCode(t, h.Checkout(markMinorCard, "P1"), schemas.CodeConflict)
+	lethetest.WantCode(t, h.Checkout(markCard+"0", "P2"), schemas.CodeNotFound)
+	lethetest.WantCode(t, h.Kiosk("k1", schemas.CmdCheckOut, []byte(`{"command_id":"`+lethetest.CmdID()+`","card":"`+markCard+`","barcode":"`+markName+`"}`)), schemas.CodeInvalid)
+	lethetest.WantCode(t, h.Kiosk("k1", schemas.CmdCheckOut, []byte(`{"command_id":"`+lethetest.CmdID()+`","card":"`+markName+`","barcode":"P2"}`)), schemas.CodeInvalid)
+	lethetest.WantCode(t, h.Kiosk("k1", schemas.CmdPatronInfo, []byte(`{"card":"`+markCard+`","name":"`+markName+`"}`)), schemas.CodeInvalid)
+	lethetest.WantCode(t, h.Kiosk("k1", schemas.CmdPatronInfo, []byte(`{"card":`+markCard+`}`)), schemas.CodeInvalid)
+	lethetest.WantCode(t, h.Kiosk("k1", schemas.CmdRenew, schemas.Renew{CommandID: lethetest.CmdID(), Card: markMinorCard, Barcode: "P1"}), schemas.CodeForbidden)
+	h.Desk(schemas.CmdRegisterPatron, map[string]any{"command_id": lethetest.CmdID(), "home_branch": "main", "card": markCard,
 		"profile": map[string]any{"name": markName, "birth_date": markBirth}}) // card in use
-	h.desk(schemas.CmdRegisterPatron, map[string]any{"command_id": cmdID(), "home_branch": "main",
+	h.Desk(schemas.CmdRegisterPatron, map[string]any{"command_id": lethetest.CmdID(), "home_branch": "main",
 		"profile": map[string]any{"name": markName, "birth_date": markEmail}}) // not a date
-	h.desk(schemas.CmdIssueCard, map[string]any{"command_id": cmdID(), "patron_id": adult, "card": markMinorCard})
-	h.desk(schemas.CmdReportCardLost, map[string]any{"command_id": cmdID(), "card": markCard})
-	wantCode(t, h.checkout(markCard, "P2"), schemas.CodeForbidden)
-	h.checkin("P1")
-	h.expungeAll()
+	h.Desk(schemas.CmdIssueCard, map[string]any{"command_id": lethetest.CmdID(), "patron_id": adult, "card": markMinorCard})
+	h.Desk(schemas.CmdReportCardLost, map[string]any{"command_id": lethetest.CmdID(), "card": markCard})
+	lethetest.WantCode(t, h.Checkout(markCard, "P2"), schemas.CodeForbidden)
+	h.Checkin("P1")
+	h.ExpungeAll()
 
-	for what, text := range map[string]string{"log": h.logs.String(), "replies": h.replies.String()} {
+	for what, text := range map[string]string{"log": h.Logs.String(), "replies": h.Replies.String()} {
 		if text == "" && what == "log" {
 			t.Fatal("no log captured: the scan would prove nothing")
 		}
@@ -357,22 +336,22 @@ func TestLogsAndRepliesHoldNoPersonalData(t *testing.T) {
 // show as sealed while open and expunged after, and it holds no personal data.
 func TestAuditReplayNeedsNoKeys(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.registerMarked()
-	h.catalog("A1", 1000)
-	h.catalog("A2", 1000)
+	h := lethetest.New(t)
+	registerMarked(h)
+	h.Catalog("A1", 1000)
+	h.Catalog("A2", 1000)
 	for _, b := range []string{"A1", "A2"} {
-		h.mustCheckout(markCard, b)
+		h.MustCheckout(markCard, b)
 	}
-	closedTxn := h.txnOf("A1")
-	openTxn := h.txnOf("A2")
-	h.checkin("A1")
-	h.expungeAll()
-	data := h.cfg.Data
-	if err := h.stop(); err != nil {
+	closedTxn := h.TxnOf("A1")
+	openTxn := h.TxnOf("A2")
+	h.Checkin("A1")
+	h.ExpungeAll()
+	data := h.Cfg.Data
+	if err := h.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	var out, errOut syncBuffer
+	var out, errOut testkit.SyncBuffer
 	if err := run(context.Background(), []string{"audit", "replay", "--data", data, "--format", "json"}, func(string) string { return "" }, nil, &out, &errOut); err != nil {
 		t.Fatalf("audit replay: %v\n%s", err, errOut.String())
 	}
@@ -399,23 +378,23 @@ func TestAuditReplayNeedsNoKeys(t *testing.T) {
 	if !strings.Contains(errOut.String(), "all valid against their schemas") {
 		t.Errorf("audit summary = %q", errOut.String())
 	}
-	h.start()
+	h.Start()
 }
 
 // TestMetricsCountWithoutPatronData reads /metrics: the counts and lags are there and no
 // label or value holds patron data.
 func TestMetricsCountWithoutPatronData(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	adult, minor := h.registerMarked()
-	h.catalog("M1", 1000)
-	h.catalog("M2", 1000)
+	h := lethetest.New(t)
+	adult, minor := registerMarked(h)
+	h.Catalog("M1", 1000)
+	h.Catalog("M2", 1000)
 	for _, b := range []string{"M1", "M2"} {
-		h.mustCheckout(markCard, b)
+		h.MustCheckout(markCard, b)
 	}
-	h.checkin("M1")
-	h.expungeAll()
-	resp, err := http.Get(h.s.HTTPURL + "/metrics")
+	h.Checkin("M1")
+	h.ExpungeAll()
+	resp, err := http.Get(h.S.HTTPURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

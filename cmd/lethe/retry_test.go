@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/node"
@@ -26,15 +28,15 @@ import (
 // applied once.
 func TestRetryBeforeAppliedIsUnavailable(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.catalog("U1", 1000)
-	h.register("21000000000700", "Ulla Staged", "1980-01-01")
-	h.mustCheckout("21000000000700", "U1")
-	h.clock.Advance(30 * day)
-	ret := schemas.Return{CommandID: cmdID(), Barcode: "U1"}
+	h := lethetest.New(t)
+	h.Catalog("U1", 1000)
+	h.Register("21000000000700", "Ulla Staged", "1980-01-01")
+	h.MustCheckout("21000000000700", "U1")
+	h.Clock.Advance(30 * day)
+	ret := schemas.Return{CommandID: lethetest.CmdID(), Barcode: "U1"}
 	raw, _ := json.Marshal(ret)
-	h.offline(func() {
-		n, err := node.Open(context.Background(), h.cfg.Config)
+	h.Offline(func() {
+		n, err := node.Open(context.Background(), h.Cfg.Config)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,7 +44,7 @@ func TestRetryBeforeAppliedIsUnavailable(t *testing.T) {
 		if err := n.Proj.CatchUp(context.Background(), n.JS); err != nil {
 			t.Fatal(err)
 		}
-		led, err := ledger.New(n.NC, n.Stream, n.Proj, n.Keys, n.V, ledger.Config{Now: h.clock.Now, Logger: h.cfg.Logger})
+		led, err := ledger.New(n.NC, n.Stream, n.Proj, n.Keys, n.V, ledger.Config{Now: h.Clock.Now, Logger: h.Cfg.Logger})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,13 +57,13 @@ func TestRetryBeforeAppliedIsUnavailable(t *testing.T) {
 			}
 		}
 	})
-	r := mustKiosk[schemas.ReturnResult](h, schemas.CmdReturn, ret)
+	r := lethetest.MustKiosk[schemas.ReturnResult](h, schemas.CmdReturn, ret)
 	if r.Barcode != "U1" || r.FineCents == 0 {
 		t.Fatalf("retry answer = %+v, want the return of U1 with its fine", r)
 	}
-	evs := h.events()
+	evs := h.Events()
 	for typ, want := range map[string]int{schemas.TypeItemReturned: 1, schemas.TypeFineAssessed: 1} {
-		if n := countType(evs, typ); n != want {
+		if n := lethetest.CountType(evs, typ); n != want {
 			t.Errorf("%s events = %d, want %d", typ, n, want)
 		}
 	}
@@ -84,23 +86,23 @@ func (b body) without(field string) body {
 	return c
 }
 
-// send sends a command the way its station does: kiosk commands over NATS, the others to
+// sendAtStation sends a command the way its station does: kiosk commands over NATS, the others to
 // the desk over HTTP. It returns the reply as a kiosk reply, the result's bytes as sent.
-func (h *harness) send(name string, b body) schemas.Reply {
-	h.t.Helper()
+func sendAtStation(h *lethetest.Harness, name string, b body) schemas.Reply {
+	h.T.Helper()
 	if slices.Contains(schemas.KioskCommands(), name) {
-		return h.kiosk("k1", name, b)
+		return h.Kiosk("k1", name, b)
 	}
-	status, raw := h.desk(name, b)
+	status, raw := h.Desk(name, b)
 	if status == http.StatusOK {
 		return schemas.Reply{OK: true, Result: raw}
 	}
 	var r schemas.Reply
 	if err := json.Unmarshal(raw, &r); err != nil || r.Error == nil {
-		h.t.Fatalf("desk %s = %d %s", name, status, raw)
+		h.T.Fatalf("desk %s = %d %s", name, status, raw)
 	}
 	if want := schemas.HTTPStatus(r.Error.Code); status != want {
-		h.t.Fatalf("desk %s = %d with code %s, want status %d", name, status, r.Error.Code, want)
+		h.T.Fatalf("desk %s = %d with code %s, want status %d", name, status, r.Error.Code, want)
 	}
 	return r
 }
@@ -127,32 +129,32 @@ type retryCase struct {
 // retryCases prepares, in h, the state each command needs, and returns every command that
 // carries a command_id with its variants. Each body would be accepted as a new command;
 // each variant either would be too, or would fail on its own merits.
-func retryCases(h *harness) []retryCase {
+func retryCases(h *lethetest.Harness) []retryCase {
 	const (
 		cardA, cardB, cardF = "21000000000801", "21000000000802", "21000000000803"
 		unknownCard         = "21000000000899"
 	)
-	a := h.register(cardA, "Ada Retry", "1980-01-01")
-	b := h.register(cardB, "Bo Retry", "1981-02-02")
-	f := h.register(cardF, "Fay Retry", "1982-03-03")
+	a := h.Register(cardA, "Ada Retry", "1980-01-01")
+	b := h.Register(cardB, "Bo Retry", "1981-02-02")
+	f := h.Register(cardF, "Fay Retry", "1982-03-03")
 	for _, bc := range []string{"RC1", "RC2", "RR1", "RR2", "RR3", "RN1", "RN2", "RD1", "RD2", "RM1", "RM2"} {
-		h.catalog(bc, 1000)
+		h.Catalog(bc, 1000)
 	}
 	for _, bc := range []string{"RR1", "RR2", "RR3", "RN1", "RN2", "RD1", "RD2", "RM1", "RM2"} {
-		h.mustCheckout(cardA, bc)
+		h.MustCheckout(cardA, bc)
 	}
-	checkedOut := h.clock.Now()
-	h.clock.Advance(2 * time.Hour)
+	checkedOut := h.Clock.Now()
+	h.Clock.Advance(2 * time.Hour)
 	back := checkedOut.Add(time.Hour) // from an offline kiosk, on time: the return closes the loan
 
 	noCard := func(name string) string {
-		return mustDesk[schemas.Registered](h, schemas.CmdRegisterPatron, schemas.RegisterPatron{CommandID: cmdID(), HomeBranch: "main",
+		return lethetest.MustDesk[schemas.Registered](h, schemas.CmdRegisterPatron, schemas.RegisterPatron{CommandID: lethetest.CmdID(), HomeBranch: "main",
 			Profile: schemas.Profile{Name: name, BirthDate: "1990-01-01"}}).PatronID
 	}
 	newcomer, closing, staying := noCard("Cy Newcomer"), noCard("Di Closing"), noCard("Ed Staying")
 	fee := func(cents int64) string {
-		mustDesk[schemas.Accepted](h, schemas.CmdAssessFee, schemas.AssessFee{CommandID: cmdID(), PatronID: f, AmountCents: cents})
-		fines := h.record(cardF).Fines
+		lethetest.MustDesk[schemas.Accepted](h, schemas.CmdAssessFee, schemas.AssessFee{CommandID: lethetest.CmdID(), PatronID: f, AmountCents: cents})
+		fines := h.Record(cardF).Fines
 		return fines[len(fines)-1].FineID
 	}
 	fine1, fine2, fine3, fine4 := fee(500), fee(400), fee(300), fee(200)
@@ -236,27 +238,27 @@ func TestRetryIsAnsweredOnlyForTheSameCommand(t *testing.T) {
 	t.Parallel()
 	// No expunger loop: nothing appends behind the test's back, so "nothing appended" is
 	// the stream's last sequence standing still.
-	h := newHarness(t, func(c *node.ServiceConfig) { c.NoExpungeLoop = true })
+	h := lethetest.New(t, func(c *node.ServiceConfig) { c.NoExpungeLoop = true })
 	cases := retryCases(h)
 	covered := map[string]bool{}
 	ids := make([]string, len(cases))
 	for i, c := range cases {
 		covered[c.name] = true
-		ids[i] = cmdID()
+		ids[i] = lethetest.CmdID()
 		t.Run(cmp.Or(c.label, c.name), func(t *testing.T) {
-			first := h.send(c.name, c.body.with("command_id", ids[i]))
+			first := sendAtStation(h, c.name, c.body.with("command_id", ids[i]))
 			if !first.OK {
 				t.Fatalf("first attempt = %+v", first.Error)
 			}
-			last := h.streamLast()
-			again := h.send(c.name, c.body.with("command_id", ids[i]))
+			last := h.StreamLast()
+			again := sendAtStation(h, c.name, c.body.with("command_id", ids[i]))
 			if !again.OK || !bytes.Equal(again.Result, first.Result) {
 				t.Errorf("identical retry = %+v %s, want the first reply %s", again.Error, again.Result, first.Result)
 			}
 			for change, v := range c.variants {
-				wantReused(t, "retry with "+change, h.send(c.name, v.with("command_id", ids[i])))
+				wantReused(t, "retry with "+change, sendAtStation(h, c.name, v.with("command_id", ids[i])))
 			}
-			if got := h.streamLast(); got != last {
+			if got := h.StreamLast(); got != last {
 				t.Errorf("stream last sequence %d after the retries, want %d: a retry was applied", got, last)
 			}
 		})
@@ -267,26 +269,26 @@ func TestRetryIsAnsweredOnlyForTheSameCommand(t *testing.T) {
 		}
 	}
 	// Another command's name under an id: every other command, with a body it would take.
-	last := h.streamLast()
+	last := h.StreamLast()
 	for i, c := range cases {
 		for _, other := range cases {
 			if other.name == c.name {
 				continue
 			}
-			wantReused(t, fmt.Sprintf("%s under the id of a %s", other.name, c.name), h.send(other.name, other.body.with("command_id", ids[i])))
+			wantReused(t, fmt.Sprintf("%s under the id of a %s", other.name, c.name), sendAtStation(h, other.name, other.body.with("command_id", ids[i])))
 		}
 	}
-	if got := h.streamLast(); got != last {
+	if got := h.StreamLast(); got != last {
 		t.Errorf("stream last sequence %d after commands under reused ids, want %d", got, last)
 	}
 }
 
 // mustSend sends a command that must succeed and returns its reply.
-func (h *harness) mustSend(name string, b body) schemas.Reply {
-	h.t.Helper()
-	r := h.send(name, b)
+func mustSend(h *lethetest.Harness, name string, b body) schemas.Reply {
+	h.T.Helper()
+	r := sendAtStation(h, name, b)
 	if !r.OK {
-		h.t.Fatalf("%s = %+v, want ok", name, r.Error)
+		h.T.Fatalf("%s = %+v, want ok", name, r.Error)
 	}
 	return r
 }
@@ -305,63 +307,63 @@ func wantSameReply(t *testing.T, what string, first, again schemas.Reply) {
 // return without returned_at is checked only against a first attempt that closed the loan.
 func TestRetryChecksWhatIsLeft(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	h := lethetest.New(t)
 	const cardA, cardA2, cardB = "21000000000901", "21000000000902", "21000000000903"
-	a := h.register(cardA, "Ida Left", "1980-01-01")
-	b := h.register(cardB, "Jo Left", "1981-01-01")
-	mustDesk[schemas.Accepted](h, schemas.CmdIssueCard, schemas.IssueCard{CommandID: cmdID(), PatronID: a, Card: cardA2})
+	a := h.Register(cardA, "Ida Left", "1980-01-01")
+	b := h.Register(cardB, "Jo Left", "1981-01-01")
+	lethetest.MustDesk[schemas.Accepted](h, schemas.CmdIssueCard, schemas.IssueCard{CommandID: lethetest.CmdID(), PatronID: a, Card: cardA2})
 	for _, bc := range []string{"L1", "L2", "L3"} {
-		h.catalog(bc, 1000)
+		h.Catalog(bc, 1000)
 	}
 
-	checkout := body{"command_id": cmdID(), "card": cardA, "barcode": "L1"}
-	coFirst := h.mustSend(schemas.CmdCheckOut, checkout)
-	renew := body{"command_id": cmdID(), "card": cardA, "barcode": "L1"}
-	rnFirst := h.mustSend(schemas.CmdRenew, renew)
-	wantSameReply(t, "checkout retried with another card of the same account", coFirst, h.send(schemas.CmdCheckOut, checkout.with("card", cardA2)))
-	wantSameReply(t, "renew retried with another card of the same account", rnFirst, h.send(schemas.CmdRenew, renew.with("card", cardA2)))
+	checkout := body{"command_id": lethetest.CmdID(), "card": cardA, "barcode": "L1"}
+	coFirst := mustSend(h, schemas.CmdCheckOut, checkout)
+	renew := body{"command_id": lethetest.CmdID(), "card": cardA, "barcode": "L1"}
+	rnFirst := mustSend(h, schemas.CmdRenew, renew)
+	wantSameReply(t, "checkout retried with another card of the same account", coFirst, sendAtStation(h, schemas.CmdCheckOut, checkout.with("card", cardA2)))
+	wantSameReply(t, "renew retried with another card of the same account", rnFirst, sendAtStation(h, schemas.CmdRenew, renew.with("card", cardA2)))
 
-	fee := body{"command_id": cmdID(), "patron_id": a, "amount_cents": 300}
-	feeFirst := h.mustSend(schemas.CmdAssessFee, fee)
-	fineID := h.record(cardA).Fines[0].FineID
-	h.mustSend(schemas.CmdPayFine, body{"command_id": cmdID(), "fine_id": fineID, "amount_cents": 300})
+	fee := body{"command_id": lethetest.CmdID(), "patron_id": a, "amount_cents": 300}
+	feeFirst := mustSend(h, schemas.CmdAssessFee, fee)
+	fineID := h.Record(cardA).Fines[0].FineID
+	mustSend(h, schemas.CmdPayFine, body{"command_id": lethetest.CmdID(), "fine_id": fineID, "amount_cents": 300})
 
-	register := body{"command_id": cmdID(), "home_branch": "main", "card": "21000000000911",
+	register := body{"command_id": lethetest.CmdID(), "home_branch": "main", "card": "21000000000911",
 		"profile": body{"name": "Kai Gone", "birth_date": "1970-07-07"}}
-	regFirst := h.mustSend(schemas.CmdRegisterPatron, register)
+	regFirst := mustSend(h, schemas.CmdRegisterPatron, register)
 	var reg schemas.Registered
 	if err := json.Unmarshal(regFirst.Result, &reg); err != nil {
 		t.Fatal(err)
 	}
-	h.checkin("L1")
+	h.Checkin("L1")
 	// Loan closed: the renew's card is no longer checked, its barcode is.
-	wantSameReply(t, "renew retried with another account's card after the close", rnFirst, h.send(schemas.CmdRenew, renew.with("card", cardB)))
-	wantReused(t, "renew retried with another barcode after the close", h.send(schemas.CmdRenew, renew.with("barcode", "L2")))
+	wantSameReply(t, "renew retried with another account's card after the close", rnFirst, sendAtStation(h, schemas.CmdRenew, renew.with("card", cardB)))
+	wantReused(t, "renew retried with another barcode after the close", sendAtStation(h, schemas.CmdRenew, renew.with("barcode", "L2")))
 
-	h.mustSend(schemas.CmdClosePatron, body{"command_id": cmdID(), "patron_id": reg.PatronID})
-	h.expungeAll()
-	last := h.streamLast()
+	mustSend(h, schemas.CmdClosePatron, body{"command_id": lethetest.CmdID(), "patron_id": reg.PatronID})
+	h.ExpungeAll()
+	last := h.StreamLast()
 	// Every key is destroyed: the checkout's card, the fee's patron and the registration's
 	// profile are not checked, everything else is.
-	wantSameReply(t, "checkout retried with another account's card after expunge", coFirst, h.send(schemas.CmdCheckOut, checkout.with("card", cardB)))
-	wantReused(t, "checkout retried with another barcode after expunge", h.send(schemas.CmdCheckOut, checkout.with("barcode", "L2")))
-	wantSameReply(t, "fee retried for another patron after expunge", feeFirst, h.send(schemas.CmdAssessFee, fee.with("patron_id", b)))
-	wantReused(t, "fee retried with another amount after expunge", h.send(schemas.CmdAssessFee, fee.with("amount_cents", 301)))
+	wantSameReply(t, "checkout retried with another account's card after expunge", coFirst, sendAtStation(h, schemas.CmdCheckOut, checkout.with("card", cardB)))
+	wantReused(t, "checkout retried with another barcode after expunge", sendAtStation(h, schemas.CmdCheckOut, checkout.with("barcode", "L2")))
+	wantSameReply(t, "fee retried for another patron after expunge", feeFirst, sendAtStation(h, schemas.CmdAssessFee, fee.with("patron_id", b)))
+	wantReused(t, "fee retried with another amount after expunge", sendAtStation(h, schemas.CmdAssessFee, fee.with("amount_cents", 301)))
 	wantSameReply(t, "registration retried with another profile after close", regFirst,
-		h.send(schemas.CmdRegisterPatron, register.with("profile", body{"name": "Lou Other", "birth_date": "1971-08-08"})))
-	wantReused(t, "registration retried with another home branch after close", h.send(schemas.CmdRegisterPatron, register.with("home_branch", "east")))
-	wantReused(t, "registration retried with another card after close", h.send(schemas.CmdRegisterPatron, register.with("card", "21000000000912")))
-	wantReused(t, "registration retried without its card after close", h.send(schemas.CmdRegisterPatron, register.without("card")))
+		sendAtStation(h, schemas.CmdRegisterPatron, register.with("profile", body{"name": "Lou Other", "birth_date": "1971-08-08"})))
+	wantReused(t, "registration retried with another home branch after close", sendAtStation(h, schemas.CmdRegisterPatron, register.with("home_branch", "east")))
+	wantReused(t, "registration retried with another card after close", sendAtStation(h, schemas.CmdRegisterPatron, register.with("card", "21000000000912")))
+	wantReused(t, "registration retried without its card after close", sendAtStation(h, schemas.CmdRegisterPatron, register.without("card")))
 
 	// A late return from an offline kiosk that assessed a fine leaves the loan open: a
 	// retry without returned_at cannot be told from it. With another returned_at it can.
-	h.mustCheckout(cardB, "L3")
-	h.clock.Advance(30 * day)
-	late := body{"command_id": cmdID(), "barcode": "L3", "returned_at": h.clock.Now().Add(-day)}
-	lateFirst := h.mustSend(schemas.CmdReturn, late)
-	wantSameReply(t, "fined return retried without returned_at", lateFirst, h.send(schemas.CmdReturn, late.without("returned_at")))
-	wantReused(t, "fined return retried with another returned_at", h.send(schemas.CmdReturn, late.with("returned_at", h.clock.Now().Add(-2*day))))
-	if got, want := h.streamLast(), last+3; got != want { // the checkout and the return's two events
+	h.MustCheckout(cardB, "L3")
+	h.Clock.Advance(30 * day)
+	late := body{"command_id": lethetest.CmdID(), "barcode": "L3", "returned_at": h.Clock.Now().Add(-day)}
+	lateFirst := mustSend(h, schemas.CmdReturn, late)
+	wantSameReply(t, "fined return retried without returned_at", lateFirst, sendAtStation(h, schemas.CmdReturn, late.without("returned_at")))
+	wantReused(t, "fined return retried with another returned_at", sendAtStation(h, schemas.CmdReturn, late.with("returned_at", h.Clock.Now().Add(-2*day))))
+	if got, want := h.StreamLast(), last+3; got != want { // the checkout and the return's two events
 		t.Errorf("stream last sequence %d, want %d: a retry was applied", got, want)
 	}
 }
@@ -398,31 +400,31 @@ func (r hiddenCommandReader) CommandSeqs(id string) ([]uint64, error) {
 // one as reused.
 func TestRetryRefusedOnABehindViewIsChecked(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.catalog("V1", 1000)
-	h.register("21000000000951", "Mia Behind", "1980-01-01")
-	checkout := body{"command_id": cmdID(), "card": "21000000000951", "barcode": "V1"}
-	first := h.mustSend(schemas.CmdCheckOut, checkout)
-	led, err := ledger.New(h.s.NC, h.s.Stream, hiddenCommand{State: h.s.Proj, id: checkout["command_id"].(string)},
-		h.s.Keys, h.s.V, ledger.Config{Now: h.clock.Now, Logger: h.cfg.Logger})
+	h := lethetest.New(t)
+	h.Catalog("V1", 1000)
+	h.Register("21000000000951", "Mia Behind", "1980-01-01")
+	checkout := body{"command_id": lethetest.CmdID(), "card": "21000000000951", "barcode": "V1"}
+	first := mustSend(h, schemas.CmdCheckOut, checkout)
+	led, err := ledger.New(h.S.NC, h.S.Stream, hiddenCommand{State: h.S.Proj, id: checkout["command_id"].(string)},
+		h.S.Keys, h.S.V, ledger.Config{Now: h.Clock.Now, Logger: h.Cfg.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}
 	execute := func(b body) schemas.Reply {
 		raw, _ := json.Marshal(b)
-		res, err := led.Execute(ctxT(t), ledger.Station{Kind: "kiosk", Branch: "main", ID: "k1"}, schemas.CmdCheckOut, raw)
+		res, err := led.Execute(testkit.Context(t), ledger.Station{Kind: "kiosk", Branch: "main", ID: "k1"}, schemas.CmdCheckOut, raw)
 		if err != nil {
 			return schemas.Reply{Error: schemas.Public(err)}
 		}
 		out, _ := json.Marshal(res)
 		return schemas.Reply{OK: true, Result: out}
 	}
-	last := h.streamLast()
+	last := h.StreamLast()
 	// The view says V1 is on loan and the command unknown: decided alone, a conflict.
 	wantSameReply(t, "retry decided on a view without its first attempt", first, execute(checkout))
 	// The view has no item V9: decided alone, not found.
 	wantReused(t, "other command decided on a view without the first attempt", execute(checkout.with("barcode", "V9")))
-	if got := h.streamLast(); got != last {
+	if got := h.StreamLast(); got != last {
 		t.Errorf("stream last sequence %d, want %d", got, last)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
@@ -21,12 +23,12 @@ import (
 
 func TestBadInputChangesNothing(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.catalog("OK1", 1000)
-	h.catalog("OUT", 1000)
-	h.register("21000000000100", "Ro Bust", "1980-01-01")
-	h.mustCheckout("21000000000100", "OUT")
-	id := cmdID()
+	h := lethetest.New(t)
+	h.Catalog("OK1", 1000)
+	h.Catalog("OUT", 1000)
+	h.Register("21000000000100", "Ro Bust", "1980-01-01")
+	h.MustCheckout("21000000000100", "OUT")
+	id := lethetest.CmdID()
 	big := []byte(`{"command_id":"` + id + `","card":"21000000000100","barcode":"` + strings.Repeat("A", 20<<10) + `"}`)
 	kiosk := []struct {
 		name, cmd string
@@ -52,9 +54,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"staff command from a kiosk", "waive_fine", []byte(`{"command_id":"` + id + `","fine_id":"` + id + `"}`), schemas.CodeInvalid},
 		{"return in the future", "return", []byte(`{"command_id":"` + id + `","barcode":"OUT","returned_at":"2999-01-01T00:00:00Z"}`), schemas.CodeInvalid},
 	}
-	before := h.streamLast()
+	before := h.StreamLast()
 	for _, tc := range kiosk {
-		r := h.kiosk("k1", tc.cmd, tc.raw)
+		r := h.Kiosk("k1", tc.cmd, tc.raw)
 		if r.OK || r.Error == nil || r.Error.Code != tc.code {
 			t.Errorf("%s: reply = %+v, want code %q", tc.name, r.Error, tc.code)
 		} else if r.Error.Message == "" {
@@ -76,7 +78,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"no such route", "/api/nothing", []byte(`{}`), 404},
 	}
 	for _, tc := range desk {
-		status, body := h.post(tc.path, tc.raw)
+		status, body := h.Post(tc.path, tc.raw)
 		var e struct {
 			Error schemas.Error `json:"error"`
 		}
@@ -84,14 +86,14 @@ func TestBadInputChangesNothing(t *testing.T) {
 			t.Errorf("%s: %d %s, want %d with a coded error", tc.name, status, body, tc.status)
 		}
 	}
-	if status := h.get("/api/items/a.b", nil); status != 400 {
+	if status := h.Get("/api/items/a.b", nil); status != 400 {
 		t.Errorf("GET unsafe barcode = %d, want 400", status)
 	}
-	if after := h.streamLast(); after != before {
+	if after := h.StreamLast(); after != before {
 		t.Fatalf("bad input appended %d events", after-before)
 	}
 	// Still serving.
-	if r := h.checkout("21000000000100", "OK1"); !r.OK {
+	if r := h.Checkout("21000000000100", "OK1"); !r.OK {
 		t.Fatalf("valid checkout after bad input = %+v", r.Error)
 	}
 }
@@ -100,93 +102,96 @@ func TestBadInputChangesNothing(t *testing.T) {
 // the expunger ran; the next start finishes the work, and records each once.
 func TestCrashBetweenCloseAndExpunge(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *node.ServiceConfig) { c.NoExpungeLoop = true })
-	h.register("21000000000300", "Ty Crash", "1980-01-01")
+	h := lethetest.New(t, func(c *node.ServiceConfig) { c.NoExpungeLoop = true })
+	h.Register("21000000000300", "Ty Crash", "1980-01-01")
 	var txns []string
 	for _, b := range []string{"C1", "C2", "C3"} {
-		h.catalog(b, 1000)
-		h.mustCheckout("21000000000300", b)
-		txns = append(txns, h.txnOf(b))
+		h.Catalog(b, 1000)
+		h.MustCheckout("21000000000300", b)
+		txns = append(txns, h.TxnOf(b))
 	}
-	h.checkin("C1")
-	h.checkin("C2")
-	pending, err := h.s.Proj.PendingExpunges()
+	h.Checkin("C1")
+	h.Checkin("C2")
+	pending, err := h.S.Proj.PendingExpunges()
 	if err != nil || len(pending) != 2 {
 		t.Fatalf("pending = %v, %v; want 2 closed and not yet expunged", pending, err)
 	}
-	if _, err := h.s.Keys.Get(keystore.Transaction, txns[0]); err != nil {
+	if _, err := h.S.Keys.Get(keystore.Transaction, txns[0]); err != nil {
 		t.Fatalf("key before the expunger ran: %v", err)
 	}
 	// An orphan key: created for a command whose append never happened.
-	if _, err := h.s.Keys.Create(keystore.Transaction, "orphan-transaction"); err != nil {
+	if _, err := h.S.Keys.Create(keystore.Transaction, "orphan-transaction"); err != nil {
 		t.Fatal(err)
 	}
-	h.cfg.NoExpungeLoop = false
-	h.restart()
+	h.Cfg.NoExpungeLoop = false
+	h.Restart()
 	for _, id := range txns[:2] {
-		h.assertExpunged(id)
+		h.AssertExpunged(id)
 	}
-	if _, err := h.s.Keys.Get(keystore.Transaction, "orphan-transaction"); !errors.Is(err, keystore.ErrNotFound) {
+	if _, err := h.S.Keys.Get(keystore.Transaction, "orphan-transaction"); !errors.Is(err, keystore.ErrNotFound) {
 		t.Fatalf("orphan key after restart: %v, want destroyed", err)
 	}
-	if _, err := h.s.Keys.Get(keystore.Transaction, txns[2]); err != nil {
+	if _, err := h.S.Keys.Get(keystore.Transaction, txns[2]); err != nil {
 		t.Fatalf("open transaction's key after restart: %v", err)
 	}
-	h.restart() // a second start finds nothing to do and appends nothing twice
+	h.Restart() // a second start finds nothing to do and appends nothing twice
 	for _, id := range txns[:2] {
-		h.assertExpunged(id)
+		h.AssertExpunged(id)
 	}
-	h.assertRebuildEqual()
+	assertRebuildEqual(h)
 }
 
 // assertRebuildEqual rebuilds the projections from the stream and compares row for row.
-func (h *harness) assertRebuildEqual() {
-	h.t.Helper()
-	var out, errOut syncBuffer
-	data := h.cfg.Data
-	h.offline(func() {
+func assertRebuildEqual(h *lethetest.Harness) {
+	h.T.Helper()
+	var out, errOut testkit.SyncBuffer
+	data := h.Cfg.Data
+	h.Offline(func() {
 		err := run(context.Background(), []string{"projections", "rebuild", "--data", data, "--timezone", "UTC"}, func(string) string { return "" }, nil, &out, &errOut)
 		if err != nil || !strings.Contains(out.String(), "equal to the live projections") {
-			h.t.Fatalf("rebuild: %v\n%s%s", err, out.String(), errOut.String())
+			h.T.Fatalf("rebuild: %v\n%s%s", err, out.String(), errOut.String())
 		}
 	})
 }
 
 func TestRebuildEqualsLive(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	adult := h.register("21000000000400", "Uma Replay", "1980-01-01")
-	h.register("21000000000401", "Vic Replay", "1981-01-01")
+	h := lethetest.New(t)
+	adult := h.Register("21000000000400", "Uma Replay", "1980-01-01")
+	h.Register("21000000000401", "Vic Replay", "1981-01-01")
 	for _, b := range []string{"R1", "R2", "R3", "R4", "R5"} {
-		h.catalog(b, 1200)
+		h.Catalog(b, 1200)
 	}
 	for _, b := range []string{"R1", "R2", "R3"} {
-		h.mustCheckout("21000000000400", b)
+		h.MustCheckout("21000000000400", b)
 	}
-	h.mustCheckout("21000000000401", "R4")
-	h.clock.Advance(30 * day)
-	h.checkin("R1")                                                                                               // late: fine, open
-	h.checkin("R4")                                                                                               // late: fine
-	mustDesk[schemas.Accepted](h, schemas.CmdDeclareLost, schemas.DeclareLost{CommandID: cmdID(), Barcode: "R2"}) // lost
-	mustDesk[schemas.Accepted](h, schemas.CmdAssessFee, schemas.AssessFee{CommandID: cmdID(), PatronID: adult, AmountCents: 100})
-	rec := h.record("21000000000401")
-	mustDesk[schemas.Accepted](h, schemas.CmdPayFine, schemas.PayFine{CommandID: cmdID(), FineID: rec.Fines[0].FineID, AmountCents: rec.Fines[0].RemainingCents})
-	mustDesk[schemas.Accepted](h, schemas.CmdReportCardLost, schemas.ReportCardLost{CommandID: cmdID(), Card: "21000000000401"})
-	h.expungeAll()
-	h.assertRebuildEqual()
-	if c, _ := h.s.Proj.Counts(); c.OpenTxns != 4 {
+	h.MustCheckout("21000000000401", "R4")
+	h.Clock.Advance(30 * day)
+	h.Checkin("R1")                                                                                                                   // late: fine, open
+	h.Checkin("R4")                                                                                                                   // late: fine
+	lethetest.MustDesk[schemas.Accepted](h, schemas.CmdDeclareLost, schemas.DeclareLost{CommandID: lethetest.CmdID(), Barcode: "R2"}) // lost
+	lethetest.MustDesk[schemas.Accepted](h, schemas.CmdAssessFee, schemas.AssessFee{CommandID: lethetest.CmdID(), PatronID: adult, AmountCents: 100})
+	rec := h.Record("21000000000401")
+	lethetest.MustDesk[schemas.Accepted](h, schemas.CmdPayFine, schemas.PayFine{CommandID: lethetest.CmdID(), FineID: rec.Fines[0].FineID, AmountCents: rec.Fines[0].RemainingCents})
+	lethetest.MustDesk[schemas.Accepted](h, schemas.CmdReportCardLost, schemas.ReportCardLost{CommandID: lethetest.CmdID(), Card: "21000000000401"})
+	h.ExpungeAll()
+	assertRebuildEqual(h)
+	if c, _ := h.S.Proj.Counts(); c.OpenTxns != 4 {
 		t.Fatalf("open transactions = %d, want 4 (R1 fine, R2 lost, R3 loan, fee)", c.OpenTxns)
 	}
 }
 
 // TestRebuildDetectsDifference is the rebuild comparison's negative control: a live row
-// that the stream does not explain makes lethe projections rebuild fail.
+// that the stream does not explain makes lethe projections rebuild fail. Its report, for
+// a row changed, one the stream does not explain and one missing, is in
+// testdata/projections-rebuild-differs.txt.
 func TestRebuildDetectsDifference(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.catalog("D1", 1000)
-	data := h.cfg.Data
-	h.offline(func() {
+	h := lethetest.New(t)
+	h.Catalog("D1", 1000)
+	h.Catalog("D2", 1000)
+	data := h.Cfg.Data
+	h.Offline(func() {
 		db, err := pebble.Open(filepath.Join(data, "projections"), keystore.PebbleOptions(nil))
 		if err != nil {
 			t.Fatal(err)
@@ -194,14 +199,21 @@ func TestRebuildDetectsDifference(t *testing.T) {
 		if err := db.Set([]byte("i/D1"), []byte(`{"barcode":"D1","status":"lost"}`), pebble.Sync); err != nil {
 			t.Fatal(err)
 		}
+		if err := db.Delete([]byte("i/D2"), pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Set([]byte("p/a-patron-no-event-registered"), []byte(`{}`), pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
 		}
-		var out, errOut syncBuffer
+		var out, errOut testkit.SyncBuffer
 		err = run(context.Background(), []string{"projections", "rebuild", "--data", data, "--timezone", "UTC"}, func(string) string { return "" }, nil, &out, &errOut)
 		if err == nil || exitCode(err) != 1 || !strings.Contains(out.String(), "DIFFERENT") || !strings.Contains(out.String(), "1 changed") {
 			t.Fatalf("rebuild of tampered projections: err %v, output %q; want exit 1 reporting 1 changed row", err, out.String())
 		}
+		golden(t, "projections-rebuild-differs.txt", transcript(out.String(), errOut.String(), err))
 	})
 }
 
@@ -209,13 +221,13 @@ func TestRebuildDetectsDifference(t *testing.T) {
 // a close is expunged without anyone asking, and erased by the next periodic sweep.
 func TestPeriodicSweepErases(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *node.ServiceConfig) { c.SweepInterval = 200 * time.Millisecond })
-	h.catalog("W1", 1000)
-	h.register("21000000000800", "Zed Sweep", "1980-01-01")
-	h.mustCheckout("21000000000800", "W1")
-	h.checkin("W1")
-	waitFor(t, "periodic expunge and sweep", func() bool {
-		st := h.s.Expunger.Stats()
+	h := lethetest.New(t, func(c *node.ServiceConfig) { c.SweepInterval = 200 * time.Millisecond })
+	h.Catalog("W1", 1000)
+	h.Register("21000000000800", "Zed Sweep", "1980-01-01")
+	h.MustCheckout("21000000000800", "W1")
+	h.Checkin("W1")
+	testkit.WaitFor(t, "periodic expunge and sweep", func() bool {
+		st := h.S.Expunger.Stats()
 		return st.Expunged == 1 && st.Erased == 1
 	})
 }
@@ -227,24 +239,24 @@ func TestPeriodicSweepErases(t *testing.T) {
 // closed".
 func TestShutdownUnderKioskLoad(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	h := lethetest.New(t)
 	const kiosks = 8
 	for i := range kiosks {
-		h.register(fmt.Sprintf("2100000000%04d", 4000+i), "Sam Stop", "1980-01-01")
-		h.catalog(fmt.Sprintf("SD%d", i), 100)
+		h.Register(fmt.Sprintf("2100000000%04d", 4000+i), "Sam Stop", "1980-01-01")
+		h.Catalog(fmt.Sprintf("SD%d", i), 100)
 	}
 	for round := range 3 {
 		var wg sync.WaitGroup
 		var sent atomic.Int64
 		for i := range kiosks {
-			kc, name, card, bc := h.kiosks, fmt.Sprintf("s%d", i), fmt.Sprintf("2100000000%04d", 4000+i), fmt.Sprintf("SD%d", i)
+			kc, name, card, bc := h.Kiosks, fmt.Sprintf("s%d", i), fmt.Sprintf("2100000000%04d", 4000+i), fmt.Sprintf("SD%d", i)
 			wg.Go(func() {
 				for {
-					out, _ := json.Marshal(schemas.CheckOut{CommandID: cmdID(), Card: card, Barcode: bc})
+					out, _ := json.Marshal(schemas.CheckOut{CommandID: lethetest.CmdID(), Card: card, Barcode: bc})
 					if _, err := kc.Request(context.Background(), "main", name, schemas.CmdCheckOut, out); err != nil {
 						return // the server went away: what this test waits for
 					}
-					in, _ := json.Marshal(schemas.Return{CommandID: cmdID(), Barcode: bc})
+					in, _ := json.Marshal(schemas.Return{CommandID: lethetest.CmdID(), Barcode: bc})
 					if _, err := kc.Request(context.Background(), "main", name, schemas.CmdReturn, in); err != nil {
 						return
 					}
@@ -252,9 +264,9 @@ func TestShutdownUnderKioskLoad(t *testing.T) {
 				}
 			})
 		}
-		waitFor(t, "kiosks under way", func() bool { return sent.Load() > 40 })
+		testkit.WaitFor(t, "kiosks under way", func() bool { return sent.Load() > 40 })
 		done := make(chan error, 1)
-		go func() { done <- h.s.Stop() }()
+		go func() { done <- h.S.Stop() }()
 		select {
 		case err := <-done:
 			if err != nil {
@@ -263,13 +275,13 @@ func TestShutdownUnderKioskLoad(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatalf("round %d: stop under load did not return in 30s", round)
 		}
-		h.kiosks.Close()
+		h.Kiosks.Close()
 		wg.Wait()
-		h.s = nil
-		if strings.Contains(h.logs.String(), "pebble: closed") || strings.Contains(h.logs.String(), "panic") {
+		h.S = nil
+		if strings.Contains(h.Logs.String(), "pebble: closed") || strings.Contains(h.Logs.String(), "panic") {
 			t.Fatalf("round %d: the log shows a store used after close", round)
 		}
-		h.start()
+		h.Start()
 	}
-	h.assertRebuildEqual()
+	assertRebuildEqual(h)
 }

@@ -13,11 +13,12 @@ import (
 	"time"
 
 	"github.com/imagineif/lethe/desk"
+	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -25,31 +26,15 @@ import (
 // as an attacker with the disk or a damaged restore would, and hands f its JetStream.
 func withRawStream(t *testing.T, data string, f func(js jetstream.JetStream)) {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: filepath.Join(data, "nats"), DontListen: true, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("private NATS did not start")
-	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f(js)
+	srv := testkit.StartJetStream(t, func(o *server.Options) { o.StoreDir, o.SyncAlways = filepath.Join(data, "nats"), false })
+	defer srv.Close()
+	f(srv.JS)
 }
 
 // recreate deletes CIRC and makes it again with cfg and n messages.
 func recreate(t *testing.T, js jetstream.JetStream, cfg jetstream.StreamConfig, n int) {
 	t.Helper()
-	ctx := ctxT(t)
+	ctx := testkit.Context(t)
 	if err := js.DeleteStream(ctx, ledger.StreamName); err != nil {
 		t.Fatal(err)
 	}
@@ -89,24 +74,24 @@ func TestStartRefusesAStreamThatLostHistory(t *testing.T) {
 			recreate(t, js, cfg, 3)
 		}, []string{"starts at sequence"}},
 		{"trimmed by limits", func(t *testing.T, js jetstream.JetStream, _ uint64) {
-			s, err := js.Stream(ctxT(t), ledger.StreamName)
+			s, err := js.Stream(testkit.Context(t), ledger.StreamName)
 			if err != nil {
 				t.Fatal(err)
 			}
 			cfg := s.CachedInfo().Config
 			cfg.MaxMsgs, cfg.MaxAge = 5, time.Hour
-			if _, err := js.UpdateStream(ctxT(t), cfg); err != nil {
+			if _, err := js.UpdateStream(testkit.Context(t), cfg); err != nil {
 				t.Fatal(err)
 			}
 		}, []string{"configuration drifted", "max_msgs is 5, want -1", "max_age is 1h0m0s, want 0s"}},
 		{"sealed", func(t *testing.T, js jetstream.JetStream, _ uint64) {
-			s, err := js.Stream(ctxT(t), ledger.StreamName)
+			s, err := js.Stream(testkit.Context(t), ledger.StreamName)
 			if err != nil {
 				t.Fatal(err)
 			}
 			cfg := s.CachedInfo().Config
 			cfg.Sealed = true
-			if _, err := js.UpdateStream(ctxT(t), cfg); err != nil {
+			if _, err := js.UpdateStream(testkit.Context(t), cfg); err != nil {
 				t.Fatal(err)
 			}
 		}, []string{"configuration drifted", "sealed is true, want false"}},
@@ -114,15 +99,15 @@ func TestStartRefusesAStreamThatLostHistory(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t)
-			h.register("21000000000701", "Hal History", "1980-01-01")
-			h.catalog("H1", 100)
-			applied := h.s.Proj.Applied()
-			if err := h.stop(); err != nil {
+			h := lethetest.New(t)
+			h.Register("21000000000701", "Hal History", "1980-01-01")
+			h.Catalog("H1", 100)
+			applied := h.S.Proj.Applied()
+			if err := h.Stop(); err != nil {
 				t.Fatal(err)
 			}
-			withRawStream(t, h.cfg.Data, func(js jetstream.JetStream) { c.tamper(t, js, applied) })
-			s, err := node.Start(context.Background(), h.cfg)
+			withRawStream(t, h.Cfg.Data, func(js jetstream.JetStream) { c.tamper(t, js, applied) })
+			s, err := node.Start(context.Background(), h.Cfg)
 			if err == nil {
 				s.Stop()
 				t.Fatalf("start after the stream was %s succeeded, want a refusal", c.name)
@@ -142,17 +127,17 @@ func TestStartRefusesAStreamThatLostHistory(t *testing.T) {
 // metric, never served silently.
 func TestStartReportsLostEvents(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.register("21000000000702", "Dee Damage", "1980-01-01")
+	h := lethetest.New(t)
+	h.Register("21000000000702", "Dee Damage", "1980-01-01")
 	for _, b := range []string{"D1", "D2", "D3", "D4", "D5", "D6"} {
-		h.catalog(b, 100)
+		h.Catalog(b, 100)
 	}
-	lostSeq := slices.IndexFunc(h.events(), func(ev schemas.Event) bool { return strings.Contains(string(ev.Data), `"D3"`) }) + 1
-	if err := h.stop(); err != nil {
+	lostSeq := slices.IndexFunc(h.Events(), func(ev schemas.Event) bool { return strings.Contains(string(ev.Data), `"D3"`) }) + 1
+	if err := h.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	// Flip bytes inside the third message's payload in the stream's block file.
-	blocks, err := filepath.Glob(filepath.Join(h.cfg.Data, "nats", "jetstream", "$G", "streams", ledger.StreamName, "msgs", "*.blk"))
+	blocks, err := filepath.Glob(filepath.Join(h.Cfg.Data, "nats", "jetstream", "$G", "streams", ledger.StreamName, "msgs", "*.blk"))
 	if err != nil || len(blocks) == 0 {
 		t.Fatalf("no block files: %v", err)
 	}
@@ -169,21 +154,21 @@ func TestStartReportsLostEvents(t *testing.T) {
 	if err := os.WriteFile(blocks[0], data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h.start()
+	h.Start()
 	var health desk.Health
 	var status int
 	var body []byte
-	waitFor(t, "healthz reports the damage", func() bool {
-		status, body = h.requestAs("", http.MethodGet, "/healthz", nil)
+	testkit.WaitFor(t, "healthz reports the damage", func() bool {
+		status, body = h.RequestAs("", http.MethodGet, "/healthz", nil)
 		return json.Unmarshal(body, &health) == nil && health.Status != "ok"
 	})
 	if want := fmt.Sprintf("[%d]", lostSeq); status != http.StatusOK || health.Status != "degraded" || !strings.Contains(health.Damage, want) {
 		t.Errorf("healthz after a damaged block = %d %s, want degraded naming the loss of sequence %d", status, body, lostSeq)
 	}
-	if !strings.Contains(h.logs.String(), "the stream is damaged") {
+	if !strings.Contains(h.Logs.String(), "the stream is damaged") {
 		t.Error("no log line reports the damage")
 	}
-	if !strings.Contains(h.scrape(), "lethe_stream_damaged 1") {
+	if !strings.Contains(h.Scrape(), "lethe_stream_damaged 1") {
 		t.Error("metric lethe_stream_damaged is not 1")
 	}
 }

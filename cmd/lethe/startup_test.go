@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/node"
 )
@@ -21,16 +23,16 @@ import (
 func TestStartupErrors(t *testing.T) {
 	t.Parallel()
 	key := masterKeyFile(t)
-	h := newHarness(t, func(c *node.ServiceConfig) { c.MasterKeyFile = key })
-	h.catalog("SE1", 1000)
-	h.register("21000000000800", "Sta Rtup", "1980-01-01")
-	h.mustCheckout("21000000000800", "SE1")
-	h.checkin("SE1")
-	h.expungeAll() // the sweep flushes: the keystore has tables on disk
-	if err := h.stop(); err != nil {
+	h := lethetest.New(t, func(c *node.ServiceConfig) { c.MasterKeyFile = key })
+	h.Catalog("SE1", 1000)
+	h.Register("21000000000800", "Sta Rtup", "1980-01-01")
+	h.MustCheckout("21000000000800", "SE1")
+	h.Checkin("SE1")
+	h.ExpungeAll() // the sweep flushes: the keystore has tables on disk
+	if err := h.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	base := h.cfg.Data
+	base := h.Cfg.Data
 
 	keyText, err := os.ReadFile(key)
 	if err != nil {
@@ -200,7 +202,7 @@ func runServe(t *testing.T, args []string, env map[string]string) (stderr string
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var out, errOut syncBuffer
+	var out, errOut testkit.SyncBuffer
 	func() {
 		defer func() {
 			if p := recover(); p != nil {

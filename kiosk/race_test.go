@@ -1,6 +1,6 @@
 //go:build race
 
-package main
+package kiosk_test
 
 // raceScale is how much the race detector multiplies memory and time: its documentation
 // gives 5–10× memory and 2–20× execution time. Bounds measured under -race are scaled by

@@ -1,4 +1,4 @@
-package main
+package kiosk_test
 
 import (
 	"bufio"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/imagineif/lethe/access"
 	"github.com/imagineif/lethe/identity"
+	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/kiosk"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/node"
@@ -57,19 +59,19 @@ const (
 // kiosk works; the server's memory stays bounded, the legitimate kiosk is answered
 // promptly, and the flooding kiosk is refused (rate_limited) rather than queued.
 func TestKioskFlood(t *testing.T) {
-	h := newHarness(t, withNATSListen(), func(c *node.ServiceConfig) { c.Kiosks = kiosk.Config{} }) // the defaults
-	h.register("21000000000601", "Flo Flood", "1980-01-01")
-	flooder := h.mustConnect(h.identityFile(identity.Kiosk, "main", "flood"))
-	legit := h.mustConnect(h.identityFile(identity.Kiosk, "main", "legit"))
+	h := lethetest.New(t, lethetest.WithNATSListen(), func(c *node.ServiceConfig) { c.Kiosks = kiosk.Config{} }) // the defaults
+	h.Register("21000000000601", "Flo Flood", "1980-01-01")
+	flooder := h.MustConnect(h.IdentityFile(identity.Kiosk, "main", "flood"))
+	legit := h.MustConnect(h.IdentityFile(identity.Kiosk, "main", "legit"))
 	// Warm up both kiosks' paths before measuring memory.
-	if _, err := legit.nc.Request(ledger.KioskSubject("main", "legit", schemas.CmdPatronInfo), []byte(`{"card":"21000000000601"}`), 5*time.Second); err != nil {
+	if _, err := legit.NC.Request(ledger.KioskSubject("main", "legit", schemas.CmdPatronInfo), []byte(`{"card":"21000000000601"}`), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	before := rssBytes(t)
 
 	replies := make(chan *nats.Msg, floodRequests)
 	inbox := nats.NewInbox()
-	sub, err := flooder.nc.ChanSubscribe(inbox, replies)
+	sub, err := flooder.NC.ChanSubscribe(inbox, replies)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,14 +81,14 @@ func TestKioskFlood(t *testing.T) {
 	go func() {
 		defer close(done)
 		for range floodRequests {
-			flooder.nc.PublishRequest(ledger.KioskSubject("main", "flood", schemas.CmdPatronInfo), inbox, body)
+			flooder.NC.PublishRequest(ledger.KioskSubject("main", "flood", schemas.CmdPatronInfo), inbox, body)
 		}
-		flooder.nc.Flush()
+		flooder.NC.Flush()
 	}()
 	var lat []time.Duration
 	for i := range floodLegitCalls {
 		start := time.Now()
-		m, err := legit.nc.Request(ledger.KioskSubject("main", "legit", schemas.CmdPatronInfo), body, 10*time.Second)
+		m, err := legit.NC.Request(ledger.KioskSubject("main", "legit", schemas.CmdPatronInfo), body, 10*time.Second)
 		if err != nil {
 			t.Fatalf("legitimate request %d: %v", i, err)
 		}
@@ -126,7 +128,7 @@ func TestKioskFlood(t *testing.T) {
 	if codes[schemas.CodeRateLimited] < floodRequests/2 {
 		t.Errorf("flood answers %v: want most refused as rate_limited", codes)
 	}
-	if h.s.Kiosks.Refused() == 0 {
+	if h.S.Kiosks.Refused() == 0 {
 		t.Error("the refusals metric did not count the flood")
 	}
 }
@@ -137,27 +139,27 @@ func TestKioskFlood(t *testing.T) {
 // per kiosk, not one undeletable entry per guess.
 func TestCardMissesAreLimitedAndSummarised(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *node.ServiceConfig) {
+	h := lethetest.New(t, func(c *node.ServiceConfig) {
 		c.Kiosks = kiosk.Config{MissesPerKiosk: 5, MissesTotal: 1000, MissWindow: time.Hour}
 	})
-	h.register("21000000000602", "Gus Guess", "1980-01-01")
-	before := h.accessEntries()
+	h.Register("21000000000602", "Gus Guess", "1980-01-01")
+	before := h.AccessEntries()
 	for i := range 5 {
-		r := h.kiosk("guesser", schemas.CmdPatronInfo, schemas.PatronInfo{Card: "2100000000" + strconv.Itoa(9000+i)})
-		wantCode(t, r, schemas.CodeNotFound)
+		r := h.Kiosk("guesser", schemas.CmdPatronInfo, schemas.PatronInfo{Card: "2100000000" + strconv.Itoa(9000+i)})
+		lethetest.WantCode(t, r, schemas.CodeNotFound)
 	}
-	if got := h.accessEntries(); got != before {
+	if got := h.AccessEntries(); got != before {
 		t.Errorf("the guesses wrote %d access entries one by one, want none before the summary", got-before)
 	}
 	// Past the limit even a valid card is refused at this kiosk, but not at another.
-	wantCode(t, h.kiosk("guesser", schemas.CmdPatronInfo, schemas.PatronInfo{Card: "21000000000602"}), schemas.CodeRateLimited)
-	wantCode(t, h.kiosk("guesser", schemas.CmdCheckOut, schemas.CheckOut{CommandID: cmdID(), Card: "21000000000602", Barcode: "X"}), schemas.CodeRateLimited)
-	if r := h.kiosk("honest", schemas.CmdPatronInfo, schemas.PatronInfo{Card: "21000000000602"}); !r.OK {
+	lethetest.WantCode(t, h.Kiosk("guesser", schemas.CmdPatronInfo, schemas.PatronInfo{Card: "21000000000602"}), schemas.CodeRateLimited)
+	lethetest.WantCode(t, h.Kiosk("guesser", schemas.CmdCheckOut, schemas.CheckOut{CommandID: lethetest.CmdID(), Card: "21000000000602", Barcode: "X"}), schemas.CodeRateLimited)
+	if r := h.Kiosk("honest", schemas.CmdPatronInfo, schemas.PatronInfo{Card: "21000000000602"}); !r.OK {
 		t.Fatalf("another kiosk's lookup = %+v, want ok", r.Error)
 	}
 	// Stopping flushes the window's summary.
-	h.restart()
-	entries, err := h.s.Desk.Access.List(ctxT(t), access.Filter{})
+	h.Restart()
+	entries, err := h.S.Desk.Access.List(testkit.Context(t), access.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,11 +177,11 @@ func TestCardMissesAreLimitedAndSummarised(t *testing.T) {
 // TestKioskRateLimit: a kiosk over its rate is refused with rate_limited at once.
 func TestKioskRateLimit(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *node.ServiceConfig) { c.Kiosks = kiosk.Config{Rate: 1, Burst: 3} })
-	h.catalog("RL1", 100)
+	h := lethetest.New(t, func(c *node.ServiceConfig) { c.Kiosks = kiosk.Config{Rate: 1, Burst: 3} })
+	h.Catalog("RL1", 100)
 	codes := map[schemas.Code]int{}
 	for range 10 {
-		r := h.kiosk("busy", schemas.CmdReturn, schemas.Return{CommandID: cmdID(), Barcode: "RL1"})
+		r := h.Kiosk("busy", schemas.CmdReturn, schemas.Return{CommandID: lethetest.CmdID(), Barcode: "RL1"})
 		codes[r.Error.Code]++
 	}
 	if codes[schemas.CodeRateLimited] < 6 || codes[schemas.CodeConflict] < 3 {
