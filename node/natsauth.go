@@ -141,15 +141,17 @@ func (a *natsAuth) reload() (bool, error) {
 			},
 		}
 	}
+	// Serve first, then admit: a kiosk that may connect finds its subjects answered (the
+	// other order answered a new kiosk's first request with "no responders").
+	if a.onKiosks != nil {
+		if err := a.onKiosks(kioskNames(active)); err != nil {
+			return false, err
+		}
+	}
 	a.mu.Lock()
 	old := a.active
 	a.users, a.active, a.version = users, active, version
 	a.mu.Unlock()
-	if a.onKiosks != nil {
-		if err := a.onKiosks(kioskNames(active)); err != nil {
-			return true, err
-		}
-	}
 	for pub, id := range old {
 		if _, ok := active[pub]; !ok {
 			n := a.disconnect(id.Account())

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
@@ -21,6 +22,12 @@ import (
 type Config struct {
 	Location *time.Location // the library's time zone, for daily statistics; default time.Local
 	Logger   *slog.Logger   // default: discard (a default logger is a leak waiting to happen)
+
+	// fs is the file system under the database; nil: the disk. The crash tests put the
+	// projections on Pebble's crashable in-memory file system. It replaces the keystore's
+	// wrapper that never reuses a file; with its cleaner Pebble never recycles a WAL, and
+	// the erasure the wrapper backs up (Sweep) works on the disk only.
+	fs vfs.FS
 }
 
 // Store holds the read models. It implements model.State.
@@ -69,6 +76,9 @@ func Open(dir string, keys *keystore.Store, v *schemas.Validator, cfg Config) (*
 	}
 	opts := keystore.PebbleOptions(cfg.Logger)
 	opts.CacheSize = blockCacheBytes
+	if cfg.fs != nil {
+		opts.FS = cfg.fs
+	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open projections: %w", keystore.Damaged(err))
