@@ -41,6 +41,9 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 	cfg.Rules.Day = *day
 	cfg.Rules.LoanDays = 7
 	cfg.RulesInterval = *day
+	// Said before anything is opened: the first thing a person sees after the first
+	// build's long silence.
+	fmt.Fprintf(stdout, "lethe demo: starting a simulated library in %s; a library day lasts %s\n", cfg.Data, *day)
 	password, err := demo.Account(cfg.Data)
 	if err != nil {
 		return err
@@ -50,15 +53,19 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	defer s.Stop()
-	fmt.Fprintf(stdout, "Lethe demo: data in %s; a library day lasts %s\n", cfg.Data, *day)
 	if s.HTTPURL != "" {
 		fmt.Fprintf(stdout, "dashboard: %s/   (staff API under %s/api/, metrics at %s/metrics)\n", s.HTTPURL, s.HTTPURL, s.HTTPURL)
 		fmt.Fprintf(stdout, "sign in as %q with password %s (an administrator made for this demo; a real server's accounts come from 'lethe staff add')\n", demo.User, password)
 	}
+	// These lines say what the seeding does to a log or a pipe too; on a terminal Seed
+	// also draws a bar for each step on stderr.
+	fmt.Fprintf(stdout, "cataloging %s items and registering %s patrons...\n", count(*items), count(*patrons))
+	seeded := time.Now()
 	lib, err := demo.Seed(ctx, s, *items, *patrons, stderr)
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(stdout, "seeded in %s; %d simulated kiosks start now\n", time.Since(seeded).Round(time.Millisecond), *kiosks)
 	if url := s.NATSURL(); url != "" {
 		// With --nats-listen, a visitor can be a kiosk too, with credentials of its own.
 		path, err := demo.VisitorKiosk(s, cfg.Data, url)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/imagineif/lethe/internal/testkit"
@@ -11,11 +12,25 @@ import (
 
 func TestDemoRuns(t *testing.T) {
 	t.Parallel()
-	var out, errOut testkit.SyncBuffer
-	args := []string{"demo", "--data", t.TempDir(), "--duration", "3s", "--items", "60", "--patrons", "20",
-		"--kiosks", "3", "--day", "100ms", "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--log-level", "error"}
-	if err := run(context.Background(), args, func(string) string { return "" }, nil, &out, &errOut); err != nil {
-		t.Fatalf("demo: %v\n%s", err, errOut.String())
+	// One buffer for stdout and stderr, so the order of everything is seen; at log level
+	// warn the server's own start says something (a generated master key) on stderr.
+	var out testkit.SyncBuffer
+	data := t.TempDir()
+	args := []string{"demo", "--data", data, "--duration", "3s", "--items", "60", "--patrons", "20",
+		"--kiosks", "3", "--day", "100ms", "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--log-level", "warn"}
+	if err := run(context.Background(), args, func(string) string { return "" }, nil, &out, &out); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	// The first line comes before the server opens anything, then the seeding says what
+	// it does, before the kiosks run.
+	first, _, _ := strings.Cut(out.String(), "\n")
+	if want := "lethe demo: starting a simulated library in " + data + "; a library day lasts 100ms"; first != want {
+		t.Errorf("first line = %q, want %q\n%s", first, want, out.String())
+	}
+	order := regexp.MustCompile(`^lethe demo: starting [^\n]*\n(time=\S+ level=WARN [^\n]*\n)+dashboard: [^\n]*\nsign in [^\n]*\n` +
+		`cataloging 60 items and registering 20 patrons\.\.\.\nseeded in \S+; 3 simulated kiosks start now\n(?s:.*)\ntotals: `)
+	if !order.MatchString(out.String()) {
+		t.Errorf("demo output is not: the start line, the server's warnings, the dashboard, seeding, totals:\n%s", out.String())
 	}
 	m := regexp.MustCompile(`totals: checked out (\d+), returned (\d+).*closed and expunged (\d+)`).FindStringSubmatch(out.String())
 	if m == nil {
