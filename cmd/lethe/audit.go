@@ -21,7 +21,8 @@ import (
 
 func cmdAuditReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	f := newFlags("audit replay", getenv, stderr)
-	url := f.str("nats-url", "nats://127.0.0.1:4222", "NATS server holding the stream (read-only access is enough)")
+	url := f.str("nats-url", localURL(getenv, "LETHE_NATS_LISTEN", "nats", "LETHE_NATS_TLS_CERT", "tls", "nats://127.0.0.1:4222"),
+		"NATS server holding the stream (read-only access is enough); by default the one LETHE_NATS_LISTEN gives lethe serve")
 	data := f.String("data", "", "read the stream from a stopped server's data directory instead of --nats-url")
 	creds := f.str("nats-creds", "", "the auditor's NATS credentials file (from 'lethe auditors add')")
 	format := f.String("format", "auto", "json (JSON lines), table, or auto (table on a terminal)")
@@ -53,7 +54,11 @@ func cmdAuditReplay(ctx context.Context, args []string, getenv func(string) stri
 			}
 			opts = append(opts, o)
 		}
-		if nc, err = nats.Connect(*url, opts...); err != nil {
+		err = untilStarted(ctx, stderr, *url, func() (err error) {
+			nc, err = nats.Connect(*url, opts...)
+			return err
+		}, natsStarting)
+		if err != nil {
 			return fmt.Errorf("connect to NATS: %w", err)
 		}
 	}

@@ -29,7 +29,8 @@ type client struct {
 // clientFlags declares the flags of a command that talks to a running server as a staff
 // account, and returns a function that logs in.
 func clientFlags(f flags, stdin io.Reader, stderr io.Writer) func(ctx context.Context) (*client, error) {
-	base := f.str("server", "http://127.0.0.1:8080", "the running lethe's HTTP address")
+	base := f.str("server", localURL(f.getenv, "LETHE_HTTP", "http", "LETHE_TLS_CERT", "https", "http://127.0.0.1:8080"),
+		"the running lethe's HTTP address; by default the one LETHE_HTTP gives lethe serve")
 	user := f.str("user", "", "staff account to act as")
 	pwFile := f.str("password-file", "", "file holding the account's password; else LETHE_PASSWORD, else a prompt on a terminal")
 	ca := f.str("ca-cert", "", "PEM certificate to trust for an https --server with a private certificate")
@@ -53,7 +54,12 @@ func clientFlags(f flags, stdin io.Reader, stderr io.Writer) func(ctx context.Co
 			}
 			hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 		}
-		return login(ctx, hc, strings.TrimRight(*base, "/"), *user, password)
+		var c *client
+		err = untilStarted(ctx, stderr, *base, func() (err error) {
+			c, err = login(ctx, hc, strings.TrimRight(*base, "/"), *user, password)
+			return err
+		}, httpStarting)
+		return c, err
 	}
 }
 

@@ -34,7 +34,8 @@ makes the command id itself. Exit status 1 when Lethe refuses the command.
 // cmdKiosk is a small kiosk client for the tour and for checking a kiosk's credentials.
 func cmdKiosk(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	f := newFlags("kiosk", getenv, stderr)
-	url := f.str("nats-url", "nats://127.0.0.1:4222", "the NATS server kiosks reach")
+	url := f.str("nats-url", localURL(getenv, "LETHE_NATS_LISTEN", "nats", "LETHE_NATS_TLS_CERT", "tls", "nats://127.0.0.1:4222"),
+		"the NATS server kiosks reach; by default the one LETHE_NATS_LISTEN gives lethe serve")
 	creds := f.str("nats-creds", "", "the kiosk's credentials file (from 'lethe kiosks add')")
 	ca := f.str("nats-ca", "", "PEM file of the CA that signed the server's certificate, for tls:// URLs with a private CA")
 	as := f.String("as", "", "BRANCH/KIOSK, when the credentials file does not say")
@@ -82,7 +83,11 @@ func cmdKiosk(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		opts = append(opts, nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
 	}
-	nc, err := nats.Connect(*url, opts...)
+	var nc *nats.Conn
+	err = untilStarted(ctx, stderr, *url, func() (err error) {
+		nc, err = nats.Connect(*url, opts...)
+		return err
+	}, natsStarting)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", *url, err)
 	}
@@ -93,7 +98,13 @@ func cmdKiosk(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	m, err := nc.RequestWithContext(rctx, ledger.KioskSubject(branch, kiosk, cmd), raw)
+	// A server that is starting listens before its kiosk service answers. Sending the
+	// same command (and command id) again is safe: Lethe applies it once.
+	var m *nats.Msg
+	err = untilStarted(rctx, stderr, *url, func() (err error) {
+		m, err = nc.RequestWithContext(rctx, ledger.KioskSubject(branch, kiosk, cmd), raw)
+		return err
+	}, natsStarting)
 	if err != nil {
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
