@@ -35,6 +35,9 @@ type Server struct {
 	Collections Thresholds
 	Location    *time.Location // the library's time zone, for dates in filters
 	Logger      *slog.Logger
+	// Backup writes a backup of the whole library (node.Service.Backup): it calls begin
+	// with the file's name before the first byte. Nil: POST /api/backup is unavailable.
+	Backup func(ctx context.Context, begin func(name string), w io.Writer) error
 
 	bulkOnce sync.Once
 	bulk     chan struct{} // a slot for each bulk catalog request running (MaxBulkRequests)
@@ -136,6 +139,7 @@ func (s *Server) Routes() []Route {
 		Route{Pattern: "POST /api/patrons/lookup", Access: Session, Discloses: true, handler: s.lookup, Doc: "a patron's record on a basis of Policy 1002"},
 		Route{Pattern: "GET /api/collections", Access: Session, Action: policy.ExportCollections, Discloses: true, handler: s.collections, Doc: "the collections export"},
 		Route{Pattern: "GET /api/access-log", Access: Session, Action: policy.ReadAccessLog, Discloses: true, handler: s.accessLog, Doc: "the access record"},
+		Route{Pattern: "POST /api/backup", Access: Session, Action: policy.MakeBackup, Discloses: true, handler: s.backup, Doc: "a backup of the whole library, sealed to a key that expires"},
 		Route{Pattern: "POST /api/projections/skip", Access: Session, Action: policy.ResolveProjections, handler: s.skip, Doc: "let stopped projections pass over an event they cannot apply"},
 		Route{Pattern: "POST " + CatalogItemsPath, Access: Session, Action: policy.CatalogItem, MaxBody: MaxBulkBodyBytes,
 			handler: s.catalogItems, Doc: "many catalog_item commands at once"},

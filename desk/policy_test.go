@@ -230,6 +230,7 @@ func TestEveryDisclosingRouteRecordsOnce(t *testing.T) {
 		"POST /api/patrons/lookup":        {body: `{"basis":"card","card":"` + lib.adultCard + `"}`, as: clerk, status: 200},
 		"GET /api/collections":            {query: "/api/collections?format=csv&min_owed_cents=1", status: 200},
 		"GET /api/access-log":             {status: 200},
+		"POST /api/backup":                {status: 200},
 		"POST /api/desk/checkout":         {body: `{` + id() + `,"card":"` + lib.adultCard + `","barcode":"P4"}`, as: clerk, status: 409},
 		"POST /api/desk/return":           {body: `{` + id() + `,"barcode":"P3"}`, as: clerk, status: 200},
 		"POST /api/desk/renew":            {body: `{` + id() + `,"card":"` + lib.childCard + `","barcode":"P4"}`, as: clerk, status: 403},

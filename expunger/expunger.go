@@ -254,6 +254,15 @@ func (e *Expunger) Run(ctx context.Context) {
 	}
 }
 
+// Hold keeps keys from being destroyed until release is called. A backup takes the
+// streams first and the keys after them: a key destroyed in between would leave a loan
+// open in the backup without its key. Closes wait meanwhile, and count against forgetting
+// before ingest as always; the caller keeps the hold short.
+func (e *Expunger) Hold() (release func()) {
+	e.destroyMu.Lock()
+	return sync.OnceFunc(e.destroyMu.Unlock)
+}
+
 // ExpungeNow destroys the key of every closed transaction still waiting, and the profile
 // keys of closed accounts, then records each transaction as expunged. It returns how many
 // transactions it recorded; one whose record another pass is appending is left to it.

@@ -103,6 +103,12 @@ type FileRotation struct {
 	// would; the next OpenFile finishes or undoes it. It exists for tests, which use
 	// it to stop a rotation, or kill the process, at each step.
 	Step func(Step) error
+	// Also, if not nil, is called once the new key is on disk and before anything is
+	// re-wrapped under it, with the old key and the new one and the file the new one
+	// will be in: what else the master key seals (the backup keyring) is sealed under
+	// both there, so that whichever key a crash leaves opens it. An error stops the
+	// rotation as Step's does.
+	Also func(old, next MasterKey, nextPath string) error
 }
 
 func noStep(Step) error { return nil }
@@ -404,6 +410,15 @@ func (s *Store) rotateFile(ctx context.Context, kf KeyFile, r FileRotation) (Key
 	}
 	if err := step(StepNewKey); err != nil {
 		return KeyFile{}, err
+	}
+	if r.Also != nil {
+		final := path
+		if !inPlace {
+			final = next
+		}
+		if err := r.Also(kf.Master, fresh, final); err != nil {
+			return KeyFile{}, err
+		}
 	}
 	if err := s.rotateSteps(ctx, fresh, step); err != nil {
 		return KeyFile{}, err

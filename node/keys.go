@@ -12,7 +12,7 @@ import (
 // start after a crash of keys rotate at any step; otherwise loadMaster reads the key, or
 // generates it on a fresh install. Errors are node.open's as before: loadMaster's as they
 // are, the keystore's through inUse.
-func openKeys(ctx context.Context, cfg Config) (*keystore.Store, error) {
+func openKeys(ctx context.Context, cfg Config) (*keystore.Store, keystore.MasterKey, string, error) {
 	dir := filepath.Join(cfg.Data, "keystore")
 	if cfg.MasterKey == "" {
 		path := cfg.MasterKeyFile
@@ -22,21 +22,32 @@ func openKeys(ctx context.Context, cfg Config) (*keystore.Store, error) {
 		if keystore.RotationPending(path) {
 			ks, kf, err := keystore.OpenFile(ctx, dir, path, cfg.Logger)
 			if err != nil {
-				return nil, inUse(cfg.Data, err)
+				return nil, keystore.MasterKey{}, "", inUse(cfg.Data, err)
 			}
 			if kf.Path != path && cfg.Logger != nil {
 				cfg.Logger.Warn("an interrupted rotation put the master key in another file: give that file with --master-key-file from now on", "file", kf.Path)
 			}
-			return ks, nil
+			return ks, kf.Master, kf.Path, nil
 		}
 	}
 	master, err := loadMaster(cfg)
 	if err != nil {
-		return nil, err
+		return nil, keystore.MasterKey{}, "", err
 	}
 	ks, err := keystore.Open(dir, master, cfg.Logger)
 	if err != nil {
-		return nil, inUse(cfg.Data, err)
+		return nil, keystore.MasterKey{}, "", inUse(cfg.Data, err)
 	}
-	return ks, nil
+	return ks, master, masterFile(cfg), nil
+}
+
+// masterFile is the master key's file, or "" when it comes from LETHE_MASTER_KEY.
+func masterFile(cfg Config) string {
+	switch {
+	case cfg.MasterKey != "":
+		return ""
+	case cfg.MasterKeyFile != "":
+		return cfg.MasterKeyFile
+	}
+	return filepath.Join(cfg.Data, "master.key")
 }

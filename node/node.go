@@ -48,6 +48,10 @@ type Config struct {
 	// MinFreeDisk is the free space, in bytes, below which a start is refused and the
 	// ledger refuses new work (--min-free-disk); 0: no check.
 	MinFreeDisk uint64
+	// BackupKeyring is the backup keyring's file; default: beside the master key file
+	// (backup.KeyringPath). BackupRetention is how long a backup can be restored.
+	BackupKeyring   string
+	BackupRetention time.Duration
 }
 
 // node is an open Lethe data directory: NATS, stream, keystore and projections.
@@ -63,6 +67,9 @@ type Node struct {
 	Proj    *projections.Store
 	V       *schemas.Validator
 	Check   ledger.StreamCheck // what the start found about the stream
+
+	master     keystore.MasterKey // seals the backup keyring
+	masterFile string             // its file; "" from LETHE_MASTER_KEY
 
 	cancel    context.CancelFunc // stops the node's own loops (the registry watch)
 	wg        sync.WaitGroup
@@ -99,7 +106,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 func (n *Node) open(ctx context.Context) error {
 	cfg := n.cfg
 	var err error
-	if n.Keys, err = openKeys(ctx, cfg); err != nil {
+	if n.Keys, n.master, n.masterFile, err = openKeys(ctx, cfg); err != nil {
 		return err
 	}
 	if n.V, err = schemas.NewValidator(); err != nil {

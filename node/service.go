@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/imagineif/lethe/access"
+	"github.com/imagineif/lethe/backup"
 	"github.com/imagineif/lethe/desk"
 	"github.com/imagineif/lethe/expunger"
 	"github.com/imagineif/lethe/kiosk"
@@ -63,6 +64,11 @@ type Service struct {
 	staff  *staff.Store
 	Desk   *desk.Server
 	Kiosks *kiosk.Server
+
+	sweepInterval time.Duration
+	now           func() time.Time
+	backups       *backup.Keyring // nil, with backupsErr saying why, when there is none
+	backupsErr    error
 }
 
 func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
@@ -106,7 +112,11 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	s = &Service{Node: n, Ledger: led, Expunger: exp, runCtx: runCtx, cancel: cancel}
+	s = &Service{Node: n, Ledger: led, Expunger: exp, runCtx: runCtx, cancel: cancel, sweepInterval: cfg.SweepInterval, now: cfg.Now}
+	if err := s.startBackups(); err != nil {
+		s.Stop()
+		return nil, err
+	}
 	// The projector must follow the stream before Reconcile appends expunged records and
 	// waits for them.
 	s.goRun("projector", func() error { return n.Proj.Follow(runCtx, n.JS) })
@@ -176,6 +186,7 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 			Auth: &staff.Auth{Store: s.staff, Sessions: staff.NewSessions(sessions),
 				Limiter: staff.NewLimiter(staff.LimitConfig{Now: cfg.Now}), Secure: cfg.TLSCert != "", Logger: cfg.Logger},
 		}
+		api.Backup = s.Backup
 		s.Desk = api
 		httpCfg := cfg.HTTPServer
 		httpCfg.Logger = cfg.Logger

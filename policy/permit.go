@@ -27,6 +27,8 @@ const (
 	ResolveProjections Action = "resolve_projections"
 	// ReadErasure reads which transactions missed their erasure window: anonymous ids.
 	ReadErasure Action = "read_erasure"
+	// MakeBackup writes a backup of the whole library: every open record, sealed.
+	MakeBackup Action = "make_backup"
 )
 
 // Actions lists every action: a fresh slice each time, so no importer can add one.
@@ -35,7 +37,7 @@ func Actions() []Action {
 		CheckOut, CheckIn, Renew, ReportCardLost, IssueCard, RegisterPatron, TakePayment,
 		WaiveFine, AssessFee, DeclareLost, MarkDamaged, ClosePatron, CatalogItem,
 		ExportCollections, ReadAccessLog, ManageStaff, ReadStatistics, ReadItems, ResolveProjections,
-		ReadErasure,
+		ReadErasure, MakeBackup,
 	}
 }
 
@@ -72,6 +74,11 @@ func actionRule(a Action) (rule, bool) {
 	case WaiveFine, ClosePatron, CatalogItem, ResolveProjections:
 		return rule{clauseFunction, []Role{Administrator},
 			"Only an administrator may do this.", "Administrators manage fines, accounts and the catalog so the library can function."}, true
+	// A backup is how the library keeps functioning through a lost disk; it holds every
+	// open record, so it is an administrator's, and it is on the access record.
+	case MakeBackup:
+		return rule{clauseFunction, []Role{Administrator},
+			"Only an administrator may make a backup.", "A backup keeps the library functioning through a lost disk, and expires with its key."}, true
 	// "or in the recovery of library materials and fines"
 	case ExportCollections:
 		return rule{clauseCollections, []Role{Administrator},

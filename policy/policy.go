@@ -18,6 +18,9 @@ const (
 	CurrentRecord     Scope = "current_record" // open loans with due dates, open fines, amount owed, card status
 	Limited           Scope = "limited"        // only items overdue, lost or damaged, and fines owed (see Limit)
 	CollectionsFields Scope = "collections"    // name, contact, items overdue or lost, amounts owed
+	// BackupCopy is every open record, written to a backup sealed to a key that is
+	// destroyed when the backup's retention ends.
+	BackupCopy Scope = "backup"
 )
 
 // NoHistory is the sentence a court-order reply carries: Lethe cannot disclose what it no

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/imagineif/lethe/backup"
 	"github.com/imagineif/lethe/keystore"
 )
 
@@ -24,6 +25,7 @@ func cmdKeysRotate(ctx context.Context, args []string, getenv func(string) strin
 	f := newFlags("keys rotate", getenv, stderr)
 	data := f.str("data", "./lethe-data", "data directory")
 	masterFile := f.str("master-key-file", "", "current master key file; default <data>/master.key")
+	keyringFile := f.str("backup-keyring", "", "the backup keyring, re-sealed under the new key; default <master-key-file>.backups (then moved beside the new file)")
 	newFile := f.String("new-master-key-file", "", "where to write the new master key; default: replace the current file")
 	if err := f.parse(args); err != nil {
 		return err
@@ -63,7 +65,20 @@ func cmdKeysRotate(ctx context.Context, args []string, getenv func(string) strin
 	case keystore.RotationUndone:
 		fmt.Fprintln(stdout, "undid an interrupted rotation (its new key had wrapped nothing and is destroyed); rotating now")
 	}
-	fresh, err := ks.RotateFile(ctx, kf, keystore.FileRotation{NewPath: *newFile, Step: rotationStep(ctx)})
+	// The backup keyring is sealed under the new key as well before anything is
+	// re-wrapped: whichever key survives opens every backup.
+	keyring := *keyringFile
+	if keyring == "" {
+		keyring = backup.KeyringPath(kf.Path)
+	}
+	also := func(old, next keystore.MasterKey, nextPath string) error {
+		target := keyring
+		if *keyringFile == "" {
+			target = backup.KeyringPath(nextPath)
+		}
+		return backup.OpenKeyring(keyring).Reseal(old, next, target)
+	}
+	fresh, err := ks.RotateFile(ctx, kf, keystore.FileRotation{NewPath: *newFile, Step: rotationStep(ctx), Also: also})
 	if err != nil {
 		return fmt.Errorf("%w (the next open of the keystore finishes or undoes the rotation)", err)
 	}

@@ -27,6 +27,8 @@ commands:
   kiosks COMMAND        kiosk identities for NATS: add BRANCH KIOSK, revoke BRANCH KIOSK, list
   auditors COMMAND      auditor identities for NATS: add NAME, revoke NAME, list
   kiosk COMMAND         a test kiosk: checkout CARD BARCODE, return BARCODE, renew CARD BARCODE, info CARD
+  backup DIR            write a backup of a running server into DIR (administrators), sealed to a key that expires
+  restore FILE          make a new data directory from a backup (--data NEW)
   keys rotate           re-wrap every key under a new master key and destroy the old one (server stopped)
   projections rebuild   rebuild the projections from the stream and compare with the live ones (server stopped)
   projections skip SEQ  let stopped projections pass over an event they cannot apply (administrators; recorded)
@@ -96,6 +98,10 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return cmdKiosk(ctx, rest, getenv, stdout, stderr)
 	case "auditors":
 		return cmdIdentities(ctx, identity.Auditor, rest, getenv, stdout, stderr)
+	case "backup":
+		return cmdBackup(ctx, rest, getenv, stdin, stdout, stderr)
+	case "restore":
+		return cmdRestore(ctx, rest, getenv, stdout, stderr)
 	case "keys":
 		if len(rest) == 0 || rest[0] != "rotate" {
 			return &exitError{2, errors.New("usage: lethe keys rotate [flags]")}

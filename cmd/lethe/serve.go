@@ -43,6 +43,7 @@ func serviceFlags(f flags, dataDefault, sweepDefault, natsListenDefault string) 
 	maxConns := f.str("http-max-conns", strconv.Itoa(desk.DefaultMaxConns), "most staff HTTP connections open at once; more are closed at once")
 	minFree := f.str("min-free-disk", "256MiB", "refuse new work while the data directory's disk has less free, and refuse to start below it (0: no check)")
 	maxConnsIP := f.str("http-max-conns-per-ip", strconv.Itoa(desk.DefaultMaxConnsPerIP), "most staff HTTP connections open at once from one address (IPv6: one /64); behind a reverse proxy, raise it to --http-max-conns")
+	keyring, retention := backupFlags(f)
 	return func() (node.ServiceConfig, error) {
 		var cfg node.ServiceConfig
 		var err error
@@ -103,6 +104,10 @@ func serviceFlags(f flags, dataDefault, sweepDefault, natsListenDefault string) 
 		}
 		cfg.Data, cfg.NATSURL, cfg.NATSListen, cfg.HTTP, cfg.Sync = *data, *natsURL, *listen, *httpAddr, *sync
 		cfg.MasterKeyFile, cfg.MasterKey = *masterFile, f.getenv("LETHE_MASTER_KEY")
+		cfg.BackupKeyring = *keyring
+		if cfg.BackupRetention, err = time.ParseDuration(*retention); err != nil || cfg.BackupRetention <= 0 {
+			return cfg, errors.New("--backup-retention must be a positive duration such as 168h")
+		}
 		return cfg, nil
 	}
 }

@@ -191,3 +191,14 @@ func Scan(t testing.TB, dir string, needles map[string][]byte) map[string][]stri
 	}
 	return out
 }
+
+// ScanBytes returns the needles found in data.
+func ScanBytes(data []byte, needles ...string) []string {
+	var found []string
+	for _, n := range needles {
+		if n != "" && bytes.Contains(data, []byte(n)) {
+			found = append(found, n)
+		}
+	}
+	return found
+}
