@@ -18,6 +18,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/imagineif/lethe/keystore"
+	"github.com/imagineif/lethe/phc"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
 )
@@ -84,7 +85,7 @@ type Store struct {
 
 	// dummy is a random hash with the current parameters, verified against when a name
 	// is unknown so that the answer takes as long as for a known name.
-	dummy phcHash
+	dummy phc.Hash
 }
 
 // Open opens (creating if need be) the staff store in dir. Only one process may have it
@@ -119,9 +120,9 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 		lock.Close()
 		return nil, fmt.Errorf("open staff store %s: %w", dir, err)
 	}
-	dummy := phcHash{params: currentParams(), salt: make([]byte, saltLen), key: make([]byte, keyLen)}
-	rand.Read(dummy.salt) // crypto/rand.Read never fails (Go 1.24 and later)
-	rand.Read(dummy.key)
+	dummy := phc.Hash{Params: phc.Current(), Salt: make([]byte, phc.SaltLen), Key: make([]byte, phc.KeyLen)}
+	rand.Read(dummy.Salt) // crypto/rand.Read never fails (Go 1.24 and later)
+	rand.Read(dummy.Key)
 	return &Store{
 		db:      db,
 		lock:    lock,
@@ -236,14 +237,14 @@ func (s *Store) update(name string, f func(*record) error) (Account, error) {
 func (s *Store) hash(password string) (string, error) {
 	s.hashing <- struct{}{}
 	defer func() { <-s.hashing }()
-	return hashPassword(password)
+	return phc.New(password)
 }
 
 // matches runs h.matches within the bound on concurrent hashing.
-func (s *Store) matches(h phcHash, password string) bool {
+func (s *Store) matches(h phc.Hash, password string) bool {
 	s.hashing <- struct{}{}
 	defer func() { <-s.hashing }()
-	return h.matches(password)
+	return h.Matches(password)
 }
 
 // Add creates an account. It fails with ErrExists if the name is taken.
@@ -371,7 +372,7 @@ func (s *Store) Verify(name, password string) (Account, error) {
 	if err != nil {
 		return Account{}, err
 	}
-	h, err := parseHash(r.Hash)
+	h, err := phc.Parse(r.Hash)
 	if err != nil {
 		s.logger.Error("staff password hash is malformed", slog.String("name", name))
 		s.matches(s.dummy, password)
@@ -380,7 +381,7 @@ func (s *Store) Verify(name, password string) (Account, error) {
 	if !s.matches(h, password) || r.Disabled {
 		return Account{}, ErrBadCredentials
 	}
-	if h.stale() {
+	if h.Stale() {
 		s.rehash(name, r.Hash, password)
 	}
 	return r.account(name), nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/imagineif/lethe/phc"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
 )
@@ -213,8 +214,8 @@ func TestStaleHashRehashed(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, t.TempDir(), nil)
 	const pw = "a long enough secret"
-	old := phcHash{params: hashParams{memory: 8192, time: 1, threads: 1}, salt: []byte("sixteen byte slt")}
-	old.key = argon2Key(pw, old.salt, old.params, keyLen)
+	old := phc.Hash{Params: phc.Params{Memory: 8192, Time: 1, Threads: 1}, Salt: []byte("sixteen byte slt")}
+	old.Key = phc.Key(pw, old.Salt, old.Params, phc.KeyLen)
 	s.mu.Lock()
 	err := s.put("alice", record{Role: policy.Auditor, Hash: old.String()})
 	s.mu.Unlock()
@@ -228,8 +229,8 @@ func TestStaleHashRehashed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := parseHash(r.Hash)
-	if err != nil || h.stale() {
+	h, err := phc.Parse(r.Hash)
+	if err != nil || h.Stale() {
 		t.Fatalf("hash after Verify = %q (%v), want current parameters", r.Hash, err)
 	}
 	if _, err := s.Verify("alice", pw); err != nil {

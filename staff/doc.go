@@ -3,7 +3,7 @@
 //
 // Invariants:
 //   - A password is never stored, logged, returned or put in an error. Only its argon2id
-//     hash is kept, PHC-encoded with its parameters (see password.go), so the parameters
+//     hash is kept, PHC-encoded with its parameters (package phc), so the parameters
 //     can be raised later and old hashes still verify.
 //   - Verify fails the same way, in about the same time, for an unknown name, a disabled
 //     account and a wrong password.

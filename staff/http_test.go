@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/imagineif/lethe/internal/testkit"
+	"github.com/imagineif/lethe/phc"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
 )
@@ -28,7 +29,7 @@ func seed(t *testing.T, s *Store, name string, role policy.Role, pw string) {
 	t.Helper()
 	h, ok := seedHashes.Load(pw)
 	if !ok {
-		enc, err := hashPassword(pw)
+		enc, err := phc.New(pw)
 		if err != nil {
 			t.Fatal(err)
 		}
