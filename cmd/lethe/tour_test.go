@@ -124,6 +124,7 @@ func TestTour(t *testing.T) {
 		// expunged: its key is destroyed.
 		{"./lethe audit replay --nats-creds ann.nk", `(?s)"type":"lethe\.item\.checked_out\.v1".*"patron":"expunged".*patron references: 0 sealed`},
 		{"./lethe access-log", `SEQ\s+TIME\s+STAFF`},
+		{"./lethe backup .", `wrote lethe-\S+\.backup \(.* bytes\): \d+ keys`},
 	} {
 		got, ok := "", false
 		for _, s := range steps {
