@@ -98,6 +98,7 @@ var commands = []command{
 	{schemas.CmdDeclareLost, policy.DeclareLost, false},
 	{schemas.CmdMarkDamaged, policy.MarkDamaged, false},
 	{schemas.CmdClosePatron, policy.ClosePatron, true},
+	{schemas.CmdSetPIN, policy.SetPIN, true},
 	{schemas.CmdCatalogItem, policy.CatalogItem, false},
 }
 

@@ -465,7 +465,7 @@ func (l view) cardFree(hash string) error {
 	return err
 }
 
-func (l *Ledger) register(at Station, c schemas.RegisterPatron) decider {
+func (l *Ledger) register(at Station, c schemas.RegisterPatron, pinHash string) decider {
 	return func(l view) (plan, error) {
 		now := l.cfg.Now()
 		age, err := c.Profile.AgeAt(now, l.cfg.Location)
@@ -493,11 +493,26 @@ func (l *Ledger) register(at Station, c schemas.RegisterPatron) decider {
 				return nil, err
 			}
 			ev, err := l.event(at, schemas.TypePatronRegistered, subject, now, schemas.PatronRegistered{PatronID: id, HomeBranch: c.HomeBranch, Profile: sealed})
-			if err != nil || hash == "" {
-				return []schemas.Event{ev}, err
+			if err != nil {
+				return nil, err
+			}
+			events := []schemas.Event{ev}
+			if pinHash != "" {
+				pin, err := seal.PIN(key, id, pinHash)
+				if err != nil {
+					return nil, err
+				}
+				ev, err := l.event(at, schemas.TypePatronPINSet, subject, now, schemas.PatronPINSet{PatronID: id, PIN: pin})
+				if err != nil {
+					return nil, err
+				}
+				events = append(events, ev)
+			}
+			if hash == "" {
+				return events, nil
 			}
 			card, err := l.event(at, schemas.TypeCardIssued, subject, now, schemas.CardIssued{PatronID: id, CardHash: hash})
-			return []schemas.Event{ev, card}, err
+			return append(events, card), err
 		}
 		p := plan{expect: Expect{Subject: subject}, key: &newKey{kind: keystore.Profile, id: id, seal: seal}}
 		if hash != "" {

@@ -97,6 +97,7 @@ type Ledger struct {
 	v      *schemas.Validator
 	locks  *locks
 	disk   *diskGuard
+	pins   *pins
 }
 
 // New returns a Ledger appending to the CIRC stream through nc, deciding against st.
@@ -113,6 +114,7 @@ func New(nc *nats.Conn, stream jetstream.Stream, st model.State, keys *keystore.
 		keys:   keys,
 		v:      v,
 		locks:  newLocks(),
+		pins:   newPins(),
 		disk:   &diskGuard{free: cfg.FreeDisk, min: cfg.MinFreeDisk, logger: cfg.Logger},
 	}, nil
 }
@@ -143,7 +145,28 @@ func (l *Ledger) Execute(ctx context.Context, at Station, name string, raw []byt
 	case schemas.CmdCatalogItem:
 		return decodeRun(l, ctx, name, raw, func(c schemas.CatalogItem) (string, decider) { return c.CommandID, l.catalog(at, c) })
 	case schemas.CmdRegisterPatron:
-		return decodeRun(l, ctx, name, raw, func(c schemas.RegisterPatron) (string, decider) { return c.CommandID, l.register(at, c) })
+		var c schemas.RegisterPatron
+		if err := schemas.DecodeStrict(raw, &c); err != nil {
+			return nil, err
+		}
+		var pinHash string
+		if c.PIN != "" {
+			var err error
+			if pinHash, err = l.hashPIN(ctx, c.PIN); err != nil {
+				return nil, err
+			}
+		}
+		return decodeRun(l, ctx, name, raw, func(c schemas.RegisterPatron) (string, decider) { return c.CommandID, l.register(at, c, pinHash) })
+	case schemas.CmdSetPIN:
+		var c schemas.SetPIN
+		if err := schemas.DecodeStrict(raw, &c); err != nil {
+			return nil, err
+		}
+		pinHash, err := l.hashPIN(ctx, c.PIN)
+		if err != nil {
+			return nil, err
+		}
+		return decodeRun(l, ctx, name, raw, func(c schemas.SetPIN) (string, decider) { return c.CommandID, l.setPIN(at, c, pinHash) })
 	case schemas.CmdIssueCard:
 		return decodeRun(l, ctx, name, raw, func(c schemas.IssueCard) (string, decider) { return c.CommandID, l.issueCard(at, c) })
 	case schemas.CmdReportCardLost:

@@ -90,6 +90,9 @@ type Patron struct {
 	Closed     bool           `json:"closed"`
 	Cards      []string       `json:"cards,omitempty"` // card hashes
 	Txns       []string       `json:"txns,omitempty"`  // open transactions
+	// PIN is the hash of the patron's PIN sealed under the profile key (seal.PIN), or nil
+	// when the patron has none.
+	PIN *schemas.Sealed `json:"pin,omitempty"`
 }
 
 // Loan states within a transaction.

@@ -29,6 +29,8 @@ const (
 	ReadErasure Action = "read_erasure"
 	// MakeBackup writes a backup of the whole library: every open record, sealed.
 	MakeBackup Action = "make_backup"
+	// SetPIN sets or changes the PIN a patron gives with the card at a self-check.
+	SetPIN Action = "set_pin"
 )
 
 // Actions lists every action: a fresh slice each time, so no importer can add one.
@@ -37,7 +39,7 @@ func Actions() []Action {
 		CheckOut, CheckIn, Renew, ReportCardLost, IssueCard, RegisterPatron, TakePayment,
 		WaiveFine, AssessFee, DeclareLost, MarkDamaged, ClosePatron, CatalogItem,
 		ExportCollections, ReadAccessLog, ManageStaff, ReadStatistics, ReadItems, ResolveProjections,
-		ReadErasure, MakeBackup,
+		ReadErasure, MakeBackup, SetPIN,
 	}
 }
 
@@ -64,6 +66,11 @@ func actionRule(a Action) (rule, bool) {
 	case CheckOut, CheckIn, Renew:
 		return rule{clauseFunction, []Role{Circulation, Administrator, Kiosk},
 			"This role may not lend, return or renew items.", "Lending, returning and renewing are how the library functions."}, true
+	// "Each customer has individual control over his or her library card": the PIN that
+	// guards it at a self-check is set at the desk, on the patron's word.
+	case SetPIN:
+		return rule{clauseCard, all,
+			"This role may not set a patron's PIN.", "A patron controls their card; desk staff set the PIN that guards it."}, true
 	// A lost or stolen card is reported to staff, who stop it at once.
 	case ReportCardLost:
 		return rule{clauseLostCard, all,

@@ -590,6 +590,8 @@ func (a *applier) apply(seq uint64, subject string, ev schemas.Event, data any) 
 		return a.cardLost(d)
 	case schemas.PatronClosed:
 		return a.patronClosed(d)
+	case schemas.PatronPINSet:
+		return a.pinSet(d)
 	case schemas.ItemCheckedOut:
 		return a.checkedOut(ev, d)
 	case schemas.ItemRenewed:
@@ -734,6 +736,18 @@ func (a *applier) cardIssued(d schemas.CardIssued) error {
 		return err
 	}
 	return a.put(cardKey(d.CardHash), model.Card{Hash: d.CardHash, PatronID: d.PatronID})
+}
+
+// pinSet keeps the patron's PIN, sealed; a PIN set again replaces it (and the sweep
+// erases the old one's bytes).
+func (a *applier) pinSet(d schemas.PatronPINSet) error {
+	p, err := a.patron(d.PatronID)
+	if err != nil {
+		return fmt.Errorf("PIN for unknown patron: %w", err)
+	}
+	pin := d.PIN
+	p.PIN = &pin
+	return a.put(patronKey(p.ID), p)
 }
 
 func (a *applier) cardLost(d schemas.CardReportedLost) error {

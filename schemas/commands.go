@@ -22,6 +22,7 @@ const (
 	CmdPayFine        = "pay_fine"
 	CmdWaiveFine      = "waive_fine"
 	CmdClosePatron    = "close_patron"
+	CmdSetPIN         = "set_pin"
 )
 
 // KioskCommands are the commands a kiosk may send.
@@ -34,7 +35,7 @@ func Commands() []string {
 	return []string{
 		CmdCheckOut, CmdReturn, CmdRenew, CmdPatronInfo, CmdCatalogItem, CmdRegisterPatron,
 		CmdIssueCard, CmdReportCardLost, CmdDeclareLost, CmdMarkDamaged, CmdAssessFee,
-		CmdPayFine, CmdWaiveFine, CmdClosePatron,
+		CmdPayFine, CmdWaiveFine, CmdClosePatron, CmdSetPIN,
 	}
 }
 
@@ -79,6 +80,17 @@ type RegisterPatron struct {
 	HomeBranch string  `json:"home_branch"`
 	Profile    Profile `json:"profile"`
 	Card       string  `json:"card,omitempty"`
+	// PIN, when given, is what a self-check asks with the card (SIP2's patron password).
+	// It is kept only as a slow hash sealed under the profile key (patron.pin_set).
+	PIN string `json:"pin,omitempty"`
+}
+
+// SetPIN sets or changes a patron's PIN. Like the profile, it is kept only under the
+// profile key, so it goes when the account closes.
+type SetPIN struct {
+	CommandID string `json:"command_id"`
+	PatronID  string `json:"patron_id"`
+	PIN       string `json:"pin"`
 }
 
 // IssueCard gives a patron a new card.

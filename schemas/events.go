@@ -12,6 +12,7 @@ const (
 	TypeCardIssued          = "lethe.card.issued.v1"
 	TypeCardReportedLost    = "lethe.card.reported_lost.v1"
 	TypePatronClosed        = "lethe.patron.closed.v1"
+	TypePatronPINSet        = "lethe.patron.pin_set.v1"
 	TypeItemCheckedOut      = "lethe.item.checked_out.v1"
 	TypeItemRenewed         = "lethe.item.renewed.v1"
 	TypeItemReturned        = "lethe.item.returned.v1"
@@ -41,6 +42,7 @@ func eventTable() []eventType {
 		{TypeCardIssued, reflect.TypeFor[CardIssued]()},
 		{TypeCardReportedLost, reflect.TypeFor[CardReportedLost]()},
 		{TypePatronClosed, reflect.TypeFor[PatronClosed]()},
+		{TypePatronPINSet, reflect.TypeFor[PatronPINSet]()},
 		{TypeItemCheckedOut, reflect.TypeFor[ItemCheckedOut]()},
 		{TypeItemRenewed, reflect.TypeFor[ItemRenewed]()},
 		{TypeItemReturned, reflect.TypeFor[ItemReturned]()},
@@ -126,6 +128,13 @@ type CardReportedLost struct {
 // PatronClosed closes a patron's account and destroys the profile key.
 type PatronClosed struct {
 	PatronID string `json:"patron_id"`
+}
+
+// PatronPINSet sets or changes a patron's PIN: its argon2id hash (a PHC string), sealed
+// under the profile key with the patron id as associated data.
+type PatronPINSet struct {
+	PatronID string `json:"patron_id"`
+	PIN      Sealed `json:"pin"`
 }
 
 // ItemCheckedOut opens a transaction: a loan of one item to one patron, who appears only

@@ -16,6 +16,7 @@ const (
 	markerAddr  = "17 Flathead Lane, Kalispell MT"
 	markerBirth = "2011-04-23"
 	markerCare  = "Yara Caregiver"
+	markerPIN   = "90417263"
 )
 
 const (
@@ -49,6 +50,7 @@ func sampleEvents() map[string]any {
 		TypeCardIssued:       &CardIssued{PatronID: samplePatron, CardHash: sampleHash},
 		TypeCardReportedLost: &CardReportedLost{PatronID: samplePatron, CardHash: sampleHash},
 		TypePatronClosed:     &PatronClosed{PatronID: samplePatron},
+		TypePatronPINSet:     &PatronPINSet{PatronID: samplePatron, PIN: sealed("profile-"+samplePatron, 112)},
 		TypeItemCheckedOut: &ItemCheckedOut{
 			TxnID: sampleTxn, Barcode: sampleBarcode, Patron: sealed("txn-"+sampleTxn, 52),
 			Branch: "kalispell", Station: "kiosk-2", Due: due,
@@ -81,7 +83,7 @@ func sampleFee() *FineAssessed {
 // subjectOf returns the NATS subject an event of the type goes on.
 func subjectOf(typ string) string {
 	switch typ {
-	case TypePatronRegistered, TypeCardIssued, TypeCardReportedLost, TypePatronClosed:
+	case TypePatronRegistered, TypeCardIssued, TypeCardReportedLost, TypePatronClosed, TypePatronPINSet:
 		return "circ.patron." + samplePatron
 	case TypeTransactionExpunged:
 		return "circ.sys.expunged"
@@ -118,6 +120,8 @@ func newEventData(typ string) any {
 		return new(CardReportedLost)
 	case TypePatronClosed:
 		return new(PatronClosed)
+	case TypePatronPINSet:
+		return new(PatronPINSet)
 	case TypeItemCheckedOut:
 		return new(ItemCheckedOut)
 	case TypeItemRenewed:
@@ -175,6 +179,8 @@ func newCommand(name string) any {
 		return new(WaiveFine)
 	case CmdClosePatron:
 		return new(ClosePatron)
+	case CmdSetPIN:
+		return new(SetPIN)
 	}
 	return nil
 }
@@ -197,7 +203,7 @@ func sampleCommands() map[string]any {
 		CmdPatronInfo:  &PatronInfo{Card: markerCard},
 		CmdCatalogItem: &CatalogItem{CommandID: sampleCmdID, ItemCataloged: *sampleEvents()[TypeItemCataloged].(*ItemCataloged)},
 		CmdRegisterPatron: &RegisterPatron{
-			CommandID: sampleCmdID, HomeBranch: "kalispell", Profile: sampleProfile(), Card: markerCard,
+			CommandID: sampleCmdID, HomeBranch: "kalispell", Profile: sampleProfile(), Card: markerCard, PIN: markerPIN,
 		},
 		CmdIssueCard:      &IssueCard{CommandID: sampleCmdID, PatronID: samplePatron, Card: markerCard},
 		CmdReportCardLost: &ReportCardLost{CommandID: sampleCmdID, Card: markerCard},
@@ -207,6 +213,7 @@ func sampleCommands() map[string]any {
 		CmdPayFine:        &PayFine{CommandID: sampleCmdID, FineID: sampleFine, AmountCents: 75},
 		CmdWaiveFine:      &WaiveFine{CommandID: sampleCmdID, FineID: sampleFine},
 		CmdClosePatron:    &ClosePatron{CommandID: sampleCmdID, PatronID: samplePatron},
+		CmdSetPIN:         &SetPIN{CommandID: sampleCmdID, PatronID: samplePatron, PIN: markerPIN},
 	}
 }
 

@@ -400,6 +400,8 @@ func patternHint(pattern string) string {
 		return "4 to 40 letters, digits or '-'"
 	case "^[0-9a-f]{64}$":
 		return "64 lowercase hex digits"
+	case "^[0-9]{4,16}$":
+		return "4 to 16 digits"
 	case "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$":
 		return "YYYY-MM-DD"
 	case "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$":

@@ -228,7 +228,7 @@ func invalidCommands(t testing.TB) []invalidCase {
 		m := toMap(t, base)
 		// A missing required property.
 		for _, p := range slices.Sorted(maps.Keys(m)) {
-			if p == "returned_at" || p == "amount_cents" && name == CmdMarkDamaged || p == "card" && name == CmdRegisterPatron {
+			if p == "returned_at" || p == "amount_cents" && name == CmdMarkDamaged || (p == "card" || p == "pin") && name == CmdRegisterPatron {
 				continue // optional
 			}
 			add(name, "missing "+p, base, fmt.Sprintf("missing property %q", p), func(m map[string]any) { delete(m, p) })
@@ -313,6 +313,10 @@ func invalidCommands(t testing.TB) []invalidCase {
 	}
 	for _, pc := range profileCases {
 		add(CmdRegisterPatron, "profile "+pc.label, reg, pc.want, func(m map[string]any) { pc.mutate(m["profile"].(map[string]any)) })
+	}
+	for label, pin := range map[string]string{"short": "123", "long": "12345678901234567", "letters": "12ab", "spaces": "1234 "} {
+		add(CmdSetPIN, "pin "+label, sampleCommands()[CmdSetPIN], "/pin does not match the required pattern (4 to 16 digits)",
+			func(m map[string]any) { m["pin"] = pin })
 	}
 	add(CmdMarkDamaged, "amount zero", sampleCommands()[CmdMarkDamaged], "/amount_cents is less than the minimum 1",
 		func(m map[string]any) { m["amount_cents"] = json.Number("0") })

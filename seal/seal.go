@@ -10,6 +10,7 @@
 //	envelope          plaintext            key                                kid                 associated data
 //	patron reference  the patron's id      the transaction's key              the transaction id  <event id> 0x00 <txn id>
 //	profile           schemas.Profile JSON  the patron's profile key           the patron id       "profile" 0x00 <patron id>
+//	PIN               the PIN's PHC hash   the patron's profile key           the patron id       "pin" 0x00 <patron id>
 //	access patron     the patron's id      the patron's profile key           a fresh random kid  "access" 0x00 <entry id> 0x00 <kid>
 //	access note       a court order's ref  the profile key of the entry's     that patron's kid,  "access note" 0x00 <entry id> 0x00 <kid>
 //	                                       first patron, or the system key    or "system"
@@ -35,6 +36,9 @@ func patronAD(eventID, txnID string) []byte { return []byte(eventID + "\x00" + t
 
 // profileAD is the associated data of a profile.
 func profileAD(patronID string) []byte { return []byte("profile\x00" + patronID) }
+
+// pinAD is the associated data of a PIN's hash.
+func pinAD(patronID string) []byte { return []byte("pin\x00" + patronID) }
 
 // accessPatronAD binds an access entry's patron reference to its entry and its kid.
 func accessPatronAD(entryID, kid string) []byte {
@@ -99,6 +103,30 @@ func OpenProfile(keys *keystore.Store, patronID string, s schemas.Sealed) (schem
 		return schemas.Profile{}, fmt.Errorf("decode profile: %w", err)
 	}
 	return p, nil
+}
+
+// PIN seals the hash of a patron's PIN (a PHC string, package phc) under the patron's
+// profile key: it goes with the profile when the account closes.
+func PIN(key []byte, patronID, hash string) (schemas.Sealed, error) {
+	nonce, ct, err := keystore.Seal(key, []byte(hash), pinAD(patronID))
+	if err != nil {
+		return schemas.Sealed{}, fmt.Errorf("seal PIN: %w", err)
+	}
+	return schemas.Sealed{KID: patronID, Nonce: nonce, CT: ct}, nil
+}
+
+// OpenPIN returns the hash of a patron's PIN. It fails with keystore.ErrNotFound once the
+// account is closed and the profile key destroyed.
+func OpenPIN(keys *keystore.Store, patronID string, s schemas.Sealed) (string, error) {
+	key, err := keys.Get(keystore.Profile, patronID)
+	if err != nil {
+		return "", err
+	}
+	pt, err := keystore.Unseal(key, s.Nonce, s.CT, pinAD(patronID))
+	if err != nil {
+		return "", fmt.Errorf("open PIN: %w", err)
+	}
+	return string(pt), nil
 }
 
 // SystemKID is the kid of a court order's reference sealed under the keystore's system
