@@ -40,12 +40,15 @@ const (
 
 // Identity is one kiosk or auditor allowed to connect.
 type Identity struct {
-	Kind      Kind       `json:"kind"`
-	Branch    string     `json:"branch,omitempty"` // kiosks only
-	Name      string     `json:"name"`             // the kiosk id, or the auditor's name
-	PublicKey string     `json:"public_key"`       // NATS user NKey, public half ("U…")
-	Added     time.Time  `json:"added"`
-	Revoked   *time.Time `json:"revoked,omitempty"`
+	Kind      Kind   `json:"kind"`
+	Branch    string `json:"branch,omitempty"` // kiosks only
+	Name      string `json:"name"`             // the kiosk id, or the auditor's name
+	PublicKey string `json:"public_key"`       // NATS user NKey, public half ("U…")
+	// SIP2Password is the argon2id hash (PHC string) of a kiosk's SIP2 password, if it has
+	// one (sip2.go); never the password.
+	SIP2Password string     `json:"sip2_password,omitempty"`
+	Added        time.Time  `json:"added"`
+	Revoked      *time.Time `json:"revoked,omitempty"`
 }
 
 // Active reports whether the identity may connect.

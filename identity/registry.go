@@ -143,7 +143,7 @@ func (r *Registry) read() (file, error) {
 		return file{}, fmt.Errorf("identity registry %s has format %d; this lethe reads format %d", r.Path(), f.Version, fileFormat)
 	}
 	for _, id := range f.Identities {
-		if validate(id.Kind, id.Branch, id.Name) != nil || !nkeys.IsValidPublicUserKey(id.PublicKey) {
+		if validate(id.Kind, id.Branch, id.Name) != nil || !nkeys.IsValidPublicUserKey(id.PublicKey) || !validSIP2Hash(id) {
 			return file{}, fmt.Errorf("identity registry %s holds an invalid entry", r.Path())
 		}
 	}

@@ -472,3 +472,12 @@ func (k *Server) flushMisses() {
 		}
 	}
 }
+
+// CardsBlocked reports whether commands presenting a card are refused for now at a kiosk
+// ("branch/kiosk"): the SIP2 gateway shares the kiosk API's card-miss limits, so a
+// self-check cannot guess cards faster over SIP2 than over NATS.
+func (k *Server) CardsBlocked(kiosk string) bool { return k.missedTooOften(kiosk) }
+
+// CardMissed counts a card presented at a kiosk that opened no account (unknown, lost):
+// for the limit, and for the kiosk's one card_misses entry per window on the access record.
+func (k *Server) CardMissed(kiosk string) { k.miss(kiosk) }

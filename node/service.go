@@ -18,6 +18,7 @@ import (
 	"github.com/imagineif/lethe/kiosk"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/projections"
+	"github.com/imagineif/lethe/sip2"
 	"github.com/imagineif/lethe/staff"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -43,6 +44,8 @@ type ServiceConfig struct {
 	// the fields above.
 	Forgetting expunger.Config
 
+	SIP2       SIP2Config      // the SIP2 gateway for self-check machines; off by default
+
 	// NoExpungeLoop leaves closed transactions waiting (tests stop the process between
 	// close and expunge with it). It is not a setting: there is no flag for it.
 	NoExpungeLoop bool
@@ -64,6 +67,7 @@ type Service struct {
 	staff  *staff.Store
 	Desk   *desk.Server
 	Kiosks *kiosk.Server
+	SIP2   *sip2.Server // nil unless a SIP2 listener is configured
 
 	sweepInterval time.Duration
 	now           func() time.Time
@@ -148,10 +152,19 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 		s.Stop()
 		return nil, fmt.Errorf("serve kiosks: %w", err)
 	}
+	if err := s.startSIP2(cfg); err != nil {
+		s.Stop()
+		return nil, err
+	}
 	if n.auth != nil {
 		// The embedded server knows its kiosks: one subscription each, so that one
-		// kiosk's flood waits behind itself.
-		if err := n.auth.serveKiosks(s.Kiosks.ServeOnly); err != nil {
+		// kiosk's flood waits behind itself. A kiosk revoked loses its SIP2 sessions too.
+		if err := n.auth.serveKiosks(func(kiosks []string) error {
+			if s.SIP2 != nil {
+				s.SIP2.Only(kiosks)
+			}
+			return s.Kiosks.ServeOnly(kiosks)
+		}); err != nil {
 			s.Stop()
 			return nil, fmt.Errorf("serve kiosks: %w", err)
 		}
@@ -310,6 +323,11 @@ func (s *Service) Stop() error {
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = s.srv.Shutdown(shutdownCtx)
 		cancel()
+	}
+	if s.SIP2 != nil {
+		if err := s.SIP2.Close(); err != nil {
+			s.setErr(fmt.Errorf("close SIP2 gateway: %w", err))
+		}
 	}
 	if s.Kiosks != nil {
 		if err := s.Kiosks.Close(); err != nil {

@@ -44,6 +44,7 @@ func serviceFlags(f flags, dataDefault, sweepDefault, natsListenDefault string) 
 	minFree := f.str("min-free-disk", "256MiB", "refuse new work while the data directory's disk has less free, and refuse to start below it (0: no check)")
 	maxConnsIP := f.str("http-max-conns-per-ip", strconv.Itoa(desk.DefaultMaxConnsPerIP), "most staff HTTP connections open at once from one address (IPv6: one /64); behind a reverse proxy, raise it to --http-max-conns")
 	keyring, retention := backupFlags(f)
+	sip2Cfg := sip2Flags(f)
 	return func() (node.ServiceConfig, error) {
 		var cfg node.ServiceConfig
 		var err error
@@ -107,6 +108,9 @@ func serviceFlags(f flags, dataDefault, sweepDefault, natsListenDefault string) 
 		cfg.BackupKeyring = *keyring
 		if cfg.BackupRetention, err = time.ParseDuration(*retention); err != nil || cfg.BackupRetention <= 0 {
 			return cfg, errors.New("--backup-retention must be a positive duration such as 168h")
+		}
+		if err := sip2Cfg(&cfg); err != nil {
+			return cfg, err
 		}
 		return cfg, nil
 	}
