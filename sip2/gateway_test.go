@@ -15,6 +15,7 @@ import (
 
 	"github.com/imagineif/lethe/internal/lethetest"
 	"github.com/imagineif/lethe/internal/testkit"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -164,8 +165,8 @@ func date(t time.Time) string { return t.UTC().Format("20060102") + "   Z" + t.U
 
 // start is a server at a fixed time, with an item and a patron whose name and card are
 // markers for the privacy scans.
-func start(t *testing.T, payments bool) *lethetest.Harness {
-	h := lethetest.New(t, lethetest.WithSIP2(payments))
+func start(t *testing.T, payments bool, opts ...lethetest.Option) *lethetest.Harness {
+	h := lethetest.New(t, append([]lethetest.Option{lethetest.WithSIP2(payments)}, opts...)...)
 	h.Clock.Set(time.Date(2030, 1, 1, 9, 0, 0, 0, time.UTC))
 	h.Catalog("30000001", 2500)
 	h.Catalog("30000002", 2500)
@@ -323,7 +324,7 @@ func TestBadChecksumThenResend(t *testing.T) {
 // TestOfflineCheckinIsALateReturn: a return sent days late with its original return date
 // ends the loan then, with the fine counted to then.
 func TestOfflineCheckinIsALateReturn(t *testing.T) {
-	h := start(t, false)
+	h := start(t, true)
 	user, pw := h.SIP2Kiosk("main", "sip1")
 	c := dial(t, h.SIP2Addr(), true)
 	login(t, h, c, user, pw)
@@ -347,6 +348,89 @@ func TestOfflineCheckinIsALateReturn(t *testing.T) {
 	}
 	if !returned {
 		t.Fatal("no item.returned event")
+	}
+
+	// The fine, listed by patron information with its id, is paid at the terminal.
+	r = parse(t, c.send("63000"+epoch+"   Y      AOlethe|AA"+card+"|"))
+	r.want(t, "64", map[int]string{47: "0001"})
+	fines := r.fields["AV"]
+	if len(fines) != 1 || !strings.Contains(fines[0], " 1.00 overdue") {
+		t.Fatalf("64 AV = %q, want the overdue fine of 1.00", fines)
+	}
+	fineID, _, _ := strings.Cut(fines[0], " ")
+	parse(t, c.send("37"+epoch+"0100EUR"+"BV1.00|AOlethe|AA"+card+"|CG"+fineID+"|")).want(t, "38", map[int]string{0: "N"})
+	parse(t, c.send("37"+epoch+"0100USD"+"BV1.00|AOlethe|AA"+card+"|CG"+fineID+"|")).want(t, "38", map[int]string{0: "Y"})
+	if n := lethetest.CountType(h.Events(), schemas.TypeFinePaid); n != 1 {
+		t.Errorf("%d fine.paid events, want 1", n)
+	}
+	r = parse(t, c.send("23000"+epoch+"AOlethe|AA"+card+"|"))
+	if r.get("BV") != "0.00" {
+		t.Errorf("owed after paying: BV %q, want 0.00", r.get("BV"))
+	}
+}
+
+// TestLostCardRefusedAtOnce: a card reported lost at the desk is refused by 24, 64 and
+// 12 from that moment.
+func TestLostCardRefusedAtOnce(t *testing.T) {
+	h := start(t, false)
+	user, pw := h.SIP2Kiosk("main", "sip1")
+	c := dial(t, h.SIP2Addr(), true)
+	login(t, h, c, user, pw)
+	parse(t, c.send("23000"+epoch+"AOlethe|AA"+card+"|")).want(t, "24", map[int]string{0: "  "})
+	lethetest.MustDesk[schemas.Accepted](h, schemas.CmdReportCardLost, schemas.ReportCardLost{CommandID: lethetest.CmdID(), Card: card})
+	before := h.StreamLast()
+	r := parse(t, c.send("23000"+epoch+"AOlethe|AA"+card+"|"))
+	r.want(t, "24", map[int]string{0: "YY", 4: "Y"})
+	if r.get("BL") != "N" || r.get("BV") != "" {
+		t.Errorf("24 of a lost card: %v", r.fields)
+	}
+	r = parse(t, c.send("63000"+epoch+"  Y       AOlethe|AA"+card+"|"))
+	r.want(t, "64", map[int]string{0: "YY", 4: "Y"})
+	if len(r.fields["AU"]) != 0 || r.get("BL") != "N" {
+		t.Errorf("64 of a lost card: %v", r.fields)
+	}
+	parse(t, c.send("11NN"+epoch+strings.Repeat(" ", 18)+"AOlethe|AA"+card+"|AB30000001|")).want(t, "12", map[int]string{0: "0"})
+	if h.StreamLast() != before {
+		t.Error("a lost card's checkout appended events")
+	}
+}
+
+// TestPINs: the patron password (AD) is checked against the patron's PIN: a right one is
+// CQ Y, a wrong one refuses the transaction with CQ N; with --sip2-require-pin a missing
+// password or a patron without a PIN is refused too.
+func TestPINs(t *testing.T) {
+	const pinCard, pin = "21000000555001", "8642"
+	for _, require := range []bool{false, true} {
+		t.Run(fmt.Sprintf("require=%v", require), func(t *testing.T) {
+			h := start(t, false, lethetest.WithSIP2Config(func(c *node.SIP2Config) { c.RequirePIN = require }))
+			lethetest.MustDesk[schemas.Registered](h, schemas.CmdRegisterPatron, schemas.RegisterPatron{
+				CommandID: lethetest.CmdID(), HomeBranch: "main", Card: pinCard, PIN: pin,
+				Profile: schemas.Profile{Name: "Pin Holder", BirthDate: "1990-02-03"},
+			})
+			user, pw := h.SIP2Kiosk("main", "sip1")
+			c := dial(t, h.SIP2Addr(), true)
+			login(t, h, c, user, pw)
+			r := parse(t, c.send("23000"+epoch+"AOlethe|AA"+pinCard+"|AD"+pin+"|"))
+			if r.get("CQ") != "Y" || r.get("BL") != "Y" {
+				t.Errorf("right PIN: %v", r.fields)
+			}
+			before := h.StreamLast()
+			r = parse(t, c.send("23000"+epoch+"AOlethe|AA"+pinCard+"|AD9999|"))
+			if r.get("CQ") != "N" || r.get("BV") != "" {
+				t.Errorf("wrong PIN: %v, want CQ N and no record", r.fields)
+			}
+			parse(t, c.send("11NN"+epoch+strings.Repeat(" ", 18)+"AOlethe|AA"+pinCard+"|AB30000001|AD9999|")).want(t, "12", map[int]string{0: "0"})
+			if h.StreamLast() != before {
+				t.Error("a checkout with a wrong PIN appended events")
+			}
+			want := map[bool]string{false: "1", true: "0"}[require]
+			parse(t, c.send("11NN"+epoch+strings.Repeat(" ", 18)+"AOlethe|AA"+pinCard+"|AB30000002|")).want(t, "12", map[int]string{0: want})
+			parse(t, c.send("11NN"+epoch+strings.Repeat(" ", 18)+"AOlethe|AA"+card+"|AB30000003|AD1234|")).want(t, "12", map[int]string{0: want})
+			parse(t, c.send("11NN"+epoch+strings.Repeat(" ", 18)+"AOlethe|AA"+pinCard+"|AB30000001|AD"+pin+"|")).want(t, "12", map[int]string{0: "1"})
+			if strings.Contains(h.Logs.String(), pin) || strings.Contains(h.Logs.String(), "9999") {
+				t.Error("a PIN reached the log")
+			}
+		})
 	}
 }
 

@@ -137,6 +137,17 @@ func (c *call) record(ctx context.Context) (schemas.PatronRecord, error) {
 	return rec, err
 }
 
+// pinAndRecord checks the PIN, then reads the record: nothing is disclosed, or recorded,
+// for a wrong PIN.
+func (c *call) pinAndRecord(ctx context.Context) (schemas.PatronRecord, string, error) {
+	cq, err := c.pin(ctx)
+	if err != nil {
+		return schemas.PatronRecord{}, cq, err
+	}
+	rec, err := c.record(ctx)
+	return rec, cq, err
+}
+
 // patronStatus14 is the 14-character patron status of a record, or of a refusal.
 func (c *call) patronStatus14(rec *schemas.PatronRecord, err error) string {
 	st := []byte(strings.Repeat(" ", 14))
@@ -170,18 +181,66 @@ func (c *call) language() string {
 	return "000"
 }
 
+// Why a patron transaction is refused for its PIN. None names the patron.
+var (
+	errPINWrong    = schemas.Errorf(schemas.CodeForbidden, "wrong PIN")
+	errPINRequired = schemas.Errorf(schemas.CodeForbidden, "enter your PIN")
+	errPINNone     = schemas.Errorf(schemas.CodeForbidden, "this card has no PIN yet; please see staff")
+)
+
+// pin checks the patron password (AD) against the card holder's PIN, as the library's
+// rules say, before anything else is done for the card. It returns the CQ to answer
+// ("" when no password was sent) and a refusal, if the transaction must stop. A wrong
+// PIN counts as a card miss of the terminal, so guessing PINs at one machine is slowed
+// like guessing cards; the ledger also refuses a card after five wrong PINs.
+func (c *call) pin(ctx context.Context) (string, error) {
+	pin, sent := c.m.Get("AD")
+	if !sent || pin == "" {
+		if c.s.cfg.RequirePIN {
+			return "", errPINRequired
+		}
+		return "", nil
+	}
+	if c.s.misses != nil && c.s.misses.CardsBlocked(c.term.name()) {
+		return "N", schemas.Errorf(schemas.CodeRateLimited, "too many cards were not recognised here; wait a minute or see staff")
+	}
+	res, err := c.s.l.CheckPIN(ctx, c.m.Value("AA"), pin)
+	if err != nil {
+		if c.s.misses != nil && (errors.Is(err, ledger.ErrUnknownCard) || errors.Is(err, ledger.ErrCardLost)) {
+			c.s.misses.CardMissed(c.term.name())
+		}
+		pub := schemas.Public(err)
+		c.s.cfg.Logger.Log(ctx, schemas.LogLevel(err), "sip2 PIN check refused", "kiosk", c.term.name(), "id", c.m.ID, "code", pub.Code, "err", err)
+		return "N", err
+	}
+	switch res {
+	case ledger.PINMatch:
+		return "Y", nil
+	case ledger.PINNone:
+		// Nothing to check the password against: not valid, and refused only where the
+		// library requires PINs.
+		if c.s.cfg.RequirePIN {
+			return "N", errPINNone
+		}
+		return "N", nil
+	}
+	if c.s.misses != nil {
+		c.s.misses.CardMissed(c.term.name())
+	}
+	c.s.cfg.Logger.Debug("sip2 wrong PIN", "kiosk", c.term.name(), "id", c.m.ID)
+	return "N", errPINWrong
+}
+
 // patronFields are the fields 24 and 64 share, before their own.
-func (c *call) patronFields(rec *schemas.PatronRecord, err error) []Field {
+func (c *call) patronFields(rec *schemas.PatronRecord, err error, cq string) []Field {
 	fields := []Field{c.inst(), {"AA", c.m.Value("AA")}, {"AE", ""}} // AE: the name is never sent
 	valid := "N"
 	if err == nil {
 		valid = "Y"
 	}
 	fields = append(fields, Field{"BL", valid})
-	if _, ok := c.m.Get("AD"); ok {
-		// A patron password was sent; Lethe holds no PIN to check it against, so it is
-		// not valid. The transaction is not refused for it.
-		fields = append(fields, Field{"CQ", "N"})
+	if cq != "" {
+		fields = append(fields, Field{"CQ", cq})
 	}
 	if err == nil {
 		fields = append(fields, Field{"BH", c.s.cfg.Currency}, Field{"BV", money(rec.OwedCents)})
@@ -190,8 +249,8 @@ func (c *call) patronFields(rec *schemas.PatronRecord, err error) []Field {
 }
 
 func (c *call) patronStatus(ctx context.Context) Message {
-	rec, err := c.record(ctx)
-	fields := c.patronFields(&rec, err)
+	rec, cq, err := c.pinAndRecord(ctx)
+	fields := c.patronFields(&rec, err, cq)
 	if err != nil {
 		fields = append(fields, Field{"AF", screen(err)})
 	}
@@ -199,7 +258,7 @@ func (c *call) patronStatus(ctx context.Context) Message {
 }
 
 func (c *call) patronInfo(ctx context.Context) Message {
-	rec, err := c.record(ctx)
+	rec, cq, err := c.pinAndRecord(ctx)
 	var overdue []string
 	for _, l := range rec.Loans {
 		if l.Overdue {
@@ -208,7 +267,7 @@ func (c *call) patronInfo(ctx context.Context) Message {
 	}
 	fixed := c.patronStatus14(&rec, err) + c.language() + c.now() +
 		count(0) + count(len(overdue)) + count(len(rec.Loans)) + count(len(rec.Fines)) + count(0) + count(0)
-	fields := c.patronFields(&rec, err)
+	fields := c.patronFields(&rec, err, cq)
 	if err != nil {
 		return c.reply(IDPatronInfoR, fixed, append(fields, Field{"AF", screen(err)})...)
 	}
@@ -278,9 +337,12 @@ func parseMoney(s string) (int64, bool) {
 
 func (c *call) checkout(ctx context.Context) Message {
 	var res schemas.CheckOutResult
-	err := c.exec(ctx, schemas.CmdCheckOut, schemas.CheckOut{
-		CommandID: c.commandID(""), Card: c.m.Value("AA"), Barcode: c.m.Value("AB"),
-	}, &res)
+	_, err := c.pin(ctx)
+	if err == nil {
+		err = c.exec(ctx, schemas.CmdCheckOut, schemas.CheckOut{
+			CommandID: c.commandID(""), Card: c.m.Value("AA"), Barcode: c.m.Value("AB"),
+		}, &res)
+	}
 	ok, desens := "1", "Y"
 	fields := []Field{c.inst(), {"AA", c.m.Value("AA")}, {"AB", c.m.Value("AB")}}
 	if err != nil {
@@ -327,9 +389,12 @@ func (c *call) checkin(ctx context.Context) Message {
 
 func (c *call) renew(ctx context.Context) Message {
 	var res schemas.RenewResult
-	err := c.exec(ctx, schemas.CmdRenew, schemas.Renew{
-		CommandID: c.commandID(""), Card: c.m.Value("AA"), Barcode: c.m.Value("AB"),
-	}, &res)
+	_, err := c.pin(ctx)
+	if err == nil {
+		err = c.exec(ctx, schemas.CmdRenew, schemas.Renew{
+			CommandID: c.commandID(""), Card: c.m.Value("AA"), Barcode: c.m.Value("AB"),
+		}, &res)
+	}
 	fields := []Field{c.inst(), {"AA", c.m.Value("AA")}, {"AB", c.m.Value("AB")}}
 	if err != nil {
 		fields = append(fields, Field{"AJ", ""}, Field{"AH", ""}, Field{"AF", screen(err)})
@@ -344,7 +409,7 @@ func (c *call) renew(ctx context.Context) Message {
 }
 
 func (c *call) renewAll(ctx context.Context) Message {
-	rec, err := c.record(ctx)
+	rec, _, err := c.pinAndRecord(ctx)
 	if err != nil {
 		return c.reply(IDRenewAllR, "0"+count(0)+count(0)+c.now(), c.inst(), Field{"AF", screen(err)})
 	}
@@ -417,7 +482,7 @@ func (c *call) feePaid(ctx context.Context) Message {
 	}
 	// The fine must be one of the presented card's own: read its record (a disclosure on
 	// the card basis, recorded) and find it there.
-	rec, err := c.record(ctx)
+	rec, _, err := c.pinAndRecord(ctx)
 	if err != nil {
 		return refuse(screen(err))
 	}

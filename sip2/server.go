@@ -35,6 +35,9 @@ type Config struct {
 	// AllowPayments lets terminals pay fines (37 fee paid); otherwise payments are
 	// refused with a screen message sending the patron to the desk.
 	AllowPayments bool
+	// RequirePIN refuses every patron transaction whose patron password (AD) is missing,
+	// or whose patron has no PIN; a wrong PIN is refused whether or not it is required.
+	RequirePIN bool
 
 	Now      func() time.Time // default time.Now
 	Location *time.Location   // the zone of dates sent without one; default time.Local

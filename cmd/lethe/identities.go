@@ -14,6 +14,7 @@ import (
 const identitiesUsage = `usage: lethe kiosks add BRANCH KIOSK [--out FILE] [--data DIR]
        lethe kiosks revoke BRANCH KIOSK [--data DIR]
        lethe kiosks list [--data DIR]
+       lethe kiosks sip2-password BRANCH KIOSK [--data DIR]
        lethe auditors add NAME [--out FILE] [--data DIR]
        lethe auditors revoke NAME [--data DIR]
        lethe auditors list [--data DIR]
@@ -22,6 +23,10 @@ add writes the identity's NATS credentials file (an NKey seed) to --out, default
 <branch>-<kiosk>.nk or <name>.nk in the current directory, mode 0600. It is shown once:
 Lethe keeps only the public key, in <data>/identities.json. A running server picks up an
 added or revoked identity within seconds; revoking closes its open connections.
+
+A kiosk is also a SIP2 login for self-check machines (lethe serve --sip2-listen): user id
+BRANCH/KIOSK and a generated password, printed once by add; Lethe keeps only its argon2id
+hash. sip2-password makes a new one, and the old one stops working.
 `
 
 // cmdIdentities manages kiosk or auditor identities: kind is identity.Kiosk or Auditor.
@@ -33,6 +38,11 @@ func cmdIdentities(_ context.Context, kind identity.Kind, args []string, getenv 
 	sub, rest := args[0], args[1:]
 	switch sub {
 	case "add", "revoke", "list":
+	case "sip2-password":
+		if kind != identity.Kiosk {
+			fmt.Fprint(stderr, identitiesUsage)
+			return &exitError{2, fmt.Errorf("only kiosks have SIP2 logins")}
+		}
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, identitiesUsage)
 		return nil
@@ -102,7 +112,12 @@ func cmdIdentities(_ context.Context, kind identity.Kind, args []string, getenv 
 		fmt.Fprintf(stdout, "added %s (NKey %s); credentials written to %s\n", id.Label(), id.PublicKey, path)
 		if kind == identity.Kiosk {
 			fmt.Fprintf(stdout, "it may send requests on %s\n", id.Imports()[0].Subject)
+			if err := printSIP2Login(stdout, reg, branch, name); err != nil {
+				return err
+			}
 		}
+	case "sip2-password":
+		return printSIP2Login(stdout, reg, branch, name)
 	case "revoke":
 		id, err := reg.Revoke(kind, branch, name, now)
 		if err != nil {
@@ -132,5 +147,16 @@ func cmdIdentities(_ context.Context, kind identity.Kind, args []string, getenv 
 		}
 		return tw.Flush()
 	}
+	return nil
+}
+
+// printSIP2Login gives a kiosk a new SIP2 password and prints its SIP2 login, once.
+func printSIP2Login(stdout io.Writer, reg *identity.Registry, branch, kiosk string) error {
+	password, err := reg.SetSIP2Password(branch, kiosk)
+	if err != nil {
+		return fmt.Errorf("SIP2 password of kiosk %s/%s: %w", branch, kiosk, err)
+	}
+	fmt.Fprintf(stdout, "SIP2 login (shown once; Lethe keeps only its hash): user id %s, password %s\n",
+		identity.SIP2User(branch, kiosk), password)
 	return nil
 }

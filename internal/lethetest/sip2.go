@@ -54,3 +54,8 @@ func (h *Harness) RevokeKiosk(branch, kiosk string) {
 		h.T.Fatal(err)
 	}
 }
+
+// WithSIP2Config changes the SIP2 gateway's configuration (after WithSIP2).
+func WithSIP2Config(f func(*node.SIP2Config)) Option {
+	return func(c *node.ServiceConfig) { f(&c.SIP2) }
+}
