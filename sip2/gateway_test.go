@@ -2,6 +2,7 @@ package sip2_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"net"
@@ -623,4 +624,41 @@ func TestPrivacy(t *testing.T) {
 		}
 	}
 	testkit.WaitFor(t, "the patron info on the access record", func() bool { return h.AccessEntries() > 0 })
+}
+
+// TestTLSAndLoopback: with a certificate the gateway speaks TLS; without one it refuses to
+// listen anywhere but loopback, naming the flags.
+func TestTLSAndLoopback(t *testing.T) {
+	certFile, keyFile, pool := testkit.SelfSignedCert(t)
+	h := start(t, false, lethetest.WithSIP2Config(func(c *node.SIP2Config) { c.TLSCert, c.TLSKey = certFile, keyFile }))
+	user, pw := h.SIP2Kiosk("main", "sip1")
+	conn, err := tls.Dial("tcp", h.SIP2Addr(), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &client{t: t, c: conn, r: bufio.NewReader(conn), checksum: true}
+	login(t, h, c, user, pw)
+	parse(t, c.send("9900302.00")).want(t, "98", map[int]string{0: "Y"})
+	// A plain-text client gets nothing from the TLS listener.
+	plain := dial(t, h.SIP2Addr(), false)
+	_ = plain.c.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = plain.c.Write([]byte("9300CN" + user + "|CO" + pw + "|\r"))
+	if line, err := plain.r.ReadString('\r'); err == nil && strings.HasPrefix(line, "94") {
+		t.Error("the TLS listener answered a plain-text login")
+	}
+
+	if err := h.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := h.Cfg
+	cfg.SIP2 = node.SIP2Config{Listen: "0.0.0.0:0"}
+	s, err := node.Start(testkit.Context(t), cfg)
+	if err == nil {
+		s.Stop()
+		t.Fatal("a plain SIP2 listener off loopback started")
+	}
+	if !strings.Contains(err.Error(), "--sip2-tls-cert") {
+		t.Errorf("start off loopback: %v, want it to name --sip2-tls-cert", err)
+	}
 }
