@@ -662,3 +662,38 @@ func TestTLSAndLoopback(t *testing.T) {
 		t.Errorf("start off loopback: %v, want it to name --sip2-tls-cert", err)
 	}
 }
+
+// TestBoundsAndShutdown: sessions beyond the per-address cap are closed at once; a stop
+// with sessions open (one idle, one before login) closes them and returns.
+func TestBoundsAndShutdown(t *testing.T) {
+	h := start(t, false, lethetest.WithSIP2Config(func(c *node.SIP2Config) { c.MaxConnsPerIP = 2 }))
+	user, pw := h.SIP2Kiosk("main", "sip1")
+	a := dial(t, h.SIP2Addr(), true)
+	login(t, h, a, user, pw)
+	b := dial(t, h.SIP2Addr(), false)
+	parse(t, b.send("9900302.00")).want(t, "98", map[int]string{0: "N"})
+	c := dial(t, h.SIP2Addr(), false)
+	_ = c.c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.c.Write([]byte("9900302.00\r")); err == nil {
+		if _, err := c.r.ReadString('\r'); err == nil {
+			t.Error("a third session from one address was answered, with a cap of 2")
+		}
+	}
+	testkit.WaitFor(t, "the refused session counted", func() bool { return h.S.SIP2.Refused() == 1 })
+	done := make(chan error, 1)
+	go func() { done <- h.Stop() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("stop did not return with SIP2 sessions open")
+	}
+	for _, cl := range []*client{a, b} {
+		_ = cl.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := cl.r.ReadByte(); err == nil {
+			t.Error("a session outlived the server")
+		}
+	}
+}

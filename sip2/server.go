@@ -3,12 +3,14 @@ package sip2
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/imagineif/lethe/ledger"
@@ -142,7 +144,13 @@ type Server struct {
 	sessions map[*session]struct{}
 	perIP    map[string]int
 	fails    map[string][]time.Time // failed logins by address, this window
+
+	refused atomic.Int64 // connections closed at accept: too many
 }
+
+// Refused is how many connections were closed as soon as they were accepted, because
+// there were too many sessions in all or from their address.
+func (s *Server) Refused() int64 { return s.refused.Load() }
 
 // maxPasswordChecks bounds the logins checked at once.
 const maxPasswordChecks = 4
@@ -201,7 +209,9 @@ func (s *Server) admit(c net.Conn) (*session, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || len(s.sessions) >= s.cfg.MaxConns || s.perIP[ip] >= s.cfg.MaxConnsPerIP {
-		s.cfg.Logger.Warn("sip2 connection refused: too many sessions", "remote", ip)
+		// Counted, and logged at debug only: a flood must not fill the log.
+		s.refused.Add(1)
+		s.cfg.Logger.Debug("sip2 connection refused: too many sessions", "remote", ip)
 		return nil, false
 	}
 	ss := &session{c: c, ip: ip}
@@ -314,10 +324,22 @@ const (
 
 var errTooLong = errors.New("sip2 message longer than the limit")
 
+// loginWait is how long a session that has not logged in waits for its next message.
+const loginWait = time.Minute
+
 // serve reads messages and answers each until the session ends.
 func (s *Server) serve(ss *session) {
 	defer s.leave(ss)
 	defer ss.c.Close()
+	if tc, ok := ss.c.(*tls.Conn); ok {
+		// The handshake gets the time of one message, not the idle time.
+		_ = tc.SetDeadline(time.Now().Add(s.cfg.ReadTimeout))
+		if err := tc.Handshake(); err != nil {
+			s.cfg.Logger.Debug("sip2 TLS handshake", "remote", ss.ip, "err", err)
+			return
+		}
+		_ = tc.SetWriteDeadline(time.Time{})
+	}
 	r := bufio.NewReaderSize(ss.c, 4096)
 	for {
 		raw, err := s.read(ss, r)
@@ -353,7 +375,11 @@ func (s *Server) read(ss *session, r *bufio.Reader) ([]byte, error) {
 		s.mu.Unlock()
 		return nil, errServerClosed
 	}
-	_ = ss.c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+	idle := s.cfg.IdleTimeout
+	if _, ok := ss.terminal(); !ok {
+		idle = min(idle, loginWait) // a place is held only by a machine that logs in
+	}
+	_ = ss.c.SetReadDeadline(time.Now().Add(idle))
 	s.mu.Unlock()
 	if _, err := r.Peek(1); err != nil {
 		return nil, err
