@@ -27,6 +27,7 @@ commands:
   kiosks COMMAND        kiosk identities for NATS: add BRANCH KIOSK, revoke BRANCH KIOSK, list
   auditors COMMAND      auditor identities for NATS: add NAME, revoke NAME, list
   kiosk COMMAND         a test kiosk: checkout CARD BARCODE, return BARCODE, renew CARD BARCODE, info CARD
+  sip2 COMMAND          a test self-check over SIP2: status, checkout CARD BARCODE, checkin BARCODE, info CARD, item BARCODE, send MESSAGE...
   backup DIR            write a backup of a running server into DIR (administrators), sealed to a key that expires
   restore FILE          make a new data directory from a backup (--data NEW)
   keys rotate           re-wrap every key under a new master key and destroy the old one (server stopped)
@@ -96,6 +97,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return cmdIdentities(ctx, identity.Kiosk, rest, getenv, stdout, stderr)
 	case "kiosk":
 		return cmdKiosk(ctx, rest, getenv, stdout, stderr)
+	case "sip2":
+		return cmdSIP2(ctx, rest, getenv, stdout, stderr)
 	case "auditors":
 		return cmdIdentities(ctx, identity.Auditor, rest, getenv, stdout, stderr)
 	case "backup":

@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/imagineif/lethe/identity"
+	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/schemas"
 )
 
 // TestKiosksAddGivesASIP2Login: kiosks add prints the kiosk's SIP2 login once, the
@@ -49,5 +52,50 @@ func TestKiosksAddGivesASIP2Login(t *testing.T) {
 	lethe("kiosks", "revoke", "main", "k1", "--data", dir)
 	if _, err := reg.SIP2Login("main/k1", n[1]); err == nil {
 		t.Error("a revoked kiosk's SIP2 password still logs in")
+	}
+}
+
+// TestSIP2Client: lethe sip2 logs in as a kiosk and checks an item out and in; a refused
+// checkout and a wrong password exit non-zero; the password is never printed.
+func TestSIP2Client(t *testing.T) {
+	h := lethetest.New(t, lethetest.WithSIP2(false))
+	h.Register("21000000000777", "Sip Client", "1980-01-01")
+	h.Register("21000000000778", "Sip Other", "1980-01-01")
+	h.Catalog("30000777", 1000)
+	user, pw := h.SIP2Kiosk("main", "cli")
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte(pw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lethe := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		args = append([]string{"sip2", "--server", h.SIP2Addr(), "--user", user, "--password-file", pwFile}, args...)
+		err := run(context.Background(), args, func(string) string { return "" }, strings.NewReader(""), &out, &errOut)
+		return out.String(), err
+	}
+	out, err := lethe("checkout", "21000000000777", "30000777")
+	if err != nil || !regexp.MustCompile(`(?m)^< 121NUY.*AJTitle 30000777\|AH`).MatchString(out) {
+		t.Fatalf("lethe sip2 checkout = %v\n%s", err, out)
+	}
+	if strings.Contains(out, pw) || !strings.Contains(out, "CO********") {
+		t.Errorf("the password was printed:\n%s", out)
+	}
+	if out, err := lethe("checkout", "21000000000778", "30000777"); err == nil || !strings.Contains(out, "< 120") {
+		t.Errorf("a checkout of the item on loan = %v\n%s", err, out)
+	}
+	if out, err := lethe("checkin", "30000777"); err != nil || !strings.Contains(out, "< 101") {
+		t.Errorf("lethe sip2 checkin = %v\n%s", err, out)
+	}
+	if out, err := lethe("send", "9900302.00"); err != nil || !strings.Contains(out, "< 98YYYY") {
+		t.Errorf("lethe sip2 send 99 = %v\n%s", err, out)
+	}
+	if err := os.WriteFile(pwFile, []byte("wrong\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lethe("status"); err == nil {
+		t.Error("a wrong password exited 0")
+	}
+	if n := lethetest.CountType(h.Events(), schemas.TypeItemCheckedOut); n != 1 {
+		t.Errorf("%d checkouts on the stream, want 1", n)
 	}
 }
