@@ -11,6 +11,8 @@ import (
 
 	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/internal/testkit"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -86,7 +88,7 @@ func TestSIP2Client(t *testing.T) {
 	if out, err := lethe("checkin", "30000777"); err != nil || !strings.Contains(out, "< 101") {
 		t.Errorf("lethe sip2 checkin = %v\n%s", err, out)
 	}
-	if out, err := lethe("send", "9900302.00"); err != nil || !strings.Contains(out, "< 98YYYY") {
+	if out, err := lethe("--checksums=false", "send", "9900302.00"); err != nil || !strings.Contains(out, "> 9900302.00\n< 98YYYY") {
 		t.Errorf("lethe sip2 send 99 = %v\n%s", err, out)
 	}
 	if err := os.WriteFile(pwFile, []byte("wrong\n"), 0o600); err != nil {
@@ -97,5 +99,21 @@ func TestSIP2Client(t *testing.T) {
 	}
 	if n := lethetest.CountType(h.Events(), schemas.TypeItemCheckedOut); n != 1 {
 		t.Errorf("%d checkouts on the stream, want 1", n)
+	}
+}
+
+// TestSIP2ClientTLS: lethe sip2 --tls --ca-cert against a TLS listener.
+func TestSIP2ClientTLS(t *testing.T) {
+	certFile, keyFile, _ := testkit.SelfSignedCert(t)
+	h := lethetest.New(t, lethetest.WithSIP2(false), lethetest.WithSIP2Config(func(c *node.SIP2Config) { c.TLSCert, c.TLSKey = certFile, keyFile }))
+	user, pw := h.SIP2Kiosk("main", "cli")
+	var out, errOut bytes.Buffer
+	args := []string{"sip2", "--tls", "--ca-cert", certFile, "--user", user, "status"}
+	env := map[string]string{"LETHE_SIP2_LISTEN": h.SIP2Addr(), "LETHE_SIP2_PASSWORD": pw}
+	if err := run(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(""), &out, &errOut); err != nil {
+		t.Fatalf("lethe sip2 --tls status: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "< 98YYYY") {
+		t.Errorf("lethe sip2 --tls status:\n%s", out.String())
 	}
 }

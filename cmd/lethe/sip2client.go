@@ -41,9 +41,9 @@ func cmdSIP2(ctx context.Context, args []string, getenv func(string) string, std
 	server := f.str("server", "", "the SIP2 listener, host:port; default the address in LETHE_SIP2_LISTEN")
 	user := f.str("user", "", "the SIP2 user id: BRANCH/KIOSK")
 	pwFile := f.str("password-file", "", "file holding the SIP2 password; else LETHE_SIP2_PASSWORD")
-	useTLS := f.str("tls", "false", "speak TLS (the listener has --sip2-tls-cert)")
+	useTLS := f.Bool("tls", false, "speak TLS (the listener has --sip2-tls-cert)")
 	caFile := f.str("ca-cert", "", "PEM certificate(s) to trust for TLS, for a private certificate")
-	checksums := f.str("checksums", "true", "send sequence numbers and checksums (AY, AZ)")
+	checksums := f.Bool("checksums", true, "send sequence numbers and checksums (AY, AZ); --checksums=false to leave them out")
 	inst := f.str("institution", "lethe", "the institution id (AO) sent")
 	pos, err := parseInterleaved(f, args)
 	if err != nil {
@@ -71,11 +71,7 @@ func cmdSIP2(ctx context.Context, args []string, getenv func(string) string, std
 	if *user == "" || password == "" {
 		return &exitError{2, errors.New("a SIP2 login needs --user BRANCH/KIOSK and a password (--password-file or LETHE_SIP2_PASSWORD)")}
 	}
-	tlsOn, err1 := strconv.ParseBool(*useTLS)
-	check, err2 := strconv.ParseBool(*checksums)
-	if err1 != nil || err2 != nil {
-		return &exitError{2, errors.New("--tls and --checksums are true or false")}
-	}
+	tlsOn, check := *useTLS, *checksums
 	now := sip2.FormatDate(time.Now())
 	ao := "AO" + *inst + "|"
 	var msgs []string
