@@ -17,6 +17,7 @@ import (
 	"github.com/imagineif/lethe/internal/lethetest"
 	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/node"
+	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/schemas"
 )
 
@@ -695,5 +696,41 @@ func TestBoundsAndShutdown(t *testing.T) {
 		if _, err := cl.r.ReadByte(); err == nil {
 			t.Error("a session outlived the server")
 		}
+	}
+}
+
+// TestPatronInfoIsRecorded: 23, 63 and 65 are each one disclosure on the card basis, on
+// the access record as the logged-in kiosk's patron_info, exactly like the NATS kiosk
+// API's; 17 item information discloses no one and is not recorded; a wrong PIN discloses
+// nothing and writes no entry of its own: it counts as a card miss of the terminal, which
+// the kiosk API summarises on the access record once a window (card_misses).
+func TestPatronInfoIsRecorded(t *testing.T) {
+	h := start(t, false)
+	id := h.Register("21000000000812", "Rec Orded", "1990-01-01")
+	lethetest.MustDesk[schemas.Accepted](h, schemas.CmdSetPIN, schemas.SetPIN{CommandID: lethetest.CmdID(), PatronID: id, PIN: "1357"})
+	user, pw := h.SIP2Kiosk("main", "sip1")
+	c := dial(t, h.SIP2Addr(), true)
+	login(t, h, c, user, pw)
+	for _, m := range []string{
+		"23000" + epoch + "AOlethe|AA21000000000812|",
+		"63000" + epoch + "          AOlethe|AA21000000000812|",
+		"65" + epoch + "AOlethe|AA21000000000812|",
+	} {
+		before := h.AccessEntries()
+		c.send(m)
+		if n := h.AccessEntries() - before; n != 1 {
+			t.Fatalf("%.2s wrote %d access entries, want 1", m, n)
+		}
+		e := h.LastAccessEntry()
+		if e.Role != policy.Kiosk || e.Basis != policy.Card || e.Scope != policy.CurrentRecord || e.Action != "patron_info" ||
+			e.Staff != "kiosk main/sip1" || len(e.Patrons) != 1 || e.Patrons[0] != id {
+			t.Errorf("%.2s access entry = %+v", m, e)
+		}
+	}
+	before := h.AccessEntries()
+	c.send("17" + epoch + "AB30000001|")
+	c.send("63000" + epoch + "          AOlethe|AA21000000000812|AD0000|")
+	if n := h.AccessEntries() - before; n != 0 {
+		t.Errorf("item information and a wrong PIN wrote %d access entries, want 0", n)
 	}
 }
