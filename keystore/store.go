@@ -76,6 +76,9 @@ const (
 	nameHashID   = "name-hash"   // NameHash and NameKeyID
 	accessMACID  = "access-mac"  // AccessMAC: the ledger's MAC on access-record entries
 	systemSealID = "system-seal" // SealSystem and UnsealSystem
+	// checkpointSignID is the seed of the Ed25519 key that signs the stream's checkpoints
+	// (CheckpointSeed).
+	checkpointSignID = "checkpoint-sign"
 )
 
 // Ref names a stored key without its id: the kind and SHA-256(kind || 0x00
@@ -211,7 +214,7 @@ type Store struct {
 	now    func() time.Time
 	// The system keys, immutable after Open. Each has one use, so that a value made
 	// for one purpose can never pass for another.
-	cardKey, nameKey, macKey, sealKey *[KeySize]byte
+	cardKey, nameKey, macKey, sealKey, signKey *[KeySize]byte
 
 	// mu is held shared by every operation and exclusively by Rotate and
 	// Close; it guards m and closed.
@@ -313,7 +316,7 @@ func (s *Store) load() error {
 	for _, sk := range []struct {
 		id  string
 		dst **[KeySize]byte
-	}{{cardHashID, &s.cardKey}, {nameHashID, &s.nameKey}, {accessMACID, &s.macKey}, {systemSealID, &s.sealKey}} {
+	}{{cardHashID, &s.cardKey}, {nameHashID, &s.nameKey}, {accessMACID, &s.macKey}, {systemSealID, &s.sealKey}, {checkpointSignID, &s.signKey}} {
 		key, err := s.systemKey(sk.id)
 		if err != nil {
 			return err
@@ -665,6 +668,16 @@ func (s *Store) AccessMAC(msg []byte) []byte {
 	mac := hmac.New(sha256.New, s.macKey[:])
 	mac.Write(msg)
 	return mac.Sum(nil)
+}
+
+// CheckpointSeed returns a copy of the system key "checkpoint-sign": the seed of the
+// Ed25519 key that signs the stream's checkpoints (package tlog). Like every system key it
+// is re-wrapped by a master key rotation, never replaced, so the public key an auditor
+// pinned stays valid.
+func (s *Store) CheckpointSeed() []byte {
+	out := make([]byte, KeySize)
+	copy(out, s.signKey[:])
+	return out
 }
 
 // SealSystem is Seal under the system key "system-seal": for what must stay readable to

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -524,6 +525,51 @@ func (l *Ledger) RecordExpunged(ctx context.Context, txnID string, closedAt, des
 		return plan{events: []schemas.Event{ev}}, err
 	})
 	return err
+}
+
+// checkpointNamespace makes the id of a checkpoint's command deterministic per last
+// sequence, so a checkpoint of one position is appended once.
+var checkpointNamespace = uuid.MustParse("9a41c7e2-5b0d-4e8f-b6a3-1d7f2c90e4b5")
+
+// ErrCheckpointStale says a checkpoint was not appended because another message came
+// first: it must stand right after what it covers. Catch up and sign again.
+var ErrCheckpointStale = errors.New("the stream moved since the checkpoint was made")
+
+// AppendCheckpoint appends a signed checkpoint (package tlog) on circ.sys.checkpoint,
+// right after the last message it covers (cp.LastSeq): JetStream refuses it, with
+// ErrCheckpointStale, if anything else was appended first. So every checkpoint commits to
+// exactly the messages before it, which is what an auditor checks.
+func (l *Ledger) AppendCheckpoint(ctx context.Context, cp schemas.CheckpointSigned) (uint64, error) {
+	ev, err := l.event(Station{Kind: "system", ID: "checkpoint"}, schemas.TypeCheckpointSigned, CheckpointSubject, l.cfg.Now(), cp)
+	if err != nil {
+		return 0, err
+	}
+	ev.CommandID = uuid.NewSHA1(checkpointNamespace, fmt.Appendf(nil, "%d", cp.LastSeq)).String()
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := l.v.Event(raw); err != nil {
+		return 0, err
+	}
+	m := nats.NewMsg(CheckpointSubject)
+	m.Header.Set(hdrMsgID, ev.CommandID)
+	m.Header.Set("Nats-Expected-Last-Sequence", strconv.FormatUint(cp.LastSeq, 10))
+	m.Data = raw
+	ack, err := l.app.publish([]*nats.Msg{m})
+	if err != nil {
+		return 0, err
+	}
+	if ack.Error != nil {
+		if ack.Error.ErrCode == 10071 || ack.Error.ErrCode == 10164 { // JetStream: wrong last sequence
+			return 0, ErrCheckpointStale
+		}
+		return 0, fmt.Errorf("append checkpoint: %s", ack.Error.Description)
+	}
+	if ack.Duplicate {
+		return 0, nil
+	}
+	return ack.Seq, nil
 }
 
 // skipNamespace makes the id of a skip record's command deterministic per sequence, so a

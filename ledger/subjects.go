@@ -19,6 +19,9 @@ const (
 	// SkippedSubject carries projections.skipped records: an administrator's decision to
 	// let the projections pass over an event they cannot apply.
 	SkippedSubject = "circ.sys.skipped"
+	// CheckpointSubject carries checkpoint.signed: the signed Merkle root of the stream so
+	// far (package tlog).
+	CheckpointSubject = "circ.sys.checkpoint"
 
 	// StreamInfoAPI is JetStream's stream information request for CIRC: auditors may
 	// send it.

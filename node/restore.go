@@ -260,7 +260,7 @@ func restore(ctx context.Context, rc RestoreConfig) (Restored, error) {
 }
 
 // systemKeys is how many system keys every keystore holds.
-const systemKeys = 4
+const systemKeys = 5
 
 func streamSection(name string) (stream, part string, ok bool) {
 	for _, s := range []string{ledger.StreamName, access.StreamName} {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -44,7 +45,13 @@ type ServiceConfig struct {
 	// the fields above.
 	Forgetting expunger.Config
 
-	SIP2       SIP2Config      // the SIP2 gateway for self-check machines; off by default
+	SIP2 SIP2Config // the SIP2 gateway for self-check machines; off by default
+
+	// CheckpointInterval and CheckpointEvents say when a signed checkpoint of the stream
+	// is appended: after this long, or after this many events, whichever comes first
+	// (defaults DefaultCheckpointInterval and DefaultCheckpointEvents).
+	CheckpointInterval time.Duration
+	CheckpointEvents   int
 
 	// NoExpungeLoop leaves closed transactions waiting (tests stop the process between
 	// close and expunge with it). It is not a setting: there is no flag for it.
@@ -71,8 +78,13 @@ type Service struct {
 
 	sweepInterval time.Duration
 	now           func() time.Time
-	backups       *backup.Keyring // nil, with backupsErr saying why, when there is none
-	backupsErr    error
+	cfg           ServiceConfig
+	cp            *checkpointer
+	// checkpointEvery and checkpointEvents are when a checkpoint is due.
+	checkpointEvery  time.Duration
+	checkpointEvents int
+	backups          *backup.Keyring // nil, with backupsErr saying why, when there is none
+	backupsErr       error
 }
 
 func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
@@ -116,7 +128,12 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	s = &Service{Node: n, Ledger: led, Expunger: exp, runCtx: runCtx, cancel: cancel, sweepInterval: cfg.SweepInterval, now: cfg.Now}
+	s = &Service{Node: n, Ledger: led, Expunger: exp, runCtx: runCtx, cancel: cancel, sweepInterval: cfg.SweepInterval, now: cfg.Now, cfg: cfg,
+		checkpointEvery: cmp.Or(cfg.CheckpointInterval, DefaultCheckpointInterval), checkpointEvents: cmp.Or(cfg.CheckpointEvents, DefaultCheckpointEvents)}
+	if s.cp, err = newCheckpointer(s); err != nil {
+		s.Stop()
+		return nil, err
+	}
 	if err := s.startBackups(); err != nil {
 		s.Stop()
 		return nil, err
@@ -139,6 +156,9 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 		s.goRun("expunger", func() error { exp.Run(runCtx); return nil })
 	}
 	s.goRun("rules", func() error { led.RunRules(runCtx, cfg.RulesInterval); return nil })
+	if !n.Check.Damaged() {
+		s.goRun("checkpoints", func() error { s.cp.run(runCtx); return nil })
+	}
 	if !n.Check.Damaged() {
 		s.wg.Add(1)
 		go func() {
@@ -333,6 +353,15 @@ func (s *Service) Stop() error {
 		if err := s.Kiosks.Close(); err != nil {
 			s.setErr(fmt.Errorf("close kiosk API: %w", err))
 		}
+	}
+	// A last checkpoint, once nothing else appends: a stopped library's history is signed
+	// to its end.
+	if s.cp != nil && !s.Check.Damaged() && s.Proj.Stopped() == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if _, err := s.cp.checkpoint(ctx, true); err != nil {
+			s.cfg.Logger.Warn("final checkpoint", "err", err)
+		}
+		cancel()
 	}
 	s.cancel()
 	s.wg.Wait()

@@ -24,6 +24,7 @@ const (
 	TypeTransactionClosed   = "lethe.transaction.closed.v1"
 	TypeTransactionExpunged = "lethe.transaction.expunged.v1"
 	TypeProjectionSkipped   = "lethe.projection.skipped.v1"
+	TypeCheckpointSigned    = "lethe.checkpoint.signed.v1"
 )
 
 // eventType is one row of the table of event types: its wire name and the Go type of its
@@ -54,6 +55,7 @@ func eventTable() []eventType {
 		{TypeTransactionClosed, reflect.TypeFor[TransactionClosed]()},
 		{TypeTransactionExpunged, reflect.TypeFor[TransactionExpunged]()},
 		{TypeProjectionSkipped, reflect.TypeFor[ProjectionSkipped]()},
+		{TypeCheckpointSigned, reflect.TypeFor[CheckpointSigned]()},
 	}
 }
 
@@ -237,4 +239,17 @@ type ProjectionSkipped struct {
 	Seq    uint64 `json:"seq"`    // the sequence passed over
 	Reason string `json:"reason"` // why, in the administrator's words
 	Staff  string `json:"staff"`  // the administrator's account
+}
+
+// CheckpointSigned commits to the stream so far: the root of the Merkle tree (RFC 6962)
+// over the bytes of every message from FirstSeq to LastSeq (Size of them), signed by the
+// ledger's checkpoint key as a C2SP tlog-checkpoint note (package tlog). Key is the note
+// verifier key that signed it. On circ.sys.checkpoint; it carries no patron data.
+type CheckpointSigned struct {
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
+	Size     uint64 `json:"size"`
+	Root     []byte `json:"root"`
+	Note     string `json:"note"`
+	Key      string `json:"key"`
 }

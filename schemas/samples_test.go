@@ -51,6 +51,9 @@ func sampleEvents() map[string]any {
 		TypeCardReportedLost: &CardReportedLost{PatronID: samplePatron, CardHash: sampleHash},
 		TypePatronClosed:     &PatronClosed{PatronID: samplePatron},
 		TypePatronPINSet:     &PatronPINSet{PatronID: samplePatron, PIN: sealed("profile-"+samplePatron, 112)},
+		TypeCheckpointSigned: &CheckpointSigned{FirstSeq: 1, LastSeq: 41, Size: 41, Root: bytes.Repeat([]byte{0x3c}, 32),
+			Note: "lethe/circulation\n41\nPDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw=\n\n\u2014 lethe AAAAAAAA\n",
+			Key:  "lethe+1a2b3c4d+AZg3/8n0Qx1rXvUe7hPq3mDk2FtYc9LbWs6RjVoE4NiK"},
 		TypeItemCheckedOut: &ItemCheckedOut{
 			TxnID: sampleTxn, Barcode: sampleBarcode, Patron: sealed("txn-"+sampleTxn, 52),
 			Branch: "kalispell", Station: "kiosk-2", Due: due,
@@ -89,6 +92,8 @@ func subjectOf(typ string) string {
 		return "circ.sys.expunged"
 	case TypeProjectionSkipped:
 		return "circ.sys.skipped"
+	case TypeCheckpointSigned:
+		return "circ.sys.checkpoint"
 	}
 	return "circ.item." + sampleBarcode
 }
@@ -122,6 +127,8 @@ func newEventData(typ string) any {
 		return new(PatronClosed)
 	case TypePatronPINSet:
 		return new(PatronPINSet)
+	case TypeCheckpointSigned:
+		return new(CheckpointSigned)
 	case TypeItemCheckedOut:
 		return new(ItemCheckedOut)
 	case TypeItemRenewed:

@@ -402,6 +402,10 @@ func patternHint(pattern string) string {
 		return "64 lowercase hex digits"
 	case "^[0-9]{4,16}$":
 		return "4 to 16 digits"
+	case "^[A-Za-z0-9+/]{43}=$":
+		return "32 bytes in standard base64"
+	case "^lethe\\+[0-9a-f]{8}\\+[A-Za-z0-9+/]{44}$":
+		return "a note verifier key: lethe+<8 hex digits>+<base64>"
 	case "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$":
 		return "YYYY-MM-DD"
 	case "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$":

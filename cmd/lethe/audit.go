@@ -19,50 +19,64 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-func cmdAuditReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	f := newFlags("audit replay", getenv, stderr)
+// auditStream declares the flags that say where an auditor reads the stream, and returns
+// a function that connects: to a running server with an auditor's credentials, or to a
+// stopped server's data directory.
+func auditStream(f flags, getenv func(string) string, stderr io.Writer) func(ctx context.Context) (*nats.Conn, func(), error) {
 	url := f.str("nats-url", localURL(getenv, "LETHE_NATS_LISTEN", "nats", "LETHE_NATS_TLS_CERT", "tls", "nats://127.0.0.1:4222"),
 		"NATS server holding the stream (read-only access is enough); by default the one LETHE_NATS_LISTEN gives lethe serve")
 	data := f.String("data", "", "read the stream from a stopped server's data directory instead of --nats-url")
 	creds := f.str("nats-creds", "", "the auditor's NATS credentials file (from 'lethe auditors add')")
-	format := f.String("format", "auto", "json (JSON lines), table, or auto (table on a terminal)")
-	if err := f.parse(args); err != nil {
-		return err
-	}
-	var nc *nats.Conn
-	var err error
-	if *data != "" {
-		ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: filepath.Join(*data, "nats"), DontListen: true, NoSigs: true, NoLog: true})
-		if err != nil {
-			return err
+	return func(ctx context.Context) (*nats.Conn, func(), error) {
+		if *data != "" {
+			ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: filepath.Join(*data, "nats"), DontListen: true, NoSigs: true, NoLog: true})
+			if err != nil {
+				return nil, nil, err
+			}
+			ns.Start()
+			if !ns.ReadyForConnections(30 * time.Second) {
+				ns.Shutdown()
+				return nil, nil, errors.New("NATS on the data directory did not start")
+			}
+			nc, err := nats.Connect("", nats.InProcessServer(ns))
+			if err != nil {
+				ns.Shutdown()
+				return nil, nil, err
+			}
+			return nc, func() { nc.Close(); ns.Shutdown() }, nil
 		}
-		ns.Start()
-		defer ns.Shutdown()
-		if !ns.ReadyForConnections(30 * time.Second) {
-			return errors.New("NATS on the data directory did not start")
-		}
-		nc, err = nats.Connect("", nats.InProcessServer(ns))
-		if err != nil {
-			return err
-		}
-	} else {
 		opts := []nats.Option{nats.Name("lethe-audit")}
 		if *creds != "" {
 			o, err := node.CredentialsOption(*creds)
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
 			opts = append(opts, o)
 		}
-		err = untilStarted(ctx, stderr, *url, func() (err error) {
+		var nc *nats.Conn
+		err := untilStarted(ctx, stderr, *url, func() (err error) {
 			nc, err = nats.Connect(*url, opts...)
 			return err
 		}, natsStarting)
 		if err != nil {
-			return fmt.Errorf("connect to NATS: %w", err)
+			return nil, nil, fmt.Errorf("connect to NATS: %w", err)
 		}
+		return nc, nc.Close, nil
 	}
-	defer nc.Close()
+}
+
+func cmdAuditReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	f := newFlags("audit replay", getenv, stderr)
+	connect := auditStream(f, getenv, stderr)
+	format := f.String("format", "auto", "json (JSON lines), table, or auto (table on a terminal)")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	nc, done, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
 	v, err := schemas.NewValidator()
 	if err != nil {
 		return err

@@ -228,6 +228,10 @@ func retryCases(h *lethetest.Harness) []retryCase {
 		{name: schemas.CmdClosePatron, body: body{"patron_id": closing}, variants: map[string]body{
 			"another patron_id": {"patron_id": staying},
 		}},
+		{name: schemas.CmdSetPIN, body: body{"patron_id": staying, "pin": "482913"}, variants: map[string]body{
+			"another patron_id": {"patron_id": newcomer, "pin": "482913"},
+			"another pin":       {"patron_id": staying, "pin": "482914"},
+		}},
 	}
 }
 

@@ -44,6 +44,8 @@ func serviceFlags(f flags, dataDefault, sweepDefault, natsListenDefault string) 
 	minFree := f.str("min-free-disk", "256MiB", "refuse new work while the data directory's disk has less free, and refuse to start below it (0: no check)")
 	maxConnsIP := f.str("http-max-conns-per-ip", strconv.Itoa(desk.DefaultMaxConnsPerIP), "most staff HTTP connections open at once from one address (IPv6: one /64); behind a reverse proxy, raise it to --http-max-conns")
 	keyring, retention := backupFlags(f)
+	cpEvery := f.str("checkpoint-interval", node.DefaultCheckpointInterval.String(), "append a signed checkpoint of the stream at least this often (when anything came)")
+	cpEvents := f.str("checkpoint-events", strconv.Itoa(node.DefaultCheckpointEvents), "or after this many events, whichever comes first")
 	sip2Cfg := sip2Flags(f)
 	return func() (node.ServiceConfig, error) {
 		var cfg node.ServiceConfig
@@ -105,6 +107,12 @@ func serviceFlags(f flags, dataDefault, sweepDefault, natsListenDefault string) 
 		}
 		cfg.Data, cfg.NATSURL, cfg.NATSListen, cfg.HTTP, cfg.Sync = *data, *natsURL, *listen, *httpAddr, *sync
 		cfg.MasterKeyFile, cfg.MasterKey = *masterFile, f.getenv("LETHE_MASTER_KEY")
+		if cfg.CheckpointInterval, err = time.ParseDuration(*cpEvery); err != nil || cfg.CheckpointInterval <= 0 {
+			return cfg, errors.New("--checkpoint-interval must be a positive duration")
+		}
+		if cfg.CheckpointEvents, err = strconv.Atoi(*cpEvents); err != nil || cfg.CheckpointEvents < 1 {
+			return cfg, errors.New("--checkpoint-events must be a positive number")
+		}
 		cfg.BackupKeyring = *keyring
 		if cfg.BackupRetention, err = time.ParseDuration(*retention); err != nil || cfg.BackupRetention <= 0 {
 			return cfg, errors.New("--backup-retention must be a positive duration such as 168h")
@@ -155,7 +163,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	cfg.Logger.Info("lethe ready", "http", s.HTTPURL, "nats", s.NATSURL(), "data", cfg.Data)
+	cfg.Logger.Info("lethe ready", "http", s.HTTPURL, "nats", s.NATSURL(), "data", cfg.Data, "checkpoint_key", s.VerifierKey())
 	select {
 	case <-ctx.Done():
 		cfg.Logger.Info("shutting down")

@@ -72,6 +72,9 @@ func New(t testing.TB, opts ...Option) *Harness {
 		// Tests send commands from one kiosk as fast as they are answered; the tests of the
 		// rate limit set it themselves.
 		Kiosks: kiosk.Config{Rate: -1},
+		// Checkpoints only when a test asks (h.S.Checkpoint): one appended in the
+		// background would move the stream under tests that check it did not move.
+		CheckpointInterval: 1000 * time.Hour, CheckpointEvents: 1 << 40,
 	}
 	for _, o := range opts {
 		o(&h.Cfg)

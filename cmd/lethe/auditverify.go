@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/imagineif/lethe/audit"
+	"github.com/imagineif/lethe/keystore"
+	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/progress"
+	"github.com/imagineif/lethe/schemas"
+	"github.com/imagineif/lethe/tlog"
+	"github.com/nats-io/nats.go"
+)
+
+// exportLine is one message of an export: what an auditor verifies elsewhere.
+type exportLine struct {
+	Seq     uint64          `json:"seq"`
+	Subject string          `json:"subject"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// maxExportLine bounds one line of an export file: an event is at most 64 KiB.
+const maxExportLine = 1 << 20
+
+// readExport reads an export file (JSON lines) and calls fn for each message.
+func readExport(path string, fn func(ledger.Msg) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), maxExportLine)
+	line := 0
+	for sc.Scan() {
+		line++
+		var l exportLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || l.Seq == 0 {
+			return fmt.Errorf("%s line %d: not a message of a Lethe export", path, line)
+		}
+		if err := fn(ledger.Msg{Seq: l.Seq, Subject: l.Subject, Data: l.Data}); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s line %d: %w", path, line+1, err)
+	}
+	return nil
+}
+
+// streamLast is the stream's last sequence, for a progress bar.
+func streamLast(ctx context.Context, nc *nats.Conn) uint64 {
+	m, err := nc.RequestWithContext(ctx, ledger.StreamInfoAPI, nil)
+	if err != nil {
+		return 0
+	}
+	var info struct {
+		State struct {
+			LastSeq uint64 `json:"last_seq"`
+		} `json:"state"`
+	}
+	if json.Unmarshal(m.Data, &info) != nil {
+		return 0
+	}
+	return info.State.LastSeq
+}
+
+// cmdAuditVerify checks the whole history without keys: see audit.Verifier.
+func cmdAuditVerify(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	f := newFlags("audit verify", getenv, stderr)
+	connect := auditStream(f, getenv, stderr)
+	file := f.String("file", "", "verify an export (lethe audit export) instead of a stream")
+	key := f.str("key", "", "the checkpoint key the library published (lethe audit pubkey); without it the key on the stream is trusted, and the report says so")
+	published := f.String("checkpoint", "", "a signed checkpoint the library published earlier: the history must extend it")
+	window := f.String("window", "60s", "how long a closed transaction's key may live")
+	asJSON := f.Bool("json", false, "print the report as JSON")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	w, err := time.ParseDuration(*window)
+	if err != nil || w <= 0 {
+		return &exitError{2, errors.New("--window must be a positive duration")}
+	}
+	opts := audit.VerifyOptions{Key: *key, Window: w}
+	if *published != "" {
+		if opts.Checkpoint, err = os.ReadFile(*published); err != nil {
+			return &exitError{2, fmt.Errorf("--checkpoint: %w", err)}
+		}
+	}
+	v, err := schemas.NewValidator()
+	if err != nil {
+		return err
+	}
+	vf := audit.NewVerifier(v, opts)
+	if *file != "" {
+		err = readExport(*file, func(m ledger.Msg) error { vf.Add(m); return nil })
+	} else {
+		nc, done, cerr := connect(ctx)
+		if cerr != nil {
+			return cerr
+		}
+		defer done()
+		opts.End = time.Now()
+		bar := progress.NewBar(stderr, "verifying", int64(streamLast(ctx, nc)))
+		err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
+			vf.Add(m)
+			bar.Add(1)
+			return nil
+		})
+		bar.Stop()
+	}
+	if err != nil {
+		return err
+	}
+	r := vf.Finish()
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	} else {
+		printReport(stdout, r)
+	}
+	if !r.OK {
+		return &exitError{1, errors.New(r.Verdict())}
+	}
+	return nil
+}
+
+func printReport(w io.Writer, r audit.Report) {
+	fmt.Fprintf(w, "events            %d (sequences %d to %d)\n", r.Events, r.FirstSeq, r.LastSeq)
+	key := r.Key + " (pinned)"
+	if !r.KeyPinned {
+		key = r.Key + " (taken from the stream: pin it with --key)"
+	}
+	fmt.Fprintf(w, "checkpoints       %d, signed to sequence %d; unsigned tail: %d events\n", r.Checkpoints, r.SignedTo, r.UnsignedTail)
+	fmt.Fprintf(w, "checkpoint key    %s\n", key)
+	fmt.Fprintf(w, "transactions      %d closed, %d expunged, %d pending within the window\n", r.Closed, r.Expunged, r.Pending)
+	fmt.Fprintf(w, "expunge lag       p50 %s, p99 %s, max %s (window %s)\n", time.Duration(r.LagP50), time.Duration(r.LagP99), time.Duration(r.LagMax), time.Duration(r.Window))
+	for _, p := range r.Problems {
+		if p.Seq > 0 {
+			fmt.Fprintf(w, "PROBLEM %-13s at %d: %s\n", p.Check, p.Seq, p.Detail)
+		} else {
+			fmt.Fprintf(w, "PROBLEM %-13s %s\n", p.Check, p.Detail)
+		}
+	}
+	fmt.Fprintln(w, r.Verdict())
+}
+
+// cmdAuditExport writes the history as JSON lines, for verify --file and for the tools
+// auditors use (DuckDB, pandas, R read JSON lines).
+func cmdAuditExport(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	f := newFlags("audit export", getenv, stderr)
+	connect := auditStream(f, getenv, stderr)
+	out := f.String("out", "", "the file to write (JSON lines); '-' for standard output")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return &exitError{2, errors.New("--out is required")}
+	}
+	nc, done, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	var dst io.Writer = stdout
+	var file *os.File
+	if *out != "-" {
+		if file, err = os.Create(*out); err != nil {
+			return err
+		}
+		defer file.Close()
+		dst = file
+	}
+	bw := bufio.NewWriterSize(dst, 256<<10)
+	enc := json.NewEncoder(bw)
+	n := 0
+	bar := progress.NewBar(stderr, "exporting", int64(streamLast(ctx, nc)))
+	err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
+		n++
+		bar.Add(1)
+		return enc.Encode(exportLine{Seq: m.Seq, Subject: m.Subject, Data: m.Data})
+	})
+	bar.Stop()
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil && file != nil {
+		err = file.Sync()
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "exported %d events\n", n)
+	return nil
+}
+
+// cmdAuditPubkey prints the checkpoint verifier key from the keystore (server stopped):
+// what the library publishes for auditors to pin.
+func cmdAuditPubkey(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	f := newFlags("audit pubkey", getenv, stderr)
+	data := f.str("data", "./lethe-data", "data directory of a stopped server")
+	masterFile := f.str("master-key-file", "", "master key file; default <data>/master.key")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	path := *masterFile
+	if path == "" && getenv("LETHE_MASTER_KEY") == "" {
+		path = filepath.Join(*data, "master.key")
+	}
+	m, err := keystore.LoadMaster(path, getenv("LETHE_MASTER_KEY"))
+	if err != nil {
+		return fmt.Errorf("master key: %w", err)
+	}
+	ks, err := keystore.Open(filepath.Join(*data, "keystore"), m, nil)
+	if err != nil {
+		return err
+	}
+	defer ks.Close()
+	seed := ks.CheckpointSeed()
+	s, err := tlog.NewSigner(seed)
+	clear(seed)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, s.VerifierKey())
+	return ctx.Err()
+}

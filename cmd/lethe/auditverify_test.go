@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/imagineif/lethe/identity"
+	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/internal/testkit"
+	"github.com/imagineif/lethe/schemas"
+	"github.com/imagineif/lethe/tlog"
+)
+
+// auditHistory makes a small history with a checkpoint in the middle: loans opened,
+// returned and expunged before it, and one more loan returned and expunged after it (the
+// unsigned tail). It returns the harness, the auditor's credentials and the checkpoint.
+func auditHistory(t *testing.T) (*lethetest.Harness, string, schemas.CheckpointSigned) {
+	t.Helper()
+	h := lethetest.New(t, lethetest.WithNATSListen())
+	ctx := testkit.Context(t)
+	h.Register("21000000000761", "Vera Verify", "1970-07-07")
+	h.Register("21000000000762", "Otto Other", "1971-08-08")
+	for _, b := range []string{"V1", "V2", "V3"} {
+		h.Catalog(b, 100)
+	}
+	h.MustCheckout("21000000000761", "V1")
+	h.MustCheckout("21000000000762", "V2")
+	h.Checkin("V1")
+	h.ExpungeAll()
+	seq, err := h.S.Checkpoint(ctx)
+	if err != nil || seq == 0 {
+		t.Fatalf("checkpoint: %d, %v", seq, err)
+	}
+	var cp schemas.CheckpointSigned
+	for _, ev := range h.Events() {
+		if ev.Type == schemas.TypeCheckpointSigned {
+			if err := json.Unmarshal(ev.Data, &cp); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	h.MustCheckout("21000000000761", "V3")
+	h.Checkin("V3")
+	h.ExpungeAll()
+	return h, h.IdentityFile(identity.Auditor, "", "ann"), cp
+}
+
+// auditRun runs lethe with args and returns stdout, stderr and the error.
+func auditRun(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut testkit.SyncBuffer
+	err := run(context.Background(), args, func(string) string { return "" }, nil, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+// TestAuditVerify: the history of a running server verifies through an auditor's
+// credentials and as an export; then every kind of tampering with the export is found:
+// an event removed, inserted, reordered or edited, a checkpoint forged with another key,
+// personal data in a field, a key that outlived its window, and a history that does not
+// extend a checkpoint published earlier (a stream deleted and made again).
+func TestAuditVerify(t *testing.T) {
+	t.Parallel()
+	h, creds, cp := auditHistory(t)
+	key := h.S.VerifierKey()
+	if cp.Key != key || cp.LastSeq == 0 {
+		t.Fatalf("checkpoint = %+v, want one signed with %s", cp, key)
+	}
+	out, errOut, err := auditRun(t, "audit", "verify", "--nats-url", h.S.NATSURL(), "--nats-creds", creds, "--key", key)
+	if err != nil || !strings.Contains(out, "VERIFIED") {
+		t.Fatalf("verify a running server: %v\n%s%s", err, out, errOut)
+	}
+	if !strings.Contains(out, "unsigned tail: ") || !strings.Contains(out, "(pinned)") {
+		t.Errorf("the report misses the unsigned tail or the pinned key:\n%s", out)
+	}
+	dir := t.TempDir()
+	export := filepath.Join(dir, "history.jsonl")
+	if _, errOut, err := auditRun(t, "audit", "export", "--nats-url", h.S.NATSURL(), "--nats-creds", creds, "--out", export); err != nil {
+		t.Fatalf("export: %v\n%s", err, errOut)
+	}
+	published := filepath.Join(dir, "checkpoint.note")
+	os.WriteFile(published, []byte(cp.Note), 0o600)
+	verify := func(lines []string, extra ...string) (string, error) {
+		t.Helper()
+		f := filepath.Join(t.TempDir(), "x.jsonl")
+		os.WriteFile(f, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+		out, _, err := auditRun(t, append([]string{"audit", "verify", "--file", f, "--key", key, "--checkpoint", published}, extra...)...)
+		return out, err
+	}
+	raw, _ := os.ReadFile(export)
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	if out, err := verify(lines); err != nil {
+		t.Fatalf("the export does not verify: %v\n%s", err, out)
+	}
+	// JSON report.
+	if out, err := verify(lines, "--json"); err != nil || !json.Valid([]byte(out)) || !strings.Contains(out, `"ok": true`) {
+		t.Errorf("--json: %v\n%s", err, out)
+	}
+
+	at := int(cp.LastSeq) - 2 // an event the checkpoint covers
+	edit := func(i int, from, to string) []string {
+		t.Helper()
+		c := append([]string(nil), lines...)
+		if !strings.Contains(c[i], from) {
+			t.Fatalf("line %d has no %q: %s", i, from, c[i])
+		}
+		c[i] = strings.Replace(c[i], from, to, 1)
+		return c
+	}
+	var cpLine int
+	for i, l := range lines {
+		if strings.Contains(l, schemas.TypeCheckpointSigned) {
+			cpLine = i
+		}
+	}
+	other, _ := tlog.NewSigner(bytes.Repeat([]byte{42}, 32))
+	forgedNote, _ := other.Sign(cp.Size, cp.Root)
+	forged := append([]string(nil), lines...)
+	forged[cpLine] = strings.Replace(strings.Replace(forged[cpLine], jsonString(cp.Note), jsonString(string(forgedNote)), 1), cp.Key, other.VerifierKey(), 1)
+
+	// The last event: the tail's transaction.expunged.
+	last := len(lines) - 1
+	var expunged struct {
+		Data schemas.Event `json:"data"`
+	}
+	json.Unmarshal([]byte(lines[last]), &expunged)
+	if expunged.Data.Type != schemas.TypeTransactionExpunged {
+		t.Fatalf("the last event is %s, want the tail's expunge", expunged.Data.Type)
+	}
+	late := edit(last, `"key_destroyed_at":"`, `"key_destroyed_at":"2099-`)
+	late[last] = fixYear(late[last])
+
+	cases := []struct {
+		name  string
+		lines []string
+		want  []string // in the report
+	}{
+		{"removed", append(append([]string(nil), lines[:at]...), lines[at+1:]...), []string{"completeness", "is missing", "integrity"}},
+		{"inserted", append(append(append([]string(nil), lines[:at]...), lines[at]), lines[at:]...), []string{"completeness", "out of order or repeated"}},
+		{"reordered", swap(lines, at-1, at), []string{"completeness", "integrity"}},
+		{"edited", edit(at, `"lethe/`, `"lethe/x`), []string{"integrity", "root differs"}},
+		{"forged checkpoint", forged, []string{"integrity", "signed with key"}},
+		{"personal data", editWhere(t, lines, `"title":"Title V2`, `"title":"Title V2 ann@example.org`), []string{"personal data", "e-mail address at /title"}},
+		{"late expunge", late, []string{"forgetting", "beyond the window"}},
+		{"cut short", lines[:cpLine-1], []string{"fewer than the published checkpoint"}},
+	}
+	for _, c := range cases {
+		out, err := verify(c.lines)
+		if err == nil || exitCode(err) != 1 {
+			t.Errorf("%s: verify = %v, want exit 1\n%s", c.name, err, out)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: the report does not say %q:\n%s", c.name, w, out)
+			}
+		}
+		if !strings.Contains(out, "FAILED") {
+			t.Errorf("%s: no FAILED verdict:\n%s", c.name, out)
+		}
+	}
+
+	// A stream deleted and made again: another library's history does not extend the
+	// checkpoint this one published.
+	h2, creds2, _ := auditHistory(t)
+	if out, _, err := auditRun(t, "audit", "verify", "--nats-url", h2.S.NATSURL(), "--nats-creds", creds2, "--key", key, "--checkpoint", published); exitCode(err) != 1 ||
+		!strings.Contains(out, "does not extend the published checkpoint") && !strings.Contains(out, "signed with key") {
+		t.Errorf("another history against this one's checkpoint: %v\n%s", err, out)
+	}
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return strings.Trim(string(b), `"`)
+}
+
+func swap(lines []string, i, j int) []string {
+	c := append([]string(nil), lines...)
+	c[i], c[j] = c[j], c[i]
+	return c
+}
+
+// fixYear turns the "2099-2026-…" a blunt edit made back into a valid time in 2099.
+func fixYear(line string) string {
+	i := strings.Index(line, `"key_destroyed_at":"2099-`)
+	j := i + len(`"key_destroyed_at":"2099-`)
+	return line[:j-5] + "2099" + line[j+4:]
+}
+
+// editWhere replaces from with to in the one line that holds from.
+func editWhere(t *testing.T, lines []string, from, to string) []string {
+	t.Helper()
+	c := append([]string(nil), lines...)
+	for i, l := range c {
+		if strings.Contains(l, from) {
+			c[i] = strings.Replace(l, from, to, 1)
+			return c
+		}
+	}
+	t.Fatalf("no line holds %q", from)
+	return nil
+}
+
+// TestAuditVerifyDamagedFiles damages the stream's file of a stopped server (cut short,
+// or bytes flipped in the middle) and verifies its data directory: each is found.
+func TestAuditVerifyDamagedFiles(t *testing.T) {
+	t.Parallel()
+	for _, damage := range []string{"truncate", "flip"} {
+		t.Run(damage, func(t *testing.T) {
+			t.Parallel()
+			h, _, cp := auditHistory(t)
+			key := h.S.VerifierKey()
+			published := filepath.Join(t.TempDir(), "checkpoint.note")
+			os.WriteFile(published, []byte(cp.Note), 0o600)
+			data := h.Cfg.Data
+			if err := h.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			if out, _, err := auditRun(t, "audit", "verify", "--data", data, "--key", key, "--checkpoint", published); err != nil {
+				t.Fatalf("the undamaged directory: %v\n%s", err, out)
+			}
+			blks, _ := filepath.Glob(filepath.Join(data, "nats", "jetstream", "*", "streams", "CIRC", "msgs", "*.blk"))
+			if len(blks) == 0 {
+				t.Fatal("no block file of CIRC")
+			}
+			b, err := os.ReadFile(blks[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch damage {
+			case "truncate":
+				b = b[:len(b)/2]
+			case "flip":
+				for i := len(b) / 3; i < len(b)/3+4; i++ {
+					b[i] ^= 0xff
+				}
+			}
+			if err := os.WriteFile(blks[0], b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, errOut, err := auditRun(t, "audit", "verify", "--data", data, "--key", key, "--checkpoint", published)
+			if exitCode(err) != 1 || !strings.Contains(out, "FAILED") {
+				t.Errorf("verify after %s: %v\n%s%s", damage, err, out, errOut)
+			}
+			t.Logf("%s:\n%s", damage, out)
+		})
+	}
+}
