@@ -208,7 +208,7 @@ func TestSessionEveryMessage(t *testing.T) {
 			fmt.Fprintf(c.log, "> %s (its AZ here is of this text; the real one differs)\n< %s\n", hidden, c.last)
 
 			r = parse(t, c.send("9900302.00"))
-			r.want(t, "98", map[int]string{0: "YYYY", 4: "N", 5: "Y", 6: "030003", 30: "2.00"})
+			r.want(t, "98", map[int]string{0: "YYYY", 4: "N", 5: "Y", 6: "300003", 30: "2.00"})
 			if bx := r.get("BX"); bx != "YYYNYYYYYYYNNNYY" {
 				t.Errorf("BX = %q, want the messages answered", bx)
 			}

@@ -514,8 +514,10 @@ func (s *Server) status(m Message, online bool) Message {
 		on = "Y"
 	}
 	// On-line, checkin ok, checkout ok, renewal policy, no status update, off-line
-	// transactions accepted (their dates are honoured), timeout 3 s, 3 retries.
-	fixed := on + on + on + on + "N" + "Y" + "030" + "003" + FormatDate(s.cfg.Now()) + "2.00"
+	// transactions accepted (return dates are honoured), 3 retries. The timeout, in tenths
+	// of a second, is the ledger's own bound on a command (30 s): a machine that gives up
+	// sooner sends the message again, which is answered, not applied twice.
+	fixed := on + on + on + on + "N" + "Y" + "300" + "003" + FormatDate(s.cfg.Now()) + "2.00"
 	fields := []Field{{"AO", s.cfg.Institution}, {"AM", s.cfg.Institution}, {"BX", s.supported()}}
 	if !online {
 		fields = append(fields, Field{"AF", "log in first (93)"})
