@@ -236,3 +236,42 @@ func cmdAuditPubkey(ctx context.Context, args []string, getenv func(string) stri
 	fmt.Fprintln(stdout, s.VerifierKey())
 	return ctx.Err()
 }
+
+// cmdAuditCheckpoint prints the latest signed checkpoint on the stream: what a library
+// publishes elsewhere (a web page, a mailing list), so that it cannot later show auditors
+// a history that does not extend it.
+func cmdAuditCheckpoint(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	f := newFlags("audit checkpoint", getenv, stderr)
+	connect := auditStream(f, getenv, stderr)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	nc, done, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	v, err := schemas.NewValidator()
+	if err != nil {
+		return err
+	}
+	var latest *schemas.CheckpointSigned
+	err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{Subjects: []string{ledger.CheckpointSubject}}, func(m ledger.Msg) error {
+		_, data, err := v.EventData(m.Data)
+		if err != nil {
+			return fmt.Errorf("sequence %d: %w", m.Seq, err)
+		}
+		if cp, ok := data.(schemas.CheckpointSigned); ok {
+			latest = &cp
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if latest == nil {
+		return errors.New("the stream holds no checkpoint yet")
+	}
+	_, err = io.WriteString(stdout, latest.Note)
+	return err
+}

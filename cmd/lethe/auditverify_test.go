@@ -77,6 +77,10 @@ func TestAuditVerify(t *testing.T) {
 	if !strings.Contains(out, "unsigned tail: ") || !strings.Contains(out, "(pinned)") {
 		t.Errorf("the report misses the unsigned tail or the pinned key:\n%s", out)
 	}
+	// The latest checkpoint, as the library publishes it.
+	if out, _, err := auditRun(t, "audit", "checkpoint", "--nats-url", h.S.NATSURL(), "--nats-creds", creds); err != nil || out != cp.Note {
+		t.Errorf("audit checkpoint = %q, %v; want the checkpoint's note %q", out, err, cp.Note)
+	}
 	dir := t.TempDir()
 	export := filepath.Join(dir, "history.jsonl")
 	if _, errOut, err := auditRun(t, "audit", "export", "--nats-url", h.S.NATSURL(), "--nats-creds", creds, "--out", export); err != nil {
@@ -219,6 +223,9 @@ func TestAuditVerifyDamagedFiles(t *testing.T) {
 			data := h.Cfg.Data
 			if err := h.Stop(); err != nil {
 				t.Fatal(err)
+			}
+			if out, _, err := auditRun(t, "audit", "pubkey", "--data", data); err != nil || strings.TrimSpace(out) != key {
+				t.Errorf("audit pubkey = %q, %v; want %s", out, err, key)
 			}
 			if out, _, err := auditRun(t, "audit", "verify", "--data", data, "--key", key, "--checkpoint", published); err != nil {
 				t.Fatalf("the undamaged directory: %v\n%s", err, out)

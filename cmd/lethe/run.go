@@ -20,6 +20,10 @@ commands:
   serve                 run the ledger: embedded NATS JetStream, projections, expunger, HTTP API
   demo                  a simulated library day in a fresh data directory, with a live summary
   audit replay          print the stream as an auditor sees it (no keys needed)
+  audit verify          check the history: complete, signed, schemas, no personal data, forgetting kept
+  audit export          write the history as JSON lines (--out FILE), for verify --file and analysis
+  audit pubkey          print the key that signs checkpoints, for auditors to pin (server stopped)
+  audit checkpoint      print the latest signed checkpoint, for the library to publish
   items import FILE     catalog items from a CSV file (barcode,title,collection,branch,replacement_cents)
   do COMMAND [JSON]     send one staff command to a running server (JSON from the argument or stdin)
   access-log            print the access record of a running server (administrators)
@@ -78,10 +82,19 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 	case "demo":
 		return cmdDemo(ctx, rest, getenv, stdout, stderr)
 	case "audit":
-		if len(rest) == 0 || rest[0] != "replay" {
-			return &exitError{2, errors.New("usage: lethe audit replay [flags]")}
+		switch {
+		case len(rest) > 0 && rest[0] == "replay":
+			return cmdAuditReplay(ctx, rest[1:], getenv, stdout, stderr)
+		case len(rest) > 0 && rest[0] == "verify":
+			return cmdAuditVerify(ctx, rest[1:], getenv, stdout, stderr)
+		case len(rest) > 0 && rest[0] == "export":
+			return cmdAuditExport(ctx, rest[1:], getenv, stdout, stderr)
+		case len(rest) > 0 && rest[0] == "pubkey":
+			return cmdAuditPubkey(ctx, rest[1:], getenv, stdout, stderr)
+		case len(rest) > 0 && rest[0] == "checkpoint":
+			return cmdAuditCheckpoint(ctx, rest[1:], getenv, stdout, stderr)
 		}
-		return cmdAuditReplay(ctx, rest[1:], getenv, stdout, stderr)
+		return &exitError{2, errors.New("usage: lethe audit replay|verify|export|pubkey|checkpoint [flags]")}
 	case "items":
 		if len(rest) == 0 || rest[0] != "import" {
 			return &exitError{2, errors.New("usage: lethe items import [flags] FILE.csv")}
