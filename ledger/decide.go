@@ -92,6 +92,19 @@ func (l view) expectOn(subject string) (Expect, error) {
 func (l *Ledger) checkOut(at Station, c schemas.CheckOut) decider {
 	return func(l view) (plan, error) {
 		now := l.cfg.Now()
+		// out is when the loan begins: now, or for an offline kiosk's late checkout the
+		// time the item really went out. The rules that refuse a checkout (limit, block)
+		// are the patron's standing now.
+		out := now
+		if c.CheckedOutAt != nil {
+			out = *c.CheckedOutAt
+			if out.After(now) {
+				return plan{}, schemas.Errorf(schemas.CodeInvalid, "checked_out_at is in the future")
+			}
+			if now.Sub(out) > l.cfg.Rules.LoanPeriod() {
+				return plan{}, schemas.Errorf(schemas.CodeInvalid, "checked_out_at is older than a loan period")
+			}
+		}
 		p, err := l.cardPatron(c.Card)
 		if err != nil {
 			return plan{}, err
@@ -122,10 +135,10 @@ func (l *Ledger) checkOut(at Station, c schemas.CheckOut) decider {
 		}
 		txnID := newID()
 		seal := func(key []byte) ([]schemas.Event, error) {
-			ev, err := l.sealedEvent(at, schemas.TypeItemCheckedOut, subject, now, key, p.ID, txnID, func(sealed schemas.Sealed) any {
+			ev, err := l.sealedEvent(at, schemas.TypeItemCheckedOut, subject, out, key, p.ID, txnID, func(sealed schemas.Sealed) any {
 				return schemas.ItemCheckedOut{
 					TxnID: txnID, Barcode: c.Barcode, Patron: sealed,
-					Branch: at.Branch, Station: at.ID, Due: now.Add(l.cfg.Rules.LoanPeriod()),
+					Branch: at.Branch, Station: at.ID, Due: out.Add(l.cfg.Rules.LoanPeriod()),
 				}
 			})
 			return []schemas.Event{ev}, err

@@ -223,14 +223,15 @@ func (l *Ledger) holdsCard(card, patronID string) error {
 	return err
 }
 
-// sameCheckOut: the barcode; the card, through its account, against the patron sealed in
-// item.checked_out while the loan's key exists.
+// sameCheckOut: the barcode; checked_out_at against the time of item.checked_out; the
+// card, through its account, against the patron sealed in item.checked_out while the
+// loan's key exists.
 func sameCheckOut(l *Ledger, c schemas.CheckOut, evs []appended) error {
 	d, err := dataOf[schemas.ItemCheckedOut](evs[0])
 	if err != nil {
 		return err
 	}
-	if d.Barcode != c.Barcode {
+	if d.Barcode != c.Barcode || c.CheckedOutAt != nil && !c.CheckedOutAt.Equal(evs[0].Time) {
 		return errReused
 	}
 	patronID, err := seal.OpenPatron(l.keys, evs[0].ID, d.Patron)

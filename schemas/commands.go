@@ -40,11 +40,14 @@ func Commands() []string {
 }
 
 // CheckOut lends an item to the holder of a card. CommandID is a UUID chosen by the kiosk;
-// a retry with the same id is answered, not applied twice.
+// a retry with the same id is answered, not applied twice. CheckedOutAt is set by a kiosk
+// that was offline and is sending checkouts late, with the time the item really went
+// out; it may not be in the future, nor older than a loan period.
 type CheckOut struct {
-	CommandID string `json:"command_id"`
-	Card      string `json:"card"`
-	Barcode   string `json:"barcode"`
+	CommandID    string     `json:"command_id"`
+	Card         string     `json:"card"`
+	Barcode      string     `json:"barcode"`
+	CheckedOutAt *time.Time `json:"checked_out_at,omitempty"`
 }
 
 // Return checks an item in. ReturnedAt is set by a kiosk that was offline and is sending

@@ -204,7 +204,7 @@ func sampleProfile() Profile {
 func sampleCommands() map[string]any {
 	returned := sampleTime.Add(-90 * time.Minute)
 	return map[string]any{
-		CmdCheckOut:    &CheckOut{CommandID: sampleCmdID, Card: markerCard, Barcode: sampleBarcode},
+		CmdCheckOut:    &CheckOut{CommandID: sampleCmdID, Card: markerCard, Barcode: sampleBarcode, CheckedOutAt: &returned},
 		CmdReturn:      &Return{CommandID: sampleCmdID, Barcode: sampleBarcode, ReturnedAt: &returned},
 		CmdRenew:       &Renew{CommandID: sampleCmdID, Card: markerCard, Barcode: sampleBarcode},
 		CmdPatronInfo:  &PatronInfo{Card: markerCard},

@@ -228,7 +228,7 @@ func invalidCommands(t testing.TB) []invalidCase {
 		m := toMap(t, base)
 		// A missing required property.
 		for _, p := range slices.Sorted(maps.Keys(m)) {
-			if p == "returned_at" || p == "amount_cents" && name == CmdMarkDamaged || (p == "card" || p == "pin") && name == CmdRegisterPatron {
+			if p == "returned_at" || p == "checked_out_at" || p == "amount_cents" && name == CmdMarkDamaged || (p == "card" || p == "pin") && name == CmdRegisterPatron {
 				continue // optional
 			}
 			add(name, "missing "+p, base, fmt.Sprintf("missing property %q", p), func(m map[string]any) { delete(m, p) })
@@ -265,9 +265,9 @@ func invalidCommands(t testing.TB) []invalidCase {
 				for label, bad := range badCents {
 					add(name, p+" "+label, base, "/"+p+" ", func(m map[string]any) { m[p] = bad })
 				}
-			case "returned_at":
+			case "returned_at", "checked_out_at":
 				for label, bad := range badTimes {
-					add(name, "returned_at "+label, base, "/returned_at ", func(m map[string]any) { m[p] = bad })
+					add(name, p+" "+label, base, "/"+p+" ", func(m map[string]any) { m[p] = bad })
 				}
 			case "branch", "home_branch", "collection":
 				add(name, p+" dotted", base, "/"+p+" does not match the required pattern", func(m map[string]any) { m[p] = "kalispell.main" })

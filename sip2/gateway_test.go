@@ -371,6 +371,50 @@ func TestOfflineCheckinIsALateReturn(t *testing.T) {
 	}
 }
 
+// TestOfflineCheckoutAndCheckin: a machine back online sends a checkout it made offline
+// (no block Y, its transaction date) and the return it made offline (its return date): the
+// loan runs from the checkout's date, and the return, earlier than the moment the
+// checkout arrived, ends it on time.
+func TestOfflineCheckoutAndCheckin(t *testing.T) {
+	h := start(t, false)
+	user, pw := h.SIP2Kiosk("main", "sip1")
+	c := dial(t, h.SIP2Addr(), true)
+	login(t, h, c, user, pw)
+	out := h.Clock.Now().Add(-5 * 24 * time.Hour)
+	back := out.Add(3 * 24 * time.Hour)
+	r := parse(t, c.send("11NY"+date(out)+strings.Repeat(" ", 18)+"AOlethe|AA"+card+"|AB30000003|"))
+	r.want(t, "12", map[int]string{0: "1"})
+	if want := date(out.Add(21 * 24 * time.Hour)); r.get("AH") != want {
+		t.Errorf("offline checkout due %s, want %s", r.get("AH"), want)
+	}
+	parse(t, c.send("09Y"+date(h.Clock.Now())+date(back)+"AOlethe|AB30000003|")).want(t, "10", map[int]string{0: "1YUN"})
+	for _, ev := range h.Events() {
+		switch ev.Type {
+		case schemas.TypeItemCheckedOut:
+			if !ev.Time.Equal(out) {
+				t.Errorf("checked_out at %v, want the offline transaction date %v", ev.Time, out)
+			}
+		case schemas.TypeItemReturned:
+			if !ev.Time.Equal(back) {
+				t.Errorf("returned at %v, want the offline return date %v", ev.Time, back)
+			}
+		case schemas.TypeFineAssessed:
+			t.Error("an on-time offline return was fined")
+		}
+	}
+	// Online (no block N), the transaction date is not the loan's start: now is.
+	r = parse(t, c.send("11NN"+date(out)+strings.Repeat(" ", 18)+"AOlethe|AA"+card+"|AB30000003|"))
+	if want := date(h.Clock.Now().Add(21 * 24 * time.Hour)); r.get("AH") != want {
+		t.Errorf("online checkout due %s, want %s", r.get("AH"), want)
+	}
+	// A date that is not one is refused, and changes nothing.
+	before := h.StreamLast()
+	parse(t, c.send("09N"+date(h.Clock.Now())+"2030XX01   Z090000"+"AOlethe|AB30000003|")).want(t, "10", map[int]string{0: "0"})
+	if h.StreamLast() != before {
+		t.Error("a checkin with a bad return date appended events")
+	}
+}
+
 // TestLostCardRefusedAtOnce: a card reported lost at the desk is refused by 24, 64 and
 // 12 from that moment.
 func TestLostCardRefusedAtOnce(t *testing.T) {

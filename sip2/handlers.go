@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/ledger"
@@ -335,13 +336,37 @@ func parseMoney(s string) (int64, bool) {
 	return w*100 + f, true
 }
 
+// clockSkew is how far a machine's clock may be behind Lethe's before a date it sends is
+// taken as the time of an offline transaction rather than as now.
+const clockSkew = time.Minute
+
+// offline returns the time of an offline transaction from a date field: a date more than
+// clockSkew before now. Otherwise nil: the transaction happens now.
+func (c *call) offline(field string) (*time.Time, error) {
+	t, ok, err := ParseDate(c.m.Fix(field), c.s.cfg.Location)
+	if err != nil {
+		return nil, schemas.Errorf(schemas.CodeInvalid, "the %s is not a SIP2 date", field)
+	}
+	if !ok || !t.Before(c.s.cfg.Now().Add(-clockSkew)) {
+		return nil, nil
+	}
+	return &t, nil
+}
+
 func (c *call) checkout(ctx context.Context) Message {
 	var res schemas.CheckOutResult
-	_, err := c.pin(ctx)
+	cmd := schemas.CheckOut{CommandID: c.commandID(""), Card: c.m.Value("AA"), Barcode: c.m.Value("AB")}
+	var err error
+	if c.m.Fix("no block") == "Y" {
+		// A checkout the machine made while offline, sent now: the loan begins when the
+		// item went out (the transaction date). The rules still decide it.
+		cmd.CheckedOutAt, err = c.offline("transaction date")
+	}
 	if err == nil {
-		err = c.exec(ctx, schemas.CmdCheckOut, schemas.CheckOut{
-			CommandID: c.commandID(""), Card: c.m.Value("AA"), Barcode: c.m.Value("AB"),
-		}, &res)
+		_, err = c.pin(ctx)
+	}
+	if err == nil {
+		err = c.exec(ctx, schemas.CmdCheckOut, cmd, &res)
 	}
 	ok, desens := "1", "Y"
 	fields := []Field{c.inst(), {"AA", c.m.Value("AA")}, {"AB", c.m.Value("AB")}}
@@ -356,17 +381,13 @@ func (c *call) checkout(ctx context.Context) Message {
 
 func (c *call) checkin(ctx context.Context) Message {
 	cmd := schemas.Return{CommandID: c.commandID(""), Barcode: c.m.Value("AB")}
-	back, ok, err := ParseDate(c.m.Fix("return date"), c.s.cfg.Location)
-	if err == nil && ok {
-		// An offline return, sent late with the time the item came back: the loan ends
-		// then, and a fine is counted to then.
-		cmd.ReturnedAt = &back
-	}
+	// An offline return, sent late with the time the item came back: the loan ends then,
+	// and a fine is counted to then. A return date of about now is now.
 	var res schemas.ReturnResult
+	var err error
+	cmd.ReturnedAt, err = c.offline("return date")
 	if err == nil {
 		err = c.exec(ctx, schemas.CmdReturn, cmd, &res)
-	} else {
-		err = schemas.Errorf(schemas.CodeInvalid, "the return date is not a SIP2 date")
 	}
 	// AA (the patron) is never sent: a return names no borrower.
 	fields := []Field{c.inst(), {"AB", c.m.Value("AB")}}

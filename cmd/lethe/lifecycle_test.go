@@ -344,6 +344,35 @@ func TestLateReturnFromOfflineKiosk(t *testing.T) {
 	lethetest.WantCode(t, h.Kiosk("k1", schemas.CmdReturn, schemas.Return{CommandID: lethetest.CmdID(), Barcode: "B12", ReturnedAt: &before}), schemas.CodeInvalid)
 }
 
+// TestLateCheckoutFromOfflineKiosk: a checkout sent late with checked_out_at begins the
+// loan then: the event's time, the due date and the fine count from it. Not in the
+// future, nor older than a loan period.
+func TestLateCheckoutFromOfflineKiosk(t *testing.T) {
+	t.Parallel()
+	h := lethetest.New(t)
+	h.Catalog("B14", 1000)
+	h.Register("21000000000041", "Lu Offline", "1980-04-04")
+	out := h.Clock.Now().Add(-10 * day)
+	res := lethetest.MustKiosk[schemas.CheckOutResult](h, schemas.CmdCheckOut, schemas.CheckOut{
+		CommandID: lethetest.CmdID(), Card: "21000000000041", Barcode: "B14", CheckedOutAt: &out})
+	if want := out.Add(21 * day); !res.Due.Equal(want) {
+		t.Errorf("due %v, want %v: a loan period from when the item went out", res.Due, want)
+	}
+	for _, ev := range h.Events() {
+		if ev.Type == schemas.TypeItemCheckedOut && !ev.Time.Equal(out) {
+			t.Errorf("item.checked_out at %v, want %v", ev.Time, out)
+		}
+	}
+	h.Clock.Advance(13 * day) // two days overdue, counted from the offline checkout
+	if ret := h.Checkin("B14"); ret.FineCents != 50 {
+		t.Errorf("fine = %d, want 50 (two days)", ret.FineCents)
+	}
+	future, old := h.Clock.Now().Add(time.Hour), h.Clock.Now().Add(-22*day)
+	for _, at := range []*time.Time{&future, &old} {
+		lethetest.WantCode(t, h.Kiosk("k1", schemas.CmdCheckOut, schemas.CheckOut{CommandID: lethetest.CmdID(), Card: "21000000000041", Barcode: "B14", CheckedOutAt: at}), schemas.CodeInvalid)
+	}
+}
+
 func TestStandaloneFeeAndClosePatron(t *testing.T) {
 	t.Parallel()
 	h := lethetest.New(t)

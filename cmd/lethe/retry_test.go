@@ -137,7 +137,7 @@ func retryCases(h *lethetest.Harness) []retryCase {
 	a := h.Register(cardA, "Ada Retry", "1980-01-01")
 	b := h.Register(cardB, "Bo Retry", "1981-02-02")
 	f := h.Register(cardF, "Fay Retry", "1982-03-03")
-	for _, bc := range []string{"RC1", "RC2", "RR1", "RR2", "RR3", "RN1", "RN2", "RD1", "RD2", "RM1", "RM2"} {
+	for _, bc := range []string{"RC1", "RC2", "RC3", "RR1", "RR2", "RR3", "RN1", "RN2", "RD1", "RD2", "RM1", "RM2"} {
 		h.Catalog(bc, 1000)
 	}
 	for _, bc := range []string{"RR1", "RR2", "RR3", "RN1", "RN2", "RD1", "RD2", "RM1", "RM2"} {
@@ -166,6 +166,10 @@ func retryCases(h *lethetest.Harness) []retryCase {
 			"another account's card": {"card": cardB, "barcode": "RC1"},
 			"an unknown card":        {"card": unknownCard, "barcode": "RC1"},
 			"another barcode":        {"card": cardA, "barcode": "RC2"},
+		}},
+		{name: schemas.CmdCheckOut, label: "checkout_offline", body: body{"card": cardA, "barcode": "RC3", "checked_out_at": back}, variants: map[string]body{
+			"another checked_out_at": {"card": cardA, "barcode": "RC3", "checked_out_at": back.Add(time.Minute)},
+			"another barcode":        {"card": cardA, "barcode": "RC2", "checked_out_at": back},
 		}},
 		{name: schemas.CmdReturn, label: "return_offline", body: body{"barcode": "RR1", "returned_at": back}, variants: map[string]body{
 			"another barcode":     {"barcode": "RR2", "returned_at": back},
