@@ -438,7 +438,7 @@ func (s *Server) handle(ss *session, raw []byte) ([]byte, bool) {
 	term, ok := ss.terminal()
 	if !ok {
 		ss.unauth++
-		s.cfg.Logger.Info("sip2 command before login refused", "remote", ss.ip, "id", m.ID)
+		s.cfg.Logger.Debug("sip2 command before login refused", "remote", ss.ip, "id", m.ID)
 		reply := s.refusal(m, "log in first (93)")
 		if m.ID == IDSCStatus {
 			reply = s.status(m, false)
@@ -487,7 +487,8 @@ func (s *Server) encode(m Message) []byte {
 func (s *Server) login(ss *session, m Message) (Message, bool) {
 	reply := Message{ID: IDLoginR, Fixed: "0", Seq: m.Seq, Checksum: m.Checksum}
 	if !s.loginAttempt(ss.ip) {
-		s.cfg.Logger.Warn("sip2 login refused: too many failed logins from this address", "remote", ss.ip)
+		// Debug: the failures that led here were logged, and a flood must not fill the log.
+		s.cfg.Logger.Debug("sip2 login refused: too many failed logins from this address", "remote", ss.ip)
 		return reply, true
 	}
 	s.checks <- struct{}{}
