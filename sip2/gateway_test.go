@@ -778,3 +778,34 @@ func TestPatronInfoIsRecorded(t *testing.T) {
 		t.Errorf("item information and a wrong PIN wrote %d access entries, want 0", n)
 	}
 }
+
+// TestRefusalsTranscript: what a machine hears when Lethe says no, kept as a golden
+// transcript: commands before login, a wrong password, a bad checksum, an unknown message,
+// an unknown card and item, a payment with payments off, and messages Lethe does not do.
+func TestRefusalsTranscript(t *testing.T) {
+	h := start(t, false)
+	user, pw := h.SIP2Kiosk("main", "sip1")
+	c := dial(t, h.SIP2Addr(), true)
+	c.log = &strings.Builder{}
+	c.send("11NN" + epoch + strings.Repeat(" ", 18) + "AOlethe|AA" + card + "|AB30000001|")
+	c.send("9900302.00")
+	c.send("9300CN" + user + "|COnot-the-password|")
+	kept := c.log
+	c.log = nil
+	login(t, h, c, user, pw)
+	c.log = kept
+	fmt.Fprintf(c.log, "# logged in with the kiosk's password\n")
+	c.seq++
+	good := c.frame("17" + epoch + "AOlethe|AB30000001|")
+	c.raw(good[:len(good)-4] + "0000")
+	c.raw("42hello")
+	c.send("23000" + epoch + "AOlethe|AA21000000000404|")
+	c.send("11NN" + epoch + strings.Repeat(" ", 18) + "AOlethe|AA21000000000404|AB30000001|")
+	c.send("17" + epoch + "AOlethe|ABNOSUCHITEM|")
+	c.send("09N" + epoch + strings.Repeat(" ", 18) + "AOlethe|AB30000001|")
+	c.send("37" + epoch + "0100USDBV1.00|AOlethe|AA" + card + "|")
+	c.send("01N" + epoch + "AOlethe|ALcard retained|AA" + card + "|")
+	c.send("19" + epoch + "AOlethe|AB30000001|")
+	c.send("25" + epoch + "AOlethe|AA" + card + "|")
+	golden(t, "refusals.txt", c.log.String())
+}
