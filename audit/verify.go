@@ -186,11 +186,12 @@ func (vf *Verifier) checkPublished(seq uint64) {
 
 // event runs the checks of one decoded event, before its own leaf is added.
 func (vf *Verifier) event(seq uint64, ev schemas.Event, data any) {
-	for _, f := range Detect(ev.Data) {
+	found, kids := scan(ev.Data)
+	for _, f := range found {
 		vf.problem(seq, "personal data", "%s at %s", f.Detector, f.Path)
 	}
 	// A sealed value under the key of a transaction that was expunged.
-	for _, kid := range sealedKIDs(ev.Data) {
+	for _, kid := range kids {
 		if vf.expunged[kid] {
 			vf.problem(seq, "forgetting", "an event after transaction %s was expunged is sealed under its key", kid)
 		}
@@ -337,35 +338,6 @@ func mapsKeys(m map[string]bool) func(func(string) bool) {
 	}
 }
 
-// sealedKIDs returns the kid of every sealed value in an event's data.
-func sealedKIDs(data json.RawMessage) []string {
-	var out []string
-	var walk func(v any)
-	walk = func(v any) {
-		switch x := v.(type) {
-		case map[string]any:
-			if kid, ok := x["kid"].(string); ok {
-				if _, ct := x["ct"]; ct {
-					out = append(out, kid)
-					return
-				}
-			}
-			for _, e := range x {
-				walk(e)
-			}
-		case []any:
-			for _, e := range x {
-				walk(e)
-			}
-		}
-	}
-	var v any
-	if json.Unmarshal(data, &v) == nil {
-		walk(v)
-	}
-	return out
-}
-
 // Finding is a string that looks like personal data.
 type Finding struct {
 	Detector string
@@ -387,12 +359,21 @@ var Detectors = []struct {
 // Detect returns the strings of an event's data, outside sealed values and the fields
 // meant to hold hashes and signatures, that look like personal data.
 func Detect(data json.RawMessage) []Finding {
-	var out []Finding
+	found, _ := scan(data)
+	return found
+}
+
+// scan walks an event's data once: the strings that look like personal data (Detect),
+// and the kid of every sealed value.
+func scan(data json.RawMessage) (found []Finding, kids []string) {
 	var walk func(path string, v any)
 	walk = func(path string, v any) {
 		switch x := v.(type) {
 		case map[string]any:
 			if _, ct := x["ct"]; ct {
+				if kid, ok := x["kid"].(string); ok {
+					kids = append(kids, kid)
+				}
 				return // sealed
 			}
 			for k, e := range x {
@@ -416,7 +397,7 @@ func Detect(data json.RawMessage) []Finding {
 					continue
 				}
 				if d.re.MatchString(x) {
-					out = append(out, Finding{Detector: d.Name, Path: path})
+					found = append(found, Finding{Detector: d.Name, Path: path})
 				}
 			}
 		}
@@ -425,5 +406,5 @@ func Detect(data json.RawMessage) []Finding {
 	if json.Unmarshal(data, &v) == nil {
 		walk("", v)
 	}
-	return out
+	return found, kids
 }
