@@ -478,6 +478,10 @@ func (k *Server) flushMisses() {
 // self-check cannot guess cards faster over SIP2 than over NATS.
 func (k *Server) CardsBlocked(kiosk string) bool { return k.missedTooOften(kiosk) }
 
+// Allow takes a token from a kiosk's ("branch/kiosk") rate: the SIP2 gateway's messages
+// and the NATS kiosk API's requests share one rate per kiosk (--kiosk-rate).
+func (k *Server) Allow(kiosk string) bool { return k.allow(kiosk) }
+
 // CardMissed counts a card presented at a kiosk that opened no account (unknown, lost):
 // for the limit, and for the kiosk's one card_misses entry per window on the access record.
 func (k *Server) CardMissed(kiosk string) { k.miss(kiosk) }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/internal/lethetest"
 	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/node"
@@ -808,4 +809,34 @@ func TestRefusalsTranscript(t *testing.T) {
 	c.send("19" + epoch + "AOlethe|AB30000001|")
 	c.send("25" + epoch + "AOlethe|AA" + card + "|")
 	golden(t, "refusals.txt", c.log.String())
+}
+
+// TestKioskRateIsShared: a kiosk's SIP2 messages and its NATS requests draw on one rate;
+// beyond it a message is refused with its own response and changes nothing, and status
+// messages are always answered.
+func TestKioskRateIsShared(t *testing.T) {
+	h := start(t, false, func(c *node.ServiceConfig) { c.Kiosks.Rate, c.Kiosks.Burst = 0.001, 3 })
+	// The kiosk sends one NATS request first: one of its three.
+	if r := h.Kiosk("sip1", schemas.CmdPatronInfo, schemas.PatronInfo{Card: card}); !r.OK {
+		t.Fatalf("NATS patron_info = %+v", r.Error)
+	}
+	pw, err := identity.Open(h.Cfg.Data).SetSIP2Password("main", "sip1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.S.ReloadIdentities(); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, h.SIP2Addr(), true)
+	login(t, h, c, identity.SIP2User("main", "sip1"), pw)
+	for range 2 {
+		parse(t, c.send("17"+epoch+"AB30000001|")).want(t, "18", map[int]string{0: "03"})
+	}
+	before := h.StreamLast()
+	r := parse(t, c.send("11NN"+epoch+strings.Repeat(" ", 18)+"AOlethe|AA"+card+"|AB30000001|"))
+	r.want(t, "12", map[int]string{0: "0"})
+	if !strings.Contains(r.get("AF"), "too many requests") || h.StreamLast() != before {
+		t.Errorf("beyond the rate: %v, %d events appended", r.fields, h.StreamLast()-before)
+	}
+	parse(t, c.send("9900302.00")).want(t, "98", map[int]string{0: "Y"})
 }

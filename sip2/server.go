@@ -121,9 +121,10 @@ type Logins interface {
 	Login(user, password string) (Terminal, bool)
 }
 
-// Misses are the kiosk API's limits on cards that open no account, by "branch/kiosk",
-// shared so that SIP2 and NATS count together.
+// Misses are the kiosk API's limits, by "branch/kiosk", shared so that SIP2 and NATS
+// count together: its rate per kiosk, and its limit on cards that open no account.
 type Misses interface {
+	Allow(kiosk string) bool
 	CardsBlocked(kiosk string) bool
 	CardMissed(kiosk string)
 }
@@ -445,6 +446,11 @@ func (s *Server) handle(ss *session, raw []byte) ([]byte, bool) {
 		}
 		out, _ := s.remember(ss, reply)
 		return out, ss.unauth >= maxUnauthorised
+	}
+	// The kiosk's rate, shared with its NATS requests, for what reaches the ledger.
+	if m.ID != IDSCStatus && m.ID != IDEndSession && s.misses != nil && !s.misses.Allow(term.name()) {
+		out, _ := s.remember(ss, s.refusal(m, "too many requests from this kiosk; slow down"))
+		return out, false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
