@@ -275,6 +275,14 @@ func registerGauges(reg *prometheus.Registry, s *Service) {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "lethe_kiosk_refused_total", Help: "Kiosk requests refused at intake: the queue was full, a kiosk's rate was exceeded, or the reply subject was not an inbox.",
 	}, func() float64 { return float64(s.Kiosks.Refused()) }))
+	if s.SIP2 != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "lethe_sip2_sessions", Help: "SIP2 sessions open.",
+		}, func() float64 { return float64(s.SIP2.Sessions()) }))
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "lethe_sip2_refused_total", Help: "SIP2 connections closed as soon as they were accepted: too many sessions, in all or from one address.",
+		}, func() float64 { return float64(s.SIP2.Refused()) }))
+	}
 	reg.MustRegister(countsCollector{proj})
 }
 

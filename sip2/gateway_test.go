@@ -726,6 +726,9 @@ func TestBoundsAndShutdown(t *testing.T) {
 		}
 	}
 	testkit.WaitFor(t, "the refused session counted", func() bool { return h.S.SIP2.Refused() == 1 })
+	if m := h.Scrape(); !strings.Contains(m, "\nlethe_sip2_refused_total 1\n") || !strings.Contains(m, "\nlethe_sip2_sessions 2\n") {
+		t.Errorf("metrics do not show 2 sessions and 1 refused:\n%s", m)
+	}
 	done := make(chan error, 1)
 	go func() { done <- h.Stop() }()
 	select {

@@ -149,6 +149,13 @@ type Server struct {
 	refused atomic.Int64 // connections closed at accept: too many
 }
 
+// Sessions is how many sessions are open.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
 // Refused is how many connections were closed as soon as they were accepted, because
 // there were too many sessions in all or from their address.
 func (s *Server) Refused() int64 { return s.refused.Load() }
