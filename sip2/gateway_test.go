@@ -463,8 +463,21 @@ func TestPINs(t *testing.T) {
 			}
 			before := h.StreamLast()
 			r = parse(t, c.send("23000"+epoch+"AOlethe|AA"+pinCard+"|AD9999|"))
-			if r.get("CQ") != "N" || r.get("BV") != "" {
-				t.Errorf("wrong PIN: %v, want CQ N and no record", r.fields)
+			if r.get("CQ") != "N" || r.get("BL") != "Y" || r.get("BV") != "" {
+				t.Errorf("wrong PIN: %v, want BL Y, CQ N and no record", r.fields)
+			}
+			// Without a PIN the machine learns whether the card is good, to ask for the PIN;
+			// where PINs are required, nothing more.
+			r = parse(t, c.send("23000"+epoch+"AOlethe|AA"+pinCard+"|"))
+			if require && (r.get("BL") != "Y" || r.get("CQ") != "N" || r.get("BV") != "" || r.get("AF") != "enter your PIN") {
+				t.Errorf("no PIN, required: %v", r.fields)
+			}
+			if !require && (r.get("BL") != "Y" || r.get("BV") != "0.00") {
+				t.Errorf("no PIN, not required: %v", r.fields)
+			}
+			r = parse(t, c.send("23000"+epoch+"AOlethe|AA21000000000404|"))
+			if r.get("BL") != "N" || r.get("AF") != "card not recognised" {
+				t.Errorf("unknown card without a PIN: %v", r.fields)
 			}
 			parse(t, c.send("11NN"+epoch+strings.Repeat(" ", 18)+"AOlethe|AA"+pinCard+"|AB30000001|AD9999|")).want(t, "12", map[int]string{0: "0"})
 			if h.StreamLast() != before {

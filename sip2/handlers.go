@@ -196,16 +196,24 @@ var (
 // like guessing cards; the ledger also refuses a card after five wrong PINs.
 func (c *call) pin(ctx context.Context) (string, error) {
 	pin, sent := c.m.Get("AD")
-	if !sent || pin == "" {
-		if c.s.cfg.RequirePIN {
-			return "", errPINRequired
-		}
+	if (!sent || pin == "") && !c.s.cfg.RequirePIN {
 		return "", nil
 	}
 	if c.s.misses != nil && c.s.misses.CardsBlocked(c.term.name()) {
 		return "N", schemas.Errorf(schemas.CodeRateLimited, "too many cards were not recognised here; wait a minute or see staff")
 	}
-	res, err := c.s.l.CheckPIN(ctx, c.m.Value("AA"), pin)
+	card := c.m.Value("AA")
+	var res ledger.PINCheck
+	var err error
+	if !sent || pin == "" {
+		// Required and not given: say whether the card is good, so the machine asks for
+		// the PIN (valid patron Y) rather than reject the card, and nothing more.
+		if err = c.s.l.CardOpens(card); err == nil {
+			return "N", errPINRequired
+		}
+	} else {
+		res, err = c.s.l.CheckPIN(ctx, card, pin)
+	}
 	if err != nil {
 		if c.s.misses != nil && (errors.Is(err, ledger.ErrUnknownCard) || errors.Is(err, ledger.ErrCardLost)) {
 			c.s.misses.CardMissed(c.term.name())
@@ -232,12 +240,17 @@ func (c *call) pin(ctx context.Context) (string, error) {
 	return "N", errPINWrong
 }
 
+// pinRefusal reports whether err refuses the PIN, the card itself being good.
+func pinRefusal(err error) bool {
+	return errors.Is(err, errPINWrong) || errors.Is(err, errPINRequired) || errors.Is(err, errPINNone)
+}
+
 // patronFields are the fields 24 and 64 share, before their own.
 func (c *call) patronFields(rec *schemas.PatronRecord, err error, cq string) []Field {
 	fields := []Field{c.inst(), {"AA", c.m.Value("AA")}, {"AE", ""}} // AE: the name is never sent
 	valid := "N"
-	if err == nil {
-		valid = "Y"
+	if err == nil || pinRefusal(err) {
+		valid = "Y" // the card is good; what is wrong is the PIN
 	}
 	fields = append(fields, Field{"BL", valid})
 	if cq != "" {
