@@ -257,7 +257,13 @@ func Parse(raw []byte, delim byte) (Message, error) {
 		if len(part) < 2 {
 			return m, ErrBadField
 		}
-		m.Fields = append(m.Fields, Field{Code: part[:2], Value: part[2:]})
+		f := Field{Code: part[:2], Value: part[2:]}
+		if f.Code == "AY" && m.Seq < 0 && len(f.Value) == 1 && '0' <= f.Value[0] && f.Value[0] <= '9' {
+			// Some machines write the sequence number as a field of its own: "|AY1|AZ…".
+			m.Seq = int(f.Value[0] - '0')
+			continue
+		}
+		m.Fields = append(m.Fields, f)
 	}
 	return m, nil
 }

@@ -58,6 +58,9 @@ func TestParse(t *testing.T) {
 			"9300CNmain/k1|COpw|CPmain|AY2AZ" + Checksum([]byte("9300CNmain/k1|COpw|CPmain|AY2AZ")),
 			Message{ID: "93", Fixed: "00", Seq: 2, Checksum: true, Fields: []Field{
 				{"CN", "main/k1"}, {"CO", "pw"}, {"CP", "main"}}}, nil},
+		{"sequence number as a field of its own",
+			"9300CNa|AY4|AZ" + Checksum([]byte("9300CNa|AY4|AZ")),
+			Message{ID: "93", Fixed: "00", Seq: 4, Checksum: true, Fields: []Field{{"CN", "a"}}}, nil},
 		{"lower-case checksum", "9900302.00AY1AZfca5", Message{ID: "99", Fixed: "00302.00", Seq: 1, Checksum: true}, nil},
 		{"another delimiter has no effect here", "9900302.00", Message{ID: "99", Fixed: "00302.00", Seq: -1}, nil},
 		{"ISO-8859-1 text", "17" + "20261130    131900" + "ABbo\xeete|",
