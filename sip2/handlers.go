@@ -19,7 +19,6 @@ import (
 type call struct {
 	s    *Server
 	m    Message
-	raw  []byte
 	term Terminal
 	at   ledger.Station
 }
@@ -91,10 +90,28 @@ func (c *call) reply(id, fixed string, fields ...Field) Message {
 // commandID derives a command id from the terminal, the sequence number and the message,
 // so a message sent again (after a 96, or a timeout) is the same command and the ledger
 // applies it once. part tells apart the commands one message makes (renew all).
+//
+// Only what the stream holds in the clear anyway goes into it: the terminal, the sequence
+// number, the message id, its fixed fields (dates and flags) and the fields in idFields
+// (barcode, institution, fine id, amount). Never the card (AA) or the PIN (AD): the id is
+// on the stream for good, and an unkeyed hash of a short card number next to its loan
+// would be a patron-item link anyone could recover by trying every card. Two messages
+// that differ only in the card are then one command id: the ledger refuses the second as
+// an id reused for another command, which only a machine lending one item to two cards
+// within one second and one sequence number could meet.
 func (c *call) commandID(part string) string {
-	h := append([]byte(c.term.name()+"\x00"+strconv.Itoa(c.m.Seq)+"\x00"+part+"\x00"), c.raw...)
-	return uuid.NewSHA1(sip2Namespace, h).String()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\x00%d\x00%s\x00%s\x00%s", c.term.name(), c.m.Seq, part, c.m.ID, c.m.Fixed)
+	for _, f := range c.m.Fields {
+		if idFields[f.Code] {
+			fmt.Fprintf(&b, "\x00%s=%s", f.Code, f.Value)
+		}
+	}
+	return uuid.NewSHA1(sip2Namespace, []byte(b.String())).String()
 }
+
+// idFields are the variable fields a command id is derived from: none of them patron data.
+var idFields = map[string]bool{"AB": true, "AO": true, "CG": true, "BV": true, "BK": true}
 
 // sip2Namespace is the UUID namespace of command ids derived from SIP2 messages.
 var sip2Namespace = uuid.MustParse("6f1c4b1e-3c1a-5d7e-9a51-5e1f0c2b7a10")

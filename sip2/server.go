@@ -461,7 +461,7 @@ func (s *Server) handle(ss *session, raw []byte) ([]byte, bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
-	c := &call{s: s, m: m, raw: raw, term: term, at: ledger.Station{Kind: "kiosk", Branch: term.Branch, ID: term.Kiosk}}
+	c := &call{s: s, m: m, term: term, at: ledger.Station{Kind: "kiosk", Branch: term.Branch, ID: term.Kiosk}}
 	start := time.Now()
 	reply := c.answer(ctx)
 	s.cfg.Logger.Debug("sip2 message", "kiosk", term.name(), "id", m.ID, "reply", reply.ID, "elapsed", time.Since(start))

@@ -33,3 +33,42 @@ func FuzzHandleBeforeLogin(f *testing.F) {
 		}
 	})
 }
+
+// TestCommandIDHoldsNoPatronData: the derived command id, which stays on the stream, does
+// not depend on the card or the PIN (an unkeyed hash of them could be reversed by trying
+// every card), and does depend on what tells two commands apart.
+func TestCommandIDHoldsNoPatronData(t *testing.T) {
+	id := func(term, raw string) string {
+		m, err := Parse([]byte(raw), '|')
+		if err != nil {
+			t.Fatal(err)
+		}
+		return (&call{m: m, term: Terminal{Branch: "main", Kiosk: term}}).commandID("")
+	}
+	const fixed = "11NN20300101   Z090000                  "
+	base := id("k1", fixed+"AOlethe|AA21000000000001|AB30000001|AD1234|AY1AZ"+Checksum([]byte(fixed+"AOlethe|AA21000000000001|AB30000001|AD1234|AY1AZ")))
+	if got := id("k1", fixed+"AOlethe|AA21000000000002|AB30000001|AD9999|"); got == base {
+		t.Fatal("the sequence number does not change the id")
+	}
+	for name, raw := range map[string]string{
+		"another card and PIN": fixed + "AOlethe|AA21000000000002|AB30000001|AD9999|AY1AZ",
+		"no PIN":               fixed + "AOlethe|AA21000000000003|AB30000001|AY1AZ",
+	} {
+		if got := id("k1", raw+Checksum([]byte(raw))); got != base {
+			t.Errorf("%s: id %s, want %s: the card or PIN changed it", name, got, base)
+		}
+	}
+	for name, raw := range map[string]string{
+		"another item":     fixed + "AOlethe|AA21000000000001|AB30000002|AD1234|AY1AZ",
+		"another date":     "11NN20300101   Z090001                  AOlethe|AA21000000000001|AB30000001|AD1234|AY1AZ",
+		"another sequence": fixed + "AOlethe|AA21000000000001|AB30000001|AD1234|AY2AZ",
+	} {
+		if got := id("k1", raw+Checksum([]byte(raw))); got == base {
+			t.Errorf("%s: same id", name)
+		}
+	}
+	raw := fixed + "AOlethe|AA21000000000001|AB30000001|AD1234|AY1AZ"
+	if id("k2", raw+Checksum([]byte(raw))) == base {
+		t.Error("another terminal: same id")
+	}
+}
