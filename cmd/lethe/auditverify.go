@@ -275,3 +275,84 @@ func cmdAuditCheckpoint(ctx context.Context, args []string, getenv func(string) 
 	_, err = io.WriteString(stdout, latest.Note)
 	return err
 }
+
+// cmdAuditStats prints anonymous aggregates over a range of the history, small cells
+// suppressed: see audit.Stats.
+func cmdAuditStats(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	f := newFlags("audit stats", getenv, stderr)
+	connect := auditStream(f, getenv, stderr)
+	file := f.String("file", "", "read an export (lethe audit export) instead of a stream")
+	from := f.String("from", "", "first day, YYYY-MM-DD (in --timezone)")
+	to := f.String("to", "", "last day, YYYY-MM-DD")
+	k := f.Int("k", audit.DefaultK, "counts from 1 to k-1 are suppressed")
+	tz := f.str("timezone", "Local", "the library's time zone, for days")
+	asJSON := f.Bool("json", false, "print JSON")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	loc, err := time.LoadLocation(*tz)
+	if err != nil {
+		return &exitError{2, fmt.Errorf("--timezone: %w", err)}
+	}
+	opts := audit.StatsOptions{K: *k, Location: loc}
+	if *k < 2 {
+		return &exitError{2, errors.New("--k must be 2 or more")}
+	}
+	for _, d := range []struct {
+		s   string
+		dst *time.Time
+		add int
+	}{{*from, &opts.From, 0}, {*to, &opts.To, 1}} {
+		if d.s == "" {
+			continue
+		}
+		t, err := time.ParseInLocation(time.DateOnly, d.s, loc)
+		if err != nil {
+			return &exitError{2, fmt.Errorf("--from and --to are days, YYYY-MM-DD")}
+		}
+		*d.dst = t.AddDate(0, 0, d.add)
+	}
+	v, err := schemas.NewValidator()
+	if err != nil {
+		return err
+	}
+	st := audit.NewStats(v, opts)
+	if *file != "" {
+		err = readExport(*file, func(m ledger.Msg) error { st.Add(m); return nil })
+	} else {
+		nc, done, cerr := connect(ctx)
+		if cerr != nil {
+			return cerr
+		}
+		defer done()
+		err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error { st.Add(m); return nil })
+	}
+	if err != nil {
+		return err
+	}
+	r := st.Report()
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	show := func(c audit.Cell) string {
+		if c.Suppressed {
+			return fmt.Sprintf("<%d", r.K)
+		}
+		return fmt.Sprint(c.Count)
+	}
+	fmt.Fprintf(stdout, "loans %s, renewals %s, returns %s, overdue fines %s (counts below %d suppressed: %d cells)\n",
+		show(r.Loans), show(r.Renewals), show(r.Returns), show(r.LateFines), r.K, r.Suppressed)
+	fmt.Fprintf(stdout, "renewal rate %.3f, fine rate %.3f; expunge lag p50 %s, p99 %s, max %s\n",
+		r.RenewalRate, r.FineRate, time.Duration(r.LagP50), time.Duration(r.LagP99), time.Duration(r.LagMax))
+	for _, group := range []struct {
+		name  string
+		cells []audit.Cell
+	}{{"day", r.ByDay}, {"branch", r.ByBranch}, {"collection", r.ByCollection}} {
+		for _, c := range group.cells {
+			fmt.Fprintf(stdout, "loans by %-10s %-24s %s\n", group.name, c.Key, show(c))
+		}
+	}
+	return nil
+}

@@ -95,6 +95,13 @@ func TestAuditVerify(t *testing.T) {
 		out, _, err := auditRun(t, append([]string{"audit", "verify", "--file", f, "--key", key, "--checkpoint", published}, extra...)...)
 		return out, err
 	}
+	// Stats of the export: three loans, too few to show with k = 5, and shown with k = 2.
+	if out, _, err := auditRun(t, "audit", "stats", "--file", export, "--timezone", "UTC"); err != nil || !strings.Contains(out, "loans <5") {
+		t.Errorf("audit stats --k 5 = %v:\n%s", err, out)
+	}
+	if out, _, err := auditRun(t, "audit", "stats", "--file", export, "--k", "2", "--timezone", "UTC"); err != nil || !strings.Contains(out, "loans 3,") {
+		t.Errorf("audit stats --k 2 = %v:\n%s", err, out)
+	}
 	raw, _ := os.ReadFile(export)
 	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
 	if out, err := verify(lines); err != nil {
