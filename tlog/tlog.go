@@ -19,6 +19,7 @@ import (
 
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -114,4 +115,43 @@ func Open(signed []byte, vkey string) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("%w: %v", ErrSignature, err)
 	}
 	return Checkpoint{Size: cp.Size, Root: cp.Hash}, nil
+}
+
+// LeafHash is the RFC 6962 hash of a leaf.
+func LeafHash(leaf []byte) []byte { return rfc6962.DefaultHasher.HashLeaf(leaf) }
+
+// InclusionProof returns the RFC 6962 inclusion proof of leaf index in the tree of the
+// first size leaves, from the hashes of the leaves (LeafHash), at least size of them.
+func InclusionProof(leafHashes [][]byte, index, size uint64) ([][]byte, error) {
+	if size > uint64(len(leafHashes)) {
+		return nil, fmt.Errorf("a tree of %d leaves from %d hashes", size, len(leafHashes))
+	}
+	nodes, err := proof.Inclusion(index, size)
+	if err != nil {
+		return nil, err
+	}
+	f := &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+	hashes := make([][]byte, len(nodes.IDs))
+	for i, id := range nodes.IDs {
+		// Each is a perfect subtree inside the first size leaves.
+		begin, end := id.Index<<id.Level, (id.Index+1)<<id.Level
+		r := f.NewEmptyRange(begin)
+		for _, h := range leafHashes[begin:end] {
+			if err := r.Append(h, nil); err != nil {
+				return nil, err
+			}
+		}
+		// A perfect subtree's compact range is the one hash of its root.
+		if hs := r.Hashes(); len(hs) == 1 {
+			hashes[i] = hs[0]
+		} else {
+			return nil, fmt.Errorf("node %d/%d is not a perfect subtree", id.Level, id.Index)
+		}
+	}
+	return nodes.Rehash(hashes, rfc6962.DefaultHasher.HashChildren)
+}
+
+// VerifyInclusion checks that leaf is leaf index of the tree of size leaves and root.
+func VerifyInclusion(leaf []byte, index, size uint64, proofHashes [][]byte, root []byte) error {
+	return proof.VerifyInclusion(rfc6962.DefaultHasher, index, size, LeafHash(leaf), proofHashes, root)
 }

@@ -82,8 +82,12 @@ func cmdAuditVerify(ctx context.Context, args []string, getenv func(string) stri
 	published := f.String("checkpoint", "", "a signed checkpoint the library published earlier: the history must extend it")
 	window := f.String("window", "60s", "how long a closed transaction's key may live")
 	asJSON := f.Bool("json", false, "print the report as JSON")
+	proofFile := f.String("proof", "", "check one event's proof (lethe audit prove) instead of a history")
 	if err := f.parse(args); err != nil {
 		return err
+	}
+	if *proofFile != "" {
+		return verifyProof(*proofFile, *key, stdout)
 	}
 	w, err := time.ParseDuration(*window)
 	if err != nil || w <= 0 {
@@ -354,5 +358,107 @@ func cmdAuditStats(ctx context.Context, args []string, getenv func(string) strin
 			fmt.Fprintf(stdout, "loans by %-10s %-24s %s\n", group.name, c.Key, show(c))
 		}
 	}
+	return nil
+}
+
+// eventProof is what lethe audit prove writes: one event, and what shows it is in the
+// history a signed checkpoint commits to.
+type eventProof struct {
+	Seq        uint64          `json:"seq"`
+	Index      uint64          `json:"index"` // its leaf: seq - first_seq
+	Subject    string          `json:"subject"`
+	Event      []byte          `json:"event"` // the message's data, byte for byte (base64)
+	Size       uint64          `json:"size"`  // the checkpoint's tree size
+	Checkpoint string          `json:"checkpoint"`
+	Proof      [][]byte        `json:"proof"`
+}
+
+// cmdAuditProve writes the inclusion proof of one event against the latest checkpoint,
+// so a library can show one event to a third party without the whole history.
+func cmdAuditProve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	f := newFlags("audit prove", getenv, stderr)
+	connect := auditStream(f, getenv, stderr)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	var seq uint64
+	if f.NArg() != 1 {
+		return &exitError{2, errors.New("usage: lethe audit prove [flags] SEQ")}
+	}
+	if _, err := fmt.Sscan(f.Arg(0), &seq); err != nil || seq == 0 {
+		return &exitError{2, errors.New("SEQ is a stream sequence, 1 or more")}
+	}
+	nc, done, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	v, err := schemas.NewValidator()
+	if err != nil {
+		return err
+	}
+	var (
+		hashes [][]byte
+		first  uint64
+		p      eventProof
+		cp     *schemas.CheckpointSigned
+	)
+	err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
+		if first == 0 {
+			first = m.Seq
+		}
+		if m.Seq == seq {
+			p = eventProof{Seq: m.Seq, Index: m.Seq - first, Subject: m.Subject, Event: m.Data}
+		}
+		if _, data, err := v.EventData(m.Data); err == nil {
+			if c, ok := data.(schemas.CheckpointSigned); ok && c.FirstSeq == first && c.Size == uint64(len(hashes)) {
+				cp = &c
+			}
+		}
+		hashes = append(hashes, tlog.LeafHash(m.Data))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if p.Seq == 0 {
+		return fmt.Errorf("no event at sequence %d", seq)
+	}
+	if cp == nil || cp.Size <= p.Index {
+		return fmt.Errorf("no checkpoint covers sequence %d yet: prove it after the next checkpoint", seq)
+	}
+	p.Size, p.Checkpoint = cp.Size, cp.Note
+	if p.Proof, err = tlog.InclusionProof(hashes, p.Index, cp.Size); err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(p)
+}
+
+// verifyProof checks a proof file from lethe audit prove against the pinned key.
+func verifyProof(path, key string, stdout io.Writer) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var p eventProof
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return fmt.Errorf("%s is not a proof from lethe audit prove", path)
+	}
+	if key == "" {
+		return &exitError{2, errors.New("--proof needs the key the checkpoint is signed with (--key)")}
+	}
+	cp, err := tlog.Open([]byte(p.Checkpoint), key)
+	if err != nil {
+		return &exitError{1, fmt.Errorf("FAILED: %w", err)}
+	}
+	if cp.Size != p.Size {
+		return &exitError{1, errors.New("FAILED: the proof's size is not its checkpoint's")}
+	}
+	if err := tlog.VerifyInclusion(p.Event, p.Index, cp.Size, p.Proof, cp.Root); err != nil {
+		return &exitError{1, fmt.Errorf("FAILED: event %d is not in the history the checkpoint signs: %w", p.Seq, err)}
+	}
+	fmt.Fprintf(stdout, "VERIFIED: event %d is event %d of the %d the checkpoint signed with %s commits to\n", p.Seq, p.Index+1, cp.Size, key)
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,6 +95,37 @@ func TestAuditVerify(t *testing.T) {
 		os.WriteFile(f, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
 		out, _, err := auditRun(t, append([]string{"audit", "verify", "--file", f, "--key", key, "--checkpoint", published}, extra...)...)
 		return out, err
+	}
+	// One event proved against the latest checkpoint, checked with the key; edited, it
+	// fails.
+	proofOut, _, err := auditRun(t, "audit", "prove", "--nats-url", h.S.NATSURL(), "--nats-creds", creds, "3")
+	if err != nil {
+		t.Fatalf("audit prove 3: %v", err)
+	}
+	proofFile := filepath.Join(dir, "proof.json")
+	os.WriteFile(proofFile, []byte(proofOut), 0o600)
+	if out, _, err := auditRun(t, "audit", "verify", "--proof", proofFile, "--key", key); err != nil || !strings.Contains(out, "VERIFIED: event 3") {
+		t.Errorf("verify --proof: %v\n%s", err, out)
+	}
+	var p eventProof
+	if err := json.Unmarshal([]byte(proofOut), &p); err != nil || p.Index != 2 {
+		t.Fatalf("proof = %s, %v", proofOut, err)
+	}
+	for what, edit := range map[string]func(*eventProof){
+		"another event": func(p *eventProof) { p.Event = bytes.Replace(p.Event, []byte(`"main"`), []byte(`"east"`), 1) },
+		"another index": func(p *eventProof) { p.Index = 1 },
+	} {
+		q := p
+		q.Event = append([]byte(nil), p.Event...)
+		edit(&q)
+		b, _ := json.Marshal(q)
+		os.WriteFile(proofFile, b, 0o600)
+		if _, _, err := auditRun(t, "audit", "verify", "--proof", proofFile, "--key", key); exitCode(err) != 1 {
+			t.Errorf("verify --proof with %s: %v, want exit 1", what, err)
+		}
+	}
+	if _, _, err := auditRun(t, "audit", "prove", "--nats-url", h.S.NATSURL(), "--nats-creds", creds, fmt.Sprint(cp.LastSeq+3)); err == nil {
+		t.Error("a proof of an event after the last checkpoint")
 	}
 	// Stats of the export: three loans, too few to show with k = 5, and shown with k = 2.
 	if out, _, err := auditRun(t, "audit", "stats", "--file", export, "--timezone", "UTC"); err != nil || !strings.Contains(out, "loans <5") {

@@ -24,6 +24,7 @@ commands:
   audit export          write the history as JSON lines (--out FILE), for verify --file and analysis
   audit pubkey          print the key that signs checkpoints, for auditors to pin (server stopped)
   audit checkpoint      print the latest signed checkpoint, for the library to publish
+  audit prove SEQ       the proof that one event is in the history the latest checkpoint signs
   audit stats           anonymous aggregates over a range (loans by day, branch, collection), small counts suppressed
   items import FILE     catalog items from a CSV file (barcode,title,collection,branch,replacement_cents)
   do COMMAND [JSON]     send one staff command to a running server (JSON from the argument or stdin)
@@ -96,8 +97,10 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 			return cmdAuditCheckpoint(ctx, rest[1:], getenv, stdout, stderr)
 		case len(rest) > 0 && rest[0] == "stats":
 			return cmdAuditStats(ctx, rest[1:], getenv, stdout, stderr)
+		case len(rest) > 0 && rest[0] == "prove":
+			return cmdAuditProve(ctx, rest[1:], getenv, stdout, stderr)
 		}
-		return &exitError{2, errors.New("usage: lethe audit replay|verify|export|stats|pubkey|checkpoint [flags]")}
+		return &exitError{2, errors.New("usage: lethe audit replay|verify|export|stats|prove|pubkey|checkpoint [flags]")}
 	case "items":
 		if len(rest) == 0 || rest[0] != "import" {
 			return &exitError{2, errors.New("usage: lethe items import [flags] FILE.csv")}
