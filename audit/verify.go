@@ -215,6 +215,10 @@ func (vf *Verifier) event(seq uint64, ev schemas.Event, data any) {
 		vf.r.Expunged++
 		lag := d.KeyDestroyedAt.Sub(closedAt)
 		vf.lags = append(vf.lags, lag)
+		if !d.ClosedAt.Equal(closedAt) || lag < 0 {
+			vf.problem(seq, "forgetting", "transaction %s: the expunge record says it closed at %s and its key went at %s, but it closed at %s",
+				d.TxnID, d.ClosedAt.UTC().Format(time.RFC3339Nano), d.KeyDestroyedAt.UTC().Format(time.RFC3339Nano), closedAt.UTC().Format(time.RFC3339Nano))
+		}
 		if lag > vf.opts.Window {
 			vf.problem(seq, "forgetting", "transaction %s: its key went %s after the close, beyond the window of %s", d.TxnID, lag.Round(time.Millisecond), vf.opts.Window)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/schemas"
+	"github.com/imagineif/lethe/tlog"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -85,7 +86,7 @@ func fixedHistory(t *testing.T, data string) {
 		{schemas.TypeItemCheckedOut, "circ.item.G1", schemas.ItemCheckedOut{TxnID: txn1, Barcode: "G1", Patron: schemas.Sealed{KID: txn1, Nonce: sealed.Nonce, CT: sealed.CT}, Branch: "main", Station: "k1", Due: at.Add(21 * 24 * time.Hour)}},
 		{schemas.TypeItemReturned, "circ.item.G1", schemas.ItemReturned{TxnID: txn1, Barcode: "G1", Branch: "main", Station: "k1"}},
 		{schemas.TypeTransactionClosed, "circ.item.G1", schemas.TransactionClosed{TxnID: txn1}},
-		{schemas.TypeTransactionExpunged, ledger.ExpungedSubject, schemas.TransactionExpunged{TxnID: txn1, ClosedAt: at, KeyDestroyedAt: at.Add(4 * time.Millisecond)}},
+		{schemas.TypeTransactionExpunged, ledger.ExpungedSubject, schemas.TransactionExpunged{TxnID: txn1, ClosedAt: at.Add(5 * time.Minute), KeyDestroyedAt: at.Add(5*time.Minute + 4*time.Millisecond)}},
 		{schemas.TypeItemCheckedOut, "circ.item.G2", schemas.ItemCheckedOut{TxnID: txn2, Barcode: "G2", Patron: schemas.Sealed{KID: txn2, Nonce: sealed.Nonce, CT: sealed.CT}, Branch: "north", Station: "k2", Due: at.Add(21 * 24 * time.Hour)}},
 		{schemas.TypeItemCheckedOut, "circ.item.G1", schemas.ItemCheckedOut{TxnID: txn3, Barcode: "G1", Patron: schemas.Sealed{KID: txn3, Nonce: sealed.Nonce, CT: sealed.CT}, Branch: "main", Station: "k1", Due: at.Add(24 * time.Hour)}},
 		{schemas.TypeItemReturned, "circ.item.G1", schemas.ItemReturned{TxnID: txn3, Barcode: "G1", Branch: "main", Station: "desk"}},
@@ -127,4 +128,47 @@ func TestAuditReplayGolden(t *testing.T) {
 		}
 		golden(t, "audit-replay."+format, append(out.Bytes(), errOut.Bytes()...))
 	}
+}
+
+// TestAuditVerifyGolden: what `lethe audit verify` prints for the fixed history, first
+// unsigned (it fails: nothing is signed), then with a checkpoint signed by a fixed key
+// appended, as text and as JSON, is in testdata/.
+func TestAuditVerifyGolden(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	fixedHistory(t, data)
+	signer, err := tlog.NewSigner(bytes.Repeat([]byte{0x1e}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := func(name string, args ...string) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		args = append([]string{"audit", "verify", "--data", data, "--key", signer.VerifierKey()}, args...)
+		err := run(context.Background(), args, func(string) string { return "" }, nil, &out, &errOut)
+		golden(t, name, transcript(out.String(), errOut.String(), err))
+	}
+	verify("audit-verify-unsigned.txt")
+	withRawStream(t, data, func(js jetstream.JetStream) {
+		ctx := testkit.Context(t)
+		tree := tlog.NewTree()
+		var last uint64
+		if err := ledger.Read(ctx, js, ledger.ReadOptions{}, func(m ledger.Msg) error { last = m.Seq; return tree.Append(m.Data) }); err != nil {
+			t.Fatal(err)
+		}
+		root, _ := tree.Root()
+		note, err := signer.Sign(tree.Size(), root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(schemas.CheckpointSigned{FirstSeq: 1, LastSeq: last, Size: tree.Size(), Root: root, Note: string(note), Key: signer.VerifierKey()})
+		body, _ := json.Marshal(schemas.Event{SpecVersion: schemas.SpecVersion, ID: "0195f0a0-0000-7000-8000-000000000099", Type: schemas.TypeCheckpointSigned,
+			Source: "lethe/system/checkpoint", Subject: ledger.CheckpointSubject, Time: time.Date(2026, 11, 2, 10, 30, 0, 0, time.UTC),
+			DataContentType: "application/json", DataSchema: schemas.DataSchema(schemas.TypeCheckpointSigned), Data: raw})
+		if _, err := js.Publish(ctx, ledger.CheckpointSubject, body); err != nil {
+			t.Fatal(err)
+		}
+	})
+	verify("audit-verify.txt")
+	verify("audit-verify.json", "--json")
 }
