@@ -11,7 +11,7 @@
 // configured). With error detection on, a message ends with "AY" and one digit (the
 // sequence number) and "AZ" and four upper-case hex digits (the checksum):
 //
-//	11YN20261130    131900                  AOlethe|AA21000000000001|AB30000001|AC|AY3AZEDB6
+//	11YN20261130    131900                  AOlethe|AA21000000000001|AB30000001|AC|AY3AZEDCF
 //
 // The checksum is the two's complement of the 16-bit sum of every byte of the message
 // from its first byte through "AZ" inclusive, so the 16-bit sum of those bytes and the

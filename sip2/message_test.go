@@ -198,3 +198,11 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// The example in the package comment is a valid message.
+func TestPackageExample(t *testing.T) {
+	m, err := Parse([]byte("11YN20261130    131900                  AOlethe|AA21000000000001|AB30000001|AC|AY3AZEDCF"), '|')
+	if err != nil || m.Seq != 3 || !m.Checksum || m.Value("AB") != "30000001" {
+		t.Errorf("Parse(package example) = %+v, %v", m, err)
+	}
+}
