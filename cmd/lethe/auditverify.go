@@ -18,6 +18,7 @@ import (
 	"github.com/imagineif/lethe/schemas"
 	"github.com/imagineif/lethe/tlog"
 	"github.com/nats-io/nats.go"
+	"github.com/parquet-go/parquet-go"
 )
 
 // exportLine is one message of an export: what an auditor verifies elsewhere.
@@ -165,12 +166,16 @@ func printReport(w io.Writer, r audit.Report) {
 func cmdAuditExport(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	f := newFlags("audit export", getenv, stderr)
 	connect := auditStream(f, getenv, stderr)
-	out := f.String("out", "", "the file to write (JSON lines); '-' for standard output")
+	out := f.String("out", "", "the file to write; '-' for standard output")
+	format := f.String("format", "jsonl", "jsonl (JSON lines, what verify --file reads) or parquet (for DuckDB, pandas, R, Spark)")
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	if *out == "" {
 		return &exitError{2, errors.New("--out is required")}
+	}
+	if *format != "jsonl" && *format != "parquet" {
+		return &exitError{2, errors.New("--format must be jsonl or parquet")}
 	}
 	nc, done, err := connect(ctx)
 	if err != nil {
@@ -187,15 +192,21 @@ func cmdAuditExport(ctx context.Context, args []string, getenv func(string) stri
 		dst = file
 	}
 	bw := bufio.NewWriterSize(dst, 256<<10)
-	enc := json.NewEncoder(bw)
+	write, finish := exportJSONL(bw)
+	if *format == "parquet" {
+		write, finish = exportParquet(bw)
+	}
 	n := 0
 	bar := progress.NewBar(stderr, "exporting", int64(streamLast(ctx, nc)))
 	err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
 		n++
 		bar.Add(1)
-		return enc.Encode(exportLine{Seq: m.Seq, Subject: m.Subject, Data: m.Data})
+		return write(m)
 	})
 	bar.Stop()
+	if err == nil {
+		err = finish()
+	}
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -364,13 +375,13 @@ func cmdAuditStats(ctx context.Context, args []string, getenv func(string) strin
 // eventProof is what lethe audit prove writes: one event, and what shows it is in the
 // history a signed checkpoint commits to.
 type eventProof struct {
-	Seq        uint64          `json:"seq"`
-	Index      uint64          `json:"index"` // its leaf: seq - first_seq
-	Subject    string          `json:"subject"`
-	Event      []byte          `json:"event"` // the message's data, byte for byte (base64)
-	Size       uint64          `json:"size"`  // the checkpoint's tree size
-	Checkpoint string          `json:"checkpoint"`
-	Proof      [][]byte        `json:"proof"`
+	Seq        uint64   `json:"seq"`
+	Index      uint64   `json:"index"` // its leaf: seq - first_seq
+	Subject    string   `json:"subject"`
+	Event      []byte   `json:"event"` // the message's data, byte for byte (base64)
+	Size       uint64   `json:"size"`  // the checkpoint's tree size
+	Checkpoint string   `json:"checkpoint"`
+	Proof      [][]byte `json:"proof"`
 }
 
 // cmdAuditProve writes the inclusion proof of one event against the latest checkpoint,
@@ -461,4 +472,61 @@ func verifyProof(path, key string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "VERIFIED: event %d is event %d of the %d the checkpoint signed with %s commits to\n", p.Seq, p.Index+1, cp.Size, key)
 	return nil
+}
+
+func exportJSONL(w io.Writer) (func(ledger.Msg) error, func() error) {
+	enc := json.NewEncoder(w)
+	return func(m ledger.Msg) error {
+		return enc.Encode(exportLine{Seq: m.Seq, Subject: m.Subject, Data: m.Data})
+	}, func() error { return nil }
+}
+
+// parquetRow is one message in the Parquet export: the envelope's fields an analysis
+// groups by, the transaction and item where the event names them, and the event whole.
+type parquetRow struct {
+	Seq     int64     `parquet:"seq"`
+	Subject string    `parquet:"subject"`
+	Type    string    `parquet:"type"`
+	Time    time.Time `parquet:"time,timestamp(microsecond)"`
+	TxnID   string    `parquet:"txn_id,optional"`
+	Barcode string    `parquet:"barcode,optional"`
+	Branch  string    `parquet:"branch,optional"`
+	Event   string    `parquet:"event,json"`
+}
+
+// exportParquet writes rows in groups of 64k; the messages' bytes are kept whole in
+// "event" (a JSON column), so nothing is lost to the flattening.
+func exportParquet(w io.Writer) (func(ledger.Msg) error, func() error) {
+	pw := parquet.NewGenericWriter[parquetRow](w)
+	rows := make([]parquetRow, 0, 1024)
+	flush := func() error {
+		if len(rows) == 0 {
+			return nil
+		}
+		_, err := pw.Write(rows)
+		rows = rows[:0]
+		return err
+	}
+	return func(m ledger.Msg) error {
+			var ev schemas.Event
+			var d struct {
+				TxnID   string `json:"txn_id"`
+				Barcode string `json:"barcode"`
+				Branch  string `json:"branch"`
+			}
+			if json.Unmarshal(m.Data, &ev) == nil {
+				_ = json.Unmarshal(ev.Data, &d)
+			}
+			rows = append(rows, parquetRow{Seq: int64(m.Seq), Subject: m.Subject, Type: ev.Type, Time: ev.Time,
+				TxnID: d.TxnID, Barcode: d.Barcode, Branch: d.Branch, Event: string(m.Data)})
+			if len(rows) == cap(rows) {
+				return flush()
+			}
+			return nil
+		}, func() error {
+			if err := flush(); err != nil {
+				return err
+			}
+			return pw.Close()
+		}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/imagineif/lethe/tlog"
+	"github.com/parquet-go/parquet-go"
 )
 
 // auditHistory makes a small history with a checkpoint in the middle: loans opened,
@@ -86,6 +87,27 @@ func TestAuditVerify(t *testing.T) {
 	export := filepath.Join(dir, "history.jsonl")
 	if _, errOut, err := auditRun(t, "audit", "export", "--nats-url", h.S.NATSURL(), "--nats-creds", creds, "--out", export); err != nil {
 		t.Fatalf("export: %v\n%s", err, errOut)
+	}
+	// The same history as Parquet: one row per message, the event kept whole.
+	pq := filepath.Join(dir, "history.parquet")
+	if _, errOut, err := auditRun(t, "audit", "export", "--format", "parquet", "--nats-url", h.S.NATSURL(), "--nats-creds", creds, "--out", pq); err != nil {
+		t.Fatalf("export parquet: %v\n%s", err, errOut)
+	}
+	rows, err := parquet.ReadFile[parquetRow](pq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jl, _ := os.ReadFile(export)
+	jlLines := strings.Split(strings.TrimSpace(string(jl)), "\n")
+	if len(rows) != len(jlLines) {
+		t.Fatalf("parquet has %d rows, the JSON lines %d", len(rows), len(jlLines))
+	}
+	for i, r := range rows {
+		var e exportLine
+		json.Unmarshal([]byte(jlLines[i]), &e)
+		if r.Seq != int64(e.Seq) || r.Event != string(e.Data) || r.Type == "" || r.Time.IsZero() {
+			t.Fatalf("parquet row %d = %+v, want the event of line %d", i, r, i)
+		}
 	}
 	published := filepath.Join(dir, "checkpoint.note")
 	os.WriteFile(published, []byte(cp.Note), 0o600)
