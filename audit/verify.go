@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/imagineif/lethe/ledger"
@@ -123,7 +124,73 @@ func (vf *Verifier) problem(seq uint64, check, format string, args ...any) {
 
 // Add checks one message. Messages must come in the order read; a sequence out of order
 // or missing is itself a finding.
-func (vf *Verifier) Add(m ledger.Msg) {
+func (vf *Verifier) Add(m ledger.Msg) { vf.add(decode(vf.v, m)) }
+
+// decoded is a message with what can be worked out of it alone, on any goroutine.
+type decoded struct {
+	m     ledger.Msg
+	ev    schemas.Event
+	data  any
+	err   error
+	found []Finding
+	kids  []string
+	done  chan struct{} // closed once decoded (AddAll)
+}
+
+func decode(v *schemas.Validator, m ledger.Msg) *decoded {
+	d := &decoded{m: m}
+	d.decode(v)
+	return d
+}
+
+func (d *decoded) decode(v *schemas.Validator) {
+	d.ev, d.data, d.err = v.EventData(d.m.Data)
+	if d.err == nil {
+		d.found, d.kids = scan(d.ev.Data)
+	}
+}
+
+// AddAll reads messages with read and checks them as Add does, decoding them on workers
+// goroutines (the schema check is most of the work) and checking them in the order read.
+// It returns read's error; every goroutine it starts has ended when it returns.
+func (vf *Verifier) AddAll(read func(fn func(ledger.Msg) error) error, workers int) error {
+	workers = max(workers, 1)
+	jobs := make(chan *decoded, 256*workers)
+	order := make(chan *decoded, 256*workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range jobs {
+				d.decode(vf.v)
+				close(d.done)
+			}
+		}()
+	}
+	checked := make(chan struct{})
+	go func() {
+		defer close(checked)
+		for d := range order {
+			<-d.done
+			vf.add(d)
+		}
+	}()
+	err := read(func(m ledger.Msg) error {
+		d := &decoded{m: m, done: make(chan struct{})}
+		order <- d
+		jobs <- d
+		return nil
+	})
+	close(jobs)
+	close(order)
+	wg.Wait()
+	<-checked
+	return err
+}
+
+func (vf *Verifier) add(d *decoded) {
+	m := d.m
 	if vf.r.Events == 0 {
 		vf.r.FirstSeq, vf.next = m.Seq, m.Seq
 		if m.Seq != 1 {
@@ -137,6 +204,7 @@ func (vf *Verifier) Add(m ledger.Msg) {
 		vf.hole = true
 	case m.Seq == vf.next+1:
 		vf.problem(m.Seq, "completeness", "sequence %d is missing", vf.next)
+		vf.hole = true
 	case m.Seq > vf.next:
 		vf.problem(m.Seq, "completeness", "sequences %d to %d are missing", vf.next, m.Seq-1)
 		vf.hole = true
@@ -145,12 +213,11 @@ func (vf *Verifier) Add(m ledger.Msg) {
 	vf.r.Events++
 	vf.r.LastSeq = max(vf.r.LastSeq, m.Seq)
 
-	ev, data, err := vf.v.EventData(m.Data)
-	if err != nil {
-		vf.problem(m.Seq, "schema", "%v", err)
+	if d.err != nil {
+		vf.problem(m.Seq, "schema", "%v", d.err)
 	} else {
-		vf.lastEvent = ev.Time
-		vf.event(m.Seq, ev, data)
+		vf.lastEvent = d.ev.Time
+		vf.event(m.Seq, d)
 	}
 	// The message's bytes are the leaf, whatever they hold: a checkpoint covers them all.
 	if err := vf.tree.Append(m.Data); err != nil {
@@ -185,13 +252,13 @@ func (vf *Verifier) checkPublished(seq uint64) {
 }
 
 // event runs the checks of one decoded event, before its own leaf is added.
-func (vf *Verifier) event(seq uint64, ev schemas.Event, data any) {
-	found, kids := scan(ev.Data)
-	for _, f := range found {
+func (vf *Verifier) event(seq uint64, dec *decoded) {
+	ev, data := dec.ev, dec.data
+	for _, f := range dec.found {
 		vf.problem(seq, "personal data", "%s at %s", f.Detector, f.Path)
 	}
 	// A sealed value under the key of a transaction that was expunged.
-	for _, kid := range kids {
+	for _, kid := range dec.kids {
 		if vf.expunged[kid] {
 			vf.problem(seq, "forgetting", "an event after transaction %s was expunged is sealed under its key", kid)
 		}

@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/imagineif/lethe/audit"
@@ -59,7 +60,9 @@ func BenchmarkVerify(b *testing.B) {
 	b.Run("verify", func(b *testing.B) {
 		for b.Loop() {
 			vf := audit.NewVerifier(v, audit.VerifyOptions{Key: key})
-			err := ledger.ReadDirect(ctx, h.S.NC, ledger.ReadOptions{}, func(m ledger.Msg) error { vf.Add(m); return nil })
+			err := vf.AddAll(func(fn func(ledger.Msg) error) error {
+				return ledger.ReadDirect(ctx, h.S.NC, ledger.ReadOptions{}, fn)
+			}, runtime.GOMAXPROCS(0))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/imagineif/lethe/audit"
@@ -105,8 +106,9 @@ func cmdAuditVerify(ctx context.Context, args []string, getenv func(string) stri
 		return err
 	}
 	vf := audit.NewVerifier(v, opts)
+	workers := runtime.GOMAXPROCS(0)
 	if *file != "" {
-		err = readExport(*file, func(m ledger.Msg) error { vf.Add(m); return nil })
+		err = vf.AddAll(func(fn func(ledger.Msg) error) error { return readExport(*file, fn) }, workers)
 	} else {
 		nc, done, cerr := connect(ctx)
 		if cerr != nil {
@@ -115,11 +117,12 @@ func cmdAuditVerify(ctx context.Context, args []string, getenv func(string) stri
 		defer done()
 		opts.End = time.Now()
 		bar := progress.NewBar(stderr, "verifying", int64(streamLast(ctx, nc)))
-		err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
-			vf.Add(m)
-			bar.Add(1)
-			return nil
-		})
+		err = vf.AddAll(func(fn func(ledger.Msg) error) error {
+			return ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
+				bar.Add(1)
+				return fn(m)
+			})
+		}, workers)
 		bar.Stop()
 	}
 	if err != nil {
