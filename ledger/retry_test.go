@@ -80,6 +80,14 @@ func testCluster(t *testing.T) (*appender, jetstream.Stream) {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		st, _, err := EnsureStream(ctx, js, 3, 0)
+		if err == nil {
+			// And appended to once the stream's own group has a leader: before that an
+			// append finds no responders.
+			var info *jetstream.StreamInfo
+			if info, err = st.Info(ctx); err == nil && (info.Cluster == nil || info.Cluster.Leader == "") {
+				err = errors.New("the stream has no leader yet")
+			}
+		}
 		cancel()
 		if err == nil {
 			return &appender{nc: nc, timeout: 10 * time.Second}, st
