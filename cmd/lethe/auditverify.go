@@ -58,6 +58,27 @@ func readExport(path string, fn func(ledger.Msg) error) error {
 	return nil
 }
 
+// history opens what an audit command reads: an export file, or the stream (auditStream's
+// flags). read calls fn for every message in order, with a progress bar on a terminal;
+// done closes what was opened.
+func history(ctx context.Context, file string, connect func(context.Context) (*nats.Conn, func(), error), stderr io.Writer, label string) (read func(fn func(ledger.Msg) error) error, done func(), err error) {
+	if file != "" {
+		return func(fn func(ledger.Msg) error) error { return readExport(file, fn) }, func() {}, nil
+	}
+	nc, closeNC, err := connect(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	bar := progress.NewBar(stderr, label, int64(streamLast(ctx, nc)))
+	read = func(fn func(ledger.Msg) error) error {
+		return ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
+			bar.Add(1)
+			return fn(m)
+		})
+	}
+	return read, func() { bar.Stop(); closeNC() }, nil
+}
+
 // streamLast is the stream's last sequence, for a progress bar.
 func streamLast(ctx context.Context, nc *nats.Conn) uint64 {
 	m, err := nc.RequestWithContext(ctx, ledger.StreamInfoAPI, nil)
@@ -105,26 +126,16 @@ func cmdAuditVerify(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		return err
 	}
-	vf := audit.NewVerifier(v, opts)
-	workers := runtime.GOMAXPROCS(0)
-	if *file != "" {
-		err = vf.AddAll(func(fn func(ledger.Msg) error) error { return readExport(*file, fn) }, workers)
-	} else {
-		nc, done, cerr := connect(ctx)
-		if cerr != nil {
-			return cerr
-		}
-		defer done()
-		opts.End = time.Now()
-		bar := progress.NewBar(stderr, "verifying", int64(streamLast(ctx, nc)))
-		err = vf.AddAll(func(fn func(ledger.Msg) error) error {
-			return ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
-				bar.Add(1)
-				return fn(m)
-			})
-		}, workers)
-		bar.Stop()
+	if *file == "" {
+		opts.End = time.Now() // a close within the window of now may still be waiting
 	}
+	read, done, err := history(ctx, *file, connect, stderr, "verifying")
+	if err != nil {
+		return err
+	}
+	vf := audit.NewVerifier(v, opts)
+	err = vf.AddAll(read, runtime.GOMAXPROCS(0))
+	done()
 	if err != nil {
 		return err
 	}
@@ -180,7 +191,7 @@ func cmdAuditExport(ctx context.Context, args []string, getenv func(string) stri
 	if *format != "jsonl" && *format != "parquet" {
 		return &exitError{2, errors.New("--format must be jsonl or parquet")}
 	}
-	nc, done, err := connect(ctx)
+	read, done, err := history(ctx, "", connect, stderr, "exporting")
 	if err != nil {
 		return err
 	}
@@ -200,13 +211,10 @@ func cmdAuditExport(ctx context.Context, args []string, getenv func(string) stri
 		write, finish = exportParquet(bw)
 	}
 	n := 0
-	bar := progress.NewBar(stderr, "exporting", int64(streamLast(ctx, nc)))
-	err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
+	err = read(func(m ledger.Msg) error {
 		n++
-		bar.Add(1)
 		return write(m)
 	})
-	bar.Stop()
 	if err == nil {
 		err = finish()
 	}
@@ -335,16 +343,12 @@ func cmdAuditStats(ctx context.Context, args []string, getenv func(string) strin
 		return err
 	}
 	st := audit.NewStats(v, opts)
-	if *file != "" {
-		err = readExport(*file, func(m ledger.Msg) error { st.Add(m); return nil })
-	} else {
-		nc, done, cerr := connect(ctx)
-		if cerr != nil {
-			return cerr
-		}
-		defer done()
-		err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error { st.Add(m); return nil })
+	read, done, err := history(ctx, *file, connect, stderr, "reading")
+	if err != nil {
+		return err
 	}
+	err = read(func(m ledger.Msg) error { st.Add(m); return nil })
+	done()
 	if err != nil {
 		return err
 	}
@@ -402,22 +406,22 @@ func cmdAuditProve(ctx context.Context, args []string, getenv func(string) strin
 	if _, err := fmt.Sscan(f.Arg(0), &seq); err != nil || seq == 0 {
 		return &exitError{2, errors.New("SEQ is a stream sequence, 1 or more")}
 	}
-	nc, done, err := connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer done()
 	v, err := schemas.NewValidator()
 	if err != nil {
 		return err
 	}
+	read, done, err := history(ctx, "", connect, stderr, "proving")
+	if err != nil {
+		return err
+	}
+	defer done()
 	var (
 		hashes [][]byte
 		first  uint64
 		p      eventProof
 		cp     *schemas.CheckpointSigned
 	)
-	err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
+	err = read(func(m ledger.Msg) error {
 		if first == 0 {
 			first = m.Seq
 		}
