@@ -36,8 +36,9 @@ type Server struct {
 	Location    *time.Location // the library's time zone, for dates in filters
 	Logger      *slog.Logger
 	// Backup writes a backup of the whole library (node.Service.Backup): it calls begin
-	// with the file's name before the first byte. Nil: POST /api/backup is unavailable.
-	Backup func(ctx context.Context, begin func(name string), w io.Writer) error
+	// with the file's name before the first byte, and writes nothing if begin fails. Nil:
+	// POST /api/backup is unavailable.
+	Backup func(ctx context.Context, begin func(name string) error, w io.Writer) error
 
 	bulkOnce sync.Once
 	bulk     chan struct{} // a slot for each bulk catalog request running (MaxBulkRequests)

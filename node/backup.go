@@ -87,16 +87,16 @@ func (n *Node) retention() time.Duration {
 }
 
 // Backup writes a backup of the whole library to w. It calls begin with the file's name
-// once the backup is certain to be written, before the first byte. It fails without
-// writing anything when the snapshots would hold forgetting too long.
-func (s *Service) Backup(ctx context.Context, begin func(name string), w io.Writer) error {
+// once everything is read, before the first byte; if begin fails, nothing is written. It
+// fails without writing anything when the snapshots would hold forgetting too long.
+func (s *Service) Backup(ctx context.Context, begin func(name string) error, w io.Writer) error {
 	if err := s.backup(ctx, begin, w); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	return nil
 }
 
-func (s *Service) backup(ctx context.Context, begin func(name string), w io.Writer) error {
+func (s *Service) backup(ctx context.Context, begin func(name string) error, w io.Writer) error {
 	if s.backupsErr != nil {
 		return s.backupsErr
 	}
@@ -167,16 +167,19 @@ func (s *Service) backup(ctx context.Context, begin func(name string), w io.Writ
 	for _, st := range streams {
 		h.Streams[st.name] = st.last
 	}
-	begin("lethe-" + entry.ID + ".backup")
+	if err := begin("lethe-" + entry.ID + ".backup"); err != nil {
+		return err
+	}
 	bw, err := backup.NewWriter(w, h, recipient)
 	if err != nil {
 		return err
 	}
 	hj, _ := json.Marshal(h)
-	sections := []struct {
+	type section struct {
 		name string
-		data func() (io.Reader, func(), error)
-	}{
+		open func() (io.Reader, func(), error)
+	}
+	sections := []section{
 		{"header", bytesSection(hj)},
 		{"keys", bytesSection(keys.Bytes())},
 		{"staff", bytesSection(accounts.Bytes())},
@@ -184,17 +187,11 @@ func (s *Service) backup(ctx context.Context, begin func(name string), w io.Writ
 	}
 	for _, st := range streams {
 		sections = append(sections,
-			struct {
-				name string
-				data func() (io.Reader, func(), error)
-			}{"stream/" + st.name + "/info", bytesSection(st.info)},
-			struct {
-				name string
-				data func() (io.Reader, func(), error)
-			}{"stream/" + st.name + "/data", fileSection(st.file)})
+			section{"stream/" + st.name + "/info", bytesSection(st.info)},
+			section{"stream/" + st.name + "/data", fileSection(st.file)})
 	}
 	for _, sec := range sections {
-		r, done, err := sec.data()
+		r, done, err := sec.open()
 		if err == nil {
 			err = bw.Section(sec.name)
 		}

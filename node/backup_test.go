@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"bufio"
+	"encoding/base64"
 	"bytes"
 	"errors"
 	"log/slog"
@@ -219,4 +220,23 @@ func checkRestored(t *testing.T, data, master string, want map[string]bool) {
 			t.Errorf("%s: the key of a transaction closed after the backup: err = %v, want ErrNotFound", filepath.Base(data), err)
 		}
 	}
+}
+
+// TestBackupWithoutKeyring: with the master key from the environment and no keyring
+// named, a backup is refused with unavailable, saying what to give, and the refusal is on
+// the access record; the server goes on serving.
+func TestBackupWithoutKeyring(t *testing.T) {
+	t.Parallel()
+	h := lethetest.New(t, func(c *node.ServiceConfig) {
+		c.MasterKey = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	})
+	before := h.AccessEntries()
+	status, body := h.RequestAs(lethetest.Admin, http.MethodPost, "/api/backup", nil)
+	if status != http.StatusServiceUnavailable || !bytes.Contains(body, []byte("--backup-keyring")) {
+		t.Fatalf("backup without a keyring: %d %s, want 503 naming --backup-keyring", status, body)
+	}
+	if e := h.LastAccessEntry(); h.AccessEntries() != before+1 || e.Scope != policy.Refused || e.Action != string(policy.MakeBackup) {
+		t.Errorf("the refused backup on the access record: %+v", e)
+	}
+	h.Catalog("W1", 100) // still serving
 }

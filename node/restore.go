@@ -119,7 +119,7 @@ func restore(ctx context.Context, rc RestoreConfig) (Restored, error) {
 	}
 	defer n.Close()
 	seen := map[string]bool{}
-	var info map[string][]byte = map[string][]byte{}
+	info := map[string][]byte{}
 	for {
 		name, sec, err := r.Next()
 		if errors.Is(err, io.EOF) {
