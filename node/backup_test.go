@@ -139,6 +139,9 @@ func TestBackupRestore(t *testing.T) {
 		File: cut, Now: func() time.Time { return now }}); err == nil {
 		t.Error("a backup cut short restored")
 	}
+	if _, err := os.Stat(filepath.Join(dir, "cut")); err == nil {
+		t.Error("a failed restore left its directory behind")
+	}
 	os.WriteFile(cut, []byte("LETHE-BACKUP 1\n{\"id\":\"x\"}\nnot age"), 0o600)
 	if _, err := node.Restore(ctx, node.RestoreConfig{Config: node.Config{Data: filepath.Join(dir, "cut2"), MasterKeyFile: master, Logger: logger},
 		File: cut, Now: func() time.Time { return now }}); !errors.Is(err, backup.ErrKeyGone) {

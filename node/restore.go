@@ -49,12 +49,27 @@ type Restored struct {
 // built from the stream, and every transaction the stream says closed has its key
 // destroyed again (the expunger's reconciliation), and swept, before Restore returns.
 func Restore(ctx context.Context, rc RestoreConfig) (Restored, error) {
+	_, statErr := os.Stat(rc.Data)
+	existed := statErr == nil
 	res, err := restore(ctx, rc)
 	if err != nil {
+		// What a failed restore made goes, so that the same command can be run again; a
+		// directory that was not empty was refused before anything was written.
+		if entries, rerr := os.ReadDir(rc.Data); rerr == nil && !errors.Is(err, errNotEmpty) {
+			for _, e := range entries {
+				os.RemoveAll(filepath.Join(rc.Data, e.Name()))
+			}
+			if !existed {
+				os.Remove(rc.Data)
+			}
+		}
 		return res, fmt.Errorf("restore: %w", err)
 	}
 	return res, nil
 }
+
+// errNotEmpty refuses a restore into a directory that holds something.
+var errNotEmpty = errors.New("not empty: restore into a new directory")
 
 func restore(ctx context.Context, rc RestoreConfig) (Restored, error) {
 	var res Restored
@@ -66,7 +81,7 @@ func restore(ctx context.Context, rc RestoreConfig) (Restored, error) {
 		return res, errors.New("no data directory given (--data)")
 	}
 	if entries, err := os.ReadDir(rc.Data); err == nil && len(entries) > 0 {
-		return res, fmt.Errorf("%s is not empty: restore into a new directory", rc.Data)
+		return res, fmt.Errorf("%s is %w", rc.Data, errNotEmpty)
 	}
 	if rc.MasterKey == "" && rc.MasterKeyFile == "" {
 		return res, errors.New("give the master key (--master-key-file or LETHE_MASTER_KEY): a backup is restored under the master key that seals its keyring")
