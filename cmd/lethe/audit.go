@@ -97,7 +97,7 @@ func cmdAuditReplay(ctx context.Context, args []string, getenv func(string) stri
 	err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
 		l, err := a.Line(m)
 		if err != nil {
-			return fmt.Errorf("sequence %d does not match its schema: %w", m.Seq, err)
+			return fmt.Errorf("sequence %d: %w", m.Seq, err)
 		}
 		n++
 		switch l.Patron {
@@ -122,7 +122,7 @@ func cmdAuditReplay(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "%d events, all valid against their schemas; patron references: %d sealed (open or awaiting expunge), %d expunged\n", n, sealed, gone)
+	fmt.Fprintf(stderr, "%d events (lethe audit verify checks them against their schemas and the signed checkpoints); patron references: %d sealed (open or awaiting expunge), %d expunged\n", n, sealed, gone)
 	return nil
 }
 

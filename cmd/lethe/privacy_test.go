@@ -375,7 +375,7 @@ func TestAuditReplayNeedsNoKeys(t *testing.T) {
 	}
 	wantLine(closedTxn, "expunged")
 	wantLine(openTxn, "sealed")
-	if !strings.Contains(errOut.String(), "all valid against their schemas") {
+	if !strings.Contains(errOut.String(), "events (lethe audit verify checks them") {
 		t.Errorf("audit summary = %q", errOut.String())
 	}
 	h.Start()
