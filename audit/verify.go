@@ -61,8 +61,9 @@ type Report struct {
 	Checkpoints  int       `json:"checkpoints"`
 	SignedTo     uint64    `json:"signed_to"`     // the last sequence a valid checkpoint covers
 	UnsignedTail int       `json:"unsigned_tail"` // events after it
-	Key          string    `json:"key,omitempty"` // the key checkpoints were checked with
-	KeyPinned    bool      `json:"key_pinned"`    // whether it was given, or taken from the stream
+	Key          string    `json:"key,omitempty"` // the key in force at the end of the history
+	KeyPinned    bool      `json:"key_pinned"`    // whether the first key was given, or taken from the stream
+	KeyRotations int       `json:"key_rotations"` // changes of key, each signed by the key before
 	Closed       int       `json:"transactions_closed"`
 	Expunged     int       `json:"transactions_expunged"`
 	Pending      int       `json:"transactions_pending"` // closed within the window of the end
@@ -266,6 +267,8 @@ func (vf *Verifier) event(seq uint64, dec *decoded) {
 	switch d := data.(type) {
 	case schemas.CheckpointSigned:
 		vf.checkpoint(seq, d)
+	case schemas.CheckpointKeyRotated:
+		vf.rotation(seq, d)
 	case schemas.TransactionClosed:
 		vf.r.Closed++
 		vf.closed[d.TxnID] = ev.Time
@@ -289,6 +292,24 @@ func (vf *Verifier) event(seq uint64, dec *decoded) {
 		if lag > vf.opts.Window {
 			vf.problem(seq, "forgetting", "transaction %s: its key went %s after the close, beyond the window of %s", d.TxnID, lag.Round(time.Millisecond), vf.opts.Window)
 		}
+	}
+}
+
+// rotation follows a change of the checkpoint key, if the key in force signed it.
+func (vf *Verifier) rotation(seq uint64, d schemas.CheckpointKeyRotated) {
+	if vf.r.Key == "" {
+		vf.problem(seq, "integrity", "a checkpoint key rotation with no key in force to check it (pin the first key with --key)")
+		return
+	}
+	next, err := tlog.OpenRotation([]byte(d.Note), vf.r.Key)
+	switch {
+	case err != nil:
+		vf.problem(seq, "integrity", "a checkpoint key rotation not signed by the key in force: %v", err)
+	case next != d.Key:
+		vf.problem(seq, "integrity", "a checkpoint key rotation whose note names %s, not %s", next, d.Key)
+	default:
+		vf.r.Key = next
+		vf.r.KeyRotations++
 	}
 }
 

@@ -139,3 +139,80 @@ func derive(m MasterKey, purpose string) ([]byte, error) {
 	}
 	return hkdf.Key(sha256.New, m.key[:], nil, "lethe "+purpose, KeySize)
 }
+
+// checkpointNextID holds a new checkpoint signing seed while its rotation is under way:
+// staged before the rotation is announced on the stream, committed after.
+const checkpointNextID = "checkpoint-sign-next"
+
+// StageCheckpointSeed stores seed as the next checkpoint signing key, synced. It fails if
+// one is staged already.
+func (s *Store) StageCheckpointSeed(seed []byte) error {
+	if len(seed) != KeySize {
+		return errors.New("stage checkpoint key: wrong size")
+	}
+	if err := s.rlock(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	ref := RefOf(kindSystem, checkpointNextID)
+	if _, err := s.get(ref); err == nil {
+		return errors.New("stage checkpoint key: a rotation is under way already")
+	}
+	return s.db.Set(dbKey(ref), s.m.wrap(dbKey(ref), seed, s.now()), pebble.Sync)
+}
+
+// StagedCheckpointSeed returns the staged next checkpoint signing seed, if there is one.
+func (s *Store) StagedCheckpointSeed() ([]byte, bool, error) {
+	if err := s.rlock(); err != nil {
+		return nil, false, err
+	}
+	defer s.mu.RUnlock()
+	key, err := s.get(RefOf(kindSystem, checkpointNextID))
+	if errors.Is(err, ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return key, true, nil
+}
+
+// FinishCheckpointRotation ends a staged rotation: with commit, the staged seed becomes
+// the checkpoint signing key and the old one is destroyed (the next Sweep erases its
+// bytes); without, the staged seed is destroyed. One synced batch either way.
+func (s *Store) FinishCheckpointRotation(commit bool) error {
+	if err := s.rlock(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	next := RefOf(kindSystem, checkpointNextID)
+	seed, err := s.get(next)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer clear(seed)
+	b := s.db.NewBatch()
+	defer b.Close()
+	if commit {
+		cur := RefOf(kindSystem, checkpointSignID)
+		if err := b.Set(dbKey(cur), s.m.wrap(dbKey(cur), seed, s.now()), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Delete(dbKey(next), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	if commit {
+		s.signMu.Lock()
+		copy(s.signKey[:], seed)
+		s.signMu.Unlock()
+	}
+	s.gen.Add(1) // the replaced or dropped seed's bytes await a sweep
+	return nil
+}

@@ -215,6 +215,7 @@ type Store struct {
 	// The system keys, immutable after Open. Each has one use, so that a value made
 	// for one purpose can never pass for another.
 	cardKey, nameKey, macKey, sealKey, signKey *[KeySize]byte
+	signMu                                     sync.Mutex // guards signKey's bytes, which a checkpoint key rotation replaces
 
 	// mu is held shared by every operation and exclusively by Rotate and
 	// Close; it guards m and closed.
@@ -671,10 +672,12 @@ func (s *Store) AccessMAC(msg []byte) []byte {
 }
 
 // CheckpointSeed returns a copy of the system key "checkpoint-sign": the seed of the
-// Ed25519 key that signs the stream's checkpoints (package tlog). Like every system key it
-// is re-wrapped by a master key rotation, never replaced, so the public key an auditor
-// pinned stays valid.
+// Ed25519 key that signs the stream's checkpoints (package tlog). A master key rotation
+// re-wraps it; only a checkpoint key rotation (StageCheckpointSeed,
+// FinishCheckpointRotation), announced on the stream under the old key, replaces it.
 func (s *Store) CheckpointSeed() []byte {
+	s.signMu.Lock()
+	defer s.signMu.Unlock()
 	out := make([]byte, KeySize)
 	copy(out, s.signKey[:])
 	return out

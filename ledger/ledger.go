@@ -572,6 +572,35 @@ func (l *Ledger) AppendCheckpoint(ctx context.Context, cp schemas.CheckpointSign
 	return ack.Seq, nil
 }
 
+// AppendKeyRotation appends checkpoint.key_rotated on circ.sys.checkpoint: from here on,
+// checkpoints are signed by rot.Key. Its command id is derived from the new key, so a
+// rotation retried after a crash is appended once.
+func (l *Ledger) AppendKeyRotation(ctx context.Context, rot schemas.CheckpointKeyRotated) error {
+	ev, err := l.event(Station{Kind: "system", ID: "checkpoint"}, schemas.TypeCheckpointKey, CheckpointSubject, l.cfg.Now(), rot)
+	if err != nil {
+		return err
+	}
+	ev.CommandID = uuid.NewSHA1(checkpointNamespace, []byte(rot.Key)).String()
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	if _, err := l.v.Event(raw); err != nil {
+		return err
+	}
+	m := nats.NewMsg(CheckpointSubject)
+	m.Header.Set(hdrMsgID, ev.CommandID)
+	m.Data = raw
+	ack, err := l.app.publish([]*nats.Msg{m})
+	if err != nil {
+		return err
+	}
+	if ack.Error != nil {
+		return fmt.Errorf("append key rotation: %s", ack.Error.Description)
+	}
+	return nil
+}
+
 // skipNamespace makes the id of a skip record's command deterministic per sequence, so a
 // repeated skip of one sequence appends one record.
 var skipNamespace = uuid.MustParse("5d0c2f51-7a3e-4f0b-8e43-2c9a61b7d5e8")

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -43,7 +44,10 @@ type checkpointer struct {
 	published uint64
 }
 
-func newCheckpointer(s *Service) (*checkpointer, error) {
+func newCheckpointer(ctx context.Context, s *Service) (*checkpointer, error) {
+	if err := finishKeyRotation(ctx, s); err != nil {
+		return nil, fmt.Errorf("checkpoint key rotation: %w", err)
+	}
 	seed := s.Keys.CheckpointSeed()
 	signer, err := tlog.NewSigner(seed)
 	clear(seed)
@@ -94,6 +98,10 @@ func (c *checkpointer) catchUp(ctx context.Context) error {
 func (c *checkpointer) checkpoint(ctx context.Context, force bool) (uint64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.checkpointLocked(ctx, force)
+}
+
+func (c *checkpointer) checkpointLocked(ctx context.Context, force bool) (uint64, error) {
 	for range 20 {
 		seq, err := c.try(ctx, force)
 		if !errors.Is(err, ledger.ErrCheckpointStale) {
@@ -155,4 +163,69 @@ func (c *checkpointer) run(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// RotateCheckpointKey replaces the key that signs checkpoints, and returns the old and
+// the new verifier keys. Everything so far is checkpointed under the old key; then a
+// checkpoint.key_rotated event, signed by the old key, names the new one, and the new one
+// signs from then on. The new key is staged in the keystore before the event is appended,
+// so a crash in between is finished by the next start (finishKeyRotation).
+func (s *Service) RotateCheckpointKey(ctx context.Context) (old, next string, err error) {
+	c := s.cp
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, err := c.checkpointLocked(ctx, true); err != nil {
+		return "", "", err
+	}
+	seed := make([]byte, 32)
+	rand.Read(seed)
+	defer clear(seed)
+	signer, err := tlog.NewSigner(seed)
+	if err != nil {
+		return "", "", err
+	}
+	note, err := c.signer.SignRotation(signer.VerifierKey())
+	if err != nil {
+		return "", "", err
+	}
+	if err := s.Keys.StageCheckpointSeed(seed); err != nil {
+		return "", "", err
+	}
+	if err := s.Ledger.AppendKeyRotation(ctx, schemas.CheckpointKeyRotated{Key: signer.VerifierKey(), Note: string(note)}); err != nil {
+		return "", "", fmt.Errorf("announce the new checkpoint key (the next start finishes or drops it): %w", err)
+	}
+	if err := s.Keys.FinishCheckpointRotation(true); err != nil {
+		return "", "", err
+	}
+	old = c.signer.VerifierKey()
+	c.signer = signer
+	c.lastCP = 0 // the next checkpoint is due under the new key
+	return old, signer.VerifierKey(), nil
+}
+
+// finishKeyRotation ends a rotation a crash interrupted: a staged key the stream names
+// in a checkpoint.key_rotated event comes into force; one it does not name is dropped.
+func finishKeyRotation(ctx context.Context, s *Service) error {
+	seed, staged, err := s.Keys.StagedCheckpointSeed()
+	if err != nil || !staged {
+		return err
+	}
+	signer, err := tlog.NewSigner(seed)
+	clear(seed)
+	if err != nil {
+		return err
+	}
+	announced := false
+	err = ledger.Read(ctx, s.JS, ledger.ReadOptions{Subjects: []string{ledger.CheckpointSubject}}, func(m ledger.Msg) error {
+		_, data, err := s.V.EventData(m.Data)
+		if rot, ok := data.(schemas.CheckpointKeyRotated); err == nil && ok && rot.Key == signer.VerifierKey() {
+			announced = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.cfg.Logger.Warn("finishing an interrupted checkpoint key rotation", "announced", announced)
+	return s.Keys.FinishCheckpointRotation(announced)
 }

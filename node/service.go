@@ -130,7 +130,7 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	s = &Service{Node: n, Ledger: led, Expunger: exp, runCtx: runCtx, cancel: cancel, sweepInterval: cfg.SweepInterval, now: cfg.Now, cfg: cfg,
 		checkpointEvery: cmp.Or(cfg.CheckpointInterval, DefaultCheckpointInterval), checkpointEvents: cmp.Or(cfg.CheckpointEvents, DefaultCheckpointEvents)}
-	if s.cp, err = newCheckpointer(s); err != nil {
+	if s.cp, err = newCheckpointer(ctx, s); err != nil {
 		s.Stop()
 		return nil, err
 	}

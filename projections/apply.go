@@ -614,7 +614,7 @@ func (a *applier) apply(seq uint64, subject string, ev schemas.Event, data any) 
 		return a.del(expungeKey(d.TxnID))
 	case schemas.ProjectionSkipped:
 		return nil // honoured before its event is reached (applyState.skips)
-	case schemas.CheckpointSigned:
+	case schemas.CheckpointSigned, schemas.CheckpointKeyRotated:
 		return nil // for auditors (lethe audit verify); nothing to read here
 	}
 	return fmt.Errorf("unknown event type")

@@ -25,6 +25,7 @@ const (
 	TypeTransactionExpunged = "lethe.transaction.expunged.v1"
 	TypeProjectionSkipped   = "lethe.projection.skipped.v1"
 	TypeCheckpointSigned    = "lethe.checkpoint.signed.v1"
+	TypeCheckpointKey       = "lethe.checkpoint.key_rotated.v1"
 )
 
 // eventType is one row of the table of event types: its wire name and the Go type of its
@@ -56,6 +57,7 @@ func eventTable() []eventType {
 		{TypeTransactionExpunged, reflect.TypeFor[TransactionExpunged]()},
 		{TypeProjectionSkipped, reflect.TypeFor[ProjectionSkipped]()},
 		{TypeCheckpointSigned, reflect.TypeFor[CheckpointSigned]()},
+		{TypeCheckpointKey, reflect.TypeFor[CheckpointKeyRotated]()},
 	}
 }
 
@@ -252,4 +254,12 @@ type CheckpointSigned struct {
 	Root     []byte `json:"root"`
 	Note     string `json:"note"`
 	Key      string `json:"key"`
+}
+
+// CheckpointKeyRotated names the key that signs the checkpoints from here on (Key), in a
+// note signed by the key that signed them so far (Note, package tlog's rotation note).
+// On circ.sys.checkpoint; it carries no patron data.
+type CheckpointKeyRotated struct {
+	Key  string `json:"key"`
+	Note string `json:"note"`
 }

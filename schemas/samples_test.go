@@ -54,6 +54,8 @@ func sampleEvents() map[string]any {
 		TypeCheckpointSigned: &CheckpointSigned{FirstSeq: 1, LastSeq: 41, Size: 41, Root: bytes.Repeat([]byte{0x3c}, 32),
 			Note: "lethe/circulation\n41\nPDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw=\n\n\u2014 lethe AAAAAAAA\n",
 			Key:  "lethe+1a2b3c4d+AZg3/8n0Qx1rXvUe7hPq3mDk2FtYc9LbWs6RjVoE4NiK"},
+		TypeCheckpointKey: &CheckpointKeyRotated{Key: "lethe+5e6f7a8b+AZg3/8n0Qx1rXvUe7hPq3mDk2FtYc9LbWs6RjVoE4NiL",
+			Note: "lethe/circulation\nkey lethe+5e6f7a8b+AZg3/8n0Qx1rXvUe7hPq3mDk2FtYc9LbWs6RjVoE4NiL\n\n\u2014 lethe AAAAAAAA\n"},
 		TypeItemCheckedOut: &ItemCheckedOut{
 			TxnID: sampleTxn, Barcode: sampleBarcode, Patron: sealed("txn-"+sampleTxn, 52),
 			Branch: "kalispell", Station: "kiosk-2", Due: due,
@@ -92,7 +94,7 @@ func subjectOf(typ string) string {
 		return "circ.sys.expunged"
 	case TypeProjectionSkipped:
 		return "circ.sys.skipped"
-	case TypeCheckpointSigned:
+	case TypeCheckpointSigned, TypeCheckpointKey:
 		return "circ.sys.checkpoint"
 	}
 	return "circ.item." + sampleBarcode
@@ -129,6 +131,8 @@ func newEventData(typ string) any {
 		return new(PatronPINSet)
 	case TypeCheckpointSigned:
 		return new(CheckpointSigned)
+	case TypeCheckpointKey:
+		return new(CheckpointKeyRotated)
 	case TypeItemCheckedOut:
 		return new(ItemCheckedOut)
 	case TypeItemRenewed:

@@ -155,3 +155,37 @@ func InclusionProof(leafHashes [][]byte, index, size uint64) ([][]byte, error) {
 func VerifyInclusion(leaf []byte, index, size uint64, proofHashes [][]byte, root []byte) error {
 	return proof.VerifyInclusion(rfc6962.DefaultHasher, index, size, LeafHash(leaf), proofHashes, root)
 }
+
+// rotationLine starts the text of a key rotation note.
+const rotationLine = "key "
+
+// SignRotation returns a note, signed by s, that names next as the key that signs the
+// checkpoints from now on: how an auditor who pinned s's key learns to trust next.
+func (s *Signer) SignRotation(next string) ([]byte, error) {
+	if _, err := note.NewVerifier(next); err != nil {
+		return nil, fmt.Errorf("next key: %w", err)
+	}
+	return note.Sign(&note.Note{Text: Origin + "\n" + rotationLine + next + "\n"}, s.s)
+}
+
+// OpenRotation verifies a rotation note against the key in force and returns the key it
+// names.
+func OpenRotation(signed []byte, vkey string) (string, error) {
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return "", fmt.Errorf("verifier key: %w", err)
+	}
+	n, err := note.Open(signed, note.VerifierList(v))
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrSignature, err)
+	}
+	origin, rest, _ := strings.Cut(n.Text, "\n")
+	next, ok := strings.CutPrefix(strings.TrimSuffix(rest, "\n"), rotationLine)
+	if origin != Origin || !ok {
+		return "", errors.New("not a key rotation note")
+	}
+	if _, err := note.NewVerifier(next); err != nil {
+		return "", fmt.Errorf("the rotation names no valid key: %w", err)
+	}
+	return next, nil
+}

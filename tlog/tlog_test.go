@@ -143,3 +143,24 @@ func BenchmarkTreeAppend(b *testing.B) {
 		}
 	}
 }
+
+// TestRotation: a rotation note opens with the old key and names the new; not with the
+// new key or another.
+func TestRotation(t *testing.T) {
+	old, _ := NewSigner(bytes.Repeat([]byte{1}, 32))
+	next, _ := NewSigner(bytes.Repeat([]byte{2}, 32))
+	signed, err := old.SignRotation(next.VerifierKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := OpenRotation(signed, old.VerifierKey()); err != nil || got != next.VerifierKey() {
+		t.Fatalf("OpenRotation = %q, %v", got, err)
+	}
+	if _, err := OpenRotation(signed, next.VerifierKey()); !errors.Is(err, ErrSignature) {
+		t.Errorf("opened with the new key: %v", err)
+	}
+	cp, _ := old.Sign(1, bytes.Repeat([]byte{3}, 32))
+	if _, err := OpenRotation(cp, old.VerifierKey()); err == nil {
+		t.Error("a checkpoint taken for a rotation")
+	}
+}

@@ -162,6 +162,9 @@ func printReport(w io.Writer, r audit.Report) {
 		key = r.Key + " (taken from the stream: pin it with --key)"
 	}
 	fmt.Fprintf(w, "checkpoints       %d, signed to sequence %d; unsigned tail: %d events\n", r.Checkpoints, r.SignedTo, r.UnsignedTail)
+	if r.KeyRotations > 0 {
+		key += fmt.Sprintf("; in force at the end, after %d rotations each signed by the key before", r.KeyRotations)
+	}
 	fmt.Fprintf(w, "checkpoint key    %s\n", key)
 	fmt.Fprintf(w, "transactions      %d closed, %d expunged, %d pending within the window\n", r.Closed, r.Expunged, r.Pending)
 	fmt.Fprintf(w, "expunge lag       p50 %s, p99 %s, max %s (window %s)\n", time.Duration(r.LagP50), time.Duration(r.LagP99), time.Duration(r.LagMax), time.Duration(r.Window))

@@ -13,6 +13,7 @@ import (
 	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/internal/lethetest"
 	"github.com/imagineif/lethe/internal/testkit"
+	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/imagineif/lethe/tlog"
 	"github.com/parquet-go/parquet-go"
@@ -316,5 +317,65 @@ func TestAuditVerifyDamagedFiles(t *testing.T) {
 			}
 			t.Logf("%s:\n%s", damage, out)
 		})
+	}
+}
+
+// TestCheckpointKeyRotation: the checkpoint key is rotated on a stopped server; the
+// history verifies with the first key pinned, following the rotation the old key signed;
+// a rotation signed by another key is refused; a rotation staged but never announced (a
+// crash before the announcement) is dropped at the next start.
+func TestCheckpointKeyRotation(t *testing.T) {
+	t.Parallel()
+	h, creds, _ := auditHistory(t)
+	first := h.S.VerifierKey()
+	data := h.Cfg.Data
+	h.Offline(func() {
+		out, errOut, err := auditRun(t, "keys", "rotate-checkpoint", "--data", data)
+		if err != nil || !strings.Contains(out, "checkpoints are now signed by") {
+			t.Fatalf("rotate-checkpoint: %v\n%s%s", err, out, errOut)
+		}
+	})
+	second := h.S.VerifierKey()
+	if second == first {
+		t.Fatal("the checkpoint key did not change")
+	}
+	h.MustCheckout("21000000000762", "V1")
+	if _, err := h.S.Checkpoint(testkit.Context(t)); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := auditRun(t, "audit", "verify", "--nats-url", h.S.NATSURL(), "--nats-creds", creds, "--key", first)
+	if err != nil || !strings.Contains(out, "after 1 rotations") || !strings.Contains(out, "VERIFIED") {
+		t.Fatalf("verify across the rotation: %v\n%s", err, out)
+	}
+	// A rotation only another key signed: the checkpoints after it do not verify.
+	other, _ := tlog.NewSigner(bytes.Repeat([]byte{5}, 32))
+	forged, _ := other.SignRotation(other.VerifierKey())
+	if err := h.S.Ledger.AppendKeyRotation(testkit.Context(t), schemas.CheckpointKeyRotated{Key: other.VerifierKey(), Note: string(forged)}); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := auditRun(t, "audit", "verify", "--nats-url", h.S.NATSURL(), "--nats-creds", creds, "--key", first); exitCode(err) != 1 ||
+		!strings.Contains(out, "not signed by the key in force") {
+		t.Errorf("a forged rotation: %v\n%s", err, out)
+	}
+	// Staged, never announced: dropped at the start, the key in force unchanged.
+	h.Offline(func() {
+		m, err := keystore.LoadMaster(filepath.Join(data, "master.key"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks, err := keystore.Open(filepath.Join(data, "keystore"), m, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ks.StageCheckpointSeed(bytes.Repeat([]byte{6}, 32)); err != nil {
+			t.Fatal(err)
+		}
+		ks.Close()
+	})
+	if h.S.VerifierKey() != second {
+		t.Errorf("after a staged, unannounced rotation the key is %s, want %s", h.S.VerifierKey(), second)
+	}
+	if _, staged, _ := h.S.Keys.StagedCheckpointSeed(); staged {
+		t.Error("the unannounced key is still staged")
 	}
 }

@@ -37,6 +37,7 @@ commands:
   backup DIR            write a backup of a running server into DIR (administrators), sealed to a key that expires
   restore FILE          make a new data directory from a backup (--data NEW)
   keys rotate           re-wrap every key under a new master key and destroy the old one (server stopped)
+  keys rotate-checkpoint  replace the key that signs checkpoints, announced under the old one (server stopped)
   projections rebuild   rebuild the projections from the stream and compare with the live ones (server stopped)
   projections skip SEQ  let stopped projections pass over an event they cannot apply (administrators; recorded)
   bench [--quick]       measure Lethe next to raw JetStream and Pebble doing the same I/O (--json FILE)
@@ -125,10 +126,13 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 	case "restore":
 		return cmdRestore(ctx, rest, getenv, stdout, stderr)
 	case "keys":
-		if len(rest) == 0 || rest[0] != "rotate" {
-			return &exitError{2, errors.New("usage: lethe keys rotate [flags]")}
+		switch {
+		case len(rest) > 0 && rest[0] == "rotate":
+			return cmdKeysRotate(ctx, rest[1:], getenv, stdout, stderr)
+		case len(rest) > 0 && rest[0] == "rotate-checkpoint":
+			return cmdKeysRotateCheckpoint(ctx, rest[1:], getenv, stdout, stderr)
 		}
-		return cmdKeysRotate(ctx, rest[1:], getenv, stdout, stderr)
+		return &exitError{2, errors.New("usage: lethe keys rotate|rotate-checkpoint [flags]")}
 	case "projections":
 		switch {
 		case len(rest) > 0 && rest[0] == "rebuild":
