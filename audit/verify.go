@@ -44,6 +44,19 @@ type VerifyOptions struct {
 	// End is when the history was read: a close within Window of it may still be
 	// waiting for its expunge. Zero: the time of the last event.
 	End time.Time
+	// Prefix, for a range of the history (an export with --from), is the Merkle tree of
+	// every message before it, as a compact range: the range's checkpoints are checked
+	// against it. Forgetting is then checked only for transactions that close in the
+	// range, and Cut says the range ends before the history does.
+	Prefix *Prefix
+	Cut    bool
+}
+
+// Prefix is what a range of the history carries of the messages before it.
+type Prefix struct {
+	FirstSeq uint64   `json:"first_seq"` // the history's first sequence
+	Size     uint64   `json:"size"`      // messages before the range
+	Hashes   [][]byte `json:"hashes"`    // their tree's compact range
 }
 
 // Problem is one failed check.
@@ -113,7 +126,23 @@ func NewVerifier(v *schemas.Validator, opts VerifyOptions) *Verifier {
 	vf := &Verifier{v: v, opts: opts, tree: tlog.NewTree(), counts: map[string]int{},
 		closed: map[string]time.Time{}, expunged: map[string]bool{}}
 	vf.r.Key, vf.r.KeyPinned, vf.r.Window = opts.Key, opts.Key != "", Duration(opts.Window)
+	if p := opts.Prefix; p != nil {
+		tree, err := tlog.TreeFrom(p.Size, p.Hashes)
+		if err != nil {
+			vf.problem(0, "integrity", "the range's prefix: %v", err)
+		} else {
+			vf.tree = tree
+		}
+	}
 	return vf
+}
+
+// expectedFirst is the first sequence the history should start at.
+func (vf *Verifier) expectedFirst() uint64 {
+	if p := vf.opts.Prefix; p != nil {
+		return max(p.FirstSeq, 1) + p.Size
+	}
+	return 1
 }
 
 func (vf *Verifier) problem(seq uint64, check, format string, args ...any) {
@@ -194,8 +223,8 @@ func (vf *Verifier) add(d *decoded) {
 	m := d.m
 	if vf.r.Events == 0 {
 		vf.r.FirstSeq, vf.next = m.Seq, m.Seq
-		if m.Seq != 1 {
-			vf.problem(m.Seq, "completeness", "the history starts at sequence %d: the %d events before it are missing (the stream never deletes)", m.Seq, m.Seq-1)
+		if want := vf.expectedFirst(); m.Seq != want {
+			vf.problem(m.Seq, "completeness", "the history starts at sequence %d, not %d: events before it are missing (the stream never deletes)", m.Seq, want)
 			vf.hole = true
 		}
 	}
@@ -275,7 +304,7 @@ func (vf *Verifier) event(seq uint64, dec *decoded) {
 	case schemas.TransactionExpunged:
 		closedAt, ok := vf.closed[d.TxnID]
 		if !ok {
-			if !vf.expunged[d.TxnID] {
+			if !vf.expunged[d.TxnID] && vf.opts.Prefix == nil { // in a range, it may have closed before
 				vf.problem(seq, "forgetting", "transaction %s expunged without a close before it", d.TxnID)
 			}
 			return
@@ -313,6 +342,14 @@ func (vf *Verifier) rotation(seq uint64, d schemas.CheckpointKeyRotated) {
 	}
 }
 
+// historyFirst is the first sequence of the whole history.
+func (vf *Verifier) historyFirst() uint64 {
+	if p := vf.opts.Prefix; p != nil {
+		return max(p.FirstSeq, 1)
+	}
+	return vf.r.FirstSeq
+}
+
 // checkpoint checks one checkpoint against the tree of every message before it.
 func (vf *Verifier) checkpoint(seq uint64, d schemas.CheckpointSigned) {
 	vf.r.Checkpoints++
@@ -334,7 +371,7 @@ func (vf *Verifier) checkpoint(seq uint64, d schemas.CheckpointSigned) {
 		return
 	}
 	switch {
-	case d.LastSeq != seq-1 || d.FirstSeq != vf.r.FirstSeq || cp.Size != d.Size || !bytes.Equal(cp.Root, d.Root):
+	case d.LastSeq != seq-1 || d.FirstSeq != vf.historyFirst() || cp.Size != d.Size || !bytes.Equal(cp.Root, d.Root):
 		vf.problem(seq, "integrity", "checkpoint fields disagree with its note or its place (covers %d to %d, stands at %d)", d.FirstSeq, d.LastSeq, seq)
 	case cp.Size != vf.tree.Size():
 		vf.problem(seq, "integrity", "checkpoint of %d events, but %d precede it: events were removed or inserted", cp.Size, vf.tree.Size())
@@ -378,8 +415,8 @@ func (vf *Verifier) Finish() Report {
 	}
 	slices.Sort(ids)
 	for _, id := range ids {
-		if end.Sub(vf.closed[id]) <= vf.opts.Window {
-			vf.r.Pending++
+		if end.Sub(vf.closed[id]) <= vf.opts.Window || vf.opts.Cut {
+			vf.r.Pending++ // within the window, or its expunge is after the range
 			continue
 		}
 		vf.problem(0, "forgetting", "transaction %s closed at %s and was never expunged", id, vf.closed[id].UTC().Format(time.RFC3339))

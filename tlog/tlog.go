@@ -189,3 +189,18 @@ func OpenRotation(signed []byte, vkey string) (string, error) {
 	}
 	return next, nil
 }
+
+// TreeFrom continues a tree of size leaves from its compact range (Hashes): what a range
+// export carries so that the leaves after it can be checked against a checkpoint without
+// the leaves before.
+func TreeFrom(size uint64, hashes [][]byte) (*Tree, error) {
+	f := &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+	r, err := f.NewRange(0, size, hashes)
+	if err != nil {
+		return nil, fmt.Errorf("tree prefix: %w", err)
+	}
+	return &Tree{r: r}, nil
+}
+
+// Hashes is the tree's compact range: one hash per perfect subtree, left to right.
+func (t *Tree) Hashes() [][]byte { return t.r.Hashes() }

@@ -164,3 +164,27 @@ func TestRotation(t *testing.T) {
 		t.Error("a checkpoint taken for a rotation")
 	}
 }
+
+// TestTreeFrom: a tree continued from another's compact range has the same roots.
+func TestTreeFrom(t *testing.T) {
+	a := NewTree()
+	for i := range 37 {
+		a.Append([]byte{byte(i)})
+	}
+	b, err := TreeFrom(a.Size(), a.Hashes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 37; i < 80; i++ {
+		a.Append([]byte{byte(i)})
+		b.Append([]byte{byte(i)})
+		ra, _ := a.Root()
+		rb, _ := b.Root()
+		if !bytes.Equal(ra, rb) {
+			t.Fatalf("size %d: roots differ", i+1)
+		}
+	}
+	if _, err := TreeFrom(5, a.Hashes()[:1]); err == nil {
+		t.Error("a prefix with the wrong hashes was accepted")
+	}
+}

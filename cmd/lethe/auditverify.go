@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,7 +33,34 @@ type exportLine struct {
 // maxExportLine bounds one line of an export file: an event is at most 64 KiB.
 const maxExportLine = 1 << 20
 
-// readExport reads an export file (JSON lines) and calls fn for each message.
+// exportHeader is the first line of a range export: the Merkle prefix of what comes
+// before the range, and whether the range stops before the history's end.
+type exportHeader struct {
+	Prefix *audit.Prefix `json:"prefix"`
+	Cut    bool          `json:"cut,omitempty"`
+}
+
+// readExportHeader returns the header of a range export, or nil for a whole history.
+func readExportHeader(path string) (*exportHeader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), maxExportLine)
+	if !sc.Scan() {
+		return nil, sc.Err()
+	}
+	var h exportHeader
+	if json.Unmarshal(sc.Bytes(), &h) != nil || h.Prefix == nil {
+		return nil, nil
+	}
+	return &h, nil
+}
+
+// readExport reads an export file (JSON lines) and calls fn for each message; a range
+// export's header line is passed over (readExportHeader reads it).
 func readExport(path string, fn func(ledger.Msg) error) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -46,6 +74,10 @@ func readExport(path string, fn func(ledger.Msg) error) error {
 		line++
 		var l exportLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || l.Seq == 0 {
+			var h exportHeader
+			if line == 1 && json.Unmarshal(sc.Bytes(), &h) == nil && h.Prefix != nil {
+				continue
+			}
 			return fmt.Errorf("%s line %d: not a message of a Lethe export", path, line)
 		}
 		if err := fn(ledger.Msg{Seq: l.Seq, Subject: l.Subject, Data: l.Data}); err != nil {
@@ -128,6 +160,14 @@ func cmdAuditVerify(ctx context.Context, args []string, getenv func(string) stri
 	}
 	if *file == "" {
 		opts.End = time.Now() // a close within the window of now may still be waiting
+	} else {
+		h, err := readExportHeader(*file)
+		if err != nil {
+			return err
+		}
+		if h != nil {
+			opts.Prefix, opts.Cut = h.Prefix, h.Cut
+		}
 	}
 	read, done, err := history(ctx, *file, connect, stderr, "verifying")
 	if err != nil {
@@ -185,6 +225,8 @@ func cmdAuditExport(ctx context.Context, args []string, getenv func(string) stri
 	connect := auditStream(f, getenv, stderr)
 	out := f.String("out", "", "the file to write; '-' for standard output")
 	format := f.String("format", "jsonl", "jsonl (JSON lines, what verify --file reads) or parquet (for DuckDB, pandas, R, Spark)")
+	from := f.Uint64("from", 0, "export from this sequence on, with the Merkle prefix of what comes before (JSON lines only)")
+	to := f.Uint64("to", 0, "and up to this sequence, continued to the next checkpoint so the range is signed")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -193,6 +235,12 @@ func cmdAuditExport(ctx context.Context, args []string, getenv func(string) stri
 	}
 	if *format != "jsonl" && *format != "parquet" {
 		return &exitError{2, errors.New("--format must be jsonl or parquet")}
+	}
+	if (*from > 0 || *to > 0) && *format != "jsonl" {
+		return &exitError{2, errors.New("--from and --to export JSON lines only")}
+	}
+	if *to > 0 && *to < *from {
+		return &exitError{2, errors.New("--to comes before --from")}
 	}
 	read, done, err := history(ctx, "", connect, stderr, "exporting")
 	if err != nil {
@@ -214,10 +262,39 @@ func cmdAuditExport(ctx context.Context, args []string, getenv func(string) stri
 		write, finish = exportParquet(bw)
 	}
 	n := 0
+	var (
+		tree  = tlog.NewTree()
+		first uint64
+		head  bool
+		cut   = errors.New("the range is written")
+	)
 	err = read(func(m ledger.Msg) error {
+		if first == 0 {
+			first = m.Seq
+		}
+		if m.Seq < *from {
+			return tree.Append(m.Data) // before the range: only its hash
+		}
+		if *from > 0 && !head {
+			// The range's first line: the compact range of every message before it.
+			head = true
+			hdr := exportHeader{Prefix: &audit.Prefix{FirstSeq: first, Size: tree.Size(), Hashes: tree.Hashes()}, Cut: *to > 0}
+			if err := json.NewEncoder(bw).Encode(hdr); err != nil {
+				return err
+			}
+		}
 		n++
-		return write(m)
+		if err := write(m); err != nil {
+			return err
+		}
+		if *to > 0 && m.Seq >= *to && bytes.Contains(m.Data, []byte(`"type":"`+schemas.TypeCheckpointSigned+`"`)) {
+			return cut // a checkpoint at or after --to signs the range
+		}
+		return nil
 	})
+	if errors.Is(err, cut) {
+		err = nil
+	}
 	if err == nil {
 		err = finish()
 	}

@@ -150,6 +150,32 @@ func TestAuditVerify(t *testing.T) {
 	if _, _, err := auditRun(t, "audit", "prove", "--nats-url", h.S.NATSURL(), "--nats-creds", creds, fmt.Sprint(cp.LastSeq+3)); err == nil {
 		t.Error("a proof of an event after the last checkpoint")
 	}
+	// A range, with the Merkle prefix of what comes before it, continued to the checkpoint
+	// that signs it: verifies alone; edited, or with another prefix, it does not.
+	rangeFile := filepath.Join(dir, "range.jsonl")
+	if _, errOut, err := auditRun(t, "audit", "export", "--nats-url", h.S.NATSURL(), "--nats-creds", creds, "--from", "5", "--to", "8", "--out", rangeFile); err != nil {
+		t.Fatalf("export a range: %v\n%s", err, errOut)
+	}
+	rng, _ := os.ReadFile(rangeFile)
+	rangeLines := strings.Split(strings.TrimSpace(string(rng)), "\n")
+	if want := int(cp.LastSeq+1) - 5 + 1 + 1; len(rangeLines) != want { // header + 5..checkpoint
+		t.Fatalf("the range has %d lines, want %d (a header and sequences 5 to %d)", len(rangeLines), want, cp.LastSeq+1)
+	}
+	rangeVerify := func(lines []string) (string, error) {
+		f := filepath.Join(t.TempDir(), "r.jsonl")
+		os.WriteFile(f, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+		out, _, err := auditRun(t, "audit", "verify", "--file", f, "--key", key)
+		return out, err
+	}
+	if out, err := rangeVerify(rangeLines); err != nil || !strings.Contains(out, "VERIFIED") {
+		t.Errorf("a range with its prefix: %v\n%s", err, out)
+	}
+	if out, err := rangeVerify(editWhere(t, rangeLines, `"lethe/`, `"lethe/x`)); exitCode(err) != 1 || !strings.Contains(out, "root differs") {
+		t.Errorf("an edited range: %v\n%s", err, out)
+	}
+	if out, err := rangeVerify(rangeLines[1:]); exitCode(err) != 1 || !strings.Contains(out, "starts at sequence 5") {
+		t.Errorf("a range without its prefix: %v\n%s", err, out)
+	}
 	// Stats of the export: three loans, too few to show with k = 5, and shown with k = 2.
 	if out, _, err := auditRun(t, "audit", "stats", "--file", export, "--timezone", "UTC"); err != nil || !strings.Contains(out, "loans <5") {
 		t.Errorf("audit stats --k 5 = %v:\n%s", err, out)
