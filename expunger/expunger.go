@@ -46,7 +46,9 @@ type Config struct {
 	AdmitWait  time.Duration
 	// Drag is added before every destroying pass and every sweep: a slow disk on demand,
 	// for tests and drills that the window holds under load. There is no flag for it.
-	Drag       time.Duration
+	Drag time.Duration
+	// StateFile keeps the erasure watermark across restarts (watermark.go); empty: none.
+	StateFile  string
 	Now        func() time.Time      // clock; default time.Now
 	Logger     *slog.Logger          // default: discard
 	Registerer prometheus.Registerer // where the metrics are registered; nil: not registered
@@ -444,6 +446,7 @@ func (e *Expunger) Sweep(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, e.sweepTimeout())
 	defer cancel()
 	start := e.cfg.Now()
+	applied := e.proj.Applied() // every record at or before it is of a key destroyed by now
 	e.mu.Lock()
 	covered := e.awaitErasure
 	e.awaitErasure, e.sweeping = nil, covered
@@ -456,6 +459,14 @@ func (e *Expunger) Sweep(ctx context.Context) error {
 		err = e.proj.Sweep(ctx)
 	}
 	done := e.cfg.Now()
+	if err == nil {
+		// After mu is released (defers run last in, first out): no I/O under mu.
+		defer func() {
+			if werr := e.writeWatermark(applied); werr != nil {
+				e.cfg.Logger.Error("erasure watermark", "err", werr) // the next start may then not count a downtime's misses
+			}
+		}()
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.sweeping = nil
@@ -565,7 +576,13 @@ func (e *Expunger) Reconcile(ctx context.Context) error {
 	if orphans > 0 {
 		e.cfg.Logger.Info("destroyed keys no open transaction or account uses", "count", orphans)
 	}
-	return e.Sweep(ctx)
+	// The keys are gone; what a failed sweep leaves is their bytes, which the running
+	// expunger's retries erase, with /healthz saying erasure_failing meanwhile. A start is
+	// not refused for it.
+	if err := e.Sweep(ctx); err != nil {
+		e.cfg.Logger.Error("the erasure sweep at the start failed; it is retried", "err", err)
+	}
+	return nil
 }
 
 // Stats is what the expunger has done since it started.

@@ -2,8 +2,8 @@ package node_test
 
 import (
 	"bufio"
-	"encoding/base64"
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"log/slog"
 	"net/http"

@@ -10,6 +10,7 @@ import (
 	"github.com/imagineif/lethe/desk"
 	"github.com/imagineif/lethe/expunger"
 	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/schemas"
 )
@@ -109,5 +110,51 @@ func TestHealthzShowsForgetting(t *testing.T) {
 	waitFor("a retry to erase the close", func() bool { return h.S.Expunger.Stats().Erased == 3 })
 	if status, hb := health(); status != http.StatusOK || hb.Status != "ok" {
 		t.Fatalf("healthz after the retry = %d %+v, want 200 ok", status, hb)
+	}
+}
+
+// TestErasureAcrossARestart: a key destroyed just before a stop, its sweep not yet run,
+// is handed back at the start and erased by its first sweep; erased within its window, it
+// is no miss, and erased after a downtime longer than the window, it is counted and
+// listed, as any other miss.
+func TestErasureAcrossARestart(t *testing.T) {
+	t.Parallel()
+	h := lethetest.New(t) // the window is the harness's hour
+	ctx := testkit.Context(t)
+	h.Register("21000000000781", "Rhea Restart", "1977-07-07")
+	h.Catalog("E1", 100)
+	h.Catalog("E2", 100)
+	if err := h.S.Expunger.Sweep(ctx); err != nil { // a watermark to start from
+		t.Fatal(err)
+	}
+	destroyedNotSwept := func(barcode string) string {
+		t.Helper()
+		h.MustCheckout("21000000000781", barcode)
+		txn := h.TxnOf(barcode)
+		h.Checkin(barcode)
+		testkit.WaitFor(t, "the close expunged", func() bool {
+			if _, err := h.S.Expunger.ExpungeNow(ctx); err != nil {
+				t.Fatal(err)
+			}
+			p, _ := h.S.Proj.PendingExpunges()
+			return len(p) == 0
+		})
+		return txn
+	}
+	// Within the window: erased by the start's sweep, no miss.
+	first := destroyedNotSwept("E1")
+	h.Restart()
+	// The start sweeps; a sweep that fails (a busy machine) is retried within a second.
+	testkit.WaitFor(t, "the key destroyed before the stop erased", func() bool { return h.S.Expunger.Stats().Erased >= 1 })
+	if r := h.S.Expunger.Erasure(); r.Total != 0 || len(r.Overdue) != 0 {
+		t.Fatalf("after a short stop: %+v, want nothing missed or overdue (transaction %s)", r, first)
+	}
+	// Across a downtime longer than the window: counted and listed.
+	second := destroyedNotSwept("E2")
+	h.Offline(func() { h.Clock.Advance(2 * time.Hour) })
+	testkit.WaitFor(t, "the start's sweep", func() bool { return h.S.Expunger.Stats().Erased >= 1 })
+	r := h.S.Expunger.Erasure()
+	if r.Total != 1 || len(r.Missed) != 1 || r.Missed[0].TxnID != second {
+		t.Fatalf("after a stop longer than the window: %+v, want %s missed", r, second)
 	}
 }

@@ -263,6 +263,17 @@ func restore(ctx context.Context, rc RestoreConfig) (Restored, error) {
 		s.Stop()
 		return res, err
 	}
+	// Before the restore returns, the bytes of every key destroyed again are gone.
+	var sweepErr error
+	for range 5 {
+		if sweepErr = s.Expunger.Sweep(ctx); sweepErr == nil {
+			break
+		}
+	}
+	if sweepErr != nil {
+		s.Stop()
+		return res, sweepErr
+	}
 	ks := s.Keys.Stats()
 	res.Destroyed = res.Keys - int(ks.Transactions+ks.Profiles) - systemKeys
 	counts, err := s.Proj.Counts()

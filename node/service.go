@@ -123,6 +123,7 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 	reg.MustRegister(collectors.NewGoCollector())
 	fc := cfg.Forgetting
 	fc.SweepInterval, fc.Now, fc.Logger, fc.Registerer = cfg.SweepInterval, cfg.Now, cfg.Logger, reg
+	fc.StateFile = filepath.Join(cfg.Data, "erasure.json")
 	exp, err = expunger.New(n.Keys, n.Proj, led, fc)
 	if err != nil {
 		return nil, err
@@ -146,6 +147,10 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 		// that hold the whole stream. A projector stopped at an event has not seen the
 		// loans after it, whose keys must live.
 		if n.Proj.Stopped() == nil {
+			if err := resumeErasure(ctx, n, exp); err != nil {
+				s.Stop()
+				return nil, fmt.Errorf("resume erasure: %w", err)
+			}
 			if err := exp.Reconcile(ctx); err != nil {
 				s.Stop()
 				return nil, fmt.Errorf("finish interrupted expunges: %w", err)
