@@ -3,7 +3,6 @@ package sip2_test
 import (
 	"bufio"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -12,9 +11,7 @@ import (
 	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/internal/lethetest"
 	"github.com/imagineif/lethe/internal/testkit"
-	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/node"
-	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go"
 )
 
@@ -88,20 +85,5 @@ func BenchmarkNATSKioskCheckoutCheckin(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer nc.Close()
-	send := func(cmd string, v any) {
-		raw, _ := json.Marshal(v)
-		m, err := nc.Request(ledger.KioskSubject("main", "bench", cmd), raw, 10*time.Second)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var r schemas.Reply
-		if err := json.Unmarshal(m.Data, &r); err != nil || !r.OK {
-			b.Fatalf("%s = %s", cmd, m.Data)
-		}
-	}
-	b.ResetTimer()
-	for b.Loop() {
-		send(schemas.CmdCheckOut, schemas.CheckOut{CommandID: lethetest.CmdID(), Card: "21000000009997", Barcode: "BENCH"})
-		send(schemas.CmdReturn, schemas.Return{CommandID: lethetest.CmdID(), Barcode: "BENCH"})
-	}
+	lethetest.KioskRoundTrips(b, nc, "main", "bench", "21000000009997", "BENCH")
 }

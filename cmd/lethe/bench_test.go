@@ -249,20 +249,5 @@ func BenchmarkKioskCheckoutReturnTLS(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer nc.Close()
-	send := func(cmd string, v any) {
-		raw, _ := json.Marshal(v)
-		m, err := nc.Request(ledger.KioskSubject("main", "tls", cmd), raw, 10*time.Second)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var r schemas.Reply
-		if err := json.Unmarshal(m.Data, &r); err != nil || !r.OK {
-			b.Fatalf("%s = %s", cmd, m.Data)
-		}
-	}
-	b.ResetTimer()
-	for b.Loop() {
-		send(schemas.CmdCheckOut, schemas.CheckOut{CommandID: lethetest.CmdID(), Card: "21000000009998", Barcode: "BENCH"})
-		send(schemas.CmdReturn, schemas.Return{CommandID: lethetest.CmdID(), Barcode: "BENCH"})
-	}
+	lethetest.KioskRoundTrips(b, nc, "main", "tls", "21000000009998", "BENCH")
 }

@@ -1,14 +1,18 @@
 package lethetest
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/imagineif/lethe/identity"
+	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go"
 )
 
@@ -92,4 +96,26 @@ func (c *Client) Violations() int {
 		}
 	}
 	return n
+}
+
+// KioskRoundTrips is a benchmark's loop: each iteration checks barcode out to card and
+// in again, as kiosk branch/kiosk over nc, each request waiting for its reply.
+func KioskRoundTrips(b *testing.B, nc *nats.Conn, branch, kiosk, card, barcode string) {
+	b.Helper()
+	send := func(cmd string, v any) {
+		raw, _ := json.Marshal(v)
+		m, err := nc.Request(ledger.KioskSubject(branch, kiosk, cmd), raw, 10*time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var r schemas.Reply
+		if err := json.Unmarshal(m.Data, &r); err != nil || !r.OK {
+			b.Fatalf("%s = %s", cmd, m.Data)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		send(schemas.CmdCheckOut, schemas.CheckOut{CommandID: CmdID(), Card: card, Barcode: barcode})
+		send(schemas.CmdReturn, schemas.Return{CommandID: CmdID(), Barcode: barcode})
+	}
 }

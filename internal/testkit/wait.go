@@ -10,7 +10,14 @@ import (
 // does not within 20 seconds. Tests wait this way, never by sleeping.
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.After(20 * time.Second)
+	WaitForWithin(t, what, 20*time.Second, cond)
+}
+
+// WaitForWithin is WaitFor with a deadline of its own, for conditions that wait on the
+// server's schedules (sweeps, retries).
+func WaitForWithin(t testing.TB, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.After(within)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for !cond() {
