@@ -27,7 +27,7 @@ import (
 //     published checkpoint (--checkpoint) must be one the history extends;
 //   - schemas: every event against its envelope and data schema;
 //   - no personal data: no string outside the sealed fields looks like a card number, an
-//     e-mail address, a phone number or a date of birth (Detectors);
+//     e-mail address, a phone number or a date of birth (detectors);
 //   - forgetting kept: every transaction that closed has its transaction.expunged, and
 //     its key went within the window; no event after the expunge is sealed under its key.
 
@@ -473,9 +473,9 @@ type Finding struct {
 	Path     string
 }
 
-// Detectors are the shapes of personal data looked for in every string of an event's
+// detectors are the shapes of personal data looked for in every string of an event's
 // data outside sealed values, with what each leaves alone to avoid false alarms.
-var Detectors = []struct {
+var detectors = []struct {
 	Name, Rule string
 	re         *regexp.Regexp
 }{
@@ -521,7 +521,7 @@ func scan(data json.RawMessage) (found []Finding, kids []string) {
 				return
 			}
 			field := path[strings.LastIndex(path, "/")+1:]
-			for _, d := range Detectors {
+			for _, d := range detectors {
 				if d.Name == "card number" && (field == "barcode" || field == "title") {
 					continue
 				}
