@@ -19,6 +19,7 @@ import (
 	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go"
 )
 
@@ -100,6 +101,11 @@ func (s *Service) backup(ctx context.Context, begin func(name string) error, w i
 	if s.backupsErr != nil {
 		return s.backupsErr
 	}
+	// One at a time: each spools the streams to the data disk and holds the expunger.
+	if !s.backupMu.TryLock() {
+		return schemas.Errorf(schemas.CodeConflict, "a backup is being made already; try again when it is done")
+	}
+	defer s.backupMu.Unlock()
 	if s.staff == nil {
 		return errors.New("no staff store open (--http off)")
 	}

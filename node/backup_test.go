@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/projections"
+	"github.com/imagineif/lethe/schemas"
 )
 
 // TestBackupRestore makes a backup of a serving library through POST /api/backup, goes
@@ -242,4 +244,24 @@ func TestBackupWithoutKeyring(t *testing.T) {
 		t.Errorf("the refused backup on the access record: %+v", e)
 	}
 	h.Catalog("W1", 100) // still serving
+}
+
+// TestOneBackupAtATime: a backup asked for while another is being made is refused with
+// conflict; the first completes.
+func TestOneBackupAtATime(t *testing.T) {
+	t.Parallel()
+	h := lethetest.New(t)
+	ctx := testkit.Context(t)
+	var second error
+	var out bytes.Buffer
+	err := h.S.Backup(ctx, func(string) error {
+		second = h.S.Backup(ctx, func(string) error { return nil }, io.Discard)
+		return nil
+	}, &out)
+	if err != nil || out.Len() == 0 {
+		t.Fatalf("the first backup: %v, %d bytes", err, out.Len())
+	}
+	if schemas.CodeOf(second) != schemas.CodeConflict {
+		t.Errorf("a backup during another: %v, want conflict", second)
+	}
 }

@@ -83,6 +83,7 @@ type Service struct {
 	// checkpointEvery and checkpointEvents are when a checkpoint is due.
 	checkpointEvery  time.Duration
 	checkpointEvents int
+	backupMu         sync.Mutex      // one backup at a time
 	backups          *backup.Keyring // nil, with backupsErr saying why, when there is none
 	backupsErr       error
 }
