@@ -149,9 +149,15 @@ func (a *Auth) token(r *http.Request) string {
 // authenticate returns the live session of r. The account is read again on every
 // request: a disabled or removed account's sessions end at once, and the role is the
 // account's current one.
-func (a *Auth) authenticate(r *http.Request) (Session, error) {
+func (a *Auth) authenticate(r *http.Request) (Session, error) { return a.session(r, true) }
+
+// Current returns the live session of r, as every route checks it, without marking it
+// used: it is for watching a session, not for acting in it.
+func (a *Auth) Current(r *http.Request) (Session, error) { return a.session(r, false) }
+
+func (a *Auth) session(r *http.Request, touch bool) (Session, error) {
 	tok := a.token(r)
-	s, ok := a.Sessions.Lookup(tok)
+	s, ok := a.Sessions.lookup(tok, touch)
 	if !ok {
 		return Session{}, errNoSession
 	}

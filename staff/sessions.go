@@ -115,7 +115,13 @@ func (s *Sessions) expired(v *Session, now time.Time) bool {
 
 // Lookup returns the session of token and marks it used now. An expired session is
 // deleted and not returned.
-func (s *Sessions) Lookup(token string) (Session, bool) {
+func (s *Sessions) Lookup(token string) (Session, bool) { return s.lookup(token, true) }
+
+// Peek returns the session of token without marking it used: a page that only watches
+// whether its session still lives (the web client's event stream) must not keep it alive.
+func (s *Sessions) Peek(token string) (Session, bool) { return s.lookup(token, false) }
+
+func (s *Sessions) lookup(token string, touch bool) (Session, bool) {
 	if token == "" || len(token) > 128 {
 		return Session{}, false
 	}
@@ -131,7 +137,9 @@ func (s *Sessions) Lookup(token string) (Session, bool) {
 		delete(s.m, k)
 		return Session{}, false
 	}
-	v.LastSeen = now
+	if touch {
+		v.LastSeen = now
+	}
 	return *v, true
 }
 

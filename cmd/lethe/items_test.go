@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/imagineif/lethe/catalog"
 	"github.com/imagineif/lethe/desk"
 	"github.com/imagineif/lethe/internal/lethetest"
 	"github.com/imagineif/lethe/internal/testkit"
@@ -122,7 +123,7 @@ func TestItemsImportBulk(t *testing.T) {
 	// the projections' clock); the rows are still unchanged, by their content.
 	h.Clock.Advance(2 * ledger.DedupeWindow)
 	h.Catalog("LATER", 100)
-	id := uuid.NewSHA1(importNamespace, []byte(strings.Join([]string{"B000002", title(2), "fiction", "main", "1002"}, "\x00"))).String()
+	id := uuid.NewSHA1(catalog.ImportNamespace, []byte(strings.Join([]string{"B000002", title(2), "fiction", "main", "1002"}, "\x00"))).String()
 	if seqs, err := h.S.Proj.CommandSeqs(id); err != nil || seqs != nil {
 		t.Fatalf("command id of row B000002 after the window: %v, %v; want forgotten", seqs, err)
 	}
