@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/imagineif/lethe/expunger"
@@ -52,7 +53,6 @@ func (a *Reads) Handlers() map[string]http.HandlerFunc {
 		"GET /api/summary":         a.summary,
 		"POST /api/sweep":          a.sweep,
 		"GET /api/erasure":         a.erasure,
-		"GET /{$}":                 dashboard,
 		"GET /favicon.ico":         func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) },
 	}
 	if a.Metrics != nil {
@@ -148,7 +148,13 @@ func (a *Reads) items(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	items, err := a.Store.Items(r.URL.Query().Get("after"), limit)
+	var items []model.Item
+	var err error
+	if title := r.URL.Query().Get("title"); title != "" {
+		items, err = a.findTitle(title, limit)
+	} else {
+		items, err = a.Store.Items(r.URL.Query().Get("after"), limit)
+	}
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -158,6 +164,44 @@ func (a *Reads) items(w http.ResponseWriter, r *http.Request) {
 		out[i] = viewItem(it)
 	}
 	WriteJSON(w, http.StatusOK, out)
+}
+
+// findTitle returns up to limit items whose title holds every word of q, ignoring case,
+// in barcode order. It reads the catalog a page at a time: a library's catalog, not a
+// search engine's.
+func (a *Reads) findTitle(q string, limit int) ([]model.Item, error) {
+	words := strings.Fields(strings.ToLower(q))
+	if len(words) == 0 || len(q) > 200 {
+		return nil, schemas.Errorf(schemas.CodeInvalid, "title must be 1 to 200 characters of words")
+	}
+	var out []model.Item
+	after := ""
+	for {
+		page, err := a.Store.Items(after, 1000)
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range page {
+			t := strings.ToLower(it.Title)
+			match := true
+			for _, w := range words {
+				if !strings.Contains(t, w) {
+					match = false
+					break
+				}
+			}
+			if match {
+				out = append(out, it)
+				if len(out) == limit {
+					return out, nil
+				}
+			}
+		}
+		if len(page) < 1000 {
+			return out, nil
+		}
+		after = page[len(page)-1].Barcode
+	}
 }
 
 // itemView is an item as staff see it without a disclosure basis: no transaction id, no

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/imagineif/lethe/ledger"
@@ -42,6 +43,37 @@ type checkpointer struct {
 	lastAt    time.Time
 	broken    error // a hole in the stream: no checkpoint from here on
 	published uint64
+
+	status atomic.Pointer[CheckpointStatus] // the last of each try, read without mu
+}
+
+// CheckpointStatus is the state of the signed checkpoints, for the auditor's view.
+type CheckpointStatus struct {
+	Seq      uint64    // stream sequence of the last checkpoint this process appended; 0: none yet
+	At       time.Time // when
+	TreeSize uint64    // the messages it covers
+	Hashed   uint64    // the messages hashed into the tree so far
+	Broken   string    // the hole found in the stream, if any: no checkpoint from it on
+}
+
+// CheckpointStatus reports the checkpoints without waiting for one being made.
+func (s *Service) CheckpointStatus() CheckpointStatus {
+	if p := s.cp.status.Load(); p != nil {
+		return *p
+	}
+	return CheckpointStatus{}
+}
+
+// noteStatus publishes the state; under c.mu.
+func (c *checkpointer) noteStatus() {
+	st := CheckpointStatus{Seq: c.lastCP, At: c.lastAt, TreeSize: c.published, Hashed: c.tree.Size()}
+	if c.lastCP == 0 {
+		st.At = time.Time{}
+	}
+	if c.broken != nil {
+		st.Broken = c.broken.Error()
+	}
+	c.status.Store(&st)
 }
 
 func newCheckpointer(ctx context.Context, s *Service) (*checkpointer, error) {
@@ -102,6 +134,7 @@ func (c *checkpointer) checkpoint(ctx context.Context, force bool) (uint64, erro
 }
 
 func (c *checkpointer) checkpointLocked(ctx context.Context, force bool) (uint64, error) {
+	defer c.noteStatus()
 	for range 20 {
 		seq, err := c.try(ctx, force)
 		if !errors.Is(err, ledger.ErrCheckpointStale) {

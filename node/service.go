@@ -21,6 +21,7 @@ import (
 	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/sip2"
 	"github.com/imagineif/lethe/staff"
+	"github.com/imagineif/lethe/web"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -71,6 +72,7 @@ type Service struct {
 	errMu  sync.Mutex
 	err    error
 	srv    *http.Server
+	web    *web.Client // the staff web client, served by srv
 	staff  *staff.Store
 	Desk   *desk.Server
 	Kiosks *kiosk.Server
@@ -227,9 +229,22 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 		}
 		api.Backup = s.Backup
 		s.Desk = api
+		// The staff web client at /: pages that are clients of the API, in process.
+		s.web = &web.Client{API: api.Handler(), Auth: api.Auth, Store: n.Proj, Expunger: exp,
+			Location: cfg.Location, Logger: cfg.Logger, Now: cfg.Now,
+			Checkpoints: func() web.Checkpoints {
+				st := s.CheckpointStatus()
+				return web.Checkpoints{Seq: st.Seq, At: st.At, TreeSize: st.TreeSize, Hashed: st.Hashed,
+					Broken: st.Broken, VerifierKey: s.VerifierKey()}
+			}}
+		if err := s.web.Check(); err != nil {
+			ln.Close()
+			s.Stop()
+			return nil, fmt.Errorf("staff web client: %w", err)
+		}
 		httpCfg := cfg.HTTPServer
 		httpCfg.Logger = cfg.Logger
-		s.srv = desk.NewHTTPServer(api.Handler(), httpCfg)
+		s.srv = desk.NewHTTPServer(s.web.Handler(), httpCfg)
 		ln = desk.LimitListener(ln, httpCfg) // under TLS: a connection counts from accept
 		scheme := "http"
 		if cfg.TLSCert != "" {
@@ -353,6 +368,9 @@ func (s *Service) goRun(name string, f func() error) {
 // (projector, expunger, rules) once nothing waits on them, then the stores. It returns
 // the first part's failure.
 func (s *Service) Stop() error {
+	if s.web != nil {
+		s.web.Close() // event streams end and imports stop; Shutdown waits for no stream
+	}
 	if s.srv != nil {
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = s.srv.Shutdown(shutdownCtx)

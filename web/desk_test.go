@@ -1,0 +1,331 @@
+package web_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/imagineif/lethe/access"
+	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/internal/testkit"
+	"github.com/imagineif/lethe/policy"
+)
+
+// The planted patrons of the desk tests: their names, cards, contacts and birth dates are
+// markers no page may show to anyone without a basis.
+const (
+	adaCard   = "21000000000501"
+	adaName   = "Ada Quillfeather"
+	adaBirth  = "1980-05-17"
+	adaEmail  = "ada.quillfeather@example.org"
+	kitCard   = "21000000000502"
+	kitName   = "Kit Quillfeather"
+	kitBirth  = "2016-03-09"
+	kitCarer  = "Morgan Quillfeather"
+	kitPhone  = "406-555-0199"
+	carerCont = "406-555-0142"
+)
+
+func markers(ids ...string) []string {
+	return append([]string{adaCard, adaName, adaBirth, adaEmail, kitCard, kitName, kitBirth, kitCarer, kitPhone, carerCont}, ids...)
+}
+
+// library is a Lethe with two patrons and a history: Ada's and Kit's loans a month old
+// (overdue now), Kit's new one (not due), and staff accounts of each role.
+type library struct {
+	h          *lethetest.Harness
+	ada, kit   string // patron ids
+	lateTxn    string // Ada's overdue loan of B5
+	kitOverdue string
+}
+
+func newLibrary(t *testing.T) *library {
+	h := lethetest.New(t)
+	for _, b := range []string{"B1", "B2", "B3", "B4", "B5"} {
+		h.Catalog(b, 2000)
+	}
+	lib := &library{h: h}
+	lib.ada = h.Register(adaCard, adaName, adaBirth)
+	lib.kit = h.RegisterMinor(kitCard, kitName, kitBirth, kitCarer)
+	h.MustCheckout(adaCard, "B5")
+	h.MustCheckout(kitCard, "B3")
+	lib.lateTxn = h.TxnOf("B5")
+	h.Clock.Advance(30 * 24 * time.Hour) // 21-day loans: 9 days late
+	h.MustCheckout(kitCard, "B4")
+	h.Account("clerk", policy.Circulation)
+	h.Account("reader", policy.Auditor)
+	return lib
+}
+
+// TestDeskDay is a day at the desk in a real browser: a clerk scans a card, checks two
+// items out, checks one in at the return desk, renews the other, checks in a late one,
+// takes a partial and a full payment (the transaction is then expunged and leaves the
+// screen), answers a caregiver without the card with the limited view, and signs out;
+// an administrator runs the collections export and reads the access record with those
+// lookups on it; an auditor sees the charts and no patron data anywhere in the page.
+func TestDeskDay(t *testing.T) {
+	t.Parallel()
+	lib := newLibrary(t)
+	h := lib.h
+	b := newBrowser(t, h.S.HTTPURL, 1100)
+
+	b.signIn("clerk")
+	if loc := evalAs[string](b, `location.pathname`); loc != "/desk" {
+		t.Fatalf("a clerk lands on %s, want /desk", loc)
+	}
+	if f := b.focused(); f != "card" {
+		t.Fatalf("the desk opens with the keyboard on %q, want the card field", f)
+	}
+
+	// Scan a card: the record, on the card basis; the keyboard moves to the barcode.
+	b.submit("scan Ada's card", b.typeKeys(adaCard+pressEnter))
+	if txt := b.text(); !strings.Contains(txt, "Patron record") || !strings.Contains(txt, "card presented") || !strings.Contains(txt, "B5") {
+		t.Fatalf("after scanning a card the page shows:\n%s", txt)
+	}
+	if f := b.focused(); f != "barcode" {
+		t.Fatalf("after a scan the keyboard is on %q, want the barcode field", f)
+	}
+	for _, item := range []string{"B1", "B2"} {
+		b.submit("check out "+item, b.typeKeys(item+pressEnter))
+		b.wantFlash("check out "+item, "Checked out")
+		if f := b.focused(); f != "barcode" {
+			t.Fatalf("after a checkout the keyboard is on %q, want the barcode field", f)
+		}
+	}
+	if n := evalAs[int](b, `document.querySelectorAll('table[aria-labelledby=loans-h] tbody tr').length`); n != 3 {
+		t.Fatalf("Ada's record shows %d loans, want 3 (B1, B2, B5)", n)
+	}
+	// A refusal is the ledger's code in plain words.
+	b.submit("check out an item on loan", b.typeKeys("B1"+pressEnter))
+	b.wantFlash("check out an item on loan", "conflict")
+	b.wantFlash("check out an item on loan", "Not possible in the item's or the account's current state")
+	b.screenshot("desk.png")
+
+	// The return desk: B1 back, no patron needed.
+	b.do("scan at the return desk", chromedp.Focus(chromedp.ID("return")), b.typeKeys("B1"))
+	b.submit("check in B1", b.typeKeys(pressEnter))
+	b.wantFlash("check in B1", "Checked in")
+	if strings.Contains(b.text(), "Patron record") {
+		t.Errorf("the return desk shows a patron record after a check-in without a patron")
+	}
+
+	// Back to Ada: renew B2, check in the late B5 from her record.
+	b.navigate("/desk")
+	b.submit("scan Ada's card again", b.typeKeys(adaCard+pressEnter))
+	b.submit("renew B2", chromedp.Click(chromedp.CSS(`tr[data-barcode=B2] button[aria-label^="Renew"]`)))
+	b.wantFlash("renew B2", "Renewed")
+	b.submit("check in B5", chromedp.Click(chromedp.CSS(`tr[data-barcode=B5] button[aria-label^="Check in"]`)))
+	b.wantFlash("check in B5", "returned late: a fine of $2.25")
+	if !strings.Contains(b.text(), "Patron record") {
+		t.Fatalf("a check-in from the record leaves the record: %s", b.text())
+	}
+
+	// Pay part of the fine, then the rest: the receipt names no patron; the settled fine
+	// closes its transaction, which is expunged and leaves the screen.
+	b.do("type a partial payment", chromedp.SetValue(chromedp.CSS(`input.money`), "1.00"), chromedp.Focus(chromedp.CSS(`input.money`)))
+	b.submit("pay $1.00", b.typeKeys(pressEnter))
+	b.wantFlash("pay $1.00", "Payment taken")
+	receipt := evalAs[string](b, `document.getElementById('receipt').innerText`)
+	if !strings.Contains(receipt, "$1.00") || !strings.Contains(receipt, "$1.25") {
+		t.Errorf("the receipt of a partial payment says:\n%s", receipt)
+	}
+	for _, m := range markers(lib.ada) {
+		if strings.Contains(receipt, m) {
+			t.Errorf("the receipt names %q", m)
+		}
+	}
+	if got := evalAs[string](b, `document.querySelector('input.money').value`); got != "1.25" {
+		t.Errorf("after a partial payment the amount offered is %q, want the remaining 1.25", got)
+	}
+	b.screenshot("receipt.png")
+	b.do("focus the payment", chromedp.Focus(chromedp.CSS(`input.money`)))
+	b.submit("pay the rest", b.typeKeys(pressEnter))
+	b.wantFlash("pay the rest", "Payment taken")
+	if n := evalAs[int](b, `document.querySelectorAll('table[aria-labelledby=fines-h] tbody tr').length`); n != 0 {
+		t.Errorf("the settled fine is still on the screen (%d rows)", n)
+	}
+	h.ExpungeAll()
+	h.AssertExpunged(lib.lateTxn)
+
+	// A caregiver without the card: the limited view, overdue only.
+	b.navigate("/desk")
+	b.do("choose the caregiver basis", chromedp.SetValue(chromedp.ID("basis"), "caregiver_photo_id"),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('basis').dispatchEvent(new Event('change'))`),
+		chromedp.SendKeys(chromedp.ID("lname"), kitName), chromedp.Click(chromedp.ID("photo")),
+		chromedp.SendKeys(chromedp.ID("cgname"), kitCarer))
+	b.submit("look up as a caregiver", chromedp.Click(chromedp.ID("lookup")))
+	txt := b.text()
+	if !strings.Contains(txt, "Limited view") || !strings.Contains(txt, "B3") || strings.Contains(txt, "B4") {
+		t.Fatalf("a caregiver without the card sees (want B3, overdue, and not B4, not yet due):\n%s", txt)
+	}
+	b.screenshot("lookup-limited.png")
+	b.checkConsole()
+	b.signOut()
+	// Back shows nothing: no page was cached (Chromium refuses to show the POST's answer
+	// again, net::ERR_CACHE_MISS, which is the point).
+	if err := chromedp.Do(b.ctx, chromedp.NavigateBack()); err != nil && !strings.Contains(err.Error(), "ERR_CACHE_MISS") {
+		t.Fatalf("go back: %v", err)
+	}
+	if strings.Contains(b.text(), "Patron record") || strings.Contains(b.text(), "B5") {
+		t.Errorf("after signing out, Back shows a patron record")
+	}
+
+	// An administrator: the collections export, then the access record with the clerk's
+	// lookups on it.
+	b.signIn(lethetest.Admin)
+	b.navigate("/lists/collections")
+	b.do("set a threshold", chromedp.SendKeys(chromedp.ID("min_days"), "1"))
+	b.submit("run the export", chromedp.Click(chromedp.CSS(`button[value=html]`)))
+	if txt := b.text(); !strings.Contains(txt, kitName) || !strings.Contains(txt, carerCont) {
+		t.Errorf("the collections export does not list Kit (9 days overdue) with the caregiver's contact:\n%s", txt)
+	}
+	b.navigate("/lists/access")
+	// No dates: the access record seeks its stream by the stream's own clock, which the
+	// test's clock (a month ahead) does not move.
+	b.do("filter by the clerk", chromedp.SendKeys(chromedp.ID("a-staff"), "clerk"),
+		chromedp.SetValue(chromedp.ID("a-from"), ""), chromedp.SetValue(chromedp.ID("a-to"), ""))
+	b.submit("read the access record", chromedp.Click(chromedp.CSS(`form.grid button`)))
+	var want []access.Listed
+	if status := h.Get("/api/access-log?staff=clerk", &want); status != 200 {
+		t.Fatalf("access log = %d", status)
+	}
+	lookups := 0
+	for _, e := range want {
+		if e.Action == "lookup" {
+			lookups++
+		}
+	}
+	got := evalAs[int](b, `[...document.querySelectorAll('table.access tbody tr td:nth-child(3)')].filter(td => td.innerText === 'lookup').length`)
+	if lookups < 6 || got != lookups {
+		t.Logf("the access record page (from %q to %q, staff %q):\n%s", evalAs[string](b, `document.getElementById('a-from').value`),
+			evalAs[string](b, `document.getElementById('a-to').value`), evalAs[string](b, `document.getElementById('a-staff').value`), b.text())
+		for _, e := range want {
+			t.Logf("entry %s %s %s", e.Time, e.Staff, e.Action)
+		}
+		t.Errorf("the access record page shows %d of the clerk's lookups, the API %d (want at least 6: every scan and every record shown again)", got, lookups)
+	}
+	b.screenshot("access-record.png")
+	b.checkConsole()
+	b.signOut()
+
+	// An auditor: charts and counts, and no patron data anywhere in the page.
+	b.signIn("reader")
+	if loc := evalAs[string](b, `location.pathname`); loc != "/audit" {
+		t.Fatalf("an auditor lands on %s, want /audit", loc)
+	}
+	testkit.WaitFor(t, "the charts drawn", func() bool {
+		return evalAs[bool](b, `[...document.querySelectorAll('img.chart')].every(i => i.complete && i.naturalWidth > 0)`)
+	})
+	if n := evalAs[int](b, `document.querySelectorAll('img.chart').length`); n != 2 {
+		t.Errorf("the auditor's view has %d charts, want 2", n)
+	}
+	if txt := b.text(); !strings.Contains(txt, "By day") || !strings.Contains(txt, "Erasure window") {
+		t.Errorf("the auditor's view shows:\n%s", txt)
+	}
+	dom := b.dom()
+	for _, m := range markers(lib.ada, lib.kit) {
+		if strings.Contains(dom, m) {
+			t.Errorf("the auditor's page holds patron data %q", m)
+		}
+	}
+	b.screenshot("audit.png")
+	b.checkConsole()
+	b.navigate("/desk") // answered 403, which the console reports
+	if !strings.Contains(b.text(), "cannot open this page") {
+		t.Errorf("an auditor opened the desk: %s", b.text())
+	}
+	for _, m := range markers(lib.ada, lib.kit) {
+		if strings.Contains(h.Logs.String(), m) {
+			t.Errorf("the server log holds patron data %q", m)
+		}
+	}
+}
+
+// TestSessionEndsOnScreen: when the server ends a session, the open page clears what it
+// showed and says so, without a click.
+func TestSessionEndsOnScreen(t *testing.T) {
+	t.Parallel()
+	lib := newLibrary(t)
+	b := newBrowser(t, lib.h.S.HTTPURL, 1000)
+	b.signIn("clerk")
+	b.submit("scan a card", b.typeKeys(adaCard+pressEnter))
+	if !strings.Contains(b.text(), "B5") {
+		t.Fatalf("the record is not shown: %s", b.text())
+	}
+	// An administrator disables the account: its sessions end on the server.
+	if status, body := lib.h.Post("/api/staff/clerk/disable", nil); status != 200 {
+		t.Fatalf("disable = %d %s", status, body)
+	}
+	testkit.WaitForWithin(t, "the page to clear", 15*time.Second, func() bool {
+		return evalAs[bool](b, `!document.getElementById('ended').hidden`)
+	})
+	if txt := b.text(); strings.Contains(txt, "B5") || strings.Contains(txt, "Patron record") {
+		t.Errorf("after the session ended the page still shows:\n%s", txt)
+	}
+	b.checkConsole()
+}
+
+// TestKeyboardAndAccessibility: the check-out flow with the keyboard alone, every control
+// named in Chromium's accessibility tree on every page, focus in document order with no
+// positive tabindex, and nothing wider than an 800 px window.
+func TestKeyboardAndAccessibility(t *testing.T) {
+	t.Parallel()
+	lib := newLibrary(t)
+	b := newBrowser(t, lib.h.S.HTTPURL, 800)
+	b.signIn(lethetest.Admin)
+
+	// Keyboard alone: the card field has the focus; a scan and Enter; the barcode field
+	// has it; a scan and Enter; done.
+	if f := b.focused(); f != "card" {
+		t.Fatalf("keyboard starts on %q, want card", f)
+	}
+	b.submit("scan", b.typeKeys(adaCard+pressEnter))
+	b.submit("check out", b.typeKeys("B1"+pressEnter))
+	b.wantFlash("keyboard checkout", "Checked out")
+
+	// Tab walks the controls in document order.
+	order := evalAs[[]string](b, `[...document.querySelectorAll('a[href], button, input:not([type=hidden]), select, summary')]
+	  .filter(e => !e.disabled && e.offsetParent !== null).map(e => e.id || e.textContent.trim() || e.name)`)
+	if n := evalAs[int](b, `document.querySelectorAll('[tabindex]:not([tabindex="-1"]):not([tabindex="0"])').length`); n != 0 {
+		t.Errorf("%d elements with a positive tabindex: focus order would not be document order", n)
+	}
+	b.do("focus the first control", chromedp.Focus(chromedp.CSS("a.skip")))
+	walked := []string{order[0]}
+	for range min(len(order), 16) - 1 {
+		b.do("tab", b.typeKeys(kbTab))
+		walked = append(walked, evalAs[string](b, `(e => e.id || e.textContent.trim() || e.name)(document.activeElement)`))
+	}
+	for i, w := range walked {
+		if w != order[i] {
+			t.Errorf("tab stop %d is %q, want %q (document order %v)", i+1, w, order[i], order[:len(walked)])
+			break
+		}
+	}
+
+	pages := []string{"/desk", "/patrons/new", "/items", "/items/import", "/lists/overdue", "/lists/collections",
+		"/lists/access", "/staff", "/audit"}
+	for _, p := range pages {
+		b.navigate(p)
+		for _, problem := range b.axProblems() {
+			t.Errorf("%s: %s", p, problem)
+		}
+		if w := evalAs[int](b, `document.documentElement.scrollWidth`); w > 800 {
+			t.Errorf("%s is %d px wide in an 800 px window", p, w)
+		}
+	}
+	// The record, with its forms.
+	b.navigate("/desk")
+	b.submit("scan", b.typeKeys(adaCard+pressEnter))
+	b.do("open the account controls", chromedp.Click(chromedp.CSS("details.account summary")))
+	for _, problem := range b.axProblems() {
+		t.Errorf("the record: %s", problem)
+	}
+	if w := evalAs[int](b, `document.documentElement.scrollWidth`); w > 800 {
+		t.Errorf("the record is %d px wide in an 800 px window", w)
+	}
+	b.checkConsole()
+}
+
+const kbTab = "\t"
