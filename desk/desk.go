@@ -100,6 +100,7 @@ var commands = []command{
 	{schemas.CmdMarkDamaged, policy.MarkDamaged, false},
 	{schemas.CmdClosePatron, policy.ClosePatron, true},
 	{schemas.CmdSetPIN, policy.SetPIN, true},
+	{schemas.CmdUpdateContact, policy.UpdateContact, true},
 	{schemas.CmdCatalogItem, policy.CatalogItem, false},
 }
 

@@ -244,6 +244,7 @@ func TestEveryDisclosingRouteRecordsOnce(t *testing.T) {
 		"POST /api/desk/mark-damaged":     {body: `{` + id() + `,"barcode":"P2"}`, as: clerk, status: 200},
 		"POST /api/desk/close-patron":     {body: `{` + id() + `,"patron_id":"` + lib.adult + `"}`, status: 409},
 		"POST /api/desk/set-pin":          {body: `{` + id() + `,"patron_id":"` + lib.adult + `","pin":"4821"}`, as: clerk, status: 200},
+		"POST /api/desk/update-contact":   {body: `{` + id() + `,"patron_id":"` + lib.adult + `","phone":"555-0123","clear":["address"]}`, as: clerk, status: 200},
 		"POST /api/desk/catalog-item":     {body: `{` + id() + `,"barcode":"P9","title":"t","collection":"c","branch":"main","replacement_cents":100}`, status: 200},
 		"POST /api/desk/catalog-items":    {body: `{"commands":[{` + id() + `,"barcode":"P10","title":"t","collection":"c","branch":"main","replacement_cents":100}]}`, status: 200},
 	}

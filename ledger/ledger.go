@@ -168,6 +168,8 @@ func (l *Ledger) Execute(ctx context.Context, at Station, name string, raw []byt
 			return nil, err
 		}
 		return decodeRun(l, ctx, name, raw, func(c schemas.SetPIN) (string, decider) { return c.CommandID, l.setPIN(at, c, pinHash) })
+	case schemas.CmdUpdateContact:
+		return decodeRun(l, ctx, name, raw, func(c schemas.UpdateContact) (string, decider) { return c.CommandID, l.updateContact(at, c) })
 	case schemas.CmdIssueCard:
 		return decodeRun(l, ctx, name, raw, func(c schemas.IssueCard) (string, decider) { return c.CommandID, l.issueCard(at, c) })
 	case schemas.CmdReportCardLost:

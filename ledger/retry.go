@@ -52,6 +52,7 @@ func retryRules() map[string]retryRule {
 		schemas.CmdCatalogItem:    {schemas.TypeItemCataloged, nil, same(sameCatalogItem)},
 		schemas.CmdRegisterPatron: {schemas.TypePatronRegistered, []string{schemas.TypePatronPINSet, schemas.TypeCardIssued}, same(sameRegisterPatron)},
 		schemas.CmdSetPIN:         {schemas.TypePatronPINSet, nil, same(sameSetPIN)},
+		schemas.CmdUpdateContact:  {schemas.TypePatronContactUpdated, nil, same(sameUpdateContact)},
 		schemas.CmdIssueCard:      {schemas.TypeCardIssued, nil, same(sameIssueCard)},
 		schemas.CmdReportCardLost: {schemas.TypeCardReportedLost, nil, same(sameReportCardLost)},
 		schemas.CmdDeclareLost:    {schemas.TypeItemDeclaredLost, fined, same(sameDeclareLost)},
@@ -92,7 +93,8 @@ func same[C any](f func(*Ledger, C, []appended) error) func(*Ledger, any, []appe
 //   - a card number through its keyed hash (keystore.CardHash): against a card_hash field,
 //     or through the card's row to its account, compared with the patron sealed in the
 //     event (OpenPatron) or with the open transaction's row;
-//   - a profile, opened with the profile key (OpenProfile).
+//   - a profile, opened with the profile key (OpenProfile), and a change of contact
+//     details the same way (OpenContact).
 //
 // What a destroyed key sealed cannot be checked. A retry that arrives, within the one-hour
 // window, after that key was destroyed is answered with that part unchecked:
@@ -104,7 +106,9 @@ func same[C any](f func(*Ledger, C, []appended) error) func(*Ledger, any, []appe
 //   - assess_fee: the patron, once the fee is settled and its key destroyed (the amount is
 //     still checked);
 //   - register_patron: the profile, once the account is closed and its profile key
-//     destroyed (home branch and card are still checked).
+//     destroyed (home branch and card are still checked);
+//   - update_contact: the change, once the account is closed (the patron is still
+//     checked).
 //
 // Some checks are weaker by design. A card is checked as "a card of the same account", so a
 // checkout or renew retried with another card of that account is the same command. A

@@ -81,7 +81,8 @@ type Card struct {
 	Closed   bool   `json:"closed,omitempty"` // the account was closed; PatronID is gone
 }
 
-// Patron is a patron's registry row. The profile stays sealed under the patron's key.
+// Patron is a patron's registry row. The profile stays sealed under the patron's key: the
+// profile of patron.registered, or of the latest patron.contact_updated, which replaces it.
 type Patron struct {
 	ID         string         `json:"id"`
 	HomeBranch string         `json:"home_branch"`

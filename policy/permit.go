@@ -31,6 +31,9 @@ const (
 	MakeBackup Action = "make_backup"
 	// SetPIN sets or changes the PIN a patron gives with the card at a self-check.
 	SetPIN Action = "set_pin"
+	// UpdateContact changes a patron's contact details: email, phone, address, and the
+	// contact of a minor's caregiver.
+	UpdateContact Action = "update_contact"
 )
 
 // Actions lists every action: a fresh slice each time, so no importer can add one.
@@ -39,7 +42,7 @@ func Actions() []Action {
 		CheckOut, CheckIn, Renew, ReportCardLost, IssueCard, RegisterPatron, TakePayment,
 		WaiveFine, AssessFee, DeclareLost, MarkDamaged, ClosePatron, CatalogItem,
 		ExportCollections, ReadAccessLog, ManageStaff, ReadStatistics, ReadItems, ResolveProjections,
-		ReadErasure, MakeBackup, SetPIN,
+		ReadErasure, MakeBackup, SetPIN, UpdateContact,
 	}
 }
 
@@ -75,7 +78,7 @@ func actionRule(a Action) (rule, bool) {
 	case ReportCardLost:
 		return rule{clauseLostCard, all,
 			"A lost or stolen card is reported to desk staff.", "Desk staff stop a lost or stolen card at once."}, true
-	case IssueCard, RegisterPatron, TakePayment, AssessFee, DeclareLost, MarkDamaged:
+	case IssueCard, RegisterPatron, UpdateContact, TakePayment, AssessFee, DeclareLost, MarkDamaged:
 		return rule{clauseFunction, all,
 			"This role may not change patron accounts, items or fines.", "Desk work on accounts, items and fines is necessary for the library to function."}, true
 	case WaiveFine, ClosePatron, CatalogItem, ResolveProjections:

@@ -592,6 +592,8 @@ func (a *applier) apply(seq uint64, subject string, ev schemas.Event, data any) 
 		return a.patronClosed(d)
 	case schemas.PatronPINSet:
 		return a.pinSet(d)
+	case schemas.PatronContactUpdated:
+		return a.contactUpdated(d)
 	case schemas.ItemCheckedOut:
 		return a.checkedOut(ev, d)
 	case schemas.ItemRenewed:
@@ -749,6 +751,18 @@ func (a *applier) pinSet(d schemas.PatronPINSet) error {
 	}
 	pin := d.PIN
 	p.PIN = &pin
+	return a.put(patronKey(p.ID), p)
+}
+
+// contactUpdated keeps the profile after a change of contact details, sealed, in place of
+// the one before (and the sweep erases the old one's bytes). The name is not a contact
+// detail: the name index stands.
+func (a *applier) contactUpdated(d schemas.PatronContactUpdated) error {
+	p, err := a.patron(d.PatronID)
+	if err != nil {
+		return fmt.Errorf("contact update for unknown patron: %w", err)
+	}
+	p.Profile = d.Profile
 	return a.put(patronKey(p.ID), p)
 }
 

@@ -23,6 +23,7 @@ const (
 	CmdWaiveFine      = "waive_fine"
 	CmdClosePatron    = "close_patron"
 	CmdSetPIN         = "set_pin"
+	CmdUpdateContact  = "update_contact"
 )
 
 // KioskCommands are the commands a kiosk may send.
@@ -35,7 +36,7 @@ func Commands() []string {
 	return []string{
 		CmdCheckOut, CmdReturn, CmdRenew, CmdPatronInfo, CmdCatalogItem, CmdRegisterPatron,
 		CmdIssueCard, CmdReportCardLost, CmdDeclareLost, CmdMarkDamaged, CmdAssessFee,
-		CmdPayFine, CmdWaiveFine, CmdClosePatron, CmdSetPIN,
+		CmdPayFine, CmdWaiveFine, CmdClosePatron, CmdSetPIN, CmdUpdateContact,
 	}
 }
 
@@ -94,6 +95,15 @@ type SetPIN struct {
 	CommandID string `json:"command_id"`
 	PatronID  string `json:"patron_id"`
 	PIN       string `json:"pin"`
+}
+
+// UpdateContact changes a patron's contact details at the desk: the fields it gives are
+// set, the fields it names in Clear are removed (ContactChange). The name and the birth
+// date are not contact details: no command changes them.
+type UpdateContact struct {
+	CommandID string `json:"command_id"`
+	PatronID  string `json:"patron_id"`
+	ContactChange
 }
 
 // IssueCard gives a patron a new card.

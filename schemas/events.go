@@ -7,25 +7,26 @@ import (
 
 // Event types. Wire names: append-only.
 const (
-	TypeItemCataloged       = "lethe.item.cataloged.v1"
-	TypePatronRegistered    = "lethe.patron.registered.v1"
-	TypeCardIssued          = "lethe.card.issued.v1"
-	TypeCardReportedLost    = "lethe.card.reported_lost.v1"
-	TypePatronClosed        = "lethe.patron.closed.v1"
-	TypePatronPINSet        = "lethe.patron.pin_set.v1"
-	TypeItemCheckedOut      = "lethe.item.checked_out.v1"
-	TypeItemRenewed         = "lethe.item.renewed.v1"
-	TypeItemReturned        = "lethe.item.returned.v1"
-	TypeItemDeclaredLost    = "lethe.item.declared_lost.v1"
-	TypeItemDamaged         = "lethe.item.damaged.v1"
-	TypeFineAssessed        = "lethe.fine.assessed.v1"
-	TypeFinePaid            = "lethe.fine.paid.v1"
-	TypeFineWaived          = "lethe.fine.waived.v1"
-	TypeTransactionClosed   = "lethe.transaction.closed.v1"
-	TypeTransactionExpunged = "lethe.transaction.expunged.v1"
-	TypeProjectionSkipped   = "lethe.projection.skipped.v1"
-	TypeCheckpointSigned    = "lethe.checkpoint.signed.v1"
-	TypeCheckpointKey       = "lethe.checkpoint.key_rotated.v1"
+	TypeItemCataloged        = "lethe.item.cataloged.v1"
+	TypePatronRegistered     = "lethe.patron.registered.v1"
+	TypeCardIssued           = "lethe.card.issued.v1"
+	TypeCardReportedLost     = "lethe.card.reported_lost.v1"
+	TypePatronClosed         = "lethe.patron.closed.v1"
+	TypePatronPINSet         = "lethe.patron.pin_set.v1"
+	TypePatronContactUpdated = "lethe.patron.contact_updated.v1"
+	TypeItemCheckedOut       = "lethe.item.checked_out.v1"
+	TypeItemRenewed          = "lethe.item.renewed.v1"
+	TypeItemReturned         = "lethe.item.returned.v1"
+	TypeItemDeclaredLost     = "lethe.item.declared_lost.v1"
+	TypeItemDamaged          = "lethe.item.damaged.v1"
+	TypeFineAssessed         = "lethe.fine.assessed.v1"
+	TypeFinePaid             = "lethe.fine.paid.v1"
+	TypeFineWaived           = "lethe.fine.waived.v1"
+	TypeTransactionClosed    = "lethe.transaction.closed.v1"
+	TypeTransactionExpunged  = "lethe.transaction.expunged.v1"
+	TypeProjectionSkipped    = "lethe.projection.skipped.v1"
+	TypeCheckpointSigned     = "lethe.checkpoint.signed.v1"
+	TypeCheckpointKey        = "lethe.checkpoint.key_rotated.v1"
 )
 
 // eventType is one row of the table of event types: its wire name and the Go type of its
@@ -45,6 +46,7 @@ func eventTable() []eventType {
 		{TypeCardReportedLost, reflect.TypeFor[CardReportedLost]()},
 		{TypePatronClosed, reflect.TypeFor[PatronClosed]()},
 		{TypePatronPINSet, reflect.TypeFor[PatronPINSet]()},
+		{TypePatronContactUpdated, reflect.TypeFor[PatronContactUpdated]()},
 		{TypeItemCheckedOut, reflect.TypeFor[ItemCheckedOut]()},
 		{TypeItemRenewed, reflect.TypeFor[ItemRenewed]()},
 		{TypeItemReturned, reflect.TypeFor[ItemReturned]()},
@@ -139,6 +141,17 @@ type PatronClosed struct {
 type PatronPINSet struct {
 	PatronID string `json:"patron_id"`
 	PIN      Sealed `json:"pin"`
+}
+
+// PatronContactUpdated changes a patron's contact details. Contact is the change as the
+// command gave it (a ContactChange) and Profile the whole profile after it, both sealed
+// under the profile key with the patron id as associated data: Profile replaces the
+// profile of patron.registered, or of the last contact update, and both go with the
+// profile key when the account closes. Contact is what a retry is checked against.
+type PatronContactUpdated struct {
+	PatronID string `json:"patron_id"`
+	Contact  Sealed `json:"contact"`
+	Profile  Sealed `json:"profile"`
 }
 
 // ItemCheckedOut opens a transaction: a loan of one item to one patron, who appears only

@@ -35,7 +35,7 @@ func ResultOf(command string) string {
 	case CmdRegisterPatron:
 		return ReplyRegistered
 	case CmdCatalogItem, CmdIssueCard, CmdReportCardLost, CmdDeclareLost, CmdMarkDamaged,
-		CmdAssessFee, CmdPayFine, CmdWaiveFine, CmdClosePatron, CmdSetPIN:
+		CmdAssessFee, CmdPayFine, CmdWaiveFine, CmdClosePatron, CmdSetPIN, CmdUpdateContact:
 		return ReplyAccepted
 	}
 	return ""

@@ -51,6 +51,8 @@ func sampleEvents() map[string]any {
 		TypeCardReportedLost: &CardReportedLost{PatronID: samplePatron, CardHash: sampleHash},
 		TypePatronClosed:     &PatronClosed{PatronID: samplePatron},
 		TypePatronPINSet:     &PatronPINSet{PatronID: samplePatron, PIN: sealed("profile-"+samplePatron, 112)},
+		TypePatronContactUpdated: &PatronContactUpdated{PatronID: samplePatron, Contact: sealed(samplePatron, 96),
+			Profile: sealed(samplePatron, 180)},
 		TypeCheckpointSigned: &CheckpointSigned{FirstSeq: 1, LastSeq: 41, Size: 41, Root: bytes.Repeat([]byte{0x3c}, 32),
 			Note: "lethe/circulation\n41\nPDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw=\n\n\u2014 lethe AAAAAAAA\n",
 			Key:  "lethe+1a2b3c4d+AZg3/8n0Qx1rXvUe7hPq3mDk2FtYc9LbWs6RjVoE4NiK"},
@@ -88,7 +90,8 @@ func sampleFee() *FineAssessed {
 // subjectOf returns the NATS subject an event of the type goes on.
 func subjectOf(typ string) string {
 	switch typ {
-	case TypePatronRegistered, TypeCardIssued, TypeCardReportedLost, TypePatronClosed, TypePatronPINSet:
+	case TypePatronRegistered, TypeCardIssued, TypeCardReportedLost, TypePatronClosed, TypePatronPINSet,
+		TypePatronContactUpdated:
 		return "circ.patron." + samplePatron
 	case TypeTransactionExpunged:
 		return "circ.sys.expunged"
@@ -129,6 +132,8 @@ func newEventData(typ string) any {
 		return new(PatronClosed)
 	case TypePatronPINSet:
 		return new(PatronPINSet)
+	case TypePatronContactUpdated:
+		return new(PatronContactUpdated)
 	case TypeCheckpointSigned:
 		return new(CheckpointSigned)
 	case TypeCheckpointKey:
@@ -192,6 +197,8 @@ func newCommand(name string) any {
 		return new(ClosePatron)
 	case CmdSetPIN:
 		return new(SetPIN)
+	case CmdUpdateContact:
+		return new(UpdateContact)
 	}
 	return nil
 }
@@ -225,6 +232,9 @@ func sampleCommands() map[string]any {
 		CmdWaiveFine:      &WaiveFine{CommandID: sampleCmdID, FineID: sampleFine},
 		CmdClosePatron:    &ClosePatron{CommandID: sampleCmdID, PatronID: samplePatron},
 		CmdSetPIN:         &SetPIN{CommandID: sampleCmdID, PatronID: samplePatron, PIN: markerPIN},
+		CmdUpdateContact: &UpdateContact{CommandID: sampleCmdID, PatronID: samplePatron, ContactChange: ContactChange{
+			Email: markerEmail, Phone: markerPhone, Address: markerAddr, CaregiverContact: markerPhone,
+		}},
 	}
 }
 
@@ -236,6 +246,10 @@ func minimalCommands() map[string]any {
 			CommandID: sampleCmdID, HomeBranch: "kalispell", Profile: Profile{Name: markerName, BirthDate: markerBirth},
 		},
 		CmdMarkDamaged: &MarkDamaged{CommandID: sampleCmdID, Barcode: sampleBarcode},
+		// At least one change: a clear alone.
+		CmdUpdateContact: &UpdateContact{CommandID: sampleCmdID, PatronID: samplePatron, ContactChange: ContactChange{
+			Clear: []string{ContactPhone},
+		}},
 	}
 }
 

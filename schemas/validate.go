@@ -348,6 +348,10 @@ func violation(loc string, k jsonschema.ErrorKind) []string {
 		return []string{fmt.Sprintf("%s has too few items (minimum %d)", at, k.Want)}
 	case *kind.MaxItems:
 		return []string{fmt.Sprintf("%s has too many items (maximum %d)", at, k.Want)}
+	case *kind.MinProperties:
+		return []string{fmt.Sprintf("%s has too few properties (minimum %d)", at, k.Want)}
+	case *kind.UniqueItems:
+		return []string{fmt.Sprintf("%s has repeated items", at)}
 	case *kind.FalseSchema:
 		return []string{at + " is not allowed here"}
 	}

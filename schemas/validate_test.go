@@ -228,7 +228,8 @@ func invalidCommands(t testing.TB) []invalidCase {
 		m := toMap(t, base)
 		// A missing required property.
 		for _, p := range slices.Sorted(maps.Keys(m)) {
-			if p == "returned_at" || p == "checked_out_at" || p == "amount_cents" && name == CmdMarkDamaged || (p == "card" || p == "pin") && name == CmdRegisterPatron {
+			if p == "returned_at" || p == "checked_out_at" || p == "amount_cents" && name == CmdMarkDamaged || (p == "card" || p == "pin") && name == CmdRegisterPatron ||
+				name == CmdUpdateContact && p != "command_id" && p != "patron_id" {
 				continue // optional
 			}
 			add(name, "missing "+p, base, fmt.Sprintf("missing property %q", p), func(m map[string]any) { delete(m, p) })
@@ -317,6 +318,37 @@ func invalidCommands(t testing.TB) []invalidCase {
 	for label, pin := range map[string]string{"short": "123", "long": "12345678901234567", "letters": "12ab", "spaces": "1234 "} {
 		add(CmdSetPIN, "pin "+label, sampleCommands()[CmdSetPIN], "/pin does not match the required pattern (4 to 16 digits)",
 			func(m map[string]any) { m["pin"] = pin })
+	}
+	// The contact details of update_contact: the profile's limits, at least one change, a
+	// clear list of contact details only, each once; name and birth date are not contact.
+	upd := sampleCommands()[CmdUpdateContact]
+	for _, uc := range []struct {
+		label, want string
+		mutate      func(m map[string]any)
+	}{
+		{"nothing to change", "the document has too few properties (minimum 3)", func(m map[string]any) {
+			delete(m, "email")
+			delete(m, "phone")
+			delete(m, "address")
+			delete(m, "caregiver_contact")
+		}},
+		{"empty email", "/email is too short (minimum 1 character)", func(m map[string]any) { m["email"] = "" }},
+		{"long phone", "/phone is too long (maximum 200 characters)", func(m map[string]any) { m["phone"] = strings.Repeat(markerPhone, 14) }},
+		{"address with newline", "/address does not match the required pattern (no control characters)", func(m map[string]any) { m["address"] = markerAddr + "\n" }},
+		{"caregiver contact as number", "/caregiver_contact must be a string, not a number", func(m map[string]any) { m["caregiver_contact"] = json.Number("4065550147") }},
+		{"name", `unknown property "name"`, func(m map[string]any) { m["name"] = markerName }},
+		{"birth date", `unknown property "birth_date"`, func(m map[string]any) { m["birth_date"] = markerBirth }},
+		{"clear empty", "/clear has too few items (minimum 1)", func(m map[string]any) { m["clear"] = []any{} }},
+		{"clear a string", "/clear must be an array, not a string", func(m map[string]any) { m["clear"] = "phone" }},
+		{"clear the name", "/clear/0 is not one of the allowed values", func(m map[string]any) { m["clear"] = []any{"name"} }},
+		{"clear the birth date", "/clear/1 is not one of the allowed values", func(m map[string]any) { m["clear"] = []any{"phone", "birth_date"} }},
+		{"clear a value", "/clear/0 is not one of the allowed values", func(m map[string]any) { m["clear"] = []any{markerEmail} }},
+		{"clear twice", "/clear has repeated items", func(m map[string]any) { m["clear"] = []any{"phone", "phone"} }},
+		{"clear five", "/clear has too many items (maximum 4)", func(m map[string]any) {
+			m["clear"] = []any{"email", "phone", "address", "caregiver_contact", "email"}
+		}},
+	} {
+		add(CmdUpdateContact, uc.label, upd, uc.want, uc.mutate)
 	}
 	add(CmdMarkDamaged, "amount zero", sampleCommands()[CmdMarkDamaged], "/amount_cents is less than the minimum 1",
 		func(m map[string]any) { m["amount_cents"] = json.Number("0") })

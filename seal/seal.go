@@ -11,15 +11,18 @@
 //	patron reference  the patron's id      the transaction's key              the transaction id  <event id> 0x00 <txn id>
 //	profile           schemas.Profile JSON  the patron's profile key           the patron id       "profile" 0x00 <patron id>
 //	PIN               the PIN's PHC hash   the patron's profile key           the patron id       "pin" 0x00 <patron id>
+//	contact change    ContactChange JSON   the patron's profile key           the patron id       "contact" 0x00 <patron id>
 //	access patron     the patron's id      the patron's profile key           a fresh random kid  "access" 0x00 <entry id> 0x00 <kid>
 //	access note       a court order's ref  the profile key of the entry's     that patron's kid,  "access note" 0x00 <entry id> 0x00 <kid>
 //	                                       first patron, or the system key    or "system"
 //
 // A patron reference is in circulation events (item.checked_out, a stand-alone fee's
 // fine.assessed): it opens only while the transaction is open. A profile is in
-// patron.registered: it opens only while the account is open. Access patrons and notes
-// are in access entries (package access): they open only while the account is open, and
-// only the projections' index can say which account a kid stands for.
+// patron.registered and, whole again after a change of contact details, in
+// patron.contact_updated beside the sealed change: they open only while the account is
+// open. Access patrons and notes are in access entries (package access): they open only
+// while the account is open, and only the projections' index can say which account a kid
+// stands for.
 package seal
 
 import (
@@ -127,6 +130,42 @@ func OpenPIN(keys *keystore.Store, patronID string, s schemas.Sealed) (string, e
 		return "", fmt.Errorf("open PIN: %w", err)
 	}
 	return string(pt), nil
+}
+
+// contactAD is the associated data of a change of contact details.
+func contactAD(patronID string) []byte { return []byte("contact\x00" + patronID) }
+
+// Contact seals a change of a patron's contact details (update_contact) under the
+// patron's profile key: it goes with the profile when the account closes.
+func Contact(key []byte, patronID string, c schemas.ContactChange) (schemas.Sealed, error) {
+	pt, err := json.Marshal(c)
+	if err != nil {
+		return schemas.Sealed{}, err
+	}
+	nonce, ct, err := keystore.Seal(key, pt, contactAD(patronID))
+	if err != nil {
+		return schemas.Sealed{}, fmt.Errorf("seal contact change: %w", err)
+	}
+	return schemas.Sealed{KID: patronID, Nonce: nonce, CT: ct}, nil
+}
+
+// OpenContact returns a change of a patron's contact details. It fails with
+// keystore.ErrNotFound once the account is closed and the profile key destroyed.
+func OpenContact(keys *keystore.Store, patronID string, s schemas.Sealed) (schemas.ContactChange, error) {
+	key, err := keys.Get(keystore.Profile, patronID)
+	if err != nil {
+		return schemas.ContactChange{}, err
+	}
+	pt, err := keystore.Unseal(key, s.Nonce, s.CT, contactAD(patronID))
+	clear(key)
+	if err != nil {
+		return schemas.ContactChange{}, fmt.Errorf("open contact change: %w", err)
+	}
+	var c schemas.ContactChange
+	if err := json.Unmarshal(pt, &c); err != nil {
+		return schemas.ContactChange{}, fmt.Errorf("decode contact change: %w", err)
+	}
+	return c, nil
 }
 
 // SystemKID is the kid of a court order's reference sealed under the keystore's system

@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/imagineif/lethe/audit"
 	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/internal/lethetest"
 	"github.com/imagineif/lethe/internal/testkit"
@@ -403,5 +405,52 @@ func TestCheckpointKeyRotation(t *testing.T) {
 	}
 	if _, staged, _ := h.S.Keys.StagedCheckpointSeed(); staged {
 		t.Error("the unannounced key is still staged")
+	}
+}
+
+// TestAuditVerifyContactUpdate: a history with changes of contact details verifies with
+// an auditor's credentials: patron.contact_updated passes its schema, and its sealed
+// change and profile are not taken for personal data. The same change in the clear, as the
+// negative control, is found.
+func TestAuditVerifyContactUpdate(t *testing.T) {
+	t.Parallel()
+	h := lethetest.New(t, lethetest.WithNATSListen())
+	const email, phone = "cleo@contact.example.org", "406-555-0147"
+	id := h.RegisterMinor("21000000000763", "Cleo Contact", h.Clock.Now().AddDate(-8, 0, 0).Format(time.DateOnly), "Cal Contact")
+	for _, c := range []schemas.ContactChange{
+		{Email: email, Phone: phone},
+		{CaregiverContact: phone, Clear: []string{schemas.ContactEmail}},
+	} {
+		lethetest.MustDesk[schemas.Accepted](h, schemas.CmdUpdateContact, schemas.UpdateContact{CommandID: lethetest.CmdID(), PatronID: id, ContactChange: c})
+	}
+	if _, err := h.S.Checkpoint(testkit.Context(t)); err != nil {
+		t.Fatal(err)
+	}
+	creds := h.IdentityFile(identity.Auditor, "", "ann")
+	out, errOut, err := auditRun(t, "audit", "verify", "--nats-url", h.S.NATSURL(), "--nats-creds", creds, "--key", h.S.VerifierKey())
+	if err != nil || !strings.Contains(out, "VERIFIED") || !strings.Contains(out, "no personal data found") {
+		t.Fatalf("verify a history with contact updates: %v\n%s%s", err, out, errOut)
+	}
+	n := 0
+	for _, ev := range h.Events() {
+		if ev.Type != schemas.TypePatronContactUpdated {
+			continue
+		}
+		n++
+		if found := audit.Detect(ev.Data); len(found) != 0 {
+			t.Errorf("a contact update's sealed data taken for personal data: %+v", found)
+		}
+		var d map[string]any
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		d["contact"] = map[string]any{"email": email, "phone": phone}
+		plain, _ := json.Marshal(d)
+		if found := audit.Detect(plain); len(found) != 2 {
+			t.Errorf("the change in the clear: found %+v, want the e-mail address and the phone number", found)
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d contact updates on the stream, want 2", n)
 	}
 }

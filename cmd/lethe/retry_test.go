@@ -161,6 +161,7 @@ func retryCases(h *lethetest.Harness) []retryCase {
 
 	profile := body{"name": "Gil Register", "email": "gil@example.org", "phone": "555-0100", "birth_date": "1979-04-04"}
 	register := body{"home_branch": "main", "card": "21000000000811", "profile": profile}
+	contact := body{"patron_id": staying, "email": "ed@new.example.org", "phone": "555-0101", "clear": []string{"address"}}
 	return []retryCase{
 		{name: schemas.CmdCheckOut, body: body{"card": cardA, "barcode": "RC1"}, variants: map[string]body{
 			"another account's card": {"card": cardB, "barcode": "RC1"},
@@ -235,6 +236,16 @@ func retryCases(h *lethetest.Harness) []retryCase {
 		{name: schemas.CmdSetPIN, body: body{"patron_id": staying, "pin": "482913"}, variants: map[string]body{
 			"another patron_id": {"patron_id": newcomer, "pin": "482913"},
 			"another pin":       {"patron_id": staying, "pin": "482914"},
+		}},
+		{name: schemas.CmdUpdateContact, body: contact, variants: map[string]body{
+			"another patron_id":   contact.with("patron_id", newcomer),
+			"another email":       contact.with("email", "ed@other.example.org"),
+			"no phone":            contact.without("phone"),
+			"an address":          contact.without("clear").with("address", "1 Main St"),
+			"no clear":            contact.without("clear"),
+			"another clear":       contact.with("clear", []string{"caregiver_contact"}),
+			"one more to clear":   contact.without("phone").with("clear", []string{"address", "phone"}),
+			"a caregiver_contact": contact.with("caregiver_contact", "555-0102"),
 		}},
 	}
 }
@@ -343,6 +354,8 @@ func TestRetryChecksWhatIsLeft(t *testing.T) {
 	if err := json.Unmarshal(regFirst.Result, &reg); err != nil {
 		t.Fatal(err)
 	}
+	contact := body{"command_id": lethetest.CmdID(), "patron_id": reg.PatronID, "email": "kai@gone.example.org"}
+	contactFirst := mustSend(h, schemas.CmdUpdateContact, contact)
 	h.Checkin("L1")
 	// Loan closed: the renew's card is no longer checked, its barcode is.
 	wantSameReply(t, "renew retried with another account's card after the close", rnFirst, sendAtStation(h, schemas.CmdRenew, renew.with("card", cardB)))
@@ -351,8 +364,8 @@ func TestRetryChecksWhatIsLeft(t *testing.T) {
 	mustSend(h, schemas.CmdClosePatron, body{"command_id": lethetest.CmdID(), "patron_id": reg.PatronID})
 	h.ExpungeAll()
 	last := h.StreamLast()
-	// Every key is destroyed: the checkout's card, the fee's patron and the registration's
-	// profile are not checked, everything else is.
+	// Every key is destroyed: the checkout's card, the fee's patron, the registration's
+	// profile and the contact update's change are not checked, everything else is.
 	wantSameReply(t, "checkout retried with another account's card after expunge", coFirst, sendAtStation(h, schemas.CmdCheckOut, checkout.with("card", cardB)))
 	wantReused(t, "checkout retried with another barcode after expunge", sendAtStation(h, schemas.CmdCheckOut, checkout.with("barcode", "L2")))
 	wantSameReply(t, "fee retried for another patron after expunge", feeFirst, sendAtStation(h, schemas.CmdAssessFee, fee.with("patron_id", b)))
@@ -362,6 +375,9 @@ func TestRetryChecksWhatIsLeft(t *testing.T) {
 	wantReused(t, "registration retried with another home branch after close", sendAtStation(h, schemas.CmdRegisterPatron, register.with("home_branch", "east")))
 	wantReused(t, "registration retried with another card after close", sendAtStation(h, schemas.CmdRegisterPatron, register.with("card", "21000000000912")))
 	wantReused(t, "registration retried without its card after close", sendAtStation(h, schemas.CmdRegisterPatron, register.without("card")))
+	wantSameReply(t, "contact update retried with another change after close", contactFirst,
+		sendAtStation(h, schemas.CmdUpdateContact, contact.without("email").with("phone", "555-0109")))
+	wantReused(t, "contact update retried for another patron after close", sendAtStation(h, schemas.CmdUpdateContact, contact.with("patron_id", b)))
 
 	// A late return from an offline kiosk that assessed a fine leaves the loan open: a
 	// retry without returned_at cannot be told from it. With another returned_at it can.
