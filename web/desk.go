@@ -123,7 +123,7 @@ func actionsFor(role policy.Role, d *disclosed, l lookupForm) deskActions {
 		Pay: can(policy.TakePayment), Waive: can(policy.WaiveFine),
 		Lost: full && can(policy.DeclareLost), Damaged: full && can(policy.MarkDamaged),
 		CardLost: withCard && can(policy.ReportCardLost), IssueCard: full && can(policy.IssueCard),
-		PIN: full && can(policy.SetPIN), Contact: full && can(updateContact),
+		PIN: full && can(policy.SetPIN), Contact: full && can(policy.UpdateContact),
 		Close: full && can(policy.ClosePatron),
 	}
 }
@@ -208,9 +208,6 @@ func statusOf(err error) int {
 	}
 	return http.StatusInternalServerError
 }
-
-// updateContact is the policy action of update_contact, by the name of its command.
-const updateContact = policy.Action("update_contact")
 
 // act runs one desk command on the record shown, then shows it again.
 func (c *Client) act(w http.ResponseWriter, r *http.Request, v *view) {

@@ -1,6 +1,11 @@
 package web_test
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,12 +29,16 @@ const (
 	kitName   = "Kit Quillfeather"
 	kitBirth  = "2016-03-09"
 	kitCarer  = "Morgan Quillfeather"
+	leeCard   = "21000000000503"
+	leeName   = "Lee Marchbanks"
+	leeBirth  = "1991-01-30"
 	kitPhone  = "406-555-0199"
 	carerCont = "406-555-0142"
 )
 
 func markers(ids ...string) []string {
-	return append([]string{adaCard, adaName, adaBirth, adaEmail, kitCard, kitName, kitBirth, kitCarer, kitPhone, carerCont}, ids...)
+	return append([]string{adaCard, adaName, adaBirth, adaEmail, kitCard, kitName, kitBirth, kitCarer, kitPhone, carerCont,
+		leeCard, leeName, leeBirth}, ids...)
 }
 
 // library is a Lethe with two patrons and a history: Ada's and Kit's loans a month old
@@ -52,7 +61,21 @@ func newLibrary(t *testing.T) *library {
 	h.MustCheckout(adaCard, "B5")
 	h.MustCheckout(kitCard, "B3")
 	lib.lateTxn = h.TxnOf("B5")
-	h.Clock.Advance(30 * 24 * time.Hour) // 21-day loans: 9 days late
+	h.Clock.Advance(25 * 24 * time.Hour)
+	// Five days of circulation by a third patron, enough a day (5 and more) that the
+	// auditor's counts are not suppressed; then today: 21-day loans are 9 days late.
+	h.Register(leeCard, leeName, leeBirth)
+	for i := range 6 {
+		h.Catalog("H"+strconv.Itoa(i), 1500)
+	}
+	for day := range 5 {
+		for i := range 5 + day%2 {
+			b := "H" + strconv.Itoa(i)
+			h.MustCheckout(leeCard, b)
+			h.Checkin(b)
+		}
+		h.Clock.Advance(24 * time.Hour)
+	}
 	h.MustCheckout(kitCard, "B4")
 	h.Account("clerk", policy.Circulation)
 	h.Account("reader", policy.Auditor)
@@ -329,3 +352,143 @@ func TestKeyboardAndAccessibility(t *testing.T) {
 }
 
 const kbTab = "\t"
+
+// TestPatronAccount: an administrator registers a minor with a caregiver in the browser,
+// opens the new record, sets a PIN, updates the caregiver's contact (the collections
+// export then shows it), reports the card lost and issues a new one, and closes the
+// account after a confirmation that says what will be forgotten.
+func TestPatronAccount(t *testing.T) {
+	t.Parallel()
+	lib := newLibrary(t)
+	h := lib.h
+	b := newBrowser(t, h.S.HTTPURL, 1000)
+	b.signIn(lethetest.Admin)
+	b.navigate("/patrons/new")
+	const (
+		card    = "21000000000777"
+		newCard = "21000000000778"
+		name    = "Rowan Thistlewood"
+		carer   = "Sam Thistlewood"
+	)
+	b.do("fill the registration", chromedp.SendKeys(chromedp.ID("name"), name),
+		chromedp.SetValue(chromedp.ID("birth_date"), "2015-06-01"),
+		chromedp.SendKeys(chromedp.ID("caregiver_name"), carer), chromedp.SendKeys(chromedp.ID("caregiver_contact"), "sam@example.org"),
+		chromedp.SendKeys(chromedp.ID("card"), card))
+	b.submit("register", chromedp.Click(chromedp.CSS(`form.grid button[type=submit]`)))
+	b.wantFlash("register", "Patron registered")
+	b.submit("open the record", chromedp.Click(chromedp.CSS(`form.card button`)))
+	if !strings.Contains(b.text(), "Patron record") {
+		t.Fatalf("the new patron's record is not shown: %s", b.text())
+	}
+	b.do("open the account controls", chromedp.Click(chromedp.CSS("details.account summary")))
+	b.do("type a PIN", chromedp.SendKeys(chromedp.ID("pin"), "4321"))
+	b.submit("set the PIN", chromedp.Submit(chromedp.ID("pin")))
+	b.wantFlash("set the PIN", "PIN set")
+
+	b.do("open the account controls", chromedp.Click(chromedp.CSS("details.account summary")))
+	b.do("type the new contact", chromedp.SendKeys(chromedp.ID("c-care"), "sam.new@example.org"))
+	b.submit("update the contact", chromedp.Submit(chromedp.ID("c-care")))
+	b.wantFlash("update the contact", "Contact details updated")
+	// The collections export reads the profile: with a fee owed, the account is listed
+	// with the caregiver's new contact.
+	_, rec := h.Lookup(lethetest.Admin, map[string]any{"basis": "card", "card": card})
+	fee, _ := json.Marshal(map[string]any{"command_id": lethetest.CmdID(), "patron_id": rec.PatronID, "amount_cents": 1500})
+	if status, body := h.Post("/api/desk/assess-fee", fee); status != 200 {
+		t.Fatalf("assess a fee = %d %s", status, body)
+	}
+	if status, body := h.RequestAs(lethetest.Admin, "GET", "/api/collections?min_owed_cents=1000", nil); status != 200 ||
+		!strings.Contains(string(body), "sam.new@example.org") || strings.Contains(string(body), "sam@example.org") {
+		t.Errorf("the collections export after the update = %d %s, want the new caregiver contact only", status, body)
+	}
+	b.do("open the account controls", chromedp.Click(chromedp.CSS("details.account summary")))
+	b.submit("report the card lost", chromedp.Click(chromedp.CSS(`input[value=report_card_lost] ~ button`)))
+	b.wantFlash("report the card lost", "Card reported lost")
+	if f := b.focused(); f != "new_card" {
+		t.Errorf("after a lost card the keyboard is on %q, want the new card field", f)
+	}
+	b.submit("issue a new card", b.typeKeys(newCard+pressEnter))
+	b.wantFlash("issue a new card", "New card issued")
+	if !strings.Contains(b.text(), "Patron record") {
+		t.Fatalf("the record on the new card is not shown: %s", b.text())
+	}
+
+	// The fee first: an account that owes is not closed.
+	b.do("focus the payment", chromedp.Focus(chromedp.CSS(`input.money`)))
+	b.submit("pay the fee", b.typeKeys(pressEnter))
+	b.wantFlash("pay the fee", "Payment taken")
+	b.do("open the account controls", chromedp.Click(chromedp.CSS("details.account summary")))
+	b.submit("ask to close", chromedp.Click(chromedp.CSS(`input[value=close_confirm] ~ button`)))
+	confirm := evalAs[string](b, `document.querySelector('.confirm').innerText`)
+	for _, want := range []string{"name, birth date, contact details, caregiver or PIN", "cards stop opening anything", "erased"} {
+		if !strings.Contains(confirm, want) {
+			t.Errorf("the confirmation does not say %q:\n%s", want, confirm)
+		}
+	}
+	b.submit("close", chromedp.Click(chromedp.CSS(`.confirm button.danger`)))
+	b.wantFlash("close", "Account closed")
+	b.submit("scan the closed card", b.typeKeys(newCard+pressEnter))
+	b.wantFlash("scan the closed card", "Refused")
+	b.checkConsole()
+	for _, m := range []string{card, newCard, name, carer, "sam@example.org", "sam.new@example.org", "4321"} {
+		if strings.Contains(h.Logs.String(), m) {
+			t.Errorf("the server log holds %q", m)
+		}
+	}
+}
+
+// TestCatalogImport: a file with a bad row imports nothing and gives a report by line
+// and column; a good file imports with a progress bar to the end.
+func TestCatalogImport(t *testing.T) {
+	t.Parallel()
+	lib := newLibrary(t)
+	h := lib.h
+	b := newBrowser(t, h.S.HTTPURL, 1000)
+	b.signIn(lethetest.Admin)
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.csv")
+	good := filepath.Join(dir, "good.csv")
+	var rows strings.Builder
+	rows.WriteString("barcode,title,collection,branch,replacement_cents\n")
+	for i := range 2500 {
+		fmt.Fprintf(&rows, "IMP%05d,Imported title %d,fiction,main,1200\n", i, i)
+	}
+	if err := os.WriteFile(good, []byte(rows.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("barcode,title,collection,branch,replacement_cents\nOK1,A title,fiction,main,100\nOK2,,fiction,main,100\nOK3,Another,fiction,main,lots\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	b.navigate("/items/import")
+	b.do("choose the bad file", chromedp.SetUploadFiles(chromedp.ID("file"), []string{bad}))
+	b.submit("import the bad file", chromedp.Submit(chromedp.ID("file")))
+	report := b.text()
+	if !strings.Contains(report, "Nothing was imported: 2 rows") || !strings.Contains(report, "title") || !strings.Contains(report, "replacement_cents") {
+		t.Fatalf("the report of a bad file:\n%s", report)
+	}
+	if n := evalAs[int](b, `document.querySelectorAll('table tbody tr').length`); n != 2 {
+		t.Errorf("the report lists %d rows, want 2 (lines 3 and 4)", n)
+	}
+	var it map[string]any
+	if status := h.Get("/api/items/OK1", &it); status != 404 {
+		t.Errorf("a file with bad rows imported its good row: %d", status)
+	}
+
+	b.navigate("/items/import")
+	b.do("choose the good file", chromedp.SetUploadFiles(chromedp.ID("file"), []string{good}))
+	b.submit("import the good file", chromedp.Submit(chromedp.ID("file")))
+	testkit.WaitForWithin(t, "the import to finish on the page", 60*time.Second, func() bool {
+		return strings.Contains(evalAs[string](b, `document.getElementById('import-status').innerText`), "Finished")
+	})
+	status := evalAs[string](b, `document.getElementById('import-status').innerText`)
+	if !strings.Contains(status, "2500 of 2500 sent; 2500 new") {
+		t.Errorf("the import's end says %q", status)
+	}
+	if v := evalAs[float64](b, `document.getElementById('progress').value`); v != 2500 {
+		t.Errorf("the progress bar stands at %v, want 2500", v)
+	}
+	if status := h.Get("/api/items/IMP02499", &it); status != 200 {
+		t.Errorf("the last row's item = %d", status)
+	}
+	b.checkConsole()
+}
