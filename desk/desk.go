@@ -26,7 +26,7 @@ import (
 
 // Server is the staff HTTP API.
 type Server struct {
-	Reads  *Reads // anonymous reads, health, metrics and the dashboard page
+	Reads  *Reads // anonymous reads, health and metrics
 	Ledger *ledger.Ledger
 	Access *access.Log
 	Auth   *staff.Auth

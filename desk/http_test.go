@@ -72,11 +72,13 @@ func TestResponseHeaders(t *testing.T) {
 			check("a cross-origin refusal", resp)
 			resp, _ = lethetest.Send(t, tc.client, "POST", h.S.HTTPURL+"/api/login", bytes.NewReader(make([]byte, desk.MaxBodyBytes+1)))
 			check("a body too large", resp)
-			// The dashboard has its own policy: it must still forbid framing.
-			resp, _ = lethetest.Send(t, tc.client, "GET", h.S.HTTPURL+"/", nil)
-			if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
-				t.Errorf("the dashboard's Content-Security-Policy is %q, want its own", csp)
+			// The staff web client's pages have their own policy: it must still forbid
+			// framing.
+			resp, _ = lethetest.Send(t, tc.client, "GET", h.S.HTTPURL+"/login", nil)
+			if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
+				t.Errorf("the sign-in page's Content-Security-Policy is %q, want its own", csp)
 			}
+			check("the sign-in page", resp)
 			if len(routes) < 20 {
 				t.Fatalf("the route table has %d routes: the walk is wrong", len(routes))
 			}

@@ -27,7 +27,7 @@ type Sweeper interface {
 }
 
 // Reads is the part of the staff HTTP API that reads anonymous projections (health,
-// items, statistics, the summary), the sweep, the metrics and the dashboard page. Server
+// items, statistics, the summary), the sweep and the metrics. Server
 // serves it, behind staff sessions and roles where a route needs one.
 type Reads struct {
 	Store    *projections.Store

@@ -432,3 +432,12 @@ func (s *Service) setErr(err error) {
 
 // failed is closed when a part fails (or the service is stopping).
 func (s *Service) Failed() <-chan struct{} { return s.runCtx.Done() }
+
+// Handler is the staff HTTP server's handler (the web client in front of the API), for
+// measuring pages without a network; nil with --http off.
+func (s *Service) Handler() http.Handler {
+	if s.srv == nil {
+		return nil
+	}
+	return s.srv.Handler
+}

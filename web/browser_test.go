@@ -176,10 +176,14 @@ func (b *browser) wantFlash(what, want string) {
 }
 
 // focused is the id of the element with the keyboard.
-func (b *browser) focused() string { return evalAs[string](b, `document.activeElement ? document.activeElement.id : ''`) }
+func (b *browser) focused() string {
+	return evalAs[string](b, `document.activeElement ? document.activeElement.id : ''`)
+}
 
 // typeKeys types into the element that has the keyboard, as a scanner or a person does.
-func (b *browser) typeKeys(keys string) chromedp.Action[chromedp.Void] { return chromedp.KeyEvent(keys) }
+func (b *browser) typeKeys(keys string) chromedp.Action[chromedp.Void] {
+	return chromedp.KeyEvent(keys)
+}
 
 func (b *browser) signIn(name string) {
 	b.t.Helper()
