@@ -52,6 +52,11 @@ type Config struct {
 	// (backup.KeyringPath). BackupRetention is how long a backup can be restored.
 	BackupKeyring   string
 	BackupRetention time.Duration
+	// StatsDay is the length of a library day in daily statistics when it is not 24
+	// hours (lethe demo's compressed days; see projections.Config.Day); StatsEpoch the
+	// moment the first such day begins.
+	StatsDay   time.Duration
+	StatsEpoch time.Time
 }
 
 // node is an open Lethe data directory: NATS, stream, keystore and projections.
@@ -113,7 +118,7 @@ func (n *Node) open(ctx context.Context) error {
 		return err
 	}
 	n.Proj, err = projections.Open(filepath.Join(cfg.Data, "projections"), n.Keys, n.V,
-		projections.Config{Location: cfg.Location, Logger: cfg.Logger})
+		projections.Config{Location: cfg.Location, Logger: cfg.Logger, Day: cfg.StatsDay, DayEpoch: cfg.StatsEpoch})
 	if err != nil {
 		return inUse(cfg.Data, err)
 	}

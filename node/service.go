@@ -91,6 +91,14 @@ type Service struct {
 }
 
 func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
+	if cfg.Rules.Day > 0 && cfg.Rules.Day != 24*time.Hour && cfg.StatsDay == 0 {
+		// Compressed days (the demo): statistics count them as days, from this start.
+		now := time.Now
+		if cfg.Now != nil {
+			now = cfg.Now
+		}
+		cfg.StatsDay, cfg.StatsEpoch = cfg.Rules.Day, now()
+	}
 	n, err := Open(ctx, cfg.Config)
 	if err != nil {
 		return nil, err

@@ -1025,8 +1025,7 @@ func (a *applier) count(t time.Time, branch, collection, measure string, n int64
 	if measure == "" || n == 0 {
 		return
 	}
-	day := t.In(a.s.loc).Format(time.DateOnly)
-	a.stats[string(statKey(day, branch, collection, measure))] += n
+	a.stats[string(statKey(a.s.Day(t), branch, collection, measure))] += n
 }
 
 func (a *applier) flushStats() error {

@@ -22,6 +22,11 @@ import (
 type Config struct {
 	Location *time.Location // the library's time zone, for daily statistics; default time.Local
 	Logger   *slog.Logger   // default: discard (a default logger is a leak waiting to happen)
+	// Day is the length of a library day in daily statistics, when it is not 24 hours:
+	// lethe demo runs a library day in a second, and its statistics count those days, as
+	// the calendar days from DayEpoch's date on. Zero or 24h: calendar days in Location.
+	Day      time.Duration
+	DayEpoch time.Time
 
 	// fs is the file system under the database; nil: the disk. The crash tests put the
 	// projections on Pebble's crashable in-memory file system. It replaces the keystore's
@@ -37,6 +42,8 @@ type Store struct {
 	keys   *keystore.Store
 	v      *schemas.Validator
 	loc    *time.Location
+	day    time.Duration // a compressed library day; 0: calendar days
+	epoch  time.Time     // when the first compressed day begins
 	logger *slog.Logger
 
 	// viewMu: views (decisions) read under RLock; a batch commits under Lock.
@@ -83,7 +90,11 @@ func Open(dir string, keys *keystore.Store, v *schemas.Validator, cfg Config) (*
 	if err != nil {
 		return nil, fmt.Errorf("open projections: %w", keystore.Damaged(err))
 	}
-	s := &Store{rows: rows{db}, db: db, keys: keys, v: v, loc: cfg.Location, logger: cfg.Logger,
+	var day time.Duration
+	if cfg.Day > 0 && cfg.Day != 24*time.Hour {
+		day = cfg.Day
+	}
+	s := &Store{rows: rows{db}, db: db, keys: keys, v: v, loc: cfg.Location, logger: cfg.Logger, epoch: cfg.DayEpoch, day: day,
 		advance: make(chan struct{}), work: make(chan struct{}, 1), resume: make(chan struct{}, 1)}
 	v2, closer, err := db.Get([]byte(pApplied))
 	switch {
@@ -356,4 +367,18 @@ func (s *Store) Overdue(before time.Time, limit int) ([]model.Overdue, error) {
 		out = append(out, model.Overdue{Barcode: string(k[8:]), TxnID: string(it.Value()), Due: due})
 	}
 	return out, it.Error()
+}
+
+// Day is the library day of t in daily statistics, YYYY-MM-DD: the calendar day in the
+// library's zone, or with compressed days (Config.Day) the date that many days after the
+// epoch's.
+func (s *Store) Day(t time.Time) string {
+	if s.day == 0 {
+		return t.In(s.loc).Format(time.DateOnly)
+	}
+	n := t.Sub(s.epoch) / s.day
+	if t.Before(s.epoch) {
+		n--
+	}
+	return s.epoch.In(s.loc).AddDate(0, 0, int(n)).Format(time.DateOnly)
 }

@@ -101,7 +101,13 @@ type summary struct {
 
 // auditRange reads from and to (YYYY-MM-DD): by default the last 14 days.
 func (c *Client) auditRange(r *http.Request) (from, to string) {
+	// The library's day: with lethe demo's compressed days, the day the statistics count.
 	today := c.Now().In(c.Location)
+	if c.Store != nil {
+		if d, err := time.ParseInLocation(time.DateOnly, c.Store.Day(c.Now()), c.Location); err == nil {
+			today = d
+		}
+	}
 	from, to = r.URL.Query().Get("from"), r.URL.Query().Get("to")
 	if _, err := time.Parse(time.DateOnly, to); err != nil {
 		to = today.Format(time.DateOnly)

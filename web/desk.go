@@ -130,17 +130,16 @@ func actionsFor(role policy.Role, d *disclosed, l lookupForm) deskActions {
 
 // receipt is a payment's printable receipt: the fine and the payment, and no patron.
 type receipt struct {
+	FineID     string
 	Number     string // the payment's command id
 	Time       time.Time
 	Branch     string
 	Reason     string
-	Title      string
 	PaidCents  int64
 	LeftCents  int64
 	FineCents  int64
 	Settled    bool
 	StaffName  string
-	WaivedNote string
 }
 
 func newCommandID() string { return uuid.NewString() }
@@ -184,6 +183,18 @@ func (c *Client) showRecord(w http.ResponseWriter, r *http.Request, v *view, dat
 		data.Actions = actionsFor(v.Who.Role, &d, data.Lookup)
 		if !data.Actions.CheckOut {
 			data.Focus = "return"
+		}
+	}
+	if data.Receipt != nil {
+		// What is still owed is the ledger's, as the record read now says: a fine no
+		// longer on it is settled.
+		data.Receipt.LeftCents, data.Receipt.Settled = 0, true
+		if err == nil {
+			for _, f := range d.Record.Fines {
+				if f.FineID == data.Receipt.FineID {
+					data.Receipt.LeftCents, data.Receipt.Settled = f.RemainingCents, false
+				}
+			}
 		}
 	}
 	if result != nil {
@@ -321,15 +332,14 @@ func (c *Client) act(w http.ResponseWriter, r *http.Request, v *view) {
 	c.showRecord(w, r, v, data, result)
 }
 
-// receiptFor is the receipt of a payment just taken, from the form that took it: the
-// fine as the page showed it. It names no patron.
+// receiptFor is the receipt of a payment just taken: the fine as the page showed it and
+// the amount paid; what is left is read again with the record (showRecord). It names no
+// patron.
 func (c *Client) receiptFor(v *view, id string, get func(string) string) *receipt {
 	paid, _ := parseCents(get("amount"))
-	left, _ := strconv.ParseInt(get("remaining_cents"), 10, 64)
 	total, _ := strconv.ParseInt(get("amount_cents"), 10, 64)
-	left = max(left-paid, 0)
-	return &receipt{Number: id, Time: c.Now(), Branch: c.Branch, Reason: get("reason"), Title: get("title"),
-		PaidCents: paid, LeftCents: left, FineCents: total, Settled: left == 0, StaffName: v.Who.Name}
+	return &receipt{FineID: get("fine_id"), Number: id, Time: c.Now(), Branch: c.Branch, Reason: get("reason"),
+		PaidCents: paid, FineCents: total, StaffName: v.Who.Name}
 }
 
 // checkIn is the return desk: an item checked in by barcode, with or without a patron.

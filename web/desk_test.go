@@ -74,6 +74,11 @@ func newLibrary(t *testing.T) *library {
 			h.MustCheckout(leeCard, b)
 			h.Checkin(b)
 		}
+		// Forgotten the same day, as a running server does.
+		h.ExpungeAll()
+		if err := h.S.Expunger.Sweep(t.Context()); err != nil {
+			t.Fatal(err)
+		}
 		h.Clock.Advance(24 * time.Hour)
 	}
 	h.MustCheckout(kitCard, "B4")
