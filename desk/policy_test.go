@@ -208,7 +208,6 @@ func TestEveryDisclosingRouteRecordsOnce(t *testing.T) {
 	samples := map[string]requestSample{
 		"GET /healthz":             {status: 200},
 		"GET /metrics":             {status: 200},
-		"GET /{$}":                 {status: 200},
 		"GET /favicon.ico":         {status: 204},
 		"POST /api/login":          {body: `{"name":"nobody","password":"wrong password!"}`, status: 401},
 		"POST /api/logout":         {status: 200},

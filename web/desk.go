@@ -130,16 +130,16 @@ func actionsFor(role policy.Role, d *disclosed, l lookupForm) deskActions {
 
 // receipt is a payment's printable receipt: the fine and the payment, and no patron.
 type receipt struct {
-	FineID     string
-	Number     string // the payment's command id
-	Time       time.Time
-	Branch     string
-	Reason     string
-	PaidCents  int64
-	LeftCents  int64
-	FineCents  int64
-	Settled    bool
-	StaffName  string
+	FineID    string
+	Number    string // the payment's command id
+	Time      time.Time
+	Branch    string
+	Reason    string
+	PaidCents int64
+	LeftCents int64
+	FineCents int64
+	Settled   bool
+	StaffName string
 }
 
 func newCommandID() string { return uuid.NewString() }

@@ -158,8 +158,8 @@ func TestPagesByRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusForbidden {
-		t.Errorf("a cross-site form post = %d, want 403", resp.StatusCode)
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("X-Frame-Options") != "DENY" || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("a cross-site form post = %d %v, want 403, unframeable, no-store", resp.StatusCode, resp.Header)
 	}
 	if it := h.Record(kitCard); len(it.Loans) != 2 {
 		t.Errorf("the cross-site check-in ran: Kit has %d loans", len(it.Loans))

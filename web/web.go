@@ -173,11 +173,7 @@ func (c *Client) Handler() http.Handler {
 		files.ServeHTTP(w, r)
 	})))
 	mux.Handle("/", c.API)
-	cop := http.NewCrossOriginProtection()
-	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.refusedPage(w, r, http.StatusForbidden, "This form was sent from another site, and refused.")
-	}))
-	return cop.Handler(mux)
+	return mux
 }
 
 // view is what every page template gets.
@@ -208,8 +204,15 @@ type flash struct {
 	Message string // the API's message, which never carries patron data
 }
 
-// page wraps a route: security headers, the session and role check, the body limit.
+// page wraps a route: security headers, then cross-origin form posts refused (on the
+// API's routes the API refuses them, in its own JSON words), the body limit, the session
+// and the role.
 func (c *Client) page(rt Route) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.refusedPage(w, r, http.StatusForbidden, "This form was sent from another site, and refused.")
+	}))
+	checked := cop.Handler(c.gate(rt))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "+
@@ -223,6 +226,13 @@ func (c *Client) page(rt Route) http.Handler {
 		if r.TLS != nil {
 			h.Set("Strict-Transport-Security", "max-age=31536000")
 		}
+		checked.ServeHTTP(w, r)
+	})
+}
+
+// gate bounds the body and checks the session and the role, then runs the page.
+func (c *Client) gate(rt Route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		limit := int64(MaxFormBytes)
 		if rt.Pattern == "POST /items/import" {
 			limit = MaxImportBytes
