@@ -1,0 +1,300 @@
+package kek
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/hpke"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// The rotation's messages go over core NATS request/reply, never a stream, so no KEK is
+// ever persisted by JetStream. A KEK travels sealed with HPKE (RFC 9180, X25519,
+// HKDF-SHA256, ChaCha20-Poly1305) to the receiving node's key, and every message is signed
+// by its sender's Ed25519 node key, so no one else can plant a KEK or end an epoch.
+
+// subjectPrefix is the subject of a node's rotation messages: <prefix>.<node id>.
+const subjectPrefix = "lethe.cluster.kek"
+
+// Identity is a node's keys: Ed25519 to sign, X25519 to receive KEKs.
+type Identity struct {
+	ID   string
+	Sign ed25519.PrivateKey
+	Box  *ecdh.PrivateKey
+}
+
+// Peer is what the other nodes know of a node: its id and public keys.
+type Peer struct {
+	ID   string
+	Sign ed25519.PublicKey
+	Box  *ecdh.PublicKey
+}
+
+// NewIdentity makes a node's keys.
+func NewIdentity(id string) (Identity, error) {
+	_, sign, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return Identity{}, err
+	}
+	box, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return Identity{}, err
+	}
+	return Identity{ID: id, Sign: sign, Box: box}, nil
+}
+
+// Peer is the public part of the identity.
+func (i Identity) Peer() Peer {
+	return Peer{ID: i.ID, Sign: i.Sign.Public().(ed25519.PublicKey), Box: i.Box.PublicKey()}
+}
+
+// message is one rotation message. Sealed is the KEK sealed to the receiver (prepare,
+// and the answer to fetch).
+type message struct {
+	Op     string `json:"op"` // prepare, commit, fetch, or ok in an answer
+	Epoch  uint64 `json:"epoch"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Sealed []byte `json:"sealed,omitempty"`
+	Error  string `json:"error,omitempty"`
+	Sig    []byte `json:"sig"`
+}
+
+func (m *message) signed() []byte {
+	b := []byte("lethe kek\x00" + m.Op + "\x00" + m.From + "\x00" + m.To + "\x00" + m.Error + "\x00")
+	b = binary.BigEndian.AppendUint64(b, m.Epoch)
+	return append(b, m.Sealed...)
+}
+
+func (m *message) sign(id Identity) { m.Sig = ed25519.Sign(id.Sign, m.signed()) }
+
+func (m *message) verify(p Peer) bool { return ed25519.Verify(p.Sign, m.signed(), m.Sig) }
+
+var suite = struct {
+	kdf  hpke.KDF
+	aead hpke.AEAD
+}{hpke.HKDFSHA256(), hpke.ChaCha20Poly1305()}
+
+func sealInfo(epoch uint64, to string) []byte {
+	return binary.BigEndian.AppendUint64([]byte("lethe kek seal\x00"+to+"\x00"), epoch)
+}
+
+func sealTo(p Peer, epoch uint64, kek [Size]byte) ([]byte, error) {
+	pk, err := hpke.NewDHKEMPublicKey(p.Box)
+	if err != nil {
+		return nil, err
+	}
+	return hpke.Seal(pk, suite.kdf, suite.aead, sealInfo(epoch, p.ID), kek[:])
+}
+
+func openFor(id Identity, epoch uint64, sealed []byte) ([Size]byte, error) {
+	var kek [Size]byte
+	sk, err := hpke.NewDHKEMPrivateKey(id.Box)
+	if err != nil {
+		return kek, err
+	}
+	plain, err := hpke.Open(sk, suite.kdf, suite.aead, sealInfo(epoch, id.ID), sealed)
+	if err != nil || len(plain) != Size {
+		return kek, errors.New("kek: a sealed KEK that does not open")
+	}
+	copy(kek[:], plain)
+	clear(plain)
+	return kek, nil
+}
+
+// Member answers the rotation messages to one node: it prepares and commits epochs on
+// its keyring, and gives the current KEK to a known peer that missed rotations.
+type Member struct {
+	id    Identity
+	ring  *Keyring
+	peers map[string]Peer
+	sub   *nats.Subscription
+	mu    sync.Mutex // one message at a time
+}
+
+// Serve subscribes the node to its rotation subject. peers are the cluster's nodes whose
+// messages it accepts. Close unsubscribes.
+func Serve(nc *nats.Conn, id Identity, ring *Keyring, peers []Peer) (*Member, error) {
+	m := &Member{id: id, ring: ring, peers: map[string]Peer{}}
+	for _, p := range peers {
+		m.peers[p.ID] = p
+	}
+	sub, err := nc.Subscribe(subjectPrefix+"."+id.ID, m.handle)
+	if err != nil {
+		return nil, err
+	}
+	m.sub = sub
+	return m, nil
+}
+
+// Close stops answering; it waits for a message being handled.
+func (m *Member) Close() error {
+	err := m.sub.Unsubscribe()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return err
+}
+
+func (m *Member) handle(msg *nats.Msg) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var req message
+	answer := message{Op: "ok", From: m.id.ID}
+	reply := func() {
+		answer.sign(m.id)
+		raw, _ := json.Marshal(answer)
+		_ = msg.Respond(raw)
+	}
+	if json.Unmarshal(msg.Data, &req) != nil || req.To != m.id.ID {
+		answer.Error = "malformed"
+		reply()
+		return
+	}
+	answer.To, answer.Epoch = req.From, req.Epoch
+	peer, ok := m.peers[req.From]
+	if !ok || !req.verify(peer) {
+		answer.Error = "unknown sender or bad signature"
+		reply()
+		return
+	}
+	switch req.Op {
+	case "prepare":
+		kek, err := openFor(m.id, req.Epoch, req.Sealed)
+		if err == nil {
+			err = m.ring.Prepare(req.Epoch, kek)
+			clear(kek[:])
+		}
+		if err != nil && !(errors.Is(err, ErrOldEpoch) && m.holds(req.Epoch)) {
+			answer.Error = err.Error()
+		}
+	case "commit":
+		if err := m.ring.Commit(req.Epoch); err != nil && m.ring.Current() != req.Epoch {
+			answer.Error = err.Error()
+		}
+	case "fetch":
+		epoch := m.ring.Current()
+		kek, ok := m.ring.kek(epoch)
+		if !ok {
+			answer.Error = ErrNoEpoch.Error()
+			break
+		}
+		sealed, err := sealTo(peer, epoch, kek)
+		clear(kek[:])
+		if err != nil {
+			answer.Error = err.Error()
+			break
+		}
+		answer.Epoch, answer.Sealed = epoch, sealed
+	default:
+		answer.Error = "unknown operation"
+	}
+	reply()
+}
+
+func (m *Member) holds(epoch uint64) bool {
+	_, ok := m.ring.kek(epoch)
+	return ok
+}
+
+// request sends one signed message to a peer and checks its signed answer.
+func request(ctx context.Context, nc *nats.Conn, from Identity, to Peer, req message) (message, error) {
+	req.From, req.To = from.ID, to.ID
+	req.sign(from)
+	raw, _ := json.Marshal(req)
+	msg, err := nc.RequestWithContext(ctx, subjectPrefix+"."+to.ID, raw)
+	if err != nil {
+		return message{}, fmt.Errorf("kek: %s to %s: %w", req.Op, to.ID, err)
+	}
+	var ans message
+	if json.Unmarshal(msg.Data, &ans) != nil || ans.From != to.ID || ans.To != from.ID || !ans.verify(to) {
+		return message{}, fmt.Errorf("kek: %s to %s: an answer that is not the node's", req.Op, to.ID)
+	}
+	if ans.Error != "" {
+		return ans, fmt.Errorf("kek: %s to %s: %s", req.Op, to.ID, ans.Error)
+	}
+	return ans, nil
+}
+
+// Rotation is what a rotation did.
+type Rotation struct {
+	Epoch    uint64
+	Rewraps  int
+	Duration time.Duration
+}
+
+// Rotate ends the current epoch across the cluster, led by this node (the holder of the
+// rotation's lease): it draws the next KEK, prepares it on every member (itself included),
+// re-wraps every live key under it, and commits it on every member, which forgets the old
+// KEK. members are every node of the cluster, this one included; all must answer, or the
+// rotation stops before the commit and the old epoch stays (it is retried; a node that
+// cannot answer is removed from the cluster before its epoch can end).
+func Rotate(ctx context.Context, nc *nats.Conn, self Identity, ring *Keyring, store *Store, members []Peer) (Rotation, error) {
+	start := time.Now()
+	cur := ring.Current()
+	curKEK, ok := ring.kek(cur)
+	if !ok {
+		return Rotation{}, ErrNoEpoch
+	}
+	next := cur + 1
+	// Fresh randomness, mixed with the current KEK: a weak random source on this node
+	// alone cannot make the next KEK predictable to whoever lacks the current one.
+	fresh := make([]byte, Size)
+	rand.Read(fresh)
+	derived, err := hkdf.Key(sha256.New, fresh, curKEK[:], "lethe kek epoch", Size)
+	clear(fresh)
+	clear(curKEK[:])
+	if err != nil {
+		return Rotation{}, err
+	}
+	var kek [Size]byte
+	copy(kek[:], derived)
+	clear(derived)
+	defer clear(kek[:])
+	for _, p := range members {
+		sealed, err := sealTo(p, next, kek)
+		if err != nil {
+			return Rotation{}, err
+		}
+		if _, err := request(ctx, nc, self, p, message{Op: "prepare", Epoch: next, Sealed: sealed}); err != nil {
+			return Rotation{}, err
+		}
+	}
+	n, err := store.Rewrap(ctx)
+	if err != nil {
+		return Rotation{}, err
+	}
+	for _, p := range members {
+		if _, err := request(ctx, nc, self, p, message{Op: "commit", Epoch: next}); err != nil {
+			return Rotation{}, err
+		}
+	}
+	return Rotation{Epoch: next, Rewraps: n, Duration: time.Since(start)}, nil
+}
+
+// CatchUp asks peer for the current epoch's KEK and adopts it: a node that missed
+// rotations does this when it returns, forgetting what it held.
+func CatchUp(ctx context.Context, nc *nats.Conn, self Identity, ring *Keyring, peer Peer) (uint64, error) {
+	ans, err := request(ctx, nc, self, peer, message{Op: "fetch"})
+	if err != nil {
+		return 0, err
+	}
+	kek, err := openFor(self, ans.Epoch, ans.Sealed)
+	if err != nil {
+		return 0, err
+	}
+	defer clear(kek[:])
+	if ans.Epoch < ring.Current() {
+		return ring.Current(), fmt.Errorf("kek: %s is behind this node (epoch %d < %d)", peer.ID, ans.Epoch, ring.Current())
+	}
+	return ans.Epoch, ring.Adopt(ans.Epoch, kek)
+}
