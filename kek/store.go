@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -22,6 +24,7 @@ var ErrExists = errors.New("kek: the key exists")
 // Store keeps Lethe's keys in a replicated KV bucket, each wrapped under the KEK of an
 // epoch (Keyring).
 type Store struct {
+	js   jetstream.JetStream
 	kv   jetstream.KeyValue
 	ring *Keyring
 }
@@ -36,7 +39,7 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, ring *Keyring, repli
 	if err != nil {
 		return nil, fmt.Errorf("kek: open the key bucket: %w", err)
 	}
-	return &Store{kv: kv, ring: ring}, nil
+	return &Store{js: js, kv: kv, ring: ring}, nil
 }
 
 // name is a key's name in the bucket: kind.id, both tokens.
@@ -99,31 +102,60 @@ func (s *Store) Destroy(ctx context.Context, kind, id string) error {
 	return nil
 }
 
+// rewrapWindow is how many re-wraps are on their way to the bucket at once.
+const rewrapWindow = 256
+
 // Rewrap wraps every live key under the newest epoch this node holds (the next one, after
-// Prepare), each with an expected revision, so
-// that a key destroyed meanwhile is not written back. It returns how many it re-wrapped.
+// Prepare). It reads the bucket once with a watcher, and publishes the re-wrapped values
+// asynchronously, rewrapWindow at a time, each with the key's revision as the expected
+// last sequence of its subject, so that a key destroyed or changed meanwhile is not
+// written back. It returns how many it re-wrapped.
 func (s *Store) Rewrap(ctx context.Context) (int, error) {
-	lister, err := s.kv.ListKeys(ctx)
+	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
-		return 0, fmt.Errorf("kek: list keys: %w", err)
+		return 0, fmt.Errorf("kek: re-wrap: watch the bucket: %w", err)
 	}
-	var names []string
-	for n := range lister.Keys() {
-		names = append(names, n)
-	}
+	defer w.Stop()
 	newest := s.ring.newest()
-	done := 0
-	for _, n := range names {
-		kind, id, _ := strings.Cut(n, ".")
-		e, err := s.kv.Get(ctx, n)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // destroyed meanwhile
-		} else if err != nil {
-			return done, fmt.Errorf("kek: re-wrap: %w", err)
+	var (
+		done    int
+		pending []jetstream.PubAckFuture
+	)
+	settle := func(all bool) error {
+		for len(pending) > 0 && (all || len(pending) >= rewrapWindow) {
+			f := pending[0]
+			pending = pending[1:]
+			select {
+			case <-f.Ok():
+				done++
+			case err := <-f.Err():
+				var apiErr *jetstream.APIError
+				// 10071, or 10164 from a replicated stream: the key's subject moved on.
+				if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+					apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+					continue // destroyed or changed since it was read: nothing to re-wrap
+				}
+				return fmt.Errorf("kek: re-wrap: %w", err)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+	for {
+		var e jetstream.KeyValueEntry
+		select {
+		case e = <-w.Updates():
+		case <-ctx.Done():
+			return done, ctx.Err()
+		}
+		if e == nil {
+			break // every key present when the watch began has been read
 		}
 		if EpochOf(e.Value()) == newest {
 			continue
 		}
+		kind, id, _ := strings.Cut(e.Key(), ".")
 		key, err := s.ring.Unwrap(kind, id, e.Value())
 		if err != nil {
 			return done, fmt.Errorf("kek: re-wrap %s: %w", kind, err)
@@ -133,13 +165,17 @@ func (s *Store) Rewrap(ctx context.Context) (int, error) {
 		if err != nil {
 			return done, err
 		}
-		if _, err := s.kv.Update(ctx, n, wrapped, e.Revision()); err != nil {
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				continue // changed or destroyed since the read: nothing to re-wrap
-			}
+		msg := nats.NewMsg("$KV." + Bucket + "." + e.Key())
+		msg.Data = wrapped
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(e.Revision(), 10))
+		f, err := s.js.PublishMsgAsync(msg)
+		if err != nil {
 			return done, fmt.Errorf("kek: re-wrap: %w", err)
 		}
-		done++
+		pending = append(pending, f)
+		if err := settle(false); err != nil {
+			return done, err
+		}
 	}
-	return done, nil
+	return done, settle(true)
 }
