@@ -27,6 +27,8 @@ var allowedImports = map[string]rule{
 		"keys and their erasure know nothing of circulation"},
 	"kek": {[]string{"github.com/nats-io/nats.go", "golang.org/x/crypto/"},
 		"the cluster's key-encryption keys (docs/design.md §11): a keyring, wrapped keys in a KV bucket, the rotation over core NATS; knows nothing of circulation"},
+	"lease": {[]string{"github.com/nats-io/nats.go"},
+		"one node of a cluster at a time runs a singleton, while it holds a lease in a JetStream KV bucket; knows nothing of circulation"},
 	"seal": {[]string{"schemas", "keystore"},
 		"every sealed envelope of patron data, under keystore keys, in wire shapes"},
 	"policy": {[]string{"schemas"},
