@@ -23,7 +23,9 @@ type ExportedKey struct {
 
 // Export calls f with every live key, the system keys included, from one point-in-time
 // view of the store. Destroyed keys are not in it, whatever the files still hold: a
-// backup is made of what exists, not of the files. f must not keep the slices.
+// backup is made of what exists, not of the files. Nor are the keys a running Pool holds
+// ready, which nothing uses (a key taken from the pool after the view is exported: the
+// event sealed under it may be in the backup's stream). f must not keep the slices.
 func (s *Store) Export(f func(ExportedKey) error) error {
 	if err := s.rlock(); err != nil {
 		return err
@@ -36,7 +38,11 @@ func (s *Store) Export(f func(ExportedKey) error) error {
 		return fmt.Errorf("export keys: %w", err)
 	}
 	defer it.Close()
+	pool := s.pool.Load()
 	for it.First(); it.Valid(); it.Next() {
+		if ref, ok := refOfDBKey(it.Key()); ok && pool.holds(ref) {
+			continue
+		}
 		h, _, _, err := parseValue(it.Value())
 		if err != nil {
 			return fmt.Errorf("export keys: %w", err)

@@ -238,6 +238,10 @@ type Store struct {
 	transactions, profiles atomic.Int64
 	destroyed              atomic.Int64
 
+	// pool is the Pool running on the store, if any: the keys it holds ready are not
+	// in use, so List, Export and Stats leave them out.
+	pool atomic.Pointer[Pool]
+
 	statsMu   sync.Mutex
 	sweeps    int64
 	lastSweep time.Time
@@ -493,35 +497,58 @@ func (s *Store) DestroyAll(kind Kind, ids []string) error {
 	if err := checkKind(kind); err != nil {
 		return err
 	}
-	if len(ids) == 0 {
+	refs := make([]Ref, len(ids))
+	for i, id := range ids {
+		refs[i] = RefOf(kind, id)
+	}
+	if err := s.destroyRefs(refs); err != nil {
+		return fmt.Errorf("destroy %s keys: %w", kind, err)
+	}
+	return nil
+}
+
+// DestroyRefs is DestroyAll by ref, of any public kinds: one synced batch. The start's
+// reconciliation destroys the keys no open transaction or account uses with it, so a
+// start after a crash pays one fsync for them however many there are (the unused keys of
+// the Pool among them).
+func (s *Store) DestroyRefs(refs []Ref) error {
+	if err := s.destroyRefs(refs); err != nil {
+		return fmt.Errorf("destroy keys: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) destroyRefs(refs []Ref) error {
+	for _, r := range refs {
+		if err := checkKind(r.Kind); err != nil {
+			return err
+		}
+	}
+	if len(refs) == 0 {
 		return nil
 	}
 	if err := s.rlock(); err != nil {
 		return err
 	}
 	defer s.mu.RUnlock()
-	// Every stripe the refs fall on, taken in ascending order: a concurrent Create or
-	// Destroy of one of these keys waits, and no two callers deadlock.
-	refs := make([]Ref, 0, len(ids))
-	seen := make(map[string]bool, len(ids))
-	var stripes [len(s.stripes)]bool
-	for _, id := range ids {
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		ref := RefOf(kind, id)
-		refs = append(refs, ref)
-		stripes[int(ref.Hash[0])%len(s.stripes)] = true
+	gone, err := s.deleteRefs(refs)
+	if err != nil {
+		return err
 	}
-	for i, on := range stripes {
-		if on {
-			s.stripes[i].Lock()
-			defer s.stripes[i].Unlock()
-		}
+	for k, n := range gone {
+		s.count(k, -int64(n))
 	}
+	return nil
+}
+
+// deleteRefs deletes the keys of refs that exist, in one synced batch, and returns how
+// many of each kind it deleted; the caller holds mu shared and keeps the live counts.
+func (s *Store) deleteRefs(refs []Ref) (map[Kind]int, error) {
+	refs = uniqueRefs(refs)
+	defer s.lockStripes(refs)()
 	b := s.db.NewBatch()
 	defer b.Close()
+	gone := map[Kind]int{}
 	n := 0
 	for _, ref := range refs {
 		k := dbKey(ref)
@@ -529,24 +556,98 @@ func (s *Store) DestroyAll(kind Kind, ids []string) error {
 		if errors.Is(err, pebble.ErrNotFound) {
 			continue
 		} else if err != nil {
-			return fmt.Errorf("destroy %s keys: %w", kind, err)
+			return nil, err
 		}
 		closer.Close()
 		if err := b.Delete(k, nil); err != nil {
-			return fmt.Errorf("destroy %s keys: %w", kind, err)
+			return nil, err
 		}
+		gone[ref.Kind]++
 		n++
 	}
 	if n == 0 {
-		return nil
+		return gone, nil
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("destroy %s keys: %w", kind, err)
+		return nil, err
 	}
-	s.count(kind, -int64(n))
 	s.destroyed.Add(int64(n))
 	s.gen.Add(1)
-	return nil
+	return gone, nil
+}
+
+// createRefs stores a new random key under every ref, in one synced batch, and returns
+// them in the order of refs. It refuses the whole batch with ErrExists if a ref's key
+// exists or a ref comes twice, and then writes nothing. The caller holds mu shared and
+// keeps the live counts.
+func (s *Store) createRefs(refs []Ref) ([][]byte, error) {
+	if len(uniqueRefs(refs)) != len(refs) {
+		return nil, ErrExists
+	}
+	defer s.lockStripes(refs)()
+	b := s.db.NewBatch()
+	defer b.Close()
+	now := s.now()
+	keys := make([][]byte, len(refs))
+	fail := func(err error) ([][]byte, error) {
+		for _, k := range keys {
+			clear(k)
+		}
+		return nil, err
+	}
+	for i, ref := range refs {
+		k := dbKey(ref)
+		if _, closer, err := s.db.Get(k); err == nil {
+			closer.Close()
+			return fail(ErrExists)
+		} else if !errors.Is(err, pebble.ErrNotFound) {
+			return fail(err)
+		}
+		keys[i] = make([]byte, KeySize)
+		rand.Read(keys[i])
+		if err := b.Set(k, s.m.wrap(k, keys[i], now), nil); err != nil {
+			return fail(err)
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fail(err)
+	}
+	return keys, nil
+}
+
+// uniqueRefs returns refs without repeats, in their first order.
+func uniqueRefs(refs []Ref) []Ref {
+	seen := make(map[Ref]bool, len(refs))
+	out := make([]Ref, 0, len(refs))
+	for _, r := range refs {
+		if !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// lockStripes locks every stripe the refs fall on, in ascending order, and returns the
+// unlock: a concurrent Create or Destroy of one of these keys waits, and no two batches
+// deadlock.
+func (s *Store) lockStripes(refs []Ref) (unlock func()) {
+	var on [len(s.stripes)]bool
+	for _, r := range refs {
+		on[int(r.Hash[0])%len(s.stripes)] = true
+	}
+	for i, o := range on {
+		if o {
+			s.stripes[i].Lock()
+		}
+	}
+	return func() {
+		for i, o := range on {
+			if o {
+				s.stripes[i].Unlock()
+			}
+		}
+	}
 }
 
 func (s *Store) destroy(ref Ref) error {
@@ -581,7 +682,8 @@ func (s *Store) destroy(ref Ref) error {
 // List returns the refs and creation times of all keys of kind, in ref
 // order. It reads no key material. The expunger uses it at startup to
 // destroy transaction keys that no open transaction references (compare
-// with RefOf).
+// with RefOf). Keys a running Pool holds ready are not listed: they are in
+// use by the pool, which hands each to one transaction or destroys it.
 func (s *Store) List(kind Kind) ([]Entry, error) {
 	es, err := s.list(kind)
 	if err != nil {
@@ -608,11 +710,18 @@ func (s *Store) list(kind Kind) ([]Entry, error) {
 		return nil, err
 	}
 	var es []Entry
+	pool := s.pool.Load()
 	for it.First(); it.Valid(); it.Next() {
 		ref, ok := refOfDBKey(it.Key())
 		if !ok {
 			it.Close()
 			return nil, errors.New("malformed key in store")
+		}
+		// A key is the pool's from before its commit until it is taken, so a key the
+		// iterator sees is either still held (skipped here) or taken, and then a
+		// transaction's like any other.
+		if pool.holds(ref) {
+			continue
 		}
 		h, _, _, err := parseValue(it.Value())
 		if err != nil {
@@ -823,8 +932,10 @@ func (s *Store) rewrap(nm *master) error {
 
 // Stats are counters a caller can export as metrics.
 type Stats struct {
-	// Transactions and Profiles count live keys by kind.
+	// Transactions and Profiles count live keys by kind. Transactions leaves out the
+	// keys a Pool holds ready, which no transaction uses yet: those are Pooled.
 	Transactions, Profiles int64
+	Pooled                 int64
 	// DestroyedSinceOpen counts keys destroyed since Open.
 	DestroyedSinceOpen int64
 	// PendingErasure is true when destroyed keys (or old wrapped values)
@@ -845,6 +956,14 @@ func (s *Store) Stats() Stats {
 		Profiles:           s.profiles.Load(),
 		DestroyedSinceOpen: s.destroyed.Load(),
 		PendingErasure:     s.gen.Load() != s.swept.Load(),
+	}
+	if p := s.pool.Load(); p != nil {
+		// The pool changes its share of the transaction count and its ready keys under
+		// its lock, together.
+		p.mu.Lock()
+		st.Pooled = int64(len(p.ready))
+		st.Transactions = s.transactions.Load() - st.Pooled
+		p.mu.Unlock()
 	}
 	s.statsMu.Lock()
 	st.Sweeps, st.LastSweep, st.LastSweepDuration = s.sweeps, s.lastSweep, s.sweepTook

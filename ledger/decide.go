@@ -133,8 +133,7 @@ func (l *Ledger) checkOut(at Station, c schemas.CheckOut) decider {
 		if err != nil {
 			return plan{}, err
 		}
-		txnID := newID()
-		seal := func(key []byte) ([]schemas.Event, error) {
+		seal := func(txnID string, key []byte) ([]schemas.Event, error) {
 			ev, err := l.sealedEvent(at, schemas.TypeItemCheckedOut, subject, out, key, p.ID, txnID, func(sealed schemas.Sealed) any {
 				return schemas.ItemCheckedOut{
 					TxnID: txnID, Barcode: c.Barcode, Patron: sealed,
@@ -146,7 +145,7 @@ func (l *Ledger) checkOut(at Station, c schemas.CheckOut) decider {
 		// The loan limit, the block and the account being open are the patron's, not the
 		// item subject's: decided under the patron's lock.
 		return plan{expect: expect, locks: []string{patronLock(p.ID)},
-			key: &newKey{kind: keystore.Transaction, id: txnID, seal: seal}}, nil
+			key: &newKey{kind: keystore.Transaction, seal: seal}}, nil
 	}
 }
 
@@ -394,9 +393,9 @@ func (l *Ledger) assessFee(at Station, c schemas.AssessFee) decider {
 		if err != nil {
 			return plan{}, err
 		}
-		txnID, fineID := newID(), newID()
+		fineID := newID()
 		subject := FeeSubject(fineID)
-		seal := func(key []byte) ([]schemas.Event, error) {
+		seal := func(txnID string, key []byte) ([]schemas.Event, error) {
 			ev, err := l.sealedEvent(at, schemas.TypeFineAssessed, subject, now, key, p.ID, txnID, func(sealed schemas.Sealed) any {
 				return schemas.FineAssessed{TxnID: txnID, FineID: fineID, Reason: schemas.ReasonFee, AmountCents: c.AmountCents, Patron: &sealed}
 			})
@@ -404,7 +403,7 @@ func (l *Ledger) assessFee(at Station, c schemas.AssessFee) decider {
 		}
 		// A fee for an account being closed must not open a transaction on it.
 		return plan{expect: Expect{Subject: subject}, locks: []string{patronLock(p.ID)},
-			key: &newKey{kind: keystore.Transaction, id: txnID, seal: seal}}, nil
+			key: &newKey{kind: keystore.Transaction, seal: seal}}, nil
 	}
 }
 
@@ -500,7 +499,7 @@ func (l *Ledger) register(at Station, c schemas.RegisterPatron, pinHash string) 
 		}
 		id := newID()
 		subject := PatronSubject(id)
-		seal := func(key []byte) ([]schemas.Event, error) {
+		seal := func(_ string, key []byte) ([]schemas.Event, error) {
 			sealed, err := seal.Profile(key, id, c.Profile)
 			if err != nil {
 				return nil, err

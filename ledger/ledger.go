@@ -40,6 +40,11 @@ type Config struct {
 	FreeDisk func() (uint64, error)
 	// MinFreeDisk is that minimum, in bytes; default DefaultMinFreeDisk.
 	MinFreeDisk uint64
+	// KeyPool is how many transaction keys are kept ready (keystore.Pool), so that a
+	// command opening a transaction pays no keystore sync for its key; 0 means
+	// keystore.DefaultPoolSize, negative no pool. The pool fills only while RunKeyPool
+	// runs; until then, and whenever it is empty, each key is created when needed.
+	KeyPool int
 }
 
 func (c Config) withDefaults() Config {
@@ -66,6 +71,11 @@ func (c Config) withDefaults() Config {
 func (c Config) Validate() error {
 	if c.AckTimeout < 0 {
 		return errors.New("ack timeout must not be negative")
+	}
+	if c.KeyPool > 0 {
+		if err := (keystore.PoolConfig{Size: c.KeyPool}).Validate(); err != nil {
+			return err
+		}
 	}
 	return c.Rules.Validate()
 }
@@ -95,6 +105,7 @@ type Ledger struct {
 	stream jetstream.Stream
 	st     model.State
 	keys   *keystore.Store
+	pool   *keystore.Pool // transaction keys ready before they are needed; nil: none
 	v      *schemas.Validator
 	locks  *locks
 	disk   *diskGuard
@@ -107,7 +118,7 @@ func New(nc *nats.Conn, stream jetstream.Stream, st model.State, keys *keystore.
 		return nil, fmt.Errorf("ledger config: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	return &Ledger{
+	l := &Ledger{
 		cfg:    cfg,
 		app:    appender{nc: nc, timeout: cfg.AckTimeout},
 		stream: stream,
@@ -117,7 +128,36 @@ func New(nc *nats.Conn, stream jetstream.Stream, st model.State, keys *keystore.
 		locks:  newLocks(),
 		pins:   newPins(),
 		disk:   &diskGuard{free: cfg.FreeDisk, min: cfg.MinFreeDisk, logger: cfg.Logger},
-	}, nil
+	}
+	if cfg.KeyPool >= 0 {
+		// The pool's ids are transaction ids, made as every other one is (newID).
+		pool, err := keys.NewPool(keystore.PoolConfig{Size: cfg.KeyPool, NewID: newID, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("ledger config: %w", err)
+		}
+		l.pool = pool
+	}
+	return l, nil
+}
+
+// RunKeyPool keeps the pool of transaction keys filled until ctx ends, then destroys the
+// keys no command took, and returns (keystore.Pool.Run). Start it after the start's
+// reconciliation of keys (the expunger's Reconcile) and end it before the keystore closes.
+// Without a pool it returns at once.
+func (l *Ledger) RunKeyPool(ctx context.Context) error {
+	if l.pool == nil {
+		return nil
+	}
+	return l.pool.Run(ctx)
+}
+
+// KeyPool reports the pool of transaction keys: how many are ready, taken, and how many
+// commands found it empty and created their own. Zero without a pool.
+func (l *Ledger) KeyPool() keystore.PoolStats {
+	if l.pool == nil {
+		return keystore.PoolStats{}
+	}
+	return l.pool.Stats()
 }
 
 // Rules returns the rules in force.
@@ -218,28 +258,50 @@ type plan struct {
 // newKey is a key a plan needs and the events sealed under it.
 type newKey struct {
 	kind keystore.Kind
+	// id is the key's id for a profile key: the patron's id, chosen by the decision (it
+	// names the subject). A transaction key's id is the transaction's id, which the key
+	// brings: the pool's, or a fresh one (newID).
 	id   string
-	seal func(key []byte) ([]schemas.Event, error)
+	seal func(id string, key []byte) ([]schemas.Event, error)
 }
 
-// createKey creates the plan's key and seals its events, outside any view. If the events
-// are then not appended, undo destroys the key.
+// createKey gets the plan's key and seals its events, outside any view. A transaction key
+// comes from the pool, already on disk under its own fresh id, at no sync; with the pool
+// empty it is created here, synced, as a profile key always is. If the events are then not
+// appended, undo destroys the key: its id is never used again, pooled or not.
 func (l *Ledger) createKey(p *plan) error {
 	k := p.key
-	key, err := l.keys.Create(k.kind, k.id)
+	id, key, err := l.key(k)
 	if err != nil {
 		return fmt.Errorf("create %s key: %w", k.kind, err)
 	}
 	p.undo = func() {
-		if err := l.keys.Destroy(k.kind, k.id); err != nil {
+		if err := l.keys.Destroy(k.kind, id); err != nil {
 			l.cfg.Logger.Error("destroy unused key", "kind", k.kind, "err", err)
 		}
 	}
-	if p.events, err = k.seal(key); err != nil {
+	if p.events, err = k.seal(id, key); err != nil {
 		p.undo()
 		return err
 	}
 	return nil
+}
+
+// key returns the id and key of a plan's new key: for a transaction, one from the pool or
+// else one created now under a fresh id.
+func (l *Ledger) key(k *newKey) (string, []byte, error) {
+	if k.kind != keystore.Transaction {
+		key, err := l.keys.Create(k.kind, k.id)
+		return k.id, key, err
+	}
+	if l.pool != nil {
+		if id, key, ok := l.pool.Take(); ok {
+			return id, key, nil
+		}
+	}
+	id := newID()
+	key, err := l.keys.Create(k.kind, id)
+	return id, key, err
 }
 
 // decider decides a command against one consistent view of the state. It is called again,

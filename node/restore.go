@@ -228,7 +228,8 @@ func restore(ctx context.Context, rc RestoreConfig) (Restored, error) {
 
 	// Open it as serve does, without listeners: the projections follow the stream, and
 	// the reconciliation destroys and sweeps the key of every transaction it says closed.
-	scfg := ServiceConfig{Config: rc.Config, HTTP: "off", SweepInterval: time.Minute, RulesInterval: time.Hour, Now: rc.Now}
+	scfg := ServiceConfig{Config: rc.Config, HTTP: "off", SweepInterval: time.Minute, RulesInterval: time.Hour, Now: rc.Now,
+		KeyPool: -1} // it serves no one: no keys ahead of need
 	scfg.NATSURL, scfg.NATSListen, scfg.Existing = "", "off", true
 	if scfg.Now == nil {
 		scfg.Now = time.Now

@@ -57,6 +57,10 @@ type ServiceConfig struct {
 	// NoExpungeLoop leaves closed transactions waiting (tests stop the process between
 	// close and expunge with it). It is not a setting: there is no flag for it.
 	NoExpungeLoop bool
+	// KeyPool is how many transaction keys the ledger keeps ready (ledger.Config.KeyPool:
+	// 0 the default, negative none). It is not a setting either: a restore, which serves
+	// no one, runs without, and benchmarks measure sizes with it.
+	KeyPool int
 }
 
 // service is a running Lethe: node, projector, ledger, expunger, kiosk API and HTTP.
@@ -122,7 +126,7 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 	// is made after the ledger it records through, before any command can arrive.
 	var exp *expunger.Expunger
 	ledCfg := ledger.Config{Rules: cfg.Rules, Now: cfg.Now, Location: cfg.Location, Logger: cfg.Logger, Recorder: accessLog,
-		Admit: func(ctx context.Context) error { return exp.Admit(ctx) }}
+		Admit: func(ctx context.Context) error { return exp.Admit(ctx) }, KeyPool: cfg.KeyPool}
 	if cfg.MinFreeDisk > 0 {
 		ledCfg.FreeDisk, ledCfg.MinFreeDisk = freeDisk(cfg.Data), cfg.MinFreeDisk
 	}
@@ -171,6 +175,10 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 		}
 		s.goRun("expunger", func() error { exp.Run(runCtx); return nil })
 	}
+	// Transaction keys made ahead of need, after the reconciliation above (which destroys
+	// the unused keys of a pool a crash ended, and must not see this one's as orphans).
+	// Stopped with the loops, once intake has drained; it destroys the keys left unused.
+	s.goRun("key pool", func() error { return led.RunKeyPool(runCtx) })
 	s.goRun("rules", func() error { led.RunRules(runCtx, cfg.RulesInterval); return nil })
 	if !n.Check.Damaged() {
 		s.goRun("checkpoints", func() error { s.cp.run(runCtx); return nil })
@@ -301,6 +309,13 @@ func registerGauges(reg *prometheus.Registry, s *Service) {
 		}
 		return 0
 	}))
+	led := s.Ledger
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lethe_key_pool_ready", Help: "Transaction keys made ahead of need and ready for the next checkouts: on disk, linked to nothing yet.",
+	}, func() float64 { return float64(led.KeyPool().Ready) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "lethe_key_pool_missed_total", Help: "Commands that found the key pool empty and created their transaction key themselves, at a keystore sync each.",
+	}, func() float64 { return float64(led.KeyPool().Missed) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "lethe_kiosk_refused_total", Help: "Kiosk requests refused at intake: the queue was full, a kiosk's rate was exceeded, or the reply subject was not an inbox.",
 	}, func() float64 { return float64(s.Kiosks.Refused()) }))
