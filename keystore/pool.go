@@ -12,10 +12,10 @@ import (
 )
 
 // DefaultPoolSize is how many transaction keys a Pool keeps ready unless told otherwise.
-// A refill is one synced batch however many keys it writes, and costs about as much
-// for 64 keys as for one; 128 keys, refilled when half are gone, carry a burst of 64
-// checkouts (one per kiosk of the largest benchmark) through a refill that is slow under
-// load, and occupy about 13 KiB of the store. README, Benchmarks, has the measurement.
+// A refill is one synced batch however many keys it writes. With 64 kiosks as fast as
+// answered, pools of 16 and 32 ran empty between refills (each miss is a sync back in a
+// checkout's path), 128 never did, and 512 was no faster; 128 keys take about 13 KiB of
+// the store (README, Benchmarks, "Transaction keys ahead of need").
 const DefaultPoolSize = 128
 
 // PoolConfig configures a Pool. The zero value of each field means the default in its
@@ -90,8 +90,9 @@ func randomUUID() string {
 //
 // A pooled key is random and linked to nothing until it is taken: no event is sealed
 // under it, no id of it is anywhere but in the process's memory (the store keeps the
-// id's hash, as for every key). So holding keys ready discloses nothing, and losing them
-// loses nothing: when Run ends it destroys the keys still ready, in one synced batch;
+// id's hash, as for every key). So holding keys ready discloses nothing (a copy of the
+// store with its master key opens the loans later made with the keys it found ready, at
+// most Size, as a copy taken those checkouts later would), and losing them loses nothing: when Run ends it destroys the keys still ready, in one synced batch;
 // after a crash they are keys no open transaction uses, which the next start's
 // reconciliation destroys (List lists them then, as no pool holds them). While a pool
 // runs, List, Export and Stats leave its ready keys out, so neither a reconciliation nor
