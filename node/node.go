@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -52,11 +53,67 @@ type Config struct {
 	// (backup.KeyringPath). BackupRetention is how long a backup can be restored.
 	BackupKeyring   string
 	BackupRetention time.Duration
+	// Cluster forms a JetStream cluster of the nodes' embedded servers (docs/design.md
+	// §11); the zero value is a single node. Not yet offered by lethe serve: the keys are
+	// not yet replicated (package kek is the mechanism).
+	Cluster ClusterConfig
 	// StatsDay is the length of a library day in daily statistics when it is not 24
 	// hours (lethe demo's compressed days; see projections.Config.Day); StatsEpoch the
 	// moment the first such day begins.
 	StatsDay   time.Duration
 	StatsEpoch time.Time
+}
+
+// ClusterConfig is a node's place in a cluster of embedded NATS servers.
+type ClusterConfig struct {
+	Name   string   // the cluster's name, the same on every node; "" for a single node
+	Node   string   // this node's name, unique in the cluster
+	Listen string   // host:port of the route listener
+	Routes []string // nats://host:port of every node's route listener (this one's may be included)
+	// TLS on routes: required off loopback. Each node presents its certificate and
+	// verifies its peers' against CA, both ways.
+	TLSCert, TLSKey, TLSCA string
+}
+
+// options sets the embedded server's cluster options.
+func (c ClusterConfig) options(opts *server.Options) error {
+	if c.Name == "" {
+		return nil
+	}
+	if c.Node == "" || c.Listen == "" || len(c.Routes) == 0 {
+		return errors.New("a cluster needs the node's name, a route listener and the routes")
+	}
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("cluster listener: %w", err)
+	}
+	if c.TLSCert == "" && !Loopback(c.Listen) {
+		return fmt.Errorf("cluster listener %s is not a loopback address: the routes carry every event, card numbers in kiosk requests included; give the cluster TLS certificate, key and CA", c.Listen)
+	}
+	opts.ServerName = c.Node
+	opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host}
+	if opts.Cluster.Port, err = strconv.Atoi(port); err != nil {
+		return fmt.Errorf("cluster listener port: %w", err)
+	}
+	opts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
+	if c.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return fmt.Errorf("cluster TLS certificate: %w", err)
+		}
+		pem, err := os.ReadFile(c.TLSCA)
+		if err != nil {
+			return fmt.Errorf("cluster TLS CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return errors.New("cluster TLS CA: no certificate in the file")
+		}
+		opts.Cluster.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert},
+			RootCAs: pool, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+		opts.Cluster.TLSTimeout = 2
+	}
+	return nil
 }
 
 // node is an open Lethe data directory: NATS, stream, keystore and projections.
@@ -99,6 +156,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if err := checkFreeDisk(cfg.Data, cfg.MinFreeDisk); err != nil {
 		return nil, err
+	}
+	if cfg.Cluster.Name != "" && cfg.Replicas < 3 {
+		cfg.Replicas = 3 // a cluster keeps three copies of everything
 	}
 	n := &Node{cfg: cfg}
 	if err := n.open(ctx); err != nil {
@@ -144,6 +204,11 @@ func (n *Node) open(ctx context.Context) error {
 	}
 	if n.JS, err = jetstream.New(n.NC); err != nil {
 		return err
+	}
+	if cfg.Cluster.Name != "" {
+		if err := waitForMeta(ctx, n.JS); err != nil {
+			return err
+		}
 	}
 	if n.Stream, n.Check, err = ledger.EnsureStream(ctx, n.JS, cfg.Replicas, n.Proj.Applied()); err != nil {
 		return err
@@ -270,6 +335,9 @@ func (n *Node) startNATS() error {
 		AlwaysEnableNonce:          true,
 		CustomClientAuthentication: n.auth,
 	}
+	if err := cfg.Cluster.options(opts); err != nil {
+		return err
+	}
 	if cfg.MinFreeDisk > 0 {
 		// Left unset, JetStream's storage limit is 75% of the disk space free when it
 		// started, and it refuses appends there ("insufficient resources") even after
@@ -286,9 +354,15 @@ func (n *Node) startNATS() error {
 		}
 		opts.SyncInterval = d
 	}
-	if cfg.NATSListen == "off" {
+	switch {
+	case cfg.NATSListen == "off" && cfg.Cluster.Name != "":
+		// nats-server starts its routes only once its client listener is up: a node of a
+		// cluster listens for clients on a free loopback port, which no one outside this
+		// machine can reach, with the same authentication as any listener.
+		opts.Host, opts.Port = "127.0.0.1", -1
+	case cfg.NATSListen == "off":
 		opts.DontListen = true
-	} else {
+	default:
 		host, port, err := net.SplitHostPort(cfg.NATSListen)
 		if err != nil {
 			return fmt.Errorf("--nats-listen: %w", err)
@@ -412,3 +486,24 @@ func OpenNATS(cfg Config) (*Node, error) {
 
 // Config is the configuration the node was opened with.
 func (n *Node) Config() Config { return n.cfg }
+
+// waitForMeta waits until the cluster's JetStream answers: until its nodes have elected a
+// meta leader, a JetStream request gets no answer at all, not an error.
+func waitForMeta(ctx context.Context, js jetstream.JetStream) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := js.AccountInfo(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("the cluster's JetStream did not answer within a minute (are a majority of the nodes up?): %w", err)
+		}
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+}
