@@ -16,6 +16,7 @@ import (
 	"github.com/imagineif/lethe/internal/lethetest"
 	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/policy"
+	"github.com/imagineif/lethe/schemas"
 )
 
 // The planted patrons of the desk tests: their names, cards, contacts and birth dates are
@@ -144,8 +145,19 @@ func TestDeskDay(t *testing.T) {
 	b.submit("scan Ada's card again", b.typeKeys(adaCard+pressEnter))
 	b.submit("renew B2", chromedp.Click(chromedp.CSS(`tr[data-barcode=B2] button[aria-label^="Renew"]`)))
 	b.wantFlash("renew B2", "Renewed")
+	// Declaring an item lost asks first; answered no, nothing is sent.
+	b.do("decline to declare B5 lost", chromedp.Evaluate[chromedp.Void](`window.confirm = () => false; window.__stay = true`),
+		chromedp.Click(chromedp.CSS(`tr[data-barcode=B5] button[aria-label^="Declare"]`)))
+	if !evalAs[bool](b, `window.__stay === true`) || !strings.Contains(b.flash(), "Renewed") {
+		t.Fatalf("a declined confirmation sent the form: %s", b.flash())
+	}
 	b.submit("check in B5", chromedp.Click(chromedp.CSS(`tr[data-barcode=B5] button[aria-label^="Check in"]`)))
 	b.wantFlash("check in B5", "returned late: a fine of $2.25")
+	for _, ev := range h.Events() {
+		if ev.Type == schemas.TypeItemDeclaredLost {
+			t.Fatalf("a declined confirmation declared an item lost")
+		}
+	}
 	if !strings.Contains(b.text(), "Patron record") {
 		t.Fatalf("a check-in from the record leaves the record: %s", b.text())
 	}
@@ -406,6 +418,7 @@ func TestPatronAccount(t *testing.T) {
 		t.Errorf("the collections export after the update = %d %s, want the new caregiver contact only", status, body)
 	}
 	b.do("open the account controls", chromedp.Click(chromedp.CSS("details.account summary")))
+	b.do("accept the confirmation", chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`))
 	b.submit("report the card lost", chromedp.Click(chromedp.CSS(`input[value=report_card_lost] ~ button`)))
 	b.wantFlash("report the card lost", "Card reported lost")
 	if f := b.focused(); f != "new_card" {

@@ -29,6 +29,11 @@
 
   for (const b of document.querySelectorAll('[data-print]')) b.addEventListener('click', () => window.print());
 
+  // An action that charges the account or stops a card asks once more.
+  for (const b of document.querySelectorAll('button[data-confirm]')) {
+    b.addEventListener('click', ev => { if (!window.confirm(b.dataset.confirm)) ev.preventDefault(); });
+  }
+
   // Live numbers, and the end of the session: when the server ends it, the page clears
   // what it showed and says so.
   if (body.dataset.live === 'on') {
