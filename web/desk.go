@@ -150,18 +150,26 @@ func (c *Client) deskPage(w http.ResponseWriter, r *http.Request, v *view) {
 	c.render(w, v, "desk")
 }
 
-// lookup scans a card (or takes the evidence of another basis) and shows the record.
-func (c *Client) lookup(w http.ResponseWriter, r *http.Request, v *view) {
+// deskForm begins the page of a form sent from the desk: the desk's view, the form, and
+// the lookup it carries. A form that cannot be read is refused here (ok false).
+func (c *Client) deskForm(w http.ResponseWriter, r *http.Request, v *view) (get func(string) string, data *deskData, ok bool) {
 	v.Title, v.Active = "Circulation desk", "desk"
-	get, err := form(r)
-	data := &deskData{Bases: bases(v.Who.Role), Focus: "barcode"}
+	data = &deskData{Bases: bases(v.Who.Role), Focus: "barcode"}
 	v.Data = data
+	get, err := form(r)
 	if err != nil {
 		c.refuse(w, v, err)
-		return
+		return nil, nil, false
 	}
 	data.Lookup = readLookup(get)
-	c.showRecord(w, r, v, data, nil)
+	return get, data, true
+}
+
+// lookup scans a card (or takes the evidence of another basis) and shows the record.
+func (c *Client) lookup(w http.ResponseWriter, r *http.Request, v *view) {
+	if _, data, ok := c.deskForm(w, r, v); ok {
+		c.showRecord(w, r, v, data, nil)
+	}
 }
 
 // showRecord looks the record up on data.Lookup's basis and renders the desk with it and
@@ -222,19 +230,11 @@ func statusOf(err error) int {
 
 // act runs one desk command on the record shown, then shows it again.
 func (c *Client) act(w http.ResponseWriter, r *http.Request, v *view) {
-	v.Title, v.Active = "Circulation desk", "desk"
-	get, err := form(r)
-	data := &deskData{Bases: bases(v.Who.Role), Focus: "barcode"}
-	v.Data = data
-	if err != nil {
-		c.refuse(w, v, err)
+	get, data, ok := c.deskForm(w, r, v)
+	if !ok {
 		return
 	}
-	data.Lookup = readLookup(get)
-	id := get("command_id")
-	if _, err := uuid.Parse(id); err != nil {
-		id = newCommandID()
-	}
+	id := commandID(get)
 	patron := get("patron_id")
 	op := get("op")
 	var (
@@ -299,8 +299,7 @@ func (c *Client) act(w http.ResponseWriter, r *http.Request, v *view) {
 		return
 	}
 	var res map[string]any
-	err = c.do(r, http.MethodPost, path, body, &res)
-	if err != nil {
+	if err := c.do(r, http.MethodPost, path, body, &res); err != nil {
 		c.showRecord(w, r, v, data, refusal(err))
 		return
 	}
@@ -344,20 +343,13 @@ func (c *Client) receiptFor(v *view, id string, get func(string) string) *receip
 
 // checkIn is the return desk: an item checked in by barcode, with or without a patron.
 func (c *Client) checkIn(w http.ResponseWriter, r *http.Request, v *view) {
-	v.Title, v.Active = "Circulation desk", "desk"
-	get, err := form(r)
-	data := &deskData{Bases: bases(v.Who.Role), Lookup: lookupForm{Basis: policy.Card}, Focus: "return"}
-	v.Data = data
-	if err != nil {
-		c.refuse(w, v, err)
+	get, data, ok := c.deskForm(w, r, v)
+	if !ok {
 		return
 	}
-	id := get("command_id")
-	if _, err := uuid.Parse(id); err != nil {
-		id = newCommandID()
-	}
+	data.Focus = "return"
 	var res schemas.ReturnResult
-	err = c.do(r, http.MethodPost, "/api/desk/return", map[string]any{"command_id": id, "barcode": get("barcode")}, &res)
+	err := c.do(r, http.MethodPost, "/api/desk/return", map[string]any{"command_id": commandID(get), "barcode": get("barcode")}, &res)
 	var result *flash
 	if err != nil {
 		result = refusal(err)
@@ -371,11 +363,10 @@ func (c *Client) checkIn(w http.ResponseWriter, r *http.Request, v *view) {
 	}
 	if get("basis") != "" {
 		// Checked in from a patron's record: show it again.
-		data.Lookup = readLookup(get)
-		data.Focus = "return"
 		c.showRecord(w, r, v, data, result)
 		return
 	}
+	data.Lookup = lookupForm{Basis: policy.Card}
 	v.Flash, v.Sound = result, err != nil
 	if err != nil {
 		v.status = statusOf(err)

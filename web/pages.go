@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/imagineif/lethe/access"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/policy"
@@ -141,8 +142,10 @@ func (c *Client) register(w http.ResponseWriter, r *http.Request, v *view) {
 	c.render(w, v, "register")
 }
 
+// commandID is the command id a form carries (made when the page was drawn, so that
+// sending the form twice applies it once), or a new one.
 func commandID(get func(string) string) string {
-	if id := get("command_id"); id != "" {
+	if id := get("command_id"); uuid.Validate(id) == nil {
 		return id
 	}
 	return newCommandID()
