@@ -135,19 +135,12 @@ func (b *browser) submit(what string, act chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
 	b.do(what+": mark the page", chromedp.Evaluate[chromedp.Void](`window.__before = true`))
 	b.do(what, act)
-	// The page goes away under the poll while it navigates: ask again until the new one
-	// answers.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	// The page goes away under the question while it navigates: ask again until the new
+	// one answers.
+	testkit.WaitForWithin(b.t, what+": the next page", 15*time.Second, func() bool {
 		ok, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!window.__before && document.readyState === 'complete'`))
-		if err == nil && ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.t.Fatalf("%s: waiting for the next page: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && ok
+	})
 }
 
 // eval runs js in the page and decodes its result into a T.
