@@ -137,6 +137,17 @@ func Serve(nc *nats.Conn, id Identity, ring *Keyring, peers []Peer) (*Member, er
 	return m, nil
 }
 
+// SetPeers replaces the nodes whose messages the member accepts (the member list
+// changed).
+func (m *Member) SetPeers(peers []Peer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.peers = map[string]Peer{}
+	for _, p := range peers {
+		m.peers[p.ID] = p
+	}
+}
+
 // Close stops answering; it waits for a message being handled.
 func (m *Member) Close() error {
 	err := m.sub.Unsubscribe()

@@ -25,7 +25,7 @@ var allowedImports = map[string]rule{
 		"the projections' row shapes embed wire types (an item row is its catalog record)"},
 	"keystore": {[]string{"github.com/cockroachdb/pebble/v2", "golang.org/x/crypto/"},
 		"keys and their erasure know nothing of circulation"},
-	"kek": {[]string{"github.com/nats-io/nats.go", "golang.org/x/crypto/"},
+	"kek": {[]string{"lease", "github.com/nats-io/nats.go", "golang.org/x/crypto/"},
 		"the cluster's key-encryption keys (docs/design.md §11): a keyring, wrapped keys in a KV bucket, the rotation over core NATS; knows nothing of circulation"},
 	"lease": {[]string{"github.com/nats-io/nats.go"},
 		"one node of a cluster at a time runs a singleton, while it holds a lease in a JetStream KV bucket; knows nothing of circulation"},
