@@ -1,7 +1,8 @@
 // Package bench is lethe bench: it measures Lethe next to the raw engines doing the same
 // I/O, in one run, against fresh embedded servers in temporary directories: ingest (raw
 // JetStream request-publish vs kiosk round trips), replay (raw ordered consumer vs the
-// auditor's decode path), projection rebuild, expunge and erasure lag, and on-disk growth.
+// auditor's decode path), projection rebuild, start-up (the embedded server's recovery
+// alone vs a whole start), expunge and erasure lag, and on-disk growth.
 // It is a measurement, not a test: it asserts no timing and fails only if something
 // breaks. Each row of the report sets Lethe's figure beside the raw engine's (Row).
 package bench
@@ -31,25 +32,32 @@ type plan struct {
 	sweepEvery  time.Duration // erasure sweep interval of the fixed-rate run
 	items       int           // items cataloged for the ingest service
 	replayRuns  int           // timed replays and rebuilds (the median is reported)
-	historyFill time.Duration // kiosk load that makes the history replayed and rebuilt
-	growth      []int         // open transactions in the growth runs
-	soakFor     time.Duration // the soak's load
+	historyFill time.Duration // kiosk load that makes the history replayed, rebuilt and started
+	// historyEvents, when above 0, fills the history until the stream holds this many
+	// events instead (Config.Large).
+	historyEvents int
+	startRuns     int           // timed starts of the history (the median is reported)
+	growth        []int         // open transactions in the growth runs
+	soakFor       time.Duration // the soak's load
 }
 
 func newPlan(quick bool) plan {
 	if quick {
 		return plan{quick: true, runFor: 1500 * time.Millisecond, kiosks: []int{1, 8, 64}, fixedRate: 500,
 			fixedFor: 3 * time.Second, sweepEvery: time.Second, items: 200, replayRuns: 1,
-			historyFill: 4 * time.Second, growth: []int{40, 160}, soakFor: 15 * time.Second}
+			historyFill: 4 * time.Second, startRuns: 1, growth: []int{40, 160}, soakFor: 15 * time.Second}
 	}
 	return plan{runFor: 6 * time.Second, kiosks: []int{1, 8, 64}, fixedRate: 500,
 		fixedFor: 15 * time.Second, sweepEvery: 5 * time.Second, items: 640, replayRuns: 3,
-		historyFill: 20 * time.Second, growth: []int{300, 1200}, soakFor: 2 * time.Minute}
+		historyFill: 20 * time.Second, startRuns: 3, growth: []int{300, 1200}, soakFor: 2 * time.Minute}
 }
+
+// LargeEvents is the size of a large run's history (Config.Large).
+const LargeEvents = 1_000_000
 
 // Sections are the parts of a run, in order; Config.Only (lethe bench --only) picks some.
 func Sections() []string {
-	return []string{"ingest", "fixed", "replay", "rebuild", "expunge", "growth", "soak"}
+	return []string{"ingest", "fixed", "replay", "rebuild", "start", "expunge", "growth", "soak"}
 }
 
 // Config is what one run measures. Its zero value is the full run of every section, with
@@ -64,6 +72,10 @@ type Config struct {
 	// Quick, 2 minutes otherwise. Its erasure window is SweepInterval if set, else 6 s when
 	// Quick and Lethe's default (60 s) otherwise.
 	Soak time.Duration
+	// Large makes the history that replay, rebuild and start read a million events
+	// (LargeEvents), filled at the highest sustained kiosk load, and times each once
+	// (starts three times); with no Only it runs those three sections alone.
+	Large bool
 	// Dir is where the run makes its temporary data directories; "" means the system's
 	// temporary directory. The disk decides fsync latency.
 	Dir      string
@@ -92,6 +104,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	for _, s := range cfg.Only {
 		want[s] = true
 	}
+	if cfg.Large && len(want) == 0 {
+		want = map[string]bool{"replay": true, "rebuild": true, "start": true}
+	}
 	root, err := os.MkdirTemp(cfg.Dir, "lethe-bench-")
 	if err != nil {
 		return Report{}, err
@@ -104,6 +119,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	if cfg.Soak > 0 {
 		p.soakFor = cfg.Soak
+	}
+	if cfg.Large {
+		p.historyEvents, p.replayRuns, p.startRuns = LargeEvents, 1, 3
 	}
 	b := &bencher{plan: p, root: root, want: want, logger: discardNil(cfg.Logger), prog: newProgressLine(cfg.Progress),
 		soakSweep: cfg.SweepInterval}
@@ -136,8 +154,9 @@ type bencher struct {
 	warnings []string
 	dirs     int
 
-	eventSize int    // mean size of Lethe's kiosk events, for the raw publishes
-	history   string // data directory of the ingest service, replayed and rebuilt
+	eventSize     int    // mean size of Lethe's kiosk events, for the raw publishes
+	history       string // data directory of the history, replayed, rebuilt and started
+	historyFilled string // how long the history took to fill, for the rows' notes
 
 	soakSweep  time.Duration // Config.SweepInterval: the soak's window if set
 	soakResult *Soak
@@ -168,13 +187,20 @@ func (b *bencher) run(ctx context.Context) error {
 			return fmt.Errorf("fixed rate: %w", err)
 		}
 	}
-	if b.runs("replay") || b.runs("rebuild") {
+	if b.runs("replay") || b.runs("rebuild") || b.runs("start") {
 		b.history = b.tempDir("history")
 		if err := b.fillHistory(ctx, b.history); err != nil {
 			return fmt.Errorf("history: %w", err)
 		}
+	}
+	if b.runs("replay") || b.runs("rebuild") {
 		if err := b.replayAndRebuild(ctx); err != nil {
 			return fmt.Errorf("replay: %w", err)
+		}
+	}
+	if b.runs("start") {
+		if err := b.start(ctx); err != nil {
+			return fmt.Errorf("start: %w", err)
 		}
 	}
 	if b.runs("growth") {

@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/audit"
 	"github.com/imagineif/lethe/demo"
+	"github.com/imagineif/lethe/kiosk"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/projections"
@@ -26,13 +27,17 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// fillHistory makes in dir the stream that replay and rebuild read: kiosks checking items out
-// and in over the kiosk API, as in the ingest runs, but on a service that syncs the
-// stream every minute instead of before every acknowledgement, so that a large history
-// takes seconds. The events are the same. The service's clock runs an hour a second, so
-// the history spans a library's day or so, as a real stream spans months: most command
-// ids have left the one-hour deduplication window by its end, as they have in a real
-// rebuild.
+// fillHistory makes in dir the stream that replay, rebuild and start read: kiosks checking
+// items out and in over the kiosk API, as in the ingest runs, but on a service that syncs
+// the stream every minute instead of before every acknowledgement, so that a large history
+// takes seconds (or, for a million events, minutes). The events are the same. The
+// service's clock runs an hour a second, so the history spans a library's day or so (a
+// million events, ten days), as a real stream spans months: most command ids have left the
+// one-hour deduplication window by its end, as they have in a real rebuild. Kiosks have
+// no rate limit: with one (20 requests a second each) most requests were refused, the
+// kiosks lost track of their items, and the history stopped growing near 14,000 events.
+// It fills for plan.historyFill, or with plan.historyEvents until the stream holds that
+// many events; refusals are reported as warnings.
 func (b *bencher) fillHistory(ctx context.Context, dir string) error {
 	const kiosks = 64
 	b.prog.set("history: seeding")
@@ -42,6 +47,8 @@ func (b *bencher) fillHistory(ctx context.Context, dir string) error {
 			Location: time.UTC, Logger: b.logger},
 		HTTP: "off", SweepInterval: time.Hour, RulesInterval: time.Hour,
 		Now: func() time.Time { return start.Add(time.Since(start) * 3600) },
+		// As fast as answered, as in the ingest runs.
+		Kiosks: kiosk.Config{Rate: -1},
 	}
 	s, err := node.Start(ctx, cfg)
 	if err != nil {
@@ -59,14 +66,58 @@ func (b *bencher) fillHistory(ctx context.Context, dir string) error {
 	}
 	kc := node.NewKioskClients(s)
 	defer kc.Close()
-	b.prog.set("history: %d kiosks for %s", kiosks, b.plan.historyFill)
-	if _, err := b.letheLoad(ctx, s, kc, lib, kiosks, b.plan.historyFill); err != nil {
+	refused := map[string]int64{}
+	load := func(d time.Duration) error {
+		res, err := b.letheLoad(ctx, s, kc, lib, kiosks, d)
+		for code, n := range res.refused {
+			refused[code] += n
+		}
 		return err
+	}
+	if want := b.plan.historyEvents; want > 0 {
+		// In slices of 1 to 10 s, each as long as the last slice's rate says is left.
+		slice := time.Second
+		for {
+			last, err := s.StreamLast(ctx)
+			if err != nil {
+				return err
+			}
+			if last >= uint64(want) {
+				break
+			}
+			b.prog.set("history: %s of %s events, 64 kiosks", thousands(int64(last)), thousands(int64(want)))
+			t0 := time.Now()
+			if err := load(slice); err != nil {
+				return err
+			}
+			after, err := s.StreamLast(ctx)
+			if err != nil {
+				return err
+			}
+			if after <= last {
+				return fmt.Errorf("the history stopped growing at %d events (refusals: %v)", after, refused)
+			}
+			rate := float64(after-last) / time.Since(t0).Seconds()
+			slice = min(10*time.Second, max(time.Second, time.Duration(float64(uint64(want)-min(after, uint64(want)))/rate*float64(time.Second))))
+		}
+	} else {
+		b.prog.set("history: %d kiosks for %s", kiosks, b.plan.historyFill)
+		if err := load(b.plan.historyFill); err != nil {
+			return err
+		}
+	}
+	for code, n := range refused {
+		b.warn("history: %s kiosk requests refused (%s)", thousands(n), code)
 	}
 	// Let the expunger finish, so the history ends quiet.
 	if _, err := s.Expunger.ExpungeNow(ctx); err != nil {
 		return err
 	}
+	last, err := s.StreamLast(ctx)
+	if err != nil {
+		return err
+	}
+	b.historyFilled = fmt.Sprintf("filled in %.0f s (%s events/s)", time.Since(start).Seconds(), thousands(int64(float64(last)/time.Since(start).Seconds())))
 	stopped = true
 	return s.Stop()
 }
@@ -210,7 +261,7 @@ func (b *bencher) replayAndRebuild(ctx context.Context) error {
 		rebuilds = append(rebuilds, float64(events)/elapsed.Seconds())
 	}
 	raw := median(raws)
-	note := fmt.Sprintf("%s events; median of %d", thousands(int64(events)), b.plan.replayRuns)
+	note := fmt.Sprintf("%s events, %s; median of %d", thousands(int64(events)), b.historyFilled, b.plan.replayRuns)
 	if b.runs("replay") {
 		audit := median(audits)
 		b.add(newRow("replay", "auditor decode", "events/s", ptr(raw), audit).

@@ -19,10 +19,20 @@ import (
 //
 // The service keeps the Merkle tree of the stream (package tlog) and appends a signed
 // checkpoint of it every CheckpointInterval, or sooner once CheckpointEvents messages
-// came since the last, when anything but its own last checkpoint came. The tree is
-// rebuilt from the stream at every start, in the background; a stream with a hole in it
-// gets no checkpoint over the hole (the start's scrub reports it), since a signature over
-// what is left would vouch for it.
+// came since the last, when anything but its own last checkpoint came. A stream with a
+// hole in it gets no checkpoint over the hole (the start's scrub reports it), since a
+// signature over what is left would vouch for it.
+//
+// The tree is kept across starts. After each checkpoint it appends, the service writes
+// the tree as that checkpoint signed it (its compact range: one hash per set bit of the
+// size, and the checkpoint's stream sequence) to <data>/checkpoint-tree.json. The next
+// start, in the background and before it appends anything, reads the checkpoint event at
+// that sequence back from the stream and resumes from the file only if the event is a
+// checkpoint over the same first sequence, size and root, signed by the key that signs
+// now; then it hashes only the messages after the tree. Anything else (no file, a damaged
+// one, another stream, a rotated key) and the tree is rebuilt from the first message, as
+// before the file existed. Either way the next checkpoint is the same: a tree's root
+// depends only on its leaves, and Ed25519 signatures are deterministic.
 
 // Defaults: a checkpoint a minute, or every 10,000 events, whichever comes first. One
 // event in 10,000 is 0.01 % of the appends.
@@ -43,6 +53,7 @@ type checkpointer struct {
 	lastAt    time.Time
 	broken    error // a hole in the stream: no checkpoint from here on
 	published uint64
+	resumed   uint64 // the tree size this start resumed from (TreeFile); 0: hashed from the first message
 
 	status atomic.Pointer[CheckpointStatus] // the last of each try, read without mu
 }
@@ -52,8 +63,11 @@ type CheckpointStatus struct {
 	Seq      uint64    // stream sequence of the last checkpoint this process appended; 0: none yet
 	At       time.Time // when
 	TreeSize uint64    // the messages it covers
-	Hashed   uint64    // the messages hashed into the tree so far
-	Broken   string    // the hole found in the stream, if any: no checkpoint from it on
+	Hashed   uint64    // the messages in the tree so far
+	// Resumed is how many of them this start took from the last checkpoint's saved tree
+	// (TreeFile) instead of reading and hashing them again; 0 when it hashed them all.
+	Resumed uint64
+	Broken  string // the hole found in the stream, if any: no checkpoint from it on
 }
 
 // CheckpointStatus reports the checkpoints without waiting for one being made.
@@ -66,7 +80,7 @@ func (s *Service) CheckpointStatus() CheckpointStatus {
 
 // noteStatus publishes the state; under c.mu.
 func (c *checkpointer) noteStatus() {
-	st := CheckpointStatus{Seq: c.lastCP, At: c.lastAt, TreeSize: c.published, Hashed: c.tree.Size()}
+	st := CheckpointStatus{Seq: c.lastCP, At: c.lastAt, TreeSize: c.published, Hashed: c.tree.Size(), Resumed: c.resumed}
 	if c.lastCP == 0 {
 		st.At = time.Time{}
 	}
@@ -86,7 +100,9 @@ func newCheckpointer(ctx context.Context, s *Service) (*checkpointer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &checkpointer{s: s, signer: signer, tree: tlog.NewTree()}, nil
+	// The first interval counts from the start. Set here, before the loop and a key
+	// rotation can race for it: the loop used to set it without the lock.
+	return &checkpointer{s: s, signer: signer, tree: tlog.NewTree(), lastAt: time.Now()}, nil
 }
 
 // VerifierKey is the public key of the service's checkpoints, as auditors pin it.
@@ -107,6 +123,12 @@ func (c *checkpointer) catchUp(ctx context.Context) error {
 			return err
 		}
 		c.first, c.next = max(info.State.FirstSeq, 1), max(info.State.FirstSeq, 1)
+		if tree, err := c.resume(ctx); err != nil {
+			c.s.cfg.Logger.Info("the checkpoint tree is rebuilt from the stream", "reason", err)
+		} else if tree != nil {
+			c.tree, c.resumed = tree, tree.Size()
+			c.next = c.first + tree.Size()
+		}
 	}
 	err := ledger.Read(ctx, c.s.JS, ledger.ReadOptions{From: c.next}, func(m ledger.Msg) error {
 		if m.Seq != c.next {
@@ -174,13 +196,16 @@ func (c *checkpointer) try(ctx context.Context, force bool) (uint64, error) {
 		return 0, err
 	}
 	c.lastCP, c.lastAt, c.published = seq, time.Now(), size
+	if err := c.saveTree(treeState{Version: 1, Seq: seq, First: c.first, Size: size, Hashes: c.tree.Hashes()}); err != nil {
+		// The checkpoint stands; the next start rebuilds the tree from the stream.
+		c.s.cfg.Logger.Warn("keep the checkpoint tree for the next start", "err", err)
+	}
 	c.s.cfg.Logger.Debug("checkpoint appended", "size", size, "root", base64.StdEncoding.EncodeToString(root), "seq", seq)
 	return seq, nil
 }
 
 // run appends checkpoints until ctx ends.
 func (c *checkpointer) run(ctx context.Context) {
-	c.lastAt = time.Now()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {

@@ -92,6 +92,7 @@ type Service struct {
 	backupMu         sync.Mutex      // one backup at a time
 	backups          *backup.Keyring // nil, with backupsErr saying why, when there is none
 	backupsErr       error
+	scrubbed         chan struct{} // closed when the start's scrub has read the stream through
 }
 
 func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
@@ -145,10 +146,14 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s = &Service{Node: n, Ledger: led, Expunger: exp, runCtx: runCtx, cancel: cancel, sweepInterval: cfg.SweepInterval, now: cfg.Now, cfg: cfg,
+		scrubbed:        make(chan struct{}),
 		checkpointEvery: cmp.Or(cfg.CheckpointInterval, DefaultCheckpointInterval), checkpointEvents: cmp.Or(cfg.CheckpointEvents, DefaultCheckpointEvents)}
 	if s.cp, err = newCheckpointer(ctx, s); err != nil {
 		s.Stop()
 		return nil, err
+	}
+	if n.Check.Damaged() {
+		s.cp.stop(fmt.Errorf("the stream is damaged: %s", n.Check.Problem()))
 	}
 	if err := s.startBackups(); err != nil {
 		s.Stop()
@@ -187,8 +192,11 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer close(s.scrubbed)
 			s.scrub(runCtx)
 		}()
+	} else {
+		close(s.scrubbed)
 	}
 	kc := cfg.Kiosks
 	kc.Now, kc.Logger = cfg.Now, cfg.Logger
@@ -359,7 +367,8 @@ func (c countsCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // scrub reads the whole stream once after the start, in the background, and reports
-// events a damaged file lost (ledger.Scrub) on /healthz, in the log and in a metric.
+// events a damaged file lost (ledger.Scrub) on /healthz, in the log and in a metric, and
+// ends checkpointing: no checkpoint is appended over a hole.
 func (s *Service) scrub(ctx context.Context) {
 	check, err := ledger.Scrub(ctx, s.JS)
 	switch {
@@ -369,10 +378,15 @@ func (s *Service) scrub(ctx context.Context) {
 	case check.Damaged():
 		s.cfg.Logger.Error("the stream is damaged; serving what the projections applied", "problem", check.Problem())
 		s.Proj.ReportDamage(check.Problem())
+		s.cp.stop(fmt.Errorf("the stream is damaged: %s", check.Problem()))
 	default:
 		s.cfg.Logger.Debug("stream read through: no event missing", "last", check.Last)
 	}
 }
+
+// Scrubbed is closed once the start's scrub has read the stream through (or stopped with
+// the service), at once when the start found the stream damaged and runs none.
+func (s *Service) Scrubbed() <-chan struct{} { return s.scrubbed }
 
 // goRun runs a part; the first part to fail stops the service.
 func (s *Service) goRun(name string, f func() error) {

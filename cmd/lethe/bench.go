@@ -17,6 +17,7 @@ import (
 func cmdBench(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	f := newFlags("bench", getenv, stderr)
 	quick := f.Bool("quick", false, "a short run (under a minute on two cores) with small counts")
+	large := f.Bool("large", false, "replay, rebuild and start a history of a million events, filled at the highest sustained kiosk load (minutes); alone unless --only names sections")
 	jsonFile := f.String("json", "", "also write the results as JSON to this file")
 	markdown := f.Bool("markdown", false, "print the summary as a Markdown table")
 	only := f.String("only", "", "comma-separated sections to run: "+strings.Join(bench.Sections(), ","))
@@ -33,7 +34,7 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 	if *soak < 0 {
 		return &exitError{2, fmt.Errorf("--soak: %s is negative", *soak)}
 	}
-	cfg := bench.Config{Quick: *quick, SweepInterval: *sweep, Soak: *soak, Dir: *dir,
+	cfg := bench.Config{Quick: *quick, Large: *large, SweepInterval: *sweep, Soak: *soak, Dir: *dir,
 		// Lethe's own log: errors only, so the progress line stays readable.
 		Logger:   slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 		Progress: stderr,
@@ -66,7 +67,7 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	report.Command = "lethe bench " + strings.Join(args, " ")
 	m := report.Machine
-	fmt.Fprintf(stdout, "lethe bench%s: %s/%s, %d CPUs (%s), %s, %.0f s\n", map[bool]string{true: " --quick"}[*quick],
+	fmt.Fprintf(stdout, "lethe bench%s%s: %s/%s, %d CPUs (%s), %s, %.0f s\n", map[bool]string{true: " --quick"}[*quick], map[bool]string{true: " --large"}[*large],
 		m.GOOS, m.GOARCH, m.NumCPU, m.CPUModel, m.GoVersion, report.Elapsed)
 	fmt.Fprintln(stdout, "ratio = Lethe ÷ raw (growth: after ÷ before); latencies are per request, fsync before every acknowledgement")
 	if *markdown {

@@ -1,0 +1,122 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/schemas"
+	"github.com/imagineif/lethe/tlog"
+)
+
+// TreeFile is the file in the data directory that keeps the checkpoint tree across starts
+// (see "Checkpoints" in checkpoint.go): JSON, {"version": 1, "checkpoint_seq", "first_seq",
+// "size", "hashes"}, the hashes in base64, one per perfect subtree, left to right. It
+// holds nothing the stream does not: hashes of its messages.
+const TreeFile = "checkpoint-tree.json"
+
+// treeState is TreeFile's content: the tree as the checkpoint at Seq signed it.
+type treeState struct {
+	Version int      `json:"version"`
+	Seq     uint64   `json:"checkpoint_seq"` // the checkpoint.signed event that signs the tree
+	First   uint64   `json:"first_seq"`      // the stream sequence of the first leaf
+	Size    uint64   `json:"size"`           // leaves: the messages from First on
+	Hashes  [][]byte `json:"hashes"`         // the compact range (tlog.Tree.Hashes)
+}
+
+func (c *checkpointer) treePath() string { return filepath.Join(c.s.cfg.Data, TreeFile) }
+
+// resume returns the tree the last checkpoint signed, from TreeFile, once the stream
+// confirms it: the message at its sequence must be a checkpoint over the same first
+// sequence, size and root, signed by the key that signs now. It returns nil, nil when
+// there is no file, and an error saying why the file is not used otherwise; either way
+// the caller hashes the stream from its first message. The caller holds mu.
+func (c *checkpointer) resume(ctx context.Context) (*tlog.Tree, error) {
+	data, err := os.ReadFile(c.treePath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var st treeState
+	if err := json.Unmarshal(data, &st); err != nil || st.Version != 1 || st.Size == 0 {
+		return nil, fmt.Errorf("%s is damaged", TreeFile)
+	}
+	if st.First != c.first {
+		return nil, fmt.Errorf("%s begins at sequence %d, the stream at %d", TreeFile, st.First, c.first)
+	}
+	tree, err := tlog.TreeFrom(st.Size, st.Hashes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", TreeFile, err)
+	}
+	root, err := tree.Root()
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.s.Stream.GetMsg(ctx, st.Seq)
+	if err != nil {
+		return nil, fmt.Errorf("the checkpoint %s names at sequence %d: %w", TreeFile, st.Seq, err)
+	}
+	mismatch := fmt.Errorf("the stream's message at sequence %d is not the checkpoint %s names", st.Seq, TreeFile)
+	if m.Subject != ledger.CheckpointSubject {
+		return nil, mismatch
+	}
+	_, ev, err := c.s.V.EventData(m.Data)
+	cp, ok := ev.(schemas.CheckpointSigned)
+	if err != nil || !ok || cp.FirstSeq != st.First || cp.Size != st.Size || cp.LastSeq != st.First+st.Size-1 ||
+		cp.LastSeq >= st.Seq || !bytes.Equal(cp.Root, root) {
+		return nil, mismatch
+	}
+	signed, err := tlog.Open([]byte(cp.Note), c.signer.VerifierKey())
+	if err != nil {
+		return nil, fmt.Errorf("the checkpoint at sequence %d is not signed by the key in force (rotated since?): %w", st.Seq, err)
+	}
+	if signed.Size != st.Size || !bytes.Equal(signed.Root, root) {
+		return nil, mismatch
+	}
+	return tree, nil
+}
+
+// saveTree writes st to TreeFile atomically: a temporary file, synced, renamed over it. A
+// crash leaves the old file or the new one; a file lost or torn costs the next start a
+// full rebuild of the tree, nothing more.
+func (c *checkpointer) saveTree(st treeState) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(c.s.cfg.Data, ".checkpoint-tree-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), c.treePath())
+	}
+	return err
+}
+
+// stop ends checkpointing: the start's scrub found a hole. A tree resumed from TreeFile
+// never read the messages it covers, so the scrub is what finds a hole there; from then on
+// no checkpoint is appended, as when the checkpointer reads the hole itself.
+func (c *checkpointer) stop(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken == nil {
+		c.broken = err
+	}
+	c.noteStatus()
+}
