@@ -62,7 +62,7 @@ func TestNodesFormACluster(t *testing.T) {
 		}
 		t.Cleanup(func() { nodes[i].Close() })
 	}
-	testkit.WaitForWithin(t, "CIRC current on three nodes", 30*time.Second, func() bool {
+	testkit.WaitForWithin(t, "CIRC current on three nodes", 90*time.Second, func() bool {
 		info, err := nodes[2].Stream.Info(testkit.Context(t))
 		if err != nil || info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
 			return false
