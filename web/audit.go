@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"image/color"
 	"net/http"
@@ -145,7 +146,7 @@ func (c *Client) auditPage(w http.ResponseWriter, r *http.Request, v *view) {
 	}
 	// Health answers 503 with its body when writes are refused: read the body either way.
 	rec := c.call(r, http.MethodGet, "/healthz", nil)
-	_ = jsonUnmarshal(rec.body.Bytes(), &data.Health)
+	_ = json.Unmarshal(rec.body.Bytes(), &data.Health)
 	if policy.Permit(v.Who.Role, policy.ReadErasure).Allowed() {
 		var rep expunger.ErasureReport
 		if err := c.do(r, http.MethodGet, "/api/erasure", nil, &rep); err == nil {

@@ -2,6 +2,7 @@ package web
 
 import (
 	"cmp"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
@@ -49,7 +50,7 @@ func (c *Client) login(w http.ResponseWriter, r *http.Request, v *view) {
 		c.refuseOn(w, v, "login", err)
 		return
 	}
-	body, _ := jsonBody(map[string]string{"name": get("name"), "password": get("password")})
+	body, _ := json.Marshal(map[string]string{"name": get("name"), "password": get("password")})
 	rec := c.callWith(r.Context(), r, "", http.MethodPost, "/api/login", body)
 	if err := decodeReply(rec, nil); err != nil {
 		if rec.header.Get("Retry-After") != "" {

@@ -72,7 +72,7 @@ func TestPagesByRole(t *testing.T) {
 		for _, rt := range routes {
 			method, path, _ := strings.Cut(rt.Pattern, " ")
 			path = strings.NewReplacer("{$}", "", "{id}", "nosuchimport", "{name}", "circulation.svg").Replace(path)
-			what := rt.Pattern + " as " + string(cmpOr(who.role, "nobody"))
+			what := rt.Pattern + " as " + string(cmp.Or(who.role, "nobody"))
 			var body io.Reader
 			if method == http.MethodPost {
 				body = strings.NewReader(forms[rt.Pattern].Encode())
@@ -169,11 +169,4 @@ func TestPagesByRole(t *testing.T) {
 			t.Errorf("the server log holds patron data %q", s)
 		}
 	}
-}
-
-func cmpOr(r policy.Role, def string) policy.Role {
-	if r == "" {
-		return policy.Role(def)
-	}
-	return r
 }

@@ -118,9 +118,7 @@ type Route struct {
 	Public bool // no session needed
 	// Watch: the page watches its session rather than acting in it; the session is
 	// checked without being marked used (the event stream).
-	Watch bool
-	// Patron is set when the page can show a patron's data.
-	Patron  bool
+	Watch   bool
 	handler func(c *Client, w http.ResponseWriter, r *http.Request, v *view)
 }
 
@@ -132,11 +130,11 @@ func Routes() []Route {
 		{Pattern: "POST /login", Public: true, handler: (*Client).login},
 		{Pattern: "POST /logout", Public: true, handler: (*Client).logout},
 		{Pattern: "GET /desk", Action: policy.CheckIn, handler: (*Client).deskPage},
-		{Pattern: "POST /desk/lookup", Action: policy.CheckIn, Patron: true, handler: (*Client).lookup},
-		{Pattern: "POST /desk/act", Action: policy.CheckIn, Patron: true, handler: (*Client).act},
+		{Pattern: "POST /desk/lookup", Action: policy.CheckIn, handler: (*Client).lookup},
+		{Pattern: "POST /desk/act", Action: policy.CheckIn, handler: (*Client).act},
 		{Pattern: "POST /desk/return", Action: policy.CheckIn, handler: (*Client).checkIn},
 		{Pattern: "GET /patrons/new", Action: policy.RegisterPatron, handler: (*Client).registerPage},
-		{Pattern: "POST /patrons/new", Action: policy.RegisterPatron, Patron: true, handler: (*Client).register},
+		{Pattern: "POST /patrons/new", Action: policy.RegisterPatron, handler: (*Client).register},
 		{Pattern: "GET /items", Action: policy.ReadItems, handler: (*Client).itemsPage},
 		{Pattern: "POST /items/catalog", Action: policy.CatalogItem, handler: (*Client).catalogItem},
 		{Pattern: "GET /items/import", Action: policy.CatalogItem, handler: (*Client).importPage},
@@ -146,9 +144,9 @@ func Routes() []Route {
 		{Pattern: "GET /items/import/{id}/events", Action: policy.CatalogItem, handler: (*Client).importEvents},
 		{Pattern: "GET /lists/overdue", Action: policy.ReadItems, handler: (*Client).overduePage},
 		{Pattern: "GET /lists/collections", Action: policy.ExportCollections, handler: (*Client).collectionsPage},
-		{Pattern: "POST /lists/collections", Action: policy.ExportCollections, Patron: true, handler: (*Client).collections},
+		{Pattern: "POST /lists/collections", Action: policy.ExportCollections, handler: (*Client).collections},
 		{Pattern: "GET /lists/access", Action: policy.ReadAccessLog, handler: (*Client).accessPage},
-		{Pattern: "POST /lists/access", Action: policy.ReadAccessLog, Patron: true, handler: (*Client).accessLog},
+		{Pattern: "POST /lists/access", Action: policy.ReadAccessLog, handler: (*Client).accessLog},
 		{Pattern: "GET /staff", Action: policy.ManageStaff, handler: (*Client).staffPage},
 		{Pattern: "POST /staff", Action: policy.ManageStaff, handler: (*Client).staffChange},
 		{Pattern: "GET /audit", Action: policy.ReadStatistics, handler: (*Client).auditPage},
@@ -467,7 +465,3 @@ func form(r *http.Request) (func(string) string, error) {
 
 // drain reads what is left of a body, so a connection can be reused.
 func drain(r *http.Request) { _, _ = io.Copy(io.Discard, r.Body) }
-
-func jsonBody(v any) ([]byte, error) { return json.Marshal(v) }
-
-func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }
