@@ -47,6 +47,10 @@ type Config struct {
 	// Drag is added before every destroying pass and every sweep: a slow disk on demand,
 	// for tests and drills that the window holds under load. There is no flag for it.
 	Drag time.Duration
+	// OrphanGrace spares, in Reconcile, keys created less than this long ago: on a node of a
+	// cluster, another node's command may have made its key and not yet appended its
+	// event (keystore.Remote). 0 on a single node, where nothing else makes keys.
+	OrphanGrace time.Duration
 	// StateFile keeps the erasure watermark across restarts (watermark.go); empty: none.
 	StateFile  string
 	Now        func() time.Time      // clock; default time.Now
@@ -562,6 +566,9 @@ func (e *Expunger) Reconcile(ctx context.Context) error {
 		}
 		for _, en := range entries {
 			r := en.Ref
+			if e.cfg.OrphanGrace > 0 && e.cfg.Now().Sub(en.Created) < e.cfg.OrphanGrace {
+				continue
+			}
 			ok, err := k.has(r.Hash[:])
 			if err != nil {
 				return err

@@ -417,7 +417,7 @@ func benchRotate(b *testing.B, keys int) {
 		for j := i; j < min(i+500, keys); j++ {
 			k := make([]byte, Size)
 			rand.Read(k)
-			w, err := nodes[0].ring.Wrap("transaction", "t"+strconv.Itoa(j), k)
+			w, err := nodes[0].ring.Wrap("transaction", "t"+strconv.Itoa(j), k, time.Now())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -446,4 +446,96 @@ func benchRotate(b *testing.B, keys int) {
 		}
 	}
 	b.ReportMetric(float64(keys), "keys")
+}
+
+// TestRotationInterrupted: a rotation that cannot reach a member is abandoned before any
+// node wraps under the new KEK, so keys made meanwhile stay readable everywhere and the
+// next rotation draws a KEK of its own; a rotation stopped after some nodes switched is
+// finished by another leader with the same KEK, and every key made on either side of
+// the switch is read on every node afterwards.
+func TestRotationInterrupted(t *testing.T) {
+	t.Parallel()
+	ctx := testkit.Context(t)
+	nodes := cluster(t)
+	keys := map[string][]byte{}
+	create := func(n *node, id string) {
+		t.Helper()
+		k, err := n.store.Create(ctx, "transaction", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[id] = k
+	}
+	readable := func(when string) {
+		t.Helper()
+		for _, n := range nodes {
+			for id, want := range keys {
+				if got, err := n.store.Get(ctx, "transaction", id); err != nil || !bytes.Equal(got, want) {
+					t.Errorf("%s: %s reads key %s: %v", when, n.id.ID, id, err)
+				}
+			}
+		}
+	}
+	create(nodes[0], "k1")
+
+	// n3 does not answer: the rotation stops at the prepare and is abandoned.
+	nodes[2].member.Close()
+	short, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err := Rotate(short, nodes[0].js.NC, nodes[0].id, nodes[0].ring, nodes[0].store, peersOf(nodes))
+	cancel()
+	if err == nil {
+		t.Fatal("a rotation without one member's answer succeeded")
+	}
+	for _, n := range nodes[:2] {
+		if e := n.ring.Epochs(); len(e) != 1 || e[0] != 1 {
+			t.Errorf("after the abandoned rotation %s holds %v, want only epoch 1", n.id.ID, e)
+		}
+	}
+	create(nodes[1], "k2")
+	readable("after an abandoned rotation")
+
+	// n3 answers again: the next rotation ends the epoch everywhere.
+	if nodes[2].member, err = Serve(nodes[2].js.NC, nodes[2].id, nodes[2].ring, peersOf(nodes)); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitForWithin(t, "a rotation with every member", 30*time.Second, func() bool {
+		_, err := Rotate(ctx, nodes[0].js.NC, nodes[0].id, nodes[0].ring, nodes[0].store, peersOf(nodes))
+		return err == nil
+	})
+	readable("after the rotation")
+
+	// The leader stops after n1 and n2 switched to epoch 3, before n3 did.
+	var kek [Size]byte
+	rand.Read(kek[:])
+	for _, n := range nodes {
+		sealed, err := sealTo(n.id.Peer(), 3, kek)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := request(ctx, nodes[0].js.NC, nodes[0].id, n.id.Peer(), message{Op: "prepare", Epoch: 3, Sealed: sealed}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes[:2] {
+		if _, err := request(ctx, nodes[0].js.NC, nodes[0].id, n.id.Peer(), message{Op: "switch", Epoch: 3}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create(nodes[0], "k3") // under epoch 3
+	create(nodes[2], "k4") // under epoch 2
+	if EpochOf(rawValue(t, nodes[0], "transaction", "k3")) != 3 || EpochOf(rawValue(t, nodes[0], "transaction", "k4")) != 2 {
+		t.Fatal("the keys were not wrapped on either side of the switch")
+	}
+	readable("in the middle of a rotation")
+	// n3 leads now: it finishes epoch 3 with the KEK it was given, and draws no other.
+	rot, err := Rotate(ctx, nodes[2].js.NC, nodes[2].id, nodes[2].ring, nodes[2].store, peersOf(nodes))
+	if err != nil || rot.Epoch != 3 {
+		t.Fatalf("the rotation finished by another leader: epoch %d, %v", rot.Epoch, err)
+	}
+	for _, n := range nodes {
+		if e := n.ring.Epochs(); len(e) != 1 || e[0] != 3 {
+			t.Errorf("%s holds %v, want only epoch 3", n.id.ID, e)
+		}
+	}
+	readable("after the finished rotation")
 }

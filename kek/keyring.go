@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -128,27 +129,60 @@ func (k *Keyring) Epochs() []uint64 {
 	return out
 }
 
-// Prepare adds the next epoch's KEK beside the current one, durably, without using it
-// yet: keys are still wrapped under the current epoch until Commit. epoch must be
-// current+1.
+// A keyring is in one of three states: the current epoch's KEK alone; the current one and
+// the next one, prepared (received, not used); or, during a rotation's switch, the
+// current one and the previous one, retained (keys may still be wrapped under it until
+// the leader's re-wrap ends). Keys are always wrapped under the current epoch.
+
+// Prepare adds the next epoch's KEK beside the current one, durably, without using it:
+// keys are still wrapped under the current epoch until Switch. epoch must be current+1. A
+// KEK prepared for the same epoch before (by a rotation that was abandoned before any node
+// switched) is replaced. A previous epoch still retained is dropped: a prepare of the next
+// epoch comes from a leader that committed the current one, after its re-wrap.
 func (k *Keyring) Prepare(epoch uint64, kek [Size]byte) error {
-	k.wraps.Lock()
-	defer k.wraps.Unlock()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if epoch != k.current+1 {
 		return ErrOldEpoch
 	}
+	for e, old := range k.keks {
+		if e < k.current || e == epoch {
+			clear(old[:])
+			delete(k.keks, e)
+		}
+	}
 	k.keks[epoch] = &kek
 	return k.persistLocked()
 }
 
-// Commit makes epoch the current one and forgets every older KEK: they are overwritten in
-// the file and cleared from memory.
-func (k *Keyring) Commit(epoch uint64) error {
+// Switch makes the prepared epoch the current one: keys are wrapped under it from now on,
+// and the previous KEK is retained to unwrap what is not yet re-wrapped. It waits for the
+// wraps in flight (Keyring.wraps), so once every node has switched, no key wrapped under
+// the previous epoch is still on its way into the bucket, and the leader's re-wrap finds
+// them all. Switching to the current epoch again does nothing.
+func (k *Keyring) Switch(epoch uint64) error {
+	k.wraps.Lock()
+	defer k.wraps.Unlock()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if _, ok := k.keks[epoch]; !ok {
+	if epoch == k.current {
+		return nil
+	}
+	if _, ok := k.keks[epoch]; !ok || epoch != k.current+1 {
+		return ErrNotHeld
+	}
+	k.current = epoch
+	return k.persistLocked()
+}
+
+// Commit ends every epoch before epoch, which must be held: their KEKs are overwritten in
+// the file and cleared from memory. A node that missed the switch switches now.
+func (k *Keyring) Commit(epoch uint64) error {
+	k.wraps.Lock()
+	defer k.wraps.Unlock()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.keks[epoch]; !ok || epoch < k.current {
 		return ErrNotHeld
 	}
 	for e, kek := range k.keks {
@@ -161,9 +195,32 @@ func (k *Keyring) Commit(epoch uint64) error {
 	return k.persistLocked()
 }
 
-// Adopt replaces this node's KEKs with epoch's, learned from a peer when the node missed
-// rotations (it was down or cut off): everything older is forgotten.
-func (k *Keyring) Adopt(epoch uint64, kek [Size]byte) error {
+// ErrSwitched refuses to abandon an epoch a node already wraps under.
+var ErrSwitched = errors.New("kek: this node switched to that epoch: the rotation must be finished, not abandoned")
+
+// Abort forgets a prepared epoch that will not be used: a rotation that could not prepare
+// every node is abandoned before any switched.
+func (k *Keyring) Abort(epoch uint64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if epoch <= k.current {
+		return ErrSwitched
+	}
+	old, ok := k.keks[epoch]
+	if !ok {
+		return nil
+	}
+	clear(old[:])
+	delete(k.keks, epoch)
+	return k.persistLocked()
+}
+
+// Adopt replaces this node's KEKs with a peer's, learned when the node missed rotations
+// (it was down or cut off): the current epoch's, and the one beside it if the peer holds
+// one (other 0: none). Everything else is forgotten.
+func (k *Keyring) Adopt(epoch uint64, kek [Size]byte, other uint64, otherKEK [Size]byte) error {
+	k.wraps.Lock()
+	defer k.wraps.Unlock()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for e, old := range k.keks {
@@ -171,18 +228,22 @@ func (k *Keyring) Adopt(epoch uint64, kek [Size]byte) error {
 		delete(k.keks, e)
 	}
 	k.keks[epoch], k.current = &kek, epoch
+	if other != 0 && other != epoch {
+		k.keks[other] = &otherKEK
+	}
 	return k.persistLocked()
 }
 
-// newest is the newest epoch held.
-func (k *Keyring) newest() uint64 {
+// beside is the epoch held beside the current one (prepared or retained), or 0.
+func (k *Keyring) beside() uint64 {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
-	var n uint64
 	for e := range k.keks {
-		n = max(n, e)
+		if e != k.current {
+			return e
+		}
 	}
-	return n
+	return 0
 }
 
 // kek returns a copy of the KEK of epoch.
@@ -231,42 +292,49 @@ func (k *Keyring) persistLocked() error {
 	return f.Close()
 }
 
-// Wrapped keys: epoch (8 bytes) ‖ nonce (24) ‖ XChaCha20-Poly1305(KEK_epoch, key, ad),
-// with the associated data kind ‖ 0 ‖ id ‖ epoch, so a wrapped value cannot be moved to
-// another key's name or replayed under another epoch.
+// Wrapped keys: epoch (8 bytes) ‖ created (8, Unix milliseconds) ‖ nonce (24) ‖
+// XChaCha20-Poly1305(KEK_epoch, key, ad), with the associated data kind ‖ 0 ‖ id ‖ epoch ‖
+// created, so a wrapped value cannot be moved to another key's name, replayed under
+// another epoch, or made to look older. The creation time survives re-wraps: the start-up
+// reconciliation of a node destroys only keys old enough that the event that would use
+// them is on the stream if it ever will be (keystore.RemoteGrace).
+const wrapHeader = 16
 
-func wrapAD(kind, id string, epoch uint64) []byte {
-	ad := make([]byte, 0, len(kind)+len(id)+9)
+func wrapAD(kind, id string, epoch uint64, created int64) []byte {
+	ad := make([]byte, 0, len(kind)+len(id)+17)
 	ad = append(ad, kind...)
 	ad = append(ad, 0)
 	ad = append(ad, id...)
-	return binary.BigEndian.AppendUint64(ad, epoch)
+	ad = binary.BigEndian.AppendUint64(ad, epoch)
+	return binary.BigEndian.AppendUint64(ad, uint64(created))
 }
 
-// Wrap wraps key under the newest KEK this node holds: the current epoch's, or from
-// Prepare on, the next one's, so that the re-wrap after Prepare leaves nothing behind.
-func (k *Keyring) Wrap(kind, id string, key []byte) ([]byte, error) {
+// Wrap wraps key under the current epoch's KEK. A caller that writes the value to the
+// bucket holds Keyring.wraps (read) until the bucket has it: see Switch.
+func (k *Keyring) Wrap(kind, id string, key []byte, created time.Time) ([]byte, error) {
 	if len(key) != Size {
 		return nil, errKeyLength
 	}
-	epoch := k.newest()
+	epoch := k.Current()
 	kek, ok := k.kek(epoch)
 	if !ok {
 		return nil, ErrNoEpoch
 	}
 	defer clear(kek[:])
 	aead, _ := chacha20poly1305.NewX(kek[:])
+	ms := created.UnixMilli()
 	out := binary.BigEndian.AppendUint64(nil, epoch)
+	out = binary.BigEndian.AppendUint64(out, uint64(ms))
 	nonce := make([]byte, chacha20poly1305.NonceSizeX)
 	rand.Read(nonce)
 	out = append(out, nonce...)
-	return aead.Seal(out, nonce, key, wrapAD(kind, id, epoch)), nil
+	return aead.Seal(out, nonce, key, wrapAD(kind, id, epoch, ms)), nil
 }
 
 // Unwrap opens a wrapped key with the KEK of the epoch it names; ErrNoEpoch when this
 // node no longer (or not yet) holds it.
 func (k *Keyring) Unwrap(kind, id string, wrapped []byte) ([]byte, error) {
-	if len(wrapped) < 8+chacha20poly1305.NonceSizeX+chacha20poly1305.Overhead {
+	if len(wrapped) < wrapHeader+chacha20poly1305.NonceSizeX+chacha20poly1305.Overhead {
 		return nil, ErrWrapped
 	}
 	epoch := binary.BigEndian.Uint64(wrapped)
@@ -276,12 +344,22 @@ func (k *Keyring) Unwrap(kind, id string, wrapped []byte) ([]byte, error) {
 	}
 	defer clear(kek[:])
 	aead, _ := chacha20poly1305.NewX(kek[:])
-	nonce := wrapped[8 : 8+chacha20poly1305.NonceSizeX]
-	key, err := aead.Open(nil, nonce, wrapped[8+chacha20poly1305.NonceSizeX:], wrapAD(kind, id, epoch))
+	ms := int64(binary.BigEndian.Uint64(wrapped[8:]))
+	nonce := wrapped[wrapHeader : wrapHeader+chacha20poly1305.NonceSizeX]
+	key, err := aead.Open(nil, nonce, wrapped[wrapHeader+chacha20poly1305.NonceSizeX:], wrapAD(kind, id, epoch, ms))
 	if err != nil {
 		return nil, ErrWrapped
 	}
 	return key, nil
+}
+
+// CreatedOf is when a wrapped key was created, as its value says (authenticated by
+// Unwrap, not by this).
+func CreatedOf(wrapped []byte) time.Time {
+	if len(wrapped) < wrapHeader {
+		return time.Time{}
+	}
+	return time.UnixMilli(int64(binary.BigEndian.Uint64(wrapped[8:])))
 }
 
 // EpochOf is the epoch a wrapped key names.

@@ -175,6 +175,31 @@ func (m *Members) Epoch(ctx context.Context) (uint64, error) {
 	return strconv.ParseUint(string(e.Value()), 10, 64)
 }
 
+// Bootstrap records epoch 1 as the cluster's first, unless an epoch is recorded already:
+// it reports whether this call recorded it. The first node of a new cluster calls it after
+// Keyring.Start; a node that loses the race adopts the winner's KEK (CatchUp).
+func (m *Members) Bootstrap(ctx context.Context) (bool, error) {
+	_, err := m.kv.Create(ctx, epochKey, []byte("1"))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("kek: record the first epoch: %w", err)
+	}
+	return true, nil
+}
+
+// EpochAt is Epoch and when it was recorded (zero before the first).
+func (m *Members) EpochAt(ctx context.Context) (uint64, time.Time, error) {
+	e, err := m.kv.Get(ctx, epochKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, time.Time{}, nil
+	} else if err != nil {
+		return 0, time.Time{}, err
+	}
+	epoch, err := strconv.ParseUint(string(e.Value()), 10, 64)
+	return epoch, e.Created(), err
+}
+
 func (m *Members) setEpoch(ctx context.Context, epoch uint64) error {
 	_, err := m.kv.Put(ctx, epochKey, []byte(strconv.FormatUint(epoch, 10)))
 	return err

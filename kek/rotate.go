@@ -61,19 +61,34 @@ func (i Identity) Peer() Peer {
 // message is one rotation message. Sealed is the KEK sealed to the receiver (prepare,
 // and the answer to fetch).
 type message struct {
-	Op     string `json:"op"` // prepare, commit, fetch, or ok in an answer
+	Op     string `json:"op"` // prepare, switch, commit, abort, fetch, or ok in an answer
 	Epoch  uint64 `json:"epoch"`
 	From   string `json:"from"`
 	To     string `json:"to"`
 	Sealed []byte `json:"sealed,omitempty"`
-	Error  string `json:"error,omitempty"`
-	Sig    []byte `json:"sig"`
+	// Switched, in the answer to prepare: the node already wraps under the epoch (a
+	// rotation an earlier leader began switching), so it must be finished.
+	Switched bool `json:"switched,omitempty"`
+	// Other and SealedOther, in the answer to fetch: the epoch held beside the current one
+	// during a rotation, and its KEK.
+	Other       uint64 `json:"other,omitempty"`
+	SealedOther []byte `json:"sealed_other,omitempty"`
+	Error       string `json:"error,omitempty"`
+	Sig         []byte `json:"sig"`
 }
 
 func (m *message) signed() []byte {
 	b := []byte("lethe kek\x00" + m.Op + "\x00" + m.From + "\x00" + m.To + "\x00" + m.Error + "\x00")
 	b = binary.BigEndian.AppendUint64(b, m.Epoch)
-	return append(b, m.Sealed...)
+	b = binary.BigEndian.AppendUint64(b, m.Other)
+	if m.Switched {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Sealed)))
+	b = append(b, m.Sealed...)
+	return append(b, m.SealedOther...)
 }
 
 func (m *message) sign(id Identity) { m.Sig = ed25519.Sign(id.Sign, m.signed()) }
@@ -180,16 +195,28 @@ func (m *Member) handle(msg *nats.Msg) {
 	}
 	switch req.Op {
 	case "prepare":
+		if m.ring.Current() >= req.Epoch && m.holds(req.Epoch) {
+			answer.Switched = true
+			break
+		}
 		kek, err := openFor(m.id, req.Epoch, req.Sealed)
 		if err == nil {
 			err = m.ring.Prepare(req.Epoch, kek)
 			clear(kek[:])
 		}
-		if err != nil && !(errors.Is(err, ErrOldEpoch) && m.holds(req.Epoch)) {
+		if err != nil {
+			answer.Error = err.Error()
+		}
+	case "switch":
+		if err := m.ring.Switch(req.Epoch); err != nil {
 			answer.Error = err.Error()
 		}
 	case "commit":
 		if err := m.ring.Commit(req.Epoch); err != nil && m.ring.Current() != req.Epoch {
+			answer.Error = err.Error()
+		}
+	case "abort":
+		if err := m.ring.Abort(req.Epoch); err != nil {
 			answer.Error = err.Error()
 		}
 	case "fetch":
@@ -206,6 +233,17 @@ func (m *Member) handle(msg *nats.Msg) {
 			break
 		}
 		answer.Epoch, answer.Sealed = epoch, sealed
+		if other := m.ring.beside(); other != 0 {
+			if okek, ok := m.ring.kek(other); ok {
+				sealed, err := sealTo(peer, other, okek)
+				clear(okek[:])
+				if err != nil {
+					answer.Error = err.Error()
+					break
+				}
+				answer.Other, answer.SealedOther = other, sealed
+			}
+		}
 	default:
 		answer.Error = "unknown operation"
 	}
@@ -244,39 +282,37 @@ type Rotation struct {
 }
 
 // Rotate ends the current epoch across the cluster, led by this node (the holder of the
-// rotation's lease): it draws the next KEK, prepares it on every member (itself included),
-// re-wraps every live key under it, and commits it on every member, which forgets the old
-// KEK. members are every node of the cluster, this one included; all must answer, or the
-// rotation stops before the commit and the old epoch stays (it is retried; a node that
-// cannot answer is removed from the cluster before its epoch can end).
+// rotation's lease). members are every node of the cluster, this one included; each step
+// needs all of them:
+//
+//  1. prepare: the next KEK (drawn fresh, or the one this node holds prepared from a
+//     rotation that did not finish) is sent to every member, which keeps it beside the
+//     current one without using it. If a member cannot be reached and none has switched,
+//     the rotation is abandoned (abort) and the old epoch stays: nothing was wrapped
+//     under the new KEK.
+//  2. switch: every member wraps under the new epoch from now on, after the wraps it has in
+//     flight, and retains the old KEK.
+//  3. re-wrap: every live key still under the old epoch is wrapped under the new one.
+//  4. commit: every member forgets the old KEK. From then on no KEK that exists anywhere
+//     unwraps a key destroyed before step 3.
+//
+// A rotation stopped after a member switched is finished by the next (this node's or
+// another leader's, which holds the new KEK since every member prepared it), never
+// abandoned: keys may be wrapped under either KEK until its re-wrap.
 func Rotate(ctx context.Context, nc *nats.Conn, self Identity, ring *Keyring, store *Store, members []Peer) (Rotation, error) {
 	start := time.Now()
 	cur := ring.Current()
-	curKEK, ok := ring.kek(cur)
-	if !ok {
+	if _, ok := ring.kek(cur); !ok {
 		return Rotation{}, ErrNoEpoch
 	}
 	next := cur + 1
-	// Fresh randomness, mixed with the current KEK: a weak random source on this node
-	// alone cannot make the next KEK predictable to whoever lacks the current one.
-	fresh := make([]byte, Size)
-	rand.Read(fresh)
-	derived, err := hkdf.Key(sha256.New, fresh, curKEK[:], "lethe kek epoch", Size)
-	clear(fresh)
-	clear(curKEK[:])
-	if err != nil {
+	if b := ring.beside(); b != 0 && b < cur {
+		next = cur // this node switched to cur and its rotation did not finish
+	} else if err := prepare(ctx, nc, self, ring, members, next); err != nil {
 		return Rotation{}, err
 	}
-	var kek [Size]byte
-	copy(kek[:], derived)
-	clear(derived)
-	defer clear(kek[:])
 	for _, p := range members {
-		sealed, err := sealTo(p, next, kek)
-		if err != nil {
-			return Rotation{}, err
-		}
-		if _, err := request(ctx, nc, self, p, message{Op: "prepare", Epoch: next, Sealed: sealed}); err != nil {
+		if _, err := request(ctx, nc, self, p, message{Op: "switch", Epoch: next}); err != nil {
 			return Rotation{}, err
 		}
 	}
@@ -292,8 +328,59 @@ func Rotate(ctx context.Context, nc *nats.Conn, self Identity, ring *Keyring, st
 	return Rotation{Epoch: next, Rewraps: n, Duration: time.Since(start)}, nil
 }
 
-// CatchUp asks peer for the current epoch's KEK and adopts it: a node that missed
-// rotations does this when it returns, forgetting what it held.
+// prepare sends the next epoch's KEK to every member (step 1 of Rotate).
+func prepare(ctx context.Context, nc *nats.Conn, self Identity, ring *Keyring, members []Peer, next uint64) error {
+	kek, ok := ring.kek(next)
+	if !ok {
+		// Fresh randomness, mixed with the current KEK: a weak random source on this node
+		// alone cannot make the next KEK predictable to whoever lacks the current one.
+		curKEK, _ := ring.kek(next - 1)
+		fresh := make([]byte, Size)
+		rand.Read(fresh)
+		derived, err := hkdf.Key(sha256.New, fresh, curKEK[:], "lethe kek epoch", Size)
+		clear(fresh)
+		clear(curKEK[:])
+		if err != nil {
+			return err
+		}
+		copy(kek[:], derived)
+		clear(derived)
+	}
+	defer clear(kek[:])
+	var (
+		prepared []Peer
+		switched bool
+		failed   error
+	)
+	for _, p := range members {
+		sealed, err := sealTo(p, next, kek)
+		if err != nil {
+			return err
+		}
+		ans, err := request(ctx, nc, self, p, message{Op: "prepare", Epoch: next, Sealed: sealed})
+		if err != nil {
+			failed = err
+			continue
+		}
+		prepared = append(prepared, p)
+		switched = switched || ans.Switched
+	}
+	if failed == nil {
+		return nil
+	}
+	if !switched {
+		// No member wraps under the new KEK: abandon it, so that a later rotation may
+		// draw another (those that miss the abort have theirs replaced then).
+		for _, p := range prepared {
+			_, _ = request(ctx, nc, self, p, message{Op: "abort", Epoch: next})
+		}
+	}
+	return failed
+}
+
+// CatchUp asks peer for its KEKs (the current epoch's, and the one beside it during a
+// rotation) and adopts them: a node that missed rotations does this when it returns,
+// forgetting what it held.
 func CatchUp(ctx context.Context, nc *nats.Conn, self Identity, ring *Keyring, peer Peer) (uint64, error) {
 	ans, err := request(ctx, nc, self, peer, message{Op: "fetch"})
 	if err != nil {
@@ -304,8 +391,15 @@ func CatchUp(ctx context.Context, nc *nats.Conn, self Identity, ring *Keyring, p
 		return 0, err
 	}
 	defer clear(kek[:])
+	var other [Size]byte
+	if ans.Other != 0 {
+		if other, err = openFor(self, ans.Other, ans.SealedOther); err != nil {
+			return 0, err
+		}
+		defer clear(other[:])
+	}
 	if ans.Epoch < ring.Current() {
 		return ring.Current(), fmt.Errorf("kek: %s is behind this node (epoch %d < %d)", peer.ID, ans.Epoch, ring.Current())
 	}
-	return ans.Epoch, ring.Adopt(ans.Epoch, kek)
+	return ans.Epoch, ring.Adopt(ans.Epoch, kek, ans.Other, other)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -61,7 +62,7 @@ func (s *Store) Create(ctx context.Context, kind, id string) ([]byte, error) {
 	rand.Read(key)
 	s.ring.wraps.RLock() // until the bucket has it: see Keyring.wraps
 	defer s.ring.wraps.RUnlock()
-	wrapped, err := s.ring.Wrap(kind, id, key)
+	wrapped, err := s.ring.Wrap(kind, id, key, time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -102,11 +103,43 @@ func (s *Store) Destroy(ctx context.Context, kind, id string) error {
 	return nil
 }
 
+// Listed is a key in the bucket: its id and when it was created.
+type Listed struct {
+	ID      string
+	Created time.Time
+}
+
+// List returns the keys of kind in the bucket, without unwrapping any: their ids and the
+// creation times their values carry.
+func (s *Store) List(ctx context.Context, kind string) ([]Listed, error) {
+	if _, err := name(kind, "x"); err != nil {
+		return nil, err
+	}
+	w, err := s.kv.Watch(ctx, kind+".*", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("kek: list %s keys: %w", kind, err)
+	}
+	defer w.Stop()
+	var out []Listed
+	for {
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				return out, nil // every key present when the watch began has been read
+			}
+			_, id, _ := strings.Cut(e.Key(), ".")
+			out = append(out, Listed{ID: id, Created: CreatedOf(e.Value())})
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
 // rewrapWindow is how many re-wraps are on their way to the bucket at once.
 const rewrapWindow = 256
 
-// Rewrap wraps every live key under the newest epoch this node holds (the next one, after
-// Prepare). It reads the bucket once with a watcher, and publishes the re-wrapped values
+// Rewrap wraps every live key under the current epoch (the new one, once every node
+// switched). It reads the bucket once with a watcher, and publishes the re-wrapped values
 // asynchronously, rewrapWindow at a time, each with the key's revision as the expected
 // last sequence of its subject, so that a key destroyed or changed meanwhile is not
 // written back. It returns how many it re-wrapped.
@@ -116,7 +149,7 @@ func (s *Store) Rewrap(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("kek: re-wrap: watch the bucket: %w", err)
 	}
 	defer w.Stop()
-	newest := s.ring.newest()
+	current := s.ring.Current()
 	var (
 		done    int
 		pending []jetstream.PubAckFuture
@@ -152,7 +185,7 @@ func (s *Store) Rewrap(ctx context.Context) (int, error) {
 		if e == nil {
 			break // every key present when the watch began has been read
 		}
-		if EpochOf(e.Value()) == newest {
+		if EpochOf(e.Value()) == current {
 			continue
 		}
 		kind, id, _ := strings.Cut(e.Key(), ".")
@@ -160,7 +193,7 @@ func (s *Store) Rewrap(ctx context.Context) (int, error) {
 		if err != nil {
 			return done, fmt.Errorf("kek: re-wrap %s: %w", kind, err)
 		}
-		wrapped, err := s.ring.Wrap(kind, id, key)
+		wrapped, err := s.ring.Wrap(kind, id, key, CreatedOf(e.Value()))
 		clear(key)
 		if err != nil {
 			return done, err

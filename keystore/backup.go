@@ -27,6 +27,9 @@ type ExportedKey struct {
 // ready, which nothing uses (a key taken from the pool after the view is exported: the
 // event sealed under it may be in the backup's stream). f must not keep the slices.
 func (s *Store) Export(f func(ExportedKey) error) error {
+	if s.remote != nil {
+		return ErrClusterNode
+	}
 	if err := s.rlock(); err != nil {
 		return err
 	}
@@ -153,6 +156,9 @@ const checkpointNextID = "checkpoint-sign-next"
 // StageCheckpointSeed stores seed as the next checkpoint signing key, synced. It fails if
 // one is staged already.
 func (s *Store) StageCheckpointSeed(seed []byte) error {
+	if s.remote != nil {
+		return ErrClusterNode
+	}
 	if len(seed) != KeySize {
 		return errors.New("stage checkpoint key: wrong size")
 	}

@@ -1,6 +1,7 @@
 package keystore
 
 import (
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -54,6 +55,24 @@ func (m MasterKey) valid() bool {
 }
 
 // String returns "master key <ID>".
+// Derive returns a key for one purpose outside the keystore, derived from the master key
+// with HKDF-SHA256 under label: a cluster's node seals its KEKs and its identity under
+// one, so that the master key's bytes never leave this package and each use has a key
+// of its own.
+func (m MasterKey) Derive(label string) ([MasterKeySize]byte, error) {
+	var out [MasterKeySize]byte
+	if !m.valid() {
+		return out, errors.New("derive from an invalid master key")
+	}
+	k, err := hkdf.Key(sha256.New, m.key[:], nil, "lethe "+label, MasterKeySize)
+	if err != nil {
+		return out, err
+	}
+	copy(out[:], k)
+	clear(k)
+	return out, nil
+}
+
 func (m MasterKey) String() string { return "master key " + m.ID }
 
 // Format prints the ID whatever the verb, so that no format prints the key.

@@ -459,6 +459,9 @@ func (s *Store) rotateFile(ctx context.Context, kf KeyFile, r FileRotation) (Key
 
 // rotateSteps is Rotate with a step after the re-wrap and after the erasure.
 func (s *Store) rotateSteps(ctx context.Context, next MasterKey, step func(Step) error) error {
+	if s.remote != nil {
+		return ErrClusterNode
+	}
 	nm, err := newMaster(next)
 	if err != nil {
 		return err

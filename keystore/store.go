@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -242,6 +243,10 @@ type Store struct {
 	// in use, so List, Export and Stats leave them out.
 	pool atomic.Pointer[Pool]
 
+	// remote holds the keys of a cluster's node (OpenRemote); nil on a single node. With
+	// it, the live counts are not kept: the keys are every node's, not this one's.
+	remote Remote
+
 	statsMu   sync.Mutex
 	sweeps    int64
 	lastSweep time.Time
@@ -353,6 +358,9 @@ func (s *Store) systemKey(id string) ([]byte, error) {
 }
 
 func (s *Store) count(k Kind, d int64) {
+	if s.remote != nil {
+		return
+	}
 	switch k {
 	case Transaction:
 		s.transactions.Add(d)
@@ -423,6 +431,9 @@ func (s *Store) create(kind Kind, id string) ([]byte, error) {
 	mu := s.stripe(ref)
 	mu.Lock()
 	defer mu.Unlock()
+	if s.remote != nil {
+		return s.remoteCreate(ref)
+	}
 	k := dbKey(ref)
 	if _, closer, err := s.db.Get(k); err == nil {
 		closer.Close()
@@ -462,6 +473,9 @@ func (s *Store) getPublic(kind Kind, id string) ([]byte, error) {
 
 // get reads and unwraps; the caller holds mu.
 func (s *Store) get(ref Ref) ([]byte, error) {
+	if s.remote != nil && ref.Kind.public() {
+		return s.remoteGet(ref)
+	}
 	k := dbKey(ref)
 	v, closer, err := s.db.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -546,6 +560,17 @@ func (s *Store) destroyRefs(refs []Ref) error {
 func (s *Store) deleteRefs(refs []Ref) (map[Kind]int, error) {
 	refs = uniqueRefs(refs)
 	defer s.lockStripes(refs)()
+	if s.remote != nil {
+		gone := map[Kind]int{}
+		for _, ref := range refs {
+			if err := s.remoteDestroy(ref); err != nil {
+				return nil, err
+			}
+			gone[ref.Kind]++
+		}
+		s.destroyed.Add(int64(len(refs)))
+		return gone, nil
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	gone := map[Kind]int{}
@@ -585,6 +610,21 @@ func (s *Store) createRefs(refs []Ref) ([][]byte, error) {
 		return nil, ErrExists
 	}
 	defer s.lockStripes(refs)()
+	if s.remote != nil {
+		keys := make([][]byte, 0, len(refs))
+		for _, ref := range refs {
+			key, err := s.remoteCreate(ref)
+			if err != nil {
+				for i, k := range keys {
+					clear(k)
+					_ = s.remoteDestroy(refs[i]) // made by this call: not in use
+				}
+				return nil, err
+			}
+			keys = append(keys, key)
+		}
+		return keys, nil
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	now := s.now()
@@ -661,6 +701,13 @@ func (s *Store) destroy(ref Ref) error {
 	mu := s.stripe(ref)
 	mu.Lock()
 	defer mu.Unlock()
+	if s.remote != nil {
+		if err := s.remoteDestroy(ref); err != nil {
+			return err
+		}
+		s.destroyed.Add(1)
+		return nil
+	}
 	k := dbKey(ref)
 	_, closer, err := s.db.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -700,6 +747,14 @@ func (s *Store) list(kind Kind) ([]Entry, error) {
 		return nil, err
 	}
 	defer s.mu.RUnlock()
+	if s.remote != nil {
+		es, err := s.remoteList(kind)
+		if err != nil {
+			return nil, err
+		}
+		pool := s.pool.Load()
+		return slices.DeleteFunc(es, func(e Entry) bool { return pool.holds(e.Ref) }), nil
+	}
 	// The iterator is closed before returning: a long-lived iterator would
 	// keep obsolete tables, and so destroyed keys, on disk.
 	it, err := s.db.NewIter(&pebble.IterOptions{
@@ -864,6 +919,9 @@ func (s *Store) Rotate(ctx context.Context, newMaster MasterKey) error {
 }
 
 func (s *Store) rotate(ctx context.Context, next MasterKey) error {
+	if s.remote != nil {
+		return ErrClusterNode
+	}
 	nm, err := newMaster(next)
 	if err != nil {
 		return err

@@ -25,7 +25,10 @@ const (
 	hdrBatchSeq       = "Nats-Batch-Sequence"
 	hdrBatchCommit    = "Nats-Batch-Commit"
 
-	errCodeWrongLastSeq   = 10071
+	errCodeWrongLastSeq = 10071
+	// A replicated stream (a cluster's R3) answers a wrong last sequence with 10164, the
+	// same refusal under its constant's own code.
+	errCodeWrongLastSeqR  = 10164
 	errCodeBatchDuplicate = 10201
 	errCodeInProcess      = 10158 // "duplicate message id is in process"
 
@@ -532,7 +535,7 @@ func (a *appender) commitAlone(r *appendReq) {
 func ackResult(ack pubAck) appendResult {
 	if ack.Error != nil {
 		switch ack.Error.ErrCode {
-		case errCodeWrongLastSeq:
+		case errCodeWrongLastSeq, errCodeWrongLastSeqR:
 			return appendResult{err: errStale}
 		case errCodeBatchDuplicate:
 			return appendResult{err: errDuplicate}

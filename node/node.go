@@ -129,6 +129,7 @@ type Node struct {
 	Proj    *projections.Store
 	V       *schemas.Validator
 	Check   ledger.StreamCheck // what the start found about the stream
+	cluster *clusterNode       // nil on a single node
 
 	master     keystore.MasterKey // seals the backup keyring
 	masterFile string             // its file; "" from LETHE_MASTER_KEY
@@ -171,7 +172,12 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 func (n *Node) open(ctx context.Context) error {
 	cfg := n.cfg
 	var err error
-	if n.Keys, n.master, n.masterFile, err = openKeys(ctx, cfg); err != nil {
+	if cfg.Cluster.Name != "" {
+		// The keys are on the cluster: NATS first.
+		if err := n.openClusterKeys(ctx); err != nil {
+			return err
+		}
+	} else if n.Keys, n.master, n.masterFile, err = openKeys(ctx, cfg); err != nil {
 		return err
 	}
 	if n.V, err = schemas.NewValidator(); err != nil {
@@ -182,11 +188,13 @@ func (n *Node) open(ctx context.Context) error {
 	if err != nil {
 		return inUse(cfg.Data, err)
 	}
-	if cfg.NATSURL == "" {
+	switch {
+	case cfg.Cluster.Name != "": // started above
+	case cfg.NATSURL == "":
 		if err := n.startNATS(); err != nil {
 			return err
 		}
-	} else {
+	default:
 		opts := []nats.Option{nats.Name("lethe"), nats.MaxReconnects(-1)}
 		if cfg.NATSCreds != "" {
 			o, err := CredentialsOption(cfg.NATSCreds)
@@ -202,11 +210,8 @@ func (n *Node) open(ctx context.Context) error {
 			return fmt.Errorf("connect to NATS: %w", err)
 		}
 	}
-	if n.JS, err = jetstream.New(n.NC); err != nil {
-		return err
-	}
-	if cfg.Cluster.Name != "" {
-		if err := waitForMeta(ctx, n.JS); err != nil {
+	if n.JS == nil {
+		if n.JS, err = jetstream.New(n.NC); err != nil {
 			return err
 		}
 	}
@@ -446,6 +451,11 @@ func (n *Node) StreamLast(ctx context.Context) (uint64, error) {
 func (n *Node) Close() { n.closeOnce.Do(n.closeAll) }
 
 func (n *Node) closeAll() {
+	if n.cluster != nil && n.cluster.member != nil {
+		if err := n.cluster.member.Close(); err != nil {
+			n.cfg.Logger.Error("stop answering rotations", "err", err)
+		}
+	}
 	if n.KioskNC != nil {
 		n.KioskNC.Close()
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/imagineif/lethe/backup"
 	"github.com/imagineif/lethe/desk"
 	"github.com/imagineif/lethe/expunger"
+	"github.com/imagineif/lethe/kek"
 	"github.com/imagineif/lethe/kiosk"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/projections"
@@ -53,6 +54,10 @@ type ServiceConfig struct {
 	// (defaults DefaultCheckpointInterval and DefaultCheckpointEvents).
 	CheckpointInterval time.Duration
 	CheckpointEvents   int
+
+	// KEKRotation is how often a cluster ends its key-encryption epoch (--kek-rotation;
+	// default DefaultKEKRotation); a single node has none.
+	KEKRotation time.Duration
 
 	// NoExpungeLoop leaves closed transactions waiting (tests stop the process between
 	// close and expunge with it). It is not a setting: there is no flag for it.
@@ -93,6 +98,8 @@ type Service struct {
 	backups          *backup.Keyring // nil, with backupsErr saying why, when there is none
 	backupsErr       error
 	scrubbed         chan struct{} // closed when the start's scrub has read the stream through
+	rotMu            sync.Mutex
+	lastRotation     *kek.Rotation // the last key-encryption rotation this node led
 }
 
 func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
@@ -128,6 +135,11 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 	var exp *expunger.Expunger
 	ledCfg := ledger.Config{Rules: cfg.Rules, Now: cfg.Now, Location: cfg.Location, Logger: cfg.Logger, Recorder: accessLog,
 		Admit: func(ctx context.Context) error { return exp.Admit(ctx) }, KeyPool: cfg.KeyPool}
+	if n.Clustered() {
+		// Keys made ahead of need would be every node's to reconcile, and one node cannot
+		// tell another's pool from orphans: a cluster's node makes each key as it needs it.
+		ledCfg.KeyPool = -1
+	}
 	if cfg.MinFreeDisk > 0 {
 		ledCfg.FreeDisk, ledCfg.MinFreeDisk = freeDisk(cfg.Data), cfg.MinFreeDisk
 	}
@@ -140,6 +152,9 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 	fc := cfg.Forgetting
 	fc.SweepInterval, fc.Now, fc.Logger, fc.Registerer = cfg.SweepInterval, cfg.Now, cfg.Logger, reg
 	fc.StateFile = filepath.Join(cfg.Data, "erasure.json")
+	if n.Clustered() {
+		fc.OrphanGrace = clusterOrphanGrace
+	}
 	exp, err = expunger.New(n.Keys, n.Proj, led, fc)
 	if err != nil {
 		return nil, err
@@ -184,9 +199,20 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 	// the unused keys of a pool a crash ended, and must not see this one's as orphans).
 	// Stopped with the loops, once intake has drained; it destroys the keys left unused.
 	s.goRun("key pool", func() error { return led.RunKeyPool(runCtx) })
-	s.goRun("rules", func() error { led.RunRules(runCtx, cfg.RulesInterval); return nil })
+	// The rules and the checkpoints are singletons of a cluster: each runs on the node
+	// that holds its lease.
+	s.goRun("rules", func() error {
+		n.singleton(runCtx, "rules", func(ctx context.Context) { led.RunRules(ctx, cfg.RulesInterval) })
+		return nil
+	})
 	if !n.Check.Damaged() {
-		s.goRun("checkpoints", func() error { s.cp.run(runCtx); return nil })
+		s.goRun("checkpoints", func() error { n.singleton(runCtx, "checkpoints", s.cp.run); return nil })
+	}
+	if n.Clustered() {
+		s.goRun("cluster", func() error {
+			n.runCluster(runCtx, cmp.Or(cfg.KEKRotation, DefaultKEKRotation), s.noteRotation)
+			return nil
+		})
 	}
 	if !n.Check.Damaged() {
 		s.wg.Add(1)

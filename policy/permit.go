@@ -34,6 +34,9 @@ const (
 	// UpdateContact changes a patron's contact details: email, phone, address, and the
 	// contact of a minor's caregiver.
 	UpdateContact Action = "update_contact"
+	// ManageCluster changes a cluster's membership: a node removed is left out of the next
+	// key-encryption epoch.
+	ManageCluster Action = "manage_cluster"
 )
 
 // Actions lists every action: a fresh slice each time, so no importer can add one.
@@ -42,7 +45,7 @@ func Actions() []Action {
 		CheckOut, CheckIn, Renew, ReportCardLost, IssueCard, RegisterPatron, TakePayment,
 		WaiveFine, AssessFee, DeclareLost, MarkDamaged, ClosePatron, CatalogItem,
 		ExportCollections, ReadAccessLog, ManageStaff, ReadStatistics, ReadItems, ResolveProjections,
-		ReadErasure, MakeBackup, SetPIN, UpdateContact,
+		ReadErasure, MakeBackup, SetPIN, UpdateContact, ManageCluster,
 	}
 }
 
@@ -89,6 +92,10 @@ func actionRule(a Action) (rule, bool) {
 	case MakeBackup:
 		return rule{clauseFunction, []Role{Administrator},
 			"Only an administrator may make a backup.", "A backup keeps the library functioning through a lost disk, and expires with its key."}, true
+	// A cluster's members hold every key-encryption key: who is one is an administrator's.
+	case ManageCluster:
+		return rule{clauseFunction, []Role{Administrator},
+			"Only an administrator may change the cluster's members.", "Running the library on several machines keeps it functioning through a lost one."}, true
 	// "or in the recovery of library materials and fines"
 	case ExportCollections:
 		return rule{clauseCollections, []Role{Administrator},

@@ -18,7 +18,7 @@ func permitCases() []permitCase {
 			AssessFee, DeclareLost, MarkDamaged, ReadStatistics, ReadItems, SetPIN, UpdateContact},
 		Administrator: {CheckOut, CheckIn, Renew, ReportCardLost, IssueCard, RegisterPatron, TakePayment,
 			WaiveFine, AssessFee, DeclareLost, MarkDamaged, ClosePatron, CatalogItem, ExportCollections,
-			ReadAccessLog, ManageStaff, ReadStatistics, ReadItems, ResolveProjections, ReadErasure, MakeBackup, SetPIN, UpdateContact},
+			ReadAccessLog, ManageStaff, ReadStatistics, ReadItems, ResolveProjections, ReadErasure, MakeBackup, SetPIN, UpdateContact, ManageCluster},
 		Auditor: {ReadStatistics, ReadItems, ReadErasure},
 		Kiosk:   {CheckOut, CheckIn, Renew},
 	}
@@ -30,7 +30,7 @@ func permitCases() []permitCase {
 		CatalogItem: ClauseFunction, ExportCollections: ClauseCollections, ReadAccessLog: ClauseEmployees,
 		ManageStaff: ClauseEmployees, ReadStatistics: ClauseStatistics, ReadItems: ClauseFunction,
 		ResolveProjections: ClauseFunction, ReadErasure: ClauseStatistics, MakeBackup: ClauseFunction, SetPIN: ClauseCard,
-		UpdateContact: ClauseFunction,
+		UpdateContact: ClauseFunction, ManageCluster: ClauseFunction,
 	}
 	var cases []permitCase
 	for _, role := range []Role{Circulation, Administrator, Auditor, Kiosk} {
@@ -78,8 +78,8 @@ func TestActions(t *testing.T) {
 		}
 		seen[a] = true
 	}
-	if len(seen) != 23 {
-		t.Errorf("len(Actions()) = %d, want 23", len(seen))
+	if len(seen) != 24 {
+		t.Errorf("len(Actions()) = %d, want 24", len(seen))
 	}
 	if Action("delete_history").Valid() {
 		t.Error(`Action("delete_history").Valid() = true, want false`)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -47,6 +48,7 @@ func serviceFlags(f flags, dataDefault, sweepDefault, natsListenDefault string) 
 	cpEvery := f.str("checkpoint-interval", node.DefaultCheckpointInterval.String(), "append a signed checkpoint of the stream at least this often (when anything came)")
 	cpEvents := f.str("checkpoint-events", strconv.Itoa(node.DefaultCheckpointEvents), "or after this many events, whichever comes first")
 	sip2Cfg := sip2Flags(f)
+	clusterCfg := clusterFlags(f)
 	return func() (node.ServiceConfig, error) {
 		var cfg node.ServiceConfig
 		var err error
@@ -120,6 +122,9 @@ func serviceFlags(f flags, dataDefault, sweepDefault, natsListenDefault string) 
 		if err := sip2Cfg(&cfg); err != nil {
 			return cfg, err
 		}
+		if err := clusterCfg(&cfg); err != nil {
+			return cfg, err
+		}
 		return cfg, nil
 	}
 }
@@ -163,7 +168,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	cfg.Logger.Info("lethe ready", "http", s.HTTPURL, "nats", s.NATSURL(), "data", cfg.Data, "checkpoint_key", s.VerifierKey())
+	mode := "single node: keys in " + filepath.Join(cfg.Data, "keystore")
+	if s.Clustered() {
+		mode = fmt.Sprintf("node %s of cluster %s: keys in the cluster's bucket LETHE_KEYS", cfg.Cluster.Node, cfg.Cluster.Name)
+	}
+	cfg.Logger.Info("lethe ready", "mode", mode, "http", s.HTTPURL, "nats", s.NATSURL(), "data", cfg.Data, "checkpoint_key", s.VerifierKey())
 	select {
 	case <-ctx.Done():
 		cfg.Logger.Info("shutting down")
