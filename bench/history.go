@@ -60,7 +60,7 @@ func (b *bencher) fillHistory(ctx context.Context, dir string) error {
 			s.Stop()
 		}
 	}()
-	lib, err := demo.Seed(ctx, s, 4*kiosks, kiosks, io.Discard)
+	lib, err := demo.Seed(ctx, demo.NewLocal(s), 4*kiosks, kiosks, io.Discard)
 	if err != nil {
 		return err
 	}
@@ -304,7 +304,7 @@ func (b *bencher) growthRun(ctx context.Context, open int) error {
 	defer s.Stop()
 	// Cards for the open loans (at most 40 each, under the loan limit), and one per kiosk.
 	holders := (open + 39) / 40
-	lib, err := demo.Seed(ctx, s, open+4*kiosks, holders+kiosks, io.Discard)
+	lib, err := demo.Seed(ctx, demo.NewLocal(s), open+4*kiosks, holders+kiosks, io.Discard)
 	if err != nil {
 		return err
 	}

@@ -328,7 +328,7 @@ func (b *bencher) ingest(ctx context.Context) error {
 			s.Stop()
 		}
 	}()
-	lib, err := demo.Seed(ctx, s, b.plan.items, maxKiosks, io.Discard)
+	lib, err := demo.Seed(ctx, demo.NewLocal(s), b.plan.items, maxKiosks, io.Discard)
 	if err != nil {
 		return err
 	}
@@ -424,7 +424,7 @@ func (b *bencher) fixedAndExpunge(ctx context.Context) error {
 		return err
 	}
 	defer s.Stop()
-	lib, err := demo.Seed(ctx, s, 200, 16, io.Discard)
+	lib, err := demo.Seed(ctx, demo.NewLocal(s), 200, 16, io.Discard)
 	if err != nil {
 		return err
 	}

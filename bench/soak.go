@@ -81,7 +81,7 @@ func (b *bencher) soak(ctx context.Context) error {
 		return err
 	}
 	defer s.Stop()
-	lib, err := demo.Seed(ctx, s, max(b.plan.items, 4*soakKiosks), soakKiosks, io.Discard)
+	lib, err := demo.Seed(ctx, demo.NewLocal(s), max(b.plan.items, 4*soakKiosks), soakKiosks, io.Discard)
 	if err != nil {
 		return err
 	}

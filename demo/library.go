@@ -1,4 +1,5 @@
-// Package demo is the simulated library that lethe demo runs and lethe bench seeds.
+// Package demo is the simulated library that lethe demo runs in its own process, lethe
+// simulate runs against a server or cluster over the network, and lethe bench seeds.
 //
 // Its day: a catalog spread over three branches (main, north, south) and four
 // collections, patrons of every age (one in seven a minor, with the caregiver who signed
@@ -11,6 +12,12 @@
 //
 // The simulation remembers only which cards exist and which items it believes are out.
 // Lethe itself is the truth; refusals are expected.
+//
+// The day runs over Circulation, which a service in this process (Local) and a remote
+// one (Remote: the staff HTTP API and kiosks' NATS connections) both satisfy. Against a
+// cluster, a kiosk whose request gets no answer (its server died, or was cut off) sends
+// the same command again, same id and same body, once its connection has moved to
+// another server: Lethe applies it once.
 package demo
 
 import (
@@ -24,7 +31,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/ledger"
-	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/progress"
 	"github.com/imagineif/lethe/schemas"
 )
@@ -42,19 +48,12 @@ type Library struct {
 	out      map[string]string // barcode -> card, as the simulation remembers it
 }
 
-// Seed catalogs the given number of items and registers the given number of patrons in
-// s, at the desk of branch main, and returns the library that knows them. Its progress
-// bars are drawn on w if w is a terminal.
-func Seed(ctx context.Context, s *node.Service, items, patrons int, w io.Writer) (*Library, error) {
-	desk := ledger.Station{Kind: "desk", Branch: "main", ID: "seed"}
+// Seed catalogs the given number of items and registers the given number of patrons
+// through c's desk at branch main, and returns the library that knows them. A request
+// that gets no answer, or unavailable, is sent again as it was (Lethe applies it once).
+// Its progress bars are drawn on w if w is a terminal.
+func Seed(ctx context.Context, c Circulation, items, patrons int, w io.Writer) (*Library, error) {
 	lib := &Library{out: map[string]string{}}
-	exec := func(name string, v any) (any, error) {
-		raw, err := json.Marshal(v)
-		if err != nil {
-			return nil, err
-		}
-		return s.Ledger.Execute(ctx, desk, name, raw)
-	}
 	// The catalog goes in as a bulk import does: up to a whole atomic batch at a time.
 	p := progress.NewBar(w, "cataloging items", int64(items))
 	var cmds []json.RawMessage
@@ -70,7 +69,7 @@ func Seed(ctx context.Context, s *node.Service, items, patrons int, w io.Writer)
 		cmds = append(cmds, raw)
 		lib.Barcodes = append(lib.Barcodes, bc)
 		if len(cmds) == ledger.MaxCatalogItems || i == items-1 {
-			if _, err := s.Ledger.CatalogItems(ctx, desk, cmds); err != nil {
+			if _, err := retry(ctx, func() (json.RawMessage, error) { return nil, c.CatalogItems(ctx, cmds) }); err != nil {
 				p.Stop()
 				return nil, fmt.Errorf("catalog: %w", err)
 			}
@@ -90,8 +89,12 @@ func Seed(ctx context.Context, s *node.Service, items, patrons int, w io.Writer)
 			prof.BirthDate = now.AddDate(-8-i%9, 0, -i%300).Format(time.DateOnly)
 			prof.Caregiver = &schemas.Caregiver{Name: fmt.Sprintf("Caregiver %d", i+1)}
 		}
-		if _, err := exec(schemas.CmdRegisterPatron, schemas.RegisterPatron{CommandID: uuid.NewString(),
-			HomeBranch: branches()[i%len(branches())], Profile: prof, Card: card}); err != nil {
+		raw, err := json.Marshal(schemas.RegisterPatron{CommandID: uuid.NewString(),
+			HomeBranch: branches()[i%len(branches())], Profile: prof, Card: card})
+		if err != nil {
+			return nil, err
+		}
+		if _, err := retry(ctx, func() (json.RawMessage, error) { return c.Desk(ctx, "main", schemas.CmdRegisterPatron, raw) }); err != nil {
 			return nil, fmt.Errorf("register: %w", err)
 		}
 		lib.Cards = append(lib.Cards, card)

@@ -24,12 +24,16 @@ import (
 func BenchmarkPages(b *testing.B) {
 	h := lethetest.New(b)
 	ctx := context.Background()
-	lib, err := demo.Seed(ctx, h.S, 2000, 300, io.Discard)
+	c := demo.NewLocal(h.S)
+	defer c.Close()
+	lib, err := demo.Seed(ctx, c, 2000, 300, io.Discard)
 	if err != nil {
 		b.Fatal(err)
 	}
 	runCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	lib.Run(runCtx, h.S, 6, io.Discard)
+	if _, err := lib.Run(runCtx, c, demo.RunConfig{Kiosks: 6}); err != nil {
+		b.Fatal(err)
+	}
 	cancel()
 	// Three weeks and more later: the loans still out are overdue.
 	h.Clock.Advance(25 * 24 * time.Hour)

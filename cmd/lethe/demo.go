@@ -61,7 +61,9 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 	// also draws a bar for each step on stderr.
 	fmt.Fprintf(stdout, "cataloging %s items and registering %s patrons...\n", count(*items), count(*patrons))
 	seeded := time.Now()
-	lib, err := demo.Seed(ctx, s, *items, *patrons, stderr)
+	c := demo.NewLocal(s)
+	defer c.Close() // before s.Stop: the kiosks hang up first
+	lib, err := demo.Seed(ctx, c, *items, *patrons, stderr)
 	if err != nil {
 		return err
 	}
@@ -80,7 +82,10 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 		runCtx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
-	totals := lib.Run(runCtx, s, *kiosks, stdout)
+	totals, err := lib.Run(runCtx, c, demo.RunConfig{Kiosks: *kiosks, Summary: stdout})
+	if err != nil {
+		return err
+	}
 	// Let the last closes be expunged and erased before the totals.
 	if _, err := s.Expunger.ExpungeNow(context.Background()); err != nil {
 		return err
@@ -89,8 +94,8 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	st := s.Expunger.Stats()
-	fmt.Fprintf(stdout, "totals: checked out %d, returned %d, renewed %d, fines %d, payments %d, refused %d; transactions closed and expunged %d (expunge lag p50 %s, p99 %s; erasure lag p99 %s)\n",
+	fmt.Fprintf(stdout, "totals: checked out %d, returned %d, renewed %d, fines %d, payments %d, refused %d, errors %d; transactions closed and expunged %d (expunge lag p50 %s, p99 %s; erasure lag p99 %s)\n",
 		totals.Checkouts.Load(), totals.Returns.Load(), totals.Renewals.Load(), totals.Fines.Load(), totals.Payments.Load(),
-		totals.Refused.Load(), st.Expunged, st.ExpungeLagP50.Round(time.Microsecond), st.ExpungeLagP99.Round(time.Microsecond), st.ErasureLagP99.Round(time.Millisecond))
+		totals.Refused.Load(), totals.Errors.Load(), st.Expunged, st.ExpungeLagP50.Round(time.Microsecond), st.ExpungeLagP99.Round(time.Microsecond), st.ErasureLagP99.Round(time.Millisecond))
 	return nil
 }

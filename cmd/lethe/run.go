@@ -40,6 +40,7 @@ commands:
   keys rotate-checkpoint  replace the key that signs checkpoints, announced under the old one (server stopped)
   projections rebuild   rebuild the projections from the stream and compare with the live ones (server stopped)
   projections skip SEQ  let stopped projections pass over an event they cannot apply (administrators; recorded)
+  simulate              the simulated library against a running server or cluster (staff HTTP API, kiosks over NATS)
   cluster certs|init    a cluster's certificates (a private CA, one per node); a new cluster's first administrator and identities
   bench [--quick]       measure Lethe next to raw JetStream and Pebble doing the same I/O (--json FILE)
   version               print the version
@@ -142,6 +143,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 			return cmdSkip(ctx, rest[1:], getenv, stdin, stdout, stderr)
 		}
 		return &exitError{2, errors.New("usage: lethe projections rebuild|skip [flags]")}
+	case "simulate":
+		return cmdSimulate(ctx, rest, getenv, stdin, stdout, stderr)
 	case "cluster":
 		return cmdCluster(ctx, rest, getenv, stdout, stderr)
 	case "bench":
