@@ -39,6 +39,9 @@ type Server struct {
 	// with the file's name before the first byte, and writes nothing if begin fails. Nil:
 	// POST /api/backup is unavailable.
 	Backup func(ctx context.Context, begin func(name string) error, w io.Writer) error
+	// Cluster reports and changes the cluster's membership; nil: those routes are
+	// unavailable.
+	Cluster Cluster
 
 	bulkOnce sync.Once
 	bulk     chan struct{} // a slot for each bulk catalog request running (MaxBulkRequests)
@@ -143,6 +146,8 @@ func (s *Server) Routes() []Route {
 		Route{Pattern: "GET /api/collections", Access: Session, Action: policy.ExportCollections, Discloses: true, handler: s.collections, Doc: "the collections export"},
 		Route{Pattern: "GET /api/access-log", Access: Session, Action: policy.ReadAccessLog, Discloses: true, handler: s.accessLog, Doc: "the access record"},
 		Route{Pattern: "POST /api/backup", Access: Session, Action: policy.MakeBackup, Discloses: true, handler: s.backup, Doc: "a backup of the whole library, sealed to a key that expires"},
+		Route{Pattern: "GET /api/cluster", Access: Session, Action: policy.ReadErasure, handler: s.clusterStatus, Doc: "the cluster's nodes, copies, key-encryption epoch and erasure window"},
+		Route{Pattern: "POST /api/cluster/nodes/{name}/remove", Access: Session, Action: policy.ManageCluster, handler: s.removeNode, Doc: "take a node off the cluster's member list"},
 		Route{Pattern: "POST /api/projections/skip", Access: Session, Action: policy.ResolveProjections, handler: s.skip, Doc: "let stopped projections pass over an event they cannot apply"},
 		Route{Pattern: "POST " + CatalogItemsPath, Access: Session, Action: policy.CatalogItem, MaxBody: MaxBulkBodyBytes,
 			handler: s.catalogItems, Doc: "many catalog_item commands at once"},

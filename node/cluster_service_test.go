@@ -1,10 +1,14 @@
 package node_test
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,13 +17,16 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/imagineif/lethe/internal/lethetest"
 	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/kiosk"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/node"
+	"github.com/imagineif/lethe/policy"
 	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
+	"github.com/imagineif/lethe/staff"
 )
 
 // testCluster is three Lethe services whose embedded servers form one cluster on
@@ -50,10 +57,21 @@ func startCluster(t *testing.T, rotation time.Duration) *testCluster {
 				Cluster: node.ClusterConfig{Name: "library", Node: fmt.Sprintf("n%d", i+1),
 					Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes},
 			},
-			HTTP: "off", SweepInterval: 2 * time.Second, RulesInterval: time.Hour, KEKRotation: rotation,
+			HTTP: cmp.Or(map[int]string{0: "127.0.0.1:0"}[i], "off"), SweepInterval: 2 * time.Second, RulesInterval: time.Hour, KEKRotation: rotation,
 			Kiosks:             kiosk.Config{Rate: -1},
 			CheckpointInterval: time.Hour, CheckpointEvents: 1 << 40,
 		})
+	}
+	// n1 serves the staff API, with an administrator made offline as on a fresh install.
+	st, err := staff.Open(filepath.Join(c.cfgs[0].Data, "staff"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Add(lethetest.Admin, policy.Administrator, lethetest.Password); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
 	}
 	// Together, as the machines of a cluster start: a node is ready once it sees a quorum.
 	var wg sync.WaitGroup
@@ -93,6 +111,51 @@ func (c *testCluster) stop(i int) {
 		c.t.Errorf("stop n%d: %v", i+1, err)
 	}
 	c.svcs[i], c.kiosks[i] = nil, nil
+}
+
+// api sends one request to n1's staff API as its administrator.
+func (c *testCluster) api(method, path string) (int, []byte) {
+	c.t.Helper()
+	send := func(method, path, token string, body []byte) (int, []byte) {
+		req, err := http.NewRequestWithContext(testkit.Context(c.t), method, c.svcs[0].HTTPURL+path, bytes.NewReader(body))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(staff.ClientHeader, "cli")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, out
+	}
+	body, _ := json.Marshal(map[string]string{"name": lethetest.Admin, "password": lethetest.Password})
+	code, out := send(http.MethodPost, "/api/login", "", body)
+	var login struct {
+		Result struct {
+			Token string `json:"token"`
+		} `json:"result"`
+	}
+	if code != http.StatusOK || json.Unmarshal(out, &login) != nil {
+		c.t.Fatalf("log in: %d %s", code, out)
+	}
+	return send(method, path, login.Result.Token, nil)
+}
+
+// status is the cluster's status from n1's staff API.
+func (c *testCluster) status() node.ClusterStatus {
+	c.t.Helper()
+	code, out := c.api(http.MethodGet, "/api/cluster")
+	var st node.ClusterStatus
+	if code != http.StatusOK || json.Unmarshal(out, &st) != nil {
+		c.t.Fatalf("cluster status: %d %s", code, out)
+	}
+	return st
 }
 
 // desk runs a desk command on node i.
@@ -192,6 +255,15 @@ func TestClusterServesAndForgets(t *testing.T) {
 		}
 	}
 	c.caughtUp()
+	st := c.status()
+	if st.Mode != "cluster" || st.Node != "n1" || len(st.Nodes) != 3 || st.Epoch < 1 || st.Leases["kek-rotation"] == "" {
+		t.Errorf("cluster status: %+v", st)
+	}
+	for _, s := range st.Streams {
+		if s.Replicas != 3 || len(s.Copies) != 3 || s.Sync != "always" {
+			t.Errorf("stream %s: %d replicas, copies %+v, sync %s", s.Name, s.Replicas, s.Copies, s.Sync)
+		}
+	}
 
 	// A loan made on one node is returned on another: its key is read from the bucket.
 	r, err := c.kiosk(testkit.Context(t), 0, schemas.CmdCheckOut, schemas.CheckOut{CommandID: uuid.NewString(), Card: cards[0], Barcode: barcodes[0]})
@@ -250,9 +322,23 @@ func TestClusterServesAndForgets(t *testing.T) {
 	stop3()
 	wg3.Wait()
 	c.stop(2)
-	time.Sleep(2 * time.Second)
+	// The stopped node holds the rotations (its epoch cannot end without it) until an
+	// administrator takes it off the member list; then they go on without it.
+	epochNow := c.status().Epoch
+	time.Sleep(3 * time.Second)
+	if e := c.status().Epoch; e != epochNow {
+		t.Errorf("the epoch ended (%d to %d) without a member's answer", epochNow, e)
+	}
+	if code, _ := c.api(http.MethodPost, "/api/cluster/nodes/n9/remove"); code != http.StatusBadRequest {
+		t.Errorf("removing a node that is no member: %d", code)
+	}
+	if code, body := c.api(http.MethodPost, "/api/cluster/nodes/n3/remove"); code != http.StatusOK {
+		t.Fatalf("remove n3: %d %s", code, body)
+	}
+	testkit.WaitForWithin(t, "two rotations without n3", 30*time.Second, func() bool { return c.status().Epoch >= epochNow+2 })
 	stopLoad()
 	wg.Wait()
+	// n3 returns, joins again, and learns the current KEK from a member.
 	if err := c.start(2); err != nil {
 		t.Fatalf("n3 returns: %v\n%s", err, errorLines(c.logs[2].String()))
 	}

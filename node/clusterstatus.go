@@ -184,7 +184,16 @@ func (s *Service) RemoveNode(ctx context.Context, name string) error {
 		return err
 	}
 	if !slices.ContainsFunc(members, func(p kek.Peer) bool { return p.ID == name }) {
-		return fmt.Errorf("no node %q on the member list", name)
+		return errors.New("no such node on the member list")
 	}
 	return c.members.Remove(ctx, name)
+}
+
+// clusterAPI is the service as the staff API's desk.Cluster.
+type clusterAPI struct{ s *Service }
+
+func (c clusterAPI) ClusterStatus(ctx context.Context) (any, error) { return c.s.ClusterStatus(ctx) }
+
+func (c clusterAPI) RemoveNode(ctx context.Context, name string) error {
+	return c.s.RemoveNode(ctx, name)
 }

@@ -126,7 +126,7 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 	if err := n.Proj.CatchUp(ctx, n.JS); err != nil && !projections.IsStop(err) {
 		return nil, fmt.Errorf("catch up projections: %w", err)
 	}
-	accessLog, err := access.Open(ctx, n.JS, cfg.Replicas, n.Keys, n.Proj, cfg.Logger)
+	accessLog, err := access.Open(ctx, n.JS, n.cfg.Replicas, n.Keys, n.Proj, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -278,6 +278,7 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 				Limiter: staff.NewLimiter(staff.LimitConfig{Now: cfg.Now}), Secure: cfg.TLSCert != "", Logger: cfg.Logger},
 		}
 		api.Backup = s.Backup
+		api.Cluster = clusterAPI{s}
 		s.Desk = api
 		// The staff web client at /: pages that are clients of the API, in process.
 		s.web = &web.Client{API: api.Handler(), Auth: api.Auth, Store: n.Proj, Expunger: exp,

@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/imagineif/lethe/node"
@@ -58,4 +65,92 @@ func clusterFlags(f flags) func(*node.ServiceConfig) error {
 		cfg.Cluster = node.ClusterConfig{Name: *name, Node: *nodeName, Listen: *listen, Routes: rs, TLSCert: *cert, TLSKey: *key, TLSCA: *ca}
 		return nil
 	}
+}
+
+// cmdClusterStatus prints a running node's view of its cluster, as an administrator or an
+// auditor.
+func cmdClusterStatus(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	f := newFlags("cluster status", getenv, stderr)
+	connect := clientFlags(f, stdin, stderr)
+	format := f.String("format", "table", "table or json")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if *format != "table" && *format != "json" {
+		return &exitError{2, errors.New("--format must be table or json")}
+	}
+	c, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	out, err := c.send(ctx, http.MethodGet, "/api/cluster", nil)
+	if err != nil {
+		return err
+	}
+	if *format == "json" {
+		_, err := stdout.Write(out)
+		return err
+	}
+	var st node.ClusterStatus
+	if err := json.Unmarshal(out, &st); err != nil {
+		return fmt.Errorf("the server's cluster status: %w", err)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	if st.Mode == "cluster" {
+		fmt.Fprintf(tw, "cluster %s, answered by %s; JetStream meta leader %s\n", st.Cluster, st.Node, st.MetaLeader)
+		fmt.Fprintf(tw, "key-encryption epoch %d since %s (this node holds %d); rotation every %s, erasure window %s, sweep every %s\n",
+			st.Epoch, st.EpochSince.Format(time.RFC3339), st.NodeEpoch, st.KEKRotation, st.ErasureWindow, st.SweepInterval)
+		if st.RotationOverdue {
+			fmt.Fprintln(tw, "ROTATION OVERDUE: a member does not answer; bring it back or remove it (lethe cluster remove-node)")
+		}
+		fmt.Fprintln(tw, "\nNODE\tMEMBER\tMETA\tCURRENT\tOFFLINE\tLAST SEEN")
+		for _, n := range st.Nodes {
+			fmt.Fprintf(tw, "%s\t%t\t%s\t%t\t%t\t%s\n", n.Name, n.Member, map[bool]string{true: "leader"}[n.Leader], n.Current, n.Offline, n.Seen)
+		}
+		var singles []string
+		for name, holder := range st.Leases {
+			singles = append(singles, name+" on "+holder)
+		}
+		slices.Sort(singles)
+		fmt.Fprintf(tw, "\nsingletons: %s\n", strings.Join(singles, ", "))
+	} else {
+		fmt.Fprintf(tw, "a single node; sweep every %s\n", st.SweepInterval)
+	}
+	fmt.Fprintln(tw, "\nSTREAM\tREPLICAS\tSYNC\tMESSAGES\tLEADER\tCOPIES")
+	for _, s := range st.Streams {
+		var copies []string
+		for _, c := range s.Copies {
+			state := "current"
+			switch {
+			case c.Offline:
+				state = "offline"
+			case !c.Current:
+				state = fmt.Sprintf("behind %d", c.Lag)
+			}
+			copies = append(copies, c.Node+" "+state)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", s.Name, s.Replicas, s.Sync, s.Messages, s.Leader, strings.Join(copies, ", "))
+	}
+	return tw.Flush()
+}
+
+// cmdClusterRemove takes a stopped or lost node off the member list, as an administrator.
+func cmdClusterRemove(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	f := newFlags("cluster remove-node", getenv, stderr)
+	connect := clientFlags(f, stdin, stderr)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if f.NArg() != 1 {
+		return &exitError{2, errors.New("usage: lethe cluster remove-node [flags] NODE")}
+	}
+	c, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := c.send(ctx, http.MethodPost, "/api/cluster/nodes/"+url.PathEscape(f.Arg(0))+"/remove", nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "removed %s from the member list: the next key-encryption epoch leaves it out\n", f.Arg(0))
+	return nil
 }

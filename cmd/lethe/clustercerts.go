@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -20,8 +21,17 @@ import (
 	"time"
 )
 
-const clusterUsage = `usage: lethe cluster certs --out DIR --nodes NAME,NAME,... [--hosts NAME|IP,...] [--valid DURATION] [--ca-key FILE]
+const clusterUsage = `usage: lethe cluster certs --out DIR --nodes NAME,NAME,... [--hosts NAME|IP,...] [--valid DURATION] [--ca-key FILE] [--existing-ok]
        lethe cluster init --data DIR --secrets DIR [--admin NAME] [--kiosks BRANCH/KIOSK,...] [--auditors NAME,...]
+       lethe cluster status --server URL --user NAME [--format table|json]
+       lethe cluster remove-node --server URL --user NAME NODE
+
+status shows a running node's view of its cluster: the nodes on the member list and in
+JetStream's meta group, every stream's and bucket's copies, the key-encryption epoch, the
+erasure window and which node runs each singleton (administrators and auditors).
+remove-node takes a stopped or lost node off the member list, so that the next epoch
+leaves it out and rotations held by a member that no longer answers resume
+(administrators).
 
 certs makes a private certificate authority and, for each node, a certificate and key
 that serve and verify every TLS listener of a cluster: routes between nodes (both ways),
@@ -29,8 +39,10 @@ NATS for kiosks and auditors, and HTTPS for staff. Each node's certificate names
 node, localhost, 127.0.0.1 and every --hosts entry. In DIR: ca.crt (give it to every node
 as --cluster-tls-ca, and to clients as --ca-cert or --nats-ca), NODE.crt and NODE.key
 (mode 0600) for each node. Nothing is overwritten: an existing file stops it before
-anything is written. The CA's private key is not kept unless --ca-key names a file for it
-(keep that offline: whoever holds it can join the cluster).
+anything is written; with --existing-ok, a whole set already there whose certificates
+verify against its ca.crt is kept and the command succeeds (a container's second start).
+The CA's private key is not kept unless --ca-key names a file for it (keep that offline:
+whoever holds it can join the cluster).
 
 init makes what a new cluster's first node needs before its first start, and leaves
 what is already there: an administrator with a generated password (written to
@@ -40,8 +52,12 @@ directory while that node is stopped.
 `
 
 // cmdCluster dispatches the cluster subcommands.
-func cmdCluster(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func cmdCluster(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	switch {
+	case len(args) > 0 && args[0] == "status":
+		return cmdClusterStatus(ctx, args[1:], getenv, stdin, stdout, stderr)
+	case len(args) > 0 && args[0] == "remove-node":
+		return cmdClusterRemove(ctx, args[1:], getenv, stdin, stdout, stderr)
 	case len(args) > 0 && args[0] == "certs":
 		return cmdClusterCerts(ctx, args[1:], getenv, stdout, stderr)
 	case len(args) > 0 && args[0] == "init":
@@ -51,7 +67,7 @@ func cmdCluster(ctx context.Context, args []string, getenv func(string) string, 
 		return nil
 	}
 	fmt.Fprint(stderr, clusterUsage)
-	return &exitError{2, errors.New("usage: lethe cluster certs|init [flags]")}
+	return &exitError{2, errors.New("usage: lethe cluster certs|init|status|remove-node [flags]")}
 }
 
 // cmdClusterCerts writes a private CA and a certificate and key for each node.
@@ -62,6 +78,7 @@ func cmdClusterCerts(_ context.Context, args []string, getenv func(string) strin
 	hosts := f.String("hosts", "", "more host names or IP addresses every node's certificate names, comma-separated")
 	valid := f.Duration("valid", 2*365*24*time.Hour, "how long the nodes' certificates are valid (the CA's: ten years)")
 	caKey := f.String("ca-key", "", "also write the CA's private key to this file (mode 0600); by default it is discarded")
+	existingOK := f.Bool("existing-ok", false, "when the whole set is in --out already and verifies against its ca.crt, keep it and succeed; a partial set is still refused")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -81,6 +98,15 @@ func cmdClusterCerts(_ context.Context, args []string, getenv func(string) strin
 	extra, err := certHosts(*hosts)
 	if err != nil {
 		return &exitError{2, err}
+	}
+	if *existingOK {
+		switch kept, err := existingCerts(*out, names, *caKey); {
+		case err != nil:
+			return err
+		case kept:
+			fmt.Fprintf(stdout, "kept the certificates in %s: every node's verifies against its ca.crt\n", *out)
+			return nil
+		}
 	}
 	files, err := clusterCerts(names, extra, time.Now(), *valid)
 	if err != nil {
@@ -110,6 +136,60 @@ func cmdClusterCerts(_ context.Context, args []string, getenv func(string) strin
 	fmt.Fprintf(stdout, "each node: --cluster-tls-ca %[1]s --cluster-tls-cert %[2]s --cluster-tls-key %[3]s, and the same certificate and key for --nats-tls-cert/--nats-tls-key and --tls-cert/--tls-key\n",
 		filepath.Join(*out, "ca.crt"), filepath.Join(*out, "NODE.crt"), filepath.Join(*out, "NODE.key"))
 	return nil
+}
+
+// existingCerts reports whether the whole set for names is in dir (and caKey, if given),
+// each node's certificate matching its key and verifying against dir's ca.crt for the
+// node's name, for server and client. None of the files there is false; some of them is an
+// error, as is a set that does not verify.
+func existingCerts(dir string, names []string, caKey string) (bool, error) {
+	paths := []string{filepath.Join(dir, "ca.crt")}
+	for _, n := range names {
+		paths = append(paths, filepath.Join(dir, n+".crt"), filepath.Join(dir, n+".key"))
+	}
+	if caKey != "" {
+		paths = append(paths, caKey)
+	}
+	var there, missing []string
+	for _, p := range paths {
+		if _, err := os.Lstat(p); err == nil {
+			there = append(there, p)
+		} else if errors.Is(err, fs.ErrNotExist) {
+			missing = append(missing, p)
+		} else {
+			return false, err
+		}
+	}
+	switch {
+	case len(there) == 0:
+		return false, nil
+	case len(missing) > 0:
+		return false, fmt.Errorf("%s exists but %s does not: a partial set is not kept (move it away to make a new one)", there[0], missing[0])
+	}
+	pem, err := os.ReadFile(paths[0])
+	if err != nil {
+		return false, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return false, fmt.Errorf("%s holds no PEM certificate", paths[0])
+	}
+	for _, n := range names {
+		pair, err := tls.LoadX509KeyPair(filepath.Join(dir, n+".crt"), filepath.Join(dir, n+".key"))
+		if err != nil {
+			return false, fmt.Errorf("the certificates in %s: %s: %w", dir, n, err)
+		}
+		leaf, err := x509.ParseCertificate(pair.Certificate[0])
+		if err != nil {
+			return false, err
+		}
+		for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: n, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+				return false, fmt.Errorf("the certificates in %s: %s.crt does not verify against ca.crt: %w", dir, n, err)
+			}
+		}
+	}
+	return true, nil
 }
 
 // certFile is one file of a certificate set: its name in the output directory, its PEM

@@ -42,6 +42,8 @@ commands:
   projections skip SEQ  let stopped projections pass over an event they cannot apply (administrators; recorded)
   simulate              the simulated library against a running server or cluster (staff HTTP API, kiosks over NATS)
   cluster certs|init    a cluster's certificates (a private CA, one per node); a new cluster's first administrator and identities
+  cluster status        a running node's view of its cluster: nodes, copies, key-encryption epoch, erasure window
+  cluster remove-node N take a stopped or lost node off the member list (administrators)
   bench [--quick]       measure Lethe next to raw JetStream and Pebble doing the same I/O (--json FILE)
   version               print the version
 
@@ -146,7 +148,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 	case "simulate":
 		return cmdSimulate(ctx, rest, getenv, stdin, stdout, stderr)
 	case "cluster":
-		return cmdCluster(ctx, rest, getenv, stdout, stderr)
+		return cmdCluster(ctx, rest, getenv, stdin, stdout, stderr)
 	case "bench":
 		return cmdBench(ctx, rest, getenv, stdout, stderr)
 	case "version":
