@@ -138,6 +138,34 @@ func TestClusterCerts(t *testing.T) {
 		}
 	}
 
+	// --existing-ok keeps a whole set that verifies (a container's second start), and
+	// refuses a partial one or one that does not verify.
+	if out, err := letheCLI(t, "cluster", "certs", "--out", dir, "--nodes", "lethe1,lethe2,lethe3", "--existing-ok"); err != nil || !strings.Contains(out, "kept the certificates") {
+		t.Errorf("cluster certs --existing-ok over a whole set = %q, %v; want it kept", out, err)
+	}
+	for _, n := range want {
+		if b, _ := os.ReadFile(filepath.Join(dir, n)); !bytes.Equal(b, before[n]) {
+			t.Errorf("%s changed with --existing-ok", n)
+		}
+	}
+	if _, err := letheCLI(t, "cluster", "certs", "--out", dir, "--nodes", "lethe1,lethe2,lethe3,lethe4", "--existing-ok"); err == nil || !strings.Contains(err.Error(), "partial set") {
+		t.Errorf("cluster certs --existing-ok with a node more = %v, want a partial set refused", err)
+	}
+	other := t.TempDir()
+	if _, err := letheCLI(t, "cluster", "certs", "--out", other, "--nodes", "lethe1,lethe2,lethe3", "--existing-ok"); err != nil {
+		t.Fatalf("cluster certs --existing-ok into an empty directory = %v, want a new set", err)
+	}
+	forged, _ := os.ReadFile(filepath.Join(other, "ca.crt"))
+	if err := os.WriteFile(filepath.Join(other, "ca.crt"), before["ca.crt"], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := letheCLI(t, "cluster", "certs", "--out", other, "--nodes", "lethe1,lethe2,lethe3", "--existing-ok"); err == nil || !strings.Contains(err.Error(), "does not verify") {
+		t.Errorf("cluster certs --existing-ok with another set's ca.crt = %v, want it refused", err)
+	}
+	if bytes.Equal(forged, before["ca.crt"]) {
+		t.Error("two runs made the same CA")
+	}
+
 	for _, c := range []struct {
 		args []string
 		want string
