@@ -2,13 +2,15 @@ package node_test
 
 import (
 	"bytes"
-	"cmp"
 	"context"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/internal/lethetest"
+	"github.com/imagineif/lethe/kek"
 	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/kiosk"
@@ -27,6 +30,7 @@ import (
 	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/imagineif/lethe/staff"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // testCluster is three Lethe services whose embedded servers form one cluster on
@@ -39,7 +43,7 @@ type testCluster struct {
 	logs   []*testkit.SyncBuffer
 }
 
-func startCluster(t *testing.T, rotation time.Duration) *testCluster {
+func startCluster(t *testing.T, rotation time.Duration, opts ...func(*node.ServiceConfig)) *testCluster {
 	t.Helper()
 	ports := freePorts(t, 3)
 	var routes []string
@@ -57,21 +61,27 @@ func startCluster(t *testing.T, rotation time.Duration) *testCluster {
 				Cluster: node.ClusterConfig{Name: "library", Node: fmt.Sprintf("n%d", i+1),
 					Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes},
 			},
-			HTTP: cmp.Or(map[int]string{0: "127.0.0.1:0"}[i], "off"), SweepInterval: 2 * time.Second, RulesInterval: time.Hour, KEKRotation: rotation,
+			HTTP: "127.0.0.1:0", SweepInterval: 2 * time.Second, RulesInterval: time.Hour, KEKRotation: rotation,
 			Kiosks:             kiosk.Config{Rate: -1},
 			CheckpointInterval: time.Hour, CheckpointEvents: 1 << 40,
 		})
+		for _, o := range opts {
+			o(&c.cfgs[i])
+		}
 	}
-	// n1 serves the staff API, with an administrator made offline as on a fresh install.
-	st, err := staff.Open(filepath.Join(c.cfgs[0].Data, "staff"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Add(lethetest.Admin, policy.Administrator, lethetest.Password); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
+	// Every node serves the staff API, with an administrator made offline as on a fresh
+	// install.
+	for _, cfg := range c.cfgs {
+		st, err := staff.Open(filepath.Join(cfg.Data, "staff"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Add(lethetest.Admin, policy.Administrator, lethetest.Password); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Together, as the machines of a cluster start: a node is ready once it sees a quorum.
 	var wg sync.WaitGroup
@@ -89,6 +99,20 @@ func startCluster(t *testing.T, rotation time.Duration) *testCluster {
 		for i := range c.svcs {
 			c.stop(i)
 		}
+	})
+	// A new stream's copies are placed and elected after its creation: until then an
+	// append waits for a quorum, and a busy machine running several clusters can time out.
+	testkit.WaitForWithin(t, "CIRC current on three nodes", 90*time.Second, func() bool {
+		info, err := c.svcs[0].Stream.Info(testkit.Context(t))
+		if err != nil || info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
+			return false
+		}
+		for _, r := range info.Cluster.Replicas {
+			if !r.Current {
+				return false
+			}
+		}
+		return true
 	})
 	return c
 }
@@ -113,11 +137,11 @@ func (c *testCluster) stop(i int) {
 	c.svcs[i], c.kiosks[i] = nil, nil
 }
 
-// api sends one request to n1's staff API as its administrator.
-func (c *testCluster) api(method, path string) (int, []byte) {
+// api sends one request to node i's staff API as its administrator.
+func (c *testCluster) api(i int, method, path string) (int, []byte) {
 	c.t.Helper()
 	send := func(method, path, token string, body []byte) (int, []byte) {
-		req, err := http.NewRequestWithContext(testkit.Context(c.t), method, c.svcs[0].HTTPURL+path, bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(testkit.Context(c.t), method, c.svcs[i].HTTPURL+path, bytes.NewReader(body))
 		if err != nil {
 			c.t.Fatal(err)
 		}
@@ -147,10 +171,10 @@ func (c *testCluster) api(method, path string) (int, []byte) {
 	return send(method, path, login.Result.Token, nil)
 }
 
-// status is the cluster's status from n1's staff API.
-func (c *testCluster) status() node.ClusterStatus {
+// status is the cluster's status from node i's staff API.
+func (c *testCluster) status(i int) node.ClusterStatus {
 	c.t.Helper()
-	code, out := c.api(http.MethodGet, "/api/cluster")
+	code, out := c.api(i, http.MethodGet, "/api/cluster")
 	var st node.ClusterStatus
 	if code != http.StatusOK || json.Unmarshal(out, &st) != nil {
 		c.t.Fatalf("cluster status: %d %s", code, out)
@@ -224,8 +248,10 @@ func (c *testCluster) events(i int) []schemas.Event {
 }
 
 // TestClusterServesAndForgets: three nodes, a kiosk on each, checkouts and returns
-// racing over the same items from every node; a node stopped in the middle of it and
-// started again. No acknowledged command is lost or applied twice, every closed loan is
+// racing over the same items from every node; the node that leads the key-encryption
+// rotations stopped in the middle of it (its open loan is closed on another, another
+// takes the lead, the epoch waits for it until an administrator removes it, then goes
+// on), and started again. No acknowledged command is lost or applied twice, every closed loan is
 // expunged once, its key is gone from the cluster's bucket, the projections of every node
 // equal a rebuild from the stream, and the returning node caught up on the stream and the
 // key-encryption epoch.
@@ -242,7 +268,9 @@ func TestClusterServesAndForgets(t *testing.T) {
 			Barcode: bc, Title: "Book", Collection: "fiction", Branch: "main", ReplacementCents: 2000}})
 		cmds = append(cmds, raw)
 	}
-	if _, err := c.svcs[0].Ledger.CatalogItems(testkit.Context(t), ledger.Station{Kind: "desk", Branch: "main", ID: "desk"}, cmds); err != nil {
+	held, _ := json.Marshal(schemas.CatalogItem{CommandID: uuid.NewString(), ItemCataloged: schemas.ItemCataloged{
+		Barcode: "HELD1", Title: "Book", Collection: "fiction", Branch: "main", ReplacementCents: 2000}})
+	if _, err := c.svcs[0].Ledger.CatalogItems(testkit.Context(t), ledger.Station{Kind: "desk", Branch: "main", ID: "desk"}, append(cmds, held)); err != nil {
 		t.Fatal(err)
 	}
 	for i := range patrons {
@@ -255,16 +283,27 @@ func TestClusterServesAndForgets(t *testing.T) {
 		}
 	}
 	c.caughtUp()
-	st := c.status()
+	st := c.status(0)
 	if st.Mode != "cluster" || st.Node != "n1" || len(st.Nodes) != 3 || st.Epoch < 1 || st.Leases["kek-rotation"] == "" {
-		t.Errorf("cluster status: %+v", st)
+		t.Fatalf("cluster status: %+v", st)
 	}
+	// The node that dies is the one that leads the rotations; another answers the API.
+	var victim int
+	if _, err := fmt.Sscanf(st.Leases["kek-rotation"], "n%d", &victim); err != nil {
+		t.Fatal(err)
+	}
+	victim--
+	victimName, live := fmt.Sprintf("n%d", victim+1), (victim+1)%3
 	for _, s := range st.Streams {
 		if s.Replicas != 3 || len(s.Copies) != 3 || s.Sync != "always" {
 			t.Errorf("stream %s: %d replicas, copies %+v, sync %s", s.Name, s.Replicas, s.Copies, s.Sync)
 		}
 	}
 
+	// A loan on the node that will die, open when it does.
+	if r, err := c.kiosk(testkit.Context(t), victim, schemas.CmdCheckOut, schemas.CheckOut{CommandID: uuid.NewString(), Card: cards[1], Barcode: "HELD1"}); err != nil || !r.OK {
+		t.Fatalf("checkout on %s: %+v %v", victimName, r.Error, err)
+	}
 	// A loan made on one node is returned on another: its key is read from the bucket.
 	r, err := c.kiosk(testkit.Context(t), 0, schemas.CmdCheckOut, schemas.CheckOut{CommandID: uuid.NewString(), Card: cards[0], Barcode: barcodes[0]})
 	if err != nil || !r.OK {
@@ -306,41 +345,50 @@ func TestClusterServesAndForgets(t *testing.T) {
 	}
 	loadCtx, stopLoad := context.WithCancel(testkit.Context(t))
 	var wg sync.WaitGroup
-	var wg3 sync.WaitGroup
-	ctx3, stop3 := context.WithCancel(loadCtx)
+	var wgV sync.WaitGroup
+	ctxV, stopV := context.WithCancel(loadCtx)
 	for i := range 3 {
 		for k := range 2 {
-			if i == 2 {
-				wg3.Go(func() { load(ctx3, i, i*2+k) })
+			if i == victim {
+				wgV.Go(func() { load(ctxV, i, i*2+k) })
 			} else {
 				wg.Go(func() { load(loadCtx, i, i*2+k) })
 			}
 		}
 	}
 	time.Sleep(2 * time.Second)
-	// n3 stops in the middle of it: its kiosks' requests in flight fail or are answered.
-	stop3()
-	wg3.Wait()
-	c.stop(2)
+	// The rotations' leader stops in the middle of it: its kiosks' requests in flight
+	// fail or are answered.
+	stopV()
+	wgV.Wait()
+	c.stop(victim)
+	// Its open loan is read and closed on another node, and another node takes the lease.
+	if r, err := c.kiosk(testkit.Context(t), live, schemas.CmdReturn, schemas.Return{CommandID: uuid.NewString(), Barcode: "HELD1"}); err != nil || !r.OK {
+		t.Fatalf("return on n%d of a loan made on the dead %s: %+v %v", live+1, victimName, r.Error, err)
+	}
+	testkit.WaitForWithin(t, "another node leads the rotations", 30*time.Second, func() bool {
+		holder := c.status(live).Leases["kek-rotation"]
+		return holder != "" && holder != victimName
+	})
 	// The stopped node holds the rotations (its epoch cannot end without it) until an
 	// administrator takes it off the member list; then they go on without it.
-	epochNow := c.status().Epoch
+	epochNow := c.status(live).Epoch
 	time.Sleep(3 * time.Second)
-	if e := c.status().Epoch; e != epochNow {
+	if e := c.status(live).Epoch; e != epochNow {
 		t.Errorf("the epoch ended (%d to %d) without a member's answer", epochNow, e)
 	}
-	if code, _ := c.api(http.MethodPost, "/api/cluster/nodes/n9/remove"); code != http.StatusBadRequest {
+	if code, _ := c.api(live, http.MethodPost, "/api/cluster/nodes/n9/remove"); code != http.StatusBadRequest {
 		t.Errorf("removing a node that is no member: %d", code)
 	}
-	if code, body := c.api(http.MethodPost, "/api/cluster/nodes/n3/remove"); code != http.StatusOK {
-		t.Fatalf("remove n3: %d %s", code, body)
+	if code, body := c.api(live, http.MethodPost, "/api/cluster/nodes/"+victimName+"/remove"); code != http.StatusOK {
+		t.Fatalf("remove %s: %d %s", victimName, code, body)
 	}
-	testkit.WaitForWithin(t, "two rotations without n3", 30*time.Second, func() bool { return c.status().Epoch >= epochNow+2 })
+	testkit.WaitForWithin(t, "two rotations without the stopped node", 30*time.Second, func() bool { return c.status(live).Epoch >= epochNow+2 })
 	stopLoad()
 	wg.Wait()
-	// n3 returns, joins again, and learns the current KEK from a member.
-	if err := c.start(2); err != nil {
-		t.Fatalf("n3 returns: %v\n%s", err, errorLines(c.logs[2].String()))
+	// It returns, joins again, and learns the current KEK from a member.
+	if err := c.start(victim); err != nil {
+		t.Fatalf("%s returns: %v\n%s", victimName, err, errorLines(c.logs[victim].String()))
 	}
 	t.Logf("%d commands sent, %d acknowledged", sent.Load(), len(acked))
 	if len(acked) < 20 {
@@ -419,9 +467,9 @@ func TestClusterServesAndForgets(t *testing.T) {
 			t.Errorf("n%d's projections differ from a rebuild: %+v", i+1, diff)
 		}
 	}
-	// The returning node holds the cluster's epoch, and its log names no patron.
-	testkit.WaitForWithin(t, "n3 at the cluster's epoch", 30*time.Second, func() bool {
-		st, err := c.svcs[2].ClusterStatus(testkit.Context(t))
+	// The returning node holds the cluster's epoch, and no log names a patron.
+	testkit.WaitForWithin(t, "the returning node at the cluster's epoch", 30*time.Second, func() bool {
+		st, err := c.svcs[victim].ClusterStatus(testkit.Context(t))
 		return err == nil && st.NodeEpoch >= st.Epoch && st.Epoch > 1
 	})
 	for i, logs := range c.logs {
@@ -459,4 +507,169 @@ func errorLines(log string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestClusterForgetsOnEveryDisk is the forensic test of a cluster's forgetting. A loan made
+// on one node and closed on another: before the epoch ends, the destroyed key's wrapped
+// bytes are in the nodes' JetStream files and every node's keyring file unwraps them, and
+// while the loan is open its id is in every node's projection files (the negative
+// controls). After
+// the sweeps and one rotation: no keyring on any disk unwraps those bytes, no file holds
+// an old keyring file's bytes, no projection or keystore file on any node holds the
+// transaction's id, and a loan still open is read and closed as before.
+func TestClusterForgetsOnEveryDisk(t *testing.T) {
+	t.Parallel()
+	ctx := testkit.Context(t)
+	c := startCluster(t, time.Hour, func(cfg *node.ServiceConfig) { cfg.SweepInterval = time.Hour })
+	var cmds []json.RawMessage
+	for _, bc := range []string{"F1", "F2"} {
+		raw, _ := json.Marshal(schemas.CatalogItem{CommandID: uuid.NewString(), ItemCataloged: schemas.ItemCataloged{
+			Barcode: bc, Title: "Book", Collection: "fiction", Branch: "main", ReplacementCents: 2000}})
+		cmds = append(cmds, raw)
+	}
+	if _, err := c.svcs[0].Ledger.CatalogItems(ctx, ledger.Station{Kind: "desk", Branch: "main", ID: "desk"}, cmds); err != nil {
+		t.Fatal(err)
+	}
+	const card = "29000000000777"
+	if _, err := c.desk(0, schemas.CmdRegisterPatron, schemas.RegisterPatron{CommandID: uuid.NewString(), HomeBranch: "main",
+		Profile: schemas.Profile{Name: "Zelda Forensic", BirthDate: "1971-03-04"}, Card: card}); err != nil {
+		t.Fatal(err)
+	}
+	c.caughtUp()
+	for _, bc := range []string{"F1", "F2"} {
+		if r, err := c.kiosk(ctx, 1, schemas.CmdCheckOut, schemas.CheckOut{CommandID: uuid.NewString(), Card: card, Barcode: bc}); err != nil || !r.OK {
+			t.Fatalf("checkout %s on n2: %+v %v", bc, r.Error, err)
+		}
+	}
+	c.caughtUp()
+	var txn string
+	for _, ev := range c.events(0) {
+		var d schemas.ItemCheckedOut
+		if ev.Type == schemas.TypeItemCheckedOut && json.Unmarshal(ev.Data, &d) == nil && d.Barcode == "F1" {
+			txn = d.TxnID
+		}
+	}
+	bucket, err := c.svcs[0].JS.KeyValue(ctx, kek.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := keystore.RefOf(keystore.Transaction, txn)
+	name := hex.EncodeToString(ref.Hash[:])
+	e, err := bucket.Get(ctx, "transaction."+name)
+	if err != nil {
+		t.Fatalf("the open loan's key is not in the bucket: %v", err)
+	}
+	wrapped := bytes.Clone(e.Value())
+	// The negative control of the projections: the open loan's rows, flushed, name it on
+	// every node.
+	for i, cfg := range c.cfgs {
+		if err := c.svcs[i].Proj.DB().Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if where := filesIn(t, []byte(txn), filepath.Join(cfg.Data, "projections")); len(where) == 0 {
+			t.Fatalf("negative control: n%d's projection files do not hold the open loan's transaction id", i+1)
+		}
+	}
+
+	if r, err := c.kiosk(ctx, 2, schemas.CmdReturn, schemas.Return{CommandID: uuid.NewString(), Barcode: "F1"}); err != nil || !r.OK {
+		t.Fatalf("return on n3: %+v %v", r.Error, err)
+	}
+	testkit.WaitForWithin(t, "the closed loan expunged on every node", time.Minute, func() bool {
+		c.caughtUp()
+		for _, s := range c.svcs {
+			if p, err := s.Proj.PendingExpunges(); err != nil || len(p) > 0 {
+				return false
+			}
+		}
+		_, err := bucket.Get(ctx, "transaction."+name)
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	})
+
+	rings := func() []*kek.Keyring {
+		t.Helper()
+		var out []*kek.Keyring
+		for _, cfg := range c.cfgs {
+			master, err := keystore.LoadMaster(filepath.Join(cfg.Data, "master.key"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			mk, err := master.Derive("cluster node")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := kek.OpenKeyring(filepath.Join(cfg.Data, "kek"), mk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, r)
+		}
+		return out
+	}
+	var dataDirs, projDirs []string
+	for _, cfg := range c.cfgs {
+		dataDirs = append(dataDirs, cfg.Data)
+		projDirs = append(projDirs, filepath.Join(cfg.Data, "projections"), filepath.Join(cfg.Data, "keystore"))
+	}
+	// The negative controls: the residue is there, and the KEKs of the moment open it.
+	if where := filesIn(t, wrapped, dataDirs...); len(where) == 0 {
+		t.Fatal("negative control: the destroyed key's wrapped bytes are in no file (the scan would see nothing)")
+	}
+	for i, r := range rings() {
+		if _, err := r.Unwrap("transaction", name, wrapped); err != nil {
+			t.Fatalf("negative control: n%d's keyring does not unwrap the residue before the rotation: %v", i+1, err)
+		}
+	}
+	var oldRings [][]byte
+	for _, cfg := range c.cfgs {
+		raw, err := os.ReadFile(filepath.Join(cfg.Data, "kek"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		oldRings = append(oldRings, raw)
+	}
+
+	for _, s := range c.svcs {
+		if err := s.Expunger.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rot, err := c.svcs[0].RotateKEK(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("rotation to epoch %d: %d keys re-wrapped in %s", rot.Epoch, rot.Rewraps, rot.Duration)
+
+	for i, r := range rings() {
+		if _, err := r.Unwrap("transaction", name, wrapped); !errors.Is(err, kek.ErrNoEpoch) {
+			t.Errorf("n%d's keyring still unwraps the destroyed key after the rotation: %v", i+1, err)
+		}
+	}
+	for i, old := range oldRings {
+		if where := filesIn(t, old, dataDirs...); len(where) > 0 {
+			t.Errorf("n%d's keyring from before the rotation is still in %v", i+1, where)
+		}
+	}
+	if where := filesIn(t, []byte(txn), projDirs...); len(where) > 0 {
+		t.Errorf("the closed transaction's id is still in %v", where)
+	}
+	// The loan still open is read under the new epoch, on another node than its own.
+	if r, err := c.kiosk(ctx, 0, schemas.CmdReturn, schemas.Return{CommandID: uuid.NewString(), Barcode: "F2"}); err != nil || !r.OK {
+		t.Fatalf("return of the open loan after the rotation: %+v %v", r.Error, err)
+	}
+}
+
+// filesIn lists the files under dirs that contain b.
+func filesIn(t *testing.T, b []byte, dirs ...string) []string {
+	t.Helper()
+	var out []string
+	for _, d := range dirs {
+		hits, err := keystore.ScanDir(d, [][]byte{b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, files := range hits {
+			out = append(out, files...)
+		}
+	}
+	return out
 }
