@@ -46,9 +46,12 @@ type Identity struct {
 	PublicKey string `json:"public_key"`       // NATS user NKey, public half ("U…")
 	// SIP2Password is the argon2id hash (PHC string) of a kiosk's SIP2 password, if it has
 	// one (sip2.go); never the password.
-	SIP2Password string     `json:"sip2_password,omitempty"`
-	Added        time.Time  `json:"added"`
-	Revoked      *time.Time `json:"revoked,omitempty"`
+	SIP2Password string `json:"sip2_password,omitempty"`
+	// SIP2PasswordSet is when SIP2Password was set: of two copies of the identity (on two
+	// nodes of a cluster, Merge), the later password wins. Zero in entries older than it.
+	SIP2PasswordSet time.Time  `json:"sip2_password_set,omitzero"`
+	Added           time.Time  `json:"added"`
+	Revoked         *time.Time `json:"revoked,omitempty"`
 }
 
 // Active reports whether the identity may connect.

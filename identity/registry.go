@@ -99,6 +99,14 @@ func (r *Registry) Add(kind Kind, branch, n string, now time.Time) (Identity, []
 		if slices.ContainsFunc(f.Identities, func(o Identity) bool { return o.Active() && o.Account() == id.Account() }) {
 			return ErrExists
 		}
+		// Added after every revocation of the name this registry knows, even if this
+		// machine's clock is behind the one that revoked: a revocation covers what was
+		// added before it (Merge), and this identity comes after it.
+		for _, o := range f.Identities {
+			if o.Account() == id.Account() && o.Revoked != nil {
+				id.Added = after(id.Added, *o.Revoked)
+			}
+		}
 		f.Identities = append(f.Identities, id)
 		return nil
 	})
@@ -110,20 +118,28 @@ func (r *Registry) Add(kind Kind, branch, n string, now time.Time) (Identity, []
 
 // Revoke ends an active identity: from the moment the running server reloads the
 // registry (within seconds), its open connections are closed and it cannot connect again.
-// The entry stays, marked revoked, so the registry shows who could connect when.
+// The entry stays, marked revoked, so the registry shows who could connect when. If the
+// name has several active identities (added on two nodes of a cluster at once), all of
+// them end; the first is returned.
 func (r *Registry) Revoke(kind Kind, branch, n string, now time.Time) (Identity, error) {
 	var out Identity
 	err := r.update(func(f *file) error {
 		want := Identity{Kind: kind, Branch: branch, Name: n}.Account()
+		found := false
 		for i, id := range f.Identities {
 			if id.Active() && id.Account() == want {
 				t := now.UTC()
 				f.Identities[i].Revoked = &t
-				out = f.Identities[i]
-				return nil
+				if !found {
+					out = f.Identities[i]
+				}
+				found = true
 			}
 		}
-		return ErrNotFound
+		if !found {
+			return ErrNotFound
+		}
+		return nil
 	})
 	return out, err
 }
@@ -143,12 +159,16 @@ func (r *Registry) read() (file, error) {
 		return file{}, fmt.Errorf("identity registry %s has format %d; this lethe reads format %d", r.Path(), f.Version, fileFormat)
 	}
 	for _, id := range f.Identities {
-		if validate(id.Kind, id.Branch, id.Name) != nil || !nkeys.IsValidPublicUserKey(id.PublicKey) || !validSIP2Hash(id) {
+		if id.Validate() != nil {
 			return file{}, fmt.Errorf("identity registry %s holds an invalid entry", r.Path())
 		}
 	}
 	return f, nil
 }
+
+// errUnchanged, from an update's change, leaves the file as it is: its Version stays, so
+// the server does not reload for nothing.
+var errUnchanged = errors.New("unchanged")
 
 // update changes the registry under its lock and replaces the file atomically: written
 // to a temporary file, synced, renamed over the old one, and the directory synced.
@@ -168,7 +188,9 @@ func (r *Registry) update(change func(*file) error) error {
 	if err != nil {
 		return err
 	}
-	if err := change(&f); err != nil {
+	if err := change(&f); errors.Is(err, errUnchanged) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	data, err := json.MarshalIndent(f, "", "  ")

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/imagineif/lethe/phc"
 )
@@ -40,13 +41,20 @@ func (r *Registry) SetSIP2Password(branch, kiosk string) (string, error) {
 	}
 	err = r.update(func(f *file) error {
 		want := Identity{Kind: Kiosk, Branch: branch, Name: kiosk}.Account()
+		found := false
 		for i, id := range f.Identities {
 			if id.Active() && id.Account() == want {
+				// After the time of the password it replaces, even if another node's
+				// clock that set that one is ahead: this one is newer (Merge).
 				f.Identities[i].SIP2Password = hash
-				return nil
+				f.Identities[i].SIP2PasswordSet = after(time.Now().UTC(), id.SIP2PasswordSet)
+				found = true
 			}
 		}
-		return ErrNotFound
+		if !found {
+			return ErrNotFound
+		}
+		return nil
 	})
 	if err != nil {
 		return "", err

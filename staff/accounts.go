@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,7 +63,10 @@ type record struct {
 	Disabled        bool        `json:"disabled"`
 	Created         time.Time   `json:"created"`
 	PasswordChanged time.Time   `json:"password_changed"`
-	Hash            string      `json:"hash"`
+	// StatusChanged is when the account was last disabled or enabled (or created): of two
+	// nodes' copies, the later status wins (MergeRecords). Zero in records older than it.
+	StatusChanged time.Time `json:"status_changed,omitzero"`
+	Hash          string    `json:"hash"`
 }
 
 func (r record) account(name string) Account {
@@ -78,6 +82,10 @@ type Store struct {
 	lock   *pebble.Lock
 	logger *slog.Logger
 	now    func() time.Time
+
+	// version counts the records written since Open, so that a replica notices a change
+	// by polling (Version) without reading every record.
+	version atomic.Uint64
 
 	// hashing bounds concurrent argon2 computations: each takes 19 MiB, and a burst of
 	// logins must not take the server's memory.
@@ -213,6 +221,7 @@ func (s *Store) put(name string, r record) error {
 	if err := s.db.Set(dbKey(name), v, pebble.Sync); err != nil {
 		return fmt.Errorf("write staff account: %w", err)
 	}
+	s.version.Add(1)
 	return nil
 }
 
@@ -270,7 +279,7 @@ func (s *Store) Add(name string, role policy.Role, password string) error {
 		return err
 	}
 	now := s.now().UTC()
-	if err := s.put(name, record{Role: role, Created: now, PasswordChanged: now, Hash: h}); err != nil {
+	if err := s.put(name, record{Role: role, Created: now, PasswordChanged: now, StatusChanged: now, Hash: h}); err != nil {
 		return err
 	}
 	s.logger.Info("staff account added", slog.String("name", name), slog.String("role", string(role)))
@@ -278,18 +287,26 @@ func (s *Store) Add(name string, role policy.Role, password string) error {
 }
 
 // Disable disables an account: it can no longer log in, and (through Auth.Require) its
-// sessions stop. Disabling a disabled account does nothing.
+// sessions stop. Disabling a disabled account changes only the time of its status, so
+// that in a cluster it wins over an enable this node has not heard of yet.
 func (s *Store) Disable(name string) error {
-	_, err := s.update(name, func(r *record) error { r.Disabled = true; return nil })
+	_, err := s.update(name, func(r *record) error {
+		r.Disabled, r.StatusChanged = true, after(s.now().UTC(), r.StatusChanged)
+		return nil
+	})
 	if err == nil {
 		s.logger.Info("staff account disabled", slog.String("name", name))
 	}
 	return err
 }
 
-// Enable enables a disabled account. Enabling an enabled account does nothing.
+// Enable enables a disabled account. Enabling an enabled account changes only the time
+// of its status, as Disable does.
 func (s *Store) Enable(name string) error {
-	_, err := s.update(name, func(r *record) error { r.Disabled = false; return nil })
+	_, err := s.update(name, func(r *record) error {
+		r.Disabled, r.StatusChanged = false, after(s.now().UTC(), r.StatusChanged)
+		return nil
+	})
 	if err == nil {
 		s.logger.Info("staff account enabled", slog.String("name", name))
 	}
@@ -313,7 +330,7 @@ func (s *Store) SetPassword(name, password string) error {
 		return err
 	}
 	_, err = s.update(name, func(r *record) error {
-		r.Hash, r.PasswordChanged = h, s.now().UTC()
+		r.Hash, r.PasswordChanged = h, after(s.now().UTC(), r.PasswordChanged)
 		return nil
 	})
 	if err == nil {
