@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/internal/lethetest"
 	"github.com/imagineif/lethe/kek"
 	"github.com/imagineif/lethe/internal/testkit"
@@ -30,7 +31,9 @@ import (
 	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/imagineif/lethe/staff"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 )
 
 // testCluster is three Lethe services whose embedded servers form one cluster on
@@ -338,6 +341,41 @@ func TestClusterServesAndForgets(t *testing.T) {
 			t.Errorf("stream %s: %d replicas, copies %+v, sync %s", s.Name, s.Replicas, s.Copies, s.Sync)
 		}
 	}
+
+	// A kiosk made on n1 is admitted by n3 once the identities are in step (package
+	// replica), and one revoked on n2 is cut off on n3.
+	reg := identity.Open(c.cfgs[0].Data)
+	_, seed, err := reg.Add(identity.Kiosk, "north", "roam", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := nkeys.FromSeed(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	info, _ := json.Marshal(schemas.PatronInfo{Card: cards[0]})
+	roam := func() error {
+		nc, err := nats.Connect("", nats.InProcessServer(c.svcs[2].NS), nats.Nkey(pub, kp.Sign))
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		m, err := nc.Request(ledger.KioskSubject("north", "roam", schemas.CmdPatronInfo), info, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		var r schemas.Reply
+		if err := json.Unmarshal(m.Data, &r); err != nil || !r.OK {
+			return fmt.Errorf("reply %s", m.Data)
+		}
+		return nil
+	}
+	testkit.WaitForWithin(t, "the kiosk made on n1 served by n3", 30*time.Second, func() bool { return roam() == nil })
+	if _, err := identity.Open(c.cfgs[1].Data).Revoke(identity.Kiosk, "north", "roam", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitForWithin(t, "the kiosk revoked on n2 refused by n3", 30*time.Second, func() bool { return roam() != nil })
 
 	// A loan on the node that will die, open when it does.
 	if r, err := c.kiosk(testkit.Context(t), victim, schemas.CmdCheckOut, schemas.CheckOut{CommandID: uuid.NewString(), Card: cards[1], Barcode: "HELD1"}); err != nil || !r.OK {

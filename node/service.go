@@ -16,10 +16,12 @@ import (
 	"github.com/imagineif/lethe/backup"
 	"github.com/imagineif/lethe/desk"
 	"github.com/imagineif/lethe/expunger"
+	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/kek"
 	"github.com/imagineif/lethe/kiosk"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/projections"
+	"github.com/imagineif/lethe/replica"
 	"github.com/imagineif/lethe/sip2"
 	"github.com/imagineif/lethe/staff"
 	"github.com/imagineif/lethe/web"
@@ -99,7 +101,8 @@ type Service struct {
 	backupsErr       error
 	scrubbed         chan struct{} // closed when the start's scrub has read the stream through
 	rotMu            sync.Mutex
-	lastRotation     *kek.Rotation // the last key-encryption rotation this node led
+	lastRotation     *kek.Rotation    // the last key-encryption rotation this node led
+	rep              *replica.Replica // a cluster's identities and staff accounts; nil on a single node
 }
 
 func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
@@ -309,6 +312,11 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 			s.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 			ln = tls.NewListener(ln, s.srv.TLSConfig)
 		}
+		if err := s.startReplica(ctx); err != nil {
+			ln.Close()
+			s.Stop()
+			return nil, err
+		}
 		s.HTTPURL = scheme + "://" + ln.Addr().String()
 		s.goRun("http", func() error {
 			if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -317,7 +325,32 @@ func Start(ctx context.Context, cfg ServiceConfig) (s *Service, err error) {
 			return nil
 		})
 	}
+	if err := s.startReplica(ctx); err != nil {
+		s.Stop()
+		return nil, err
+	}
 	return s, nil
+}
+
+// startReplica keeps a cluster node's kiosk and auditor identities and staff accounts in
+// step with the other nodes' (package replica), before the node serves them: the first
+// sync is done when it returns. A single node has nothing to keep in step.
+func (s *Service) startReplica(ctx context.Context) error {
+	if !s.Clustered() || s.rep != nil {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	rep, err := replica.Start(rctx, replica.Config{JS: s.JS, Replicas: s.Node.cfg.Replicas,
+		Registry: identity.Open(s.cfg.Data), Staff: s.staff, Logger: s.cfg.Logger})
+	if err != nil {
+		return fmt.Errorf("cluster: identities and staff accounts: %w", err)
+	}
+	s.rep = rep
+	if s.auth != nil {
+		return s.ReloadIdentities() // the other nodes' kiosks, admitted now
+	}
+	return nil
 }
 
 func registerGauges(reg *prometheus.Registry, s *Service) {
@@ -451,8 +484,8 @@ func (s *Service) Stop() error {
 		}
 	}
 	// A last checkpoint, once nothing else appends: a stopped library's history is signed
-	// to its end.
-	if s.cp != nil && !s.Check.Damaged() && s.Proj.Stopped() == nil {
+	// to its end. (A cluster's node is not the last to append: the lease holder checkpoints.)
+	if s.cp != nil && !s.Check.Damaged() && s.Proj.Stopped() == nil && !s.Clustered() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if _, err := s.cp.checkpoint(ctx, true); err != nil {
 			s.cfg.Logger.Warn("final checkpoint", "err", err)
@@ -461,6 +494,9 @@ func (s *Service) Stop() error {
 	}
 	s.cancel()
 	s.wg.Wait()
+	if s.rep != nil {
+		s.rep.Close() // before the staff store it writes to, and NATS
+	}
 	if s.staff != nil {
 		if err := s.staff.Close(); err != nil {
 			s.setErr(fmt.Errorf("close staff store: %w", err))
