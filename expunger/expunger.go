@@ -235,7 +235,9 @@ func (e *Expunger) Run(ctx context.Context) {
 			case <-record:
 			case <-t.C:
 			}
-			if _, err := e.record(ctx); err != nil && ctx.Err() == nil {
+			if _, err := e.record(ctx); ledger.InProcess(err) {
+				e.cfg.Logger.Debug("record expunged transactions: another node is recording them", "err", err)
+			} else if err != nil && ctx.Err() == nil {
 				e.cfg.Logger.Error("record expunged transactions", "err", err)
 			}
 		}

@@ -609,3 +609,8 @@ func (a *appender) publish(msgs []*nats.Msg) (pubAck, error) {
 func unavailable(err error) error {
 	return fmt.Errorf("%w: %v", schemas.Errorf(schemas.CodeUnavailable, "the ledger is not reachable; retry with the same command id"), err)
 }
+
+// InProcess reports whether err says the same command is being committed right now, by
+// another attempt: on a cluster, two nodes' expungers record the same transaction at once
+// (its record has one id, so one of them lands), and the other retries. Not a failure.
+func InProcess(err error) bool { return errors.Is(err, errInProcess) }

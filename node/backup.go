@@ -98,6 +98,11 @@ func (s *Service) Backup(ctx context.Context, begin func(name string) error, w i
 }
 
 func (s *Service) backup(ctx context.Context, begin func(name string) error, w io.Writer) error {
+	if s.Clustered() {
+		// The keys are the cluster's, in its bucket, not this node's to write out; the
+		// cluster's copies and a node's rejoining are its backup (README, Running a cluster).
+		return schemas.Errorf(schemas.CodeUnavailable, "a node of a cluster makes no backup of its own: the cluster keeps three copies, and a lost node is restored by starting it again on an empty data directory")
+	}
 	if s.backupsErr != nil {
 		return s.backupsErr
 	}

@@ -593,7 +593,8 @@ func errorLines(log string) string {
 // controls). After
 // the sweeps and one rotation: no keyring on any disk unwraps those bytes, no file holds
 // an old keyring file's bytes, no projection or keystore file on any node holds the
-// transaction's id, and a loan still open is read and closed as before.
+// transaction's id, and a loan still open is read and closed as before. Then a node's disk
+// is lost: the node starts again on an empty data directory and has everything back.
 func TestClusterForgetsOnEveryDisk(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -732,6 +733,26 @@ func TestClusterForgetsOnEveryDisk(t *testing.T) {
 	// The loan still open is read under the new epoch, on another node than its own.
 	if r, err := c.kiosk(ctx, 0, schemas.CmdReturn, schemas.Return{CommandID: uuid.NewString(), Barcode: "F2"}); err != nil || !r.OK {
 		t.Fatalf("return of the open loan after the rotation: %+v %v", r.Error, err)
+	}
+
+	// A lost disk: n3 starts again on an empty data directory under its name, and gets
+	// back the stream, its projections, the KEK, the staff accounts and the identities.
+	c.stop(2)
+	if err := os.RemoveAll(c.cfgs[2].Data); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.start(2); err != nil {
+		t.Fatalf("n3 on an empty data directory: %v\n%s", err, errorLines(c.logs[2].String()))
+	}
+	c.caughtUp()
+	if diff, err := c.svcs[2].Proj.Rebuild(ctx, c.svcs[2].JS, filepath.Join(t.TempDir(), "rebuild"), projections.Config{Location: time.UTC}); err != nil || !diff.Equal() {
+		t.Errorf("the restored node's projections: %+v %v", diff, err)
+	}
+	if code, _ := c.api(2, http.MethodGet, "/api/cluster"); code != http.StatusOK {
+		t.Errorf("the administrator made on the lost disk does not sign in on the restored node: %d", code)
+	}
+	if r, err := c.kiosk(ctx, 2, schemas.CmdCheckOut, schemas.CheckOut{CommandID: uuid.NewString(), Card: card, Barcode: "F1"}); err != nil || !r.OK {
+		t.Fatalf("checkout on the restored node: %+v %v", r.Error, err)
 	}
 }
 
