@@ -37,7 +37,7 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) {
 	}
 	name := r.PathValue("name")
 	if err := s.Cluster.RemoveNode(r.Context(), name); err != nil {
-		s.fail(w, r, schemas.Errorf(schemas.CodeInvalid, "%v", err))
+		s.fail(w, r, err) // coded: conflict on a single node, not_found, invalid; else internal
 		return
 	}
 	s.logger().Info("cluster: node removed from the member list", "node", name, "by", requester(r).Name)

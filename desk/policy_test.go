@@ -218,7 +218,10 @@ func TestEveryDisclosingRouteRecordsOnce(t *testing.T) {
 		"GET /api/stats":           {status: 200},
 		"GET /api/summary":         {status: 200},
 		"GET /api/erasure":         {status: 200},
-		"POST /api/sweep":          {status: 200},
+		"GET /api/cluster":         {status: 200},
+		// A single node has no members to remove.
+		"POST /api/cluster/nodes/{name}/remove": {query: "/api/cluster/nodes/n2/remove", status: 409},
+		"POST /api/sweep":                       {status: 200},
 		// The projections are not stopped: a skip is refused, and nothing is appended.
 		"POST /api/projections/skip":      {body: `{"seq":1,"reason":"not stopped"}`, status: 409},
 		"GET /api/staff":                  {status: 200},

@@ -454,7 +454,7 @@ func TestClusterServesAndForgets(t *testing.T) {
 	if e := c.status(live).Epoch; e != epochNow {
 		t.Errorf("the epoch ended (%d to %d) without a member's answer", epochNow, e)
 	}
-	if code, _ := c.api(live, http.MethodPost, "/api/cluster/nodes/n9/remove"); code != http.StatusBadRequest {
+	if code, _ := c.api(live, http.MethodPost, "/api/cluster/nodes/n9/remove"); code != http.StatusNotFound {
 		t.Errorf("removing a node that is no member: %d", code)
 	}
 	if code, body := c.api(live, http.MethodPost, "/api/cluster/nodes/"+victimName+"/remove"); code != http.StatusOK {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/imagineif/lethe/kek"
+	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -174,17 +175,17 @@ func (s *Service) noteRotation(r kek.Rotation) {
 func (s *Service) RemoveNode(ctx context.Context, name string) error {
 	c := s.Node.cluster
 	if c == nil {
-		return errors.New("this lethe is a single node, not a cluster's")
+		return schemas.Errorf(schemas.CodeConflict, "this lethe is a single node, not a cluster's")
 	}
 	if name == c.id.ID {
-		return errors.New("a node cannot remove itself: ask another node")
+		return schemas.Errorf(schemas.CodeInvalid, "a node cannot remove itself: ask another node")
 	}
 	members, err := c.members.List(ctx)
 	if err != nil {
 		return err
 	}
 	if !slices.ContainsFunc(members, func(p kek.Peer) bool { return p.ID == name }) {
-		return errors.New("no such node on the member list")
+		return schemas.Errorf(schemas.CodeNotFound, "no such node on the member list")
 	}
 	return c.members.Remove(ctx, name)
 }
