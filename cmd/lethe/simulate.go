@@ -45,7 +45,7 @@ func cmdSimulate(ctx context.Context, args []string, getenv func(string) string,
 	f := newFlags("simulate", getenv, stderr)
 	f.Usage = func() { fmt.Fprint(stderr, simulateUsage); f.PrintDefaults() }
 	servers := f.str("server", localURL(getenv, "LETHE_HTTP", "http", "LETHE_TLS_CERT", "https", "http://127.0.0.1:8080"),
-		"the staff HTTP API, or several servers' comma-separated: the desk moves to the next when one stops answering")
+		"the staff HTTP API's address, or several, comma-separated: the desk moves to the next when one stops answering")
 	user := f.str("user", "", "staff account to act as (an administrator: it catalogs items)")
 	pwFile := f.str("password-file", "", "file holding the account's password; else LETHE_PASSWORD, else a prompt on a terminal")
 	ca := f.str("ca-cert", "", "PEM certificate to trust for https servers with a private certificate")
