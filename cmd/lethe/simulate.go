@@ -307,6 +307,12 @@ type staffServers struct {
 	mu  sync.Mutex
 	cur int     // the server in use
 	c   *client // its session; nil until logged in
+	// A server that refused the login (a node that has not yet heard of the account, or
+	// one that locked it) is not asked again before notBefore, and the wait doubles each
+	// time: four refusals take seven minutes, so retries never make the fifth failed login
+	// in fifteen minutes that locks the account.
+	notBefore map[int]time.Time
+	wait      map[int]time.Duration
 }
 
 // session returns the session with the server in use, logging in if there is none.
@@ -314,10 +320,22 @@ func (s *staffServers) session(ctx context.Context) (*client, int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.c == nil {
+		if t := s.notBefore[s.cur]; time.Now().Before(t) {
+			return nil, s.cur, fmt.Errorf("%s refused the login; not asking it again before %s", s.bases[s.cur], t.Format(time.TimeOnly))
+		}
 		c, err := login(ctx, s.hc, strings.TrimRight(s.bases[s.cur], "/"), s.user, s.password)
+		var e *schemas.Error
+		if errors.As(err, &e) && (e.Code == schemas.CodeUnauthenticated || e.Code == schemas.CodeRateLimited) {
+			if s.notBefore == nil {
+				s.notBefore, s.wait = map[int]time.Time{}, map[int]time.Duration{}
+			}
+			s.wait[s.cur] = max(time.Minute, 2*s.wait[s.cur])
+			s.notBefore[s.cur] = time.Now().Add(s.wait[s.cur])
+		}
 		if err != nil {
 			return nil, s.cur, err
 		}
+		delete(s.wait, s.cur)
 		s.c = c
 	}
 	return s.c, s.cur, nil

@@ -136,3 +136,34 @@ func TestSimulateAgainstAServer(t *testing.T) {
 		}
 	}
 }
+
+// TestSimulateSparesTheAccount: a server that refuses the login (a cluster's node that has
+// not yet heard of the account) is not asked again for a minute, and then after twice
+// that, so waiting for a server never makes the failed logins that lock the account.
+func TestSimulateSparesTheAccount(t *testing.T) {
+	t.Parallel()
+	h := lethetest.New(t, lethetest.WithNATSListen())
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "sim1.nk")
+	if _, err := letheCLI(t, "kiosks", "add", "main", "sim1", "--data", h.Cfg.Data, "--out", creds); err != nil {
+		t.Fatal(err)
+	}
+	wrong := filepath.Join(dir, "wrong")
+	if err := os.WriteFile(wrong, []byte("not-the-password-at-all\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out testkit.SyncBuffer
+	args := []string{"simulate", "--server", h.S.HTTPURL, "--user", lethetest.Admin, "--password-file", wrong,
+		"--nats-url", h.S.NATSURL(), "--nats-creds", creds, "--wait", "7s"}
+	err := run(context.Background(), args, func(string) string { return "" }, nil, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "no server answered within 7s") {
+		t.Fatalf("simulate with a wrong password = %v, want no server answered\n%s", err, out.String())
+	}
+	if n := strings.Count(h.Logs.String(), `msg="staff login failed"`); n != 1 {
+		t.Errorf("%d failed logins in 7 s, want 1 (then a minute's wait)", n)
+	}
+	// The account is not locked: the right password still works.
+	if tok := h.Session(lethetest.Admin); tok == "" {
+		t.Error("the administrator cannot log in after simulate's failed logins")
+	}
+}
