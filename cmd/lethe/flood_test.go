@@ -44,7 +44,7 @@ type lethePID struct {
 	url  string
 }
 
-var readyLine = regexp.MustCompile(`msg="lethe ready" http=(\S+)`)
+var readyLine = regexp.MustCompile(`msg="lethe ready" (?:mode="[^"]*" )?http=(\S+)`)
 
 // startLetheProcess runs `lethe serve` on data in a child process (the test binary, see
 // TestMain) and waits until it is ready. Cleanup stops it with an interrupt, as an

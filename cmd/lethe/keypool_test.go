@@ -210,4 +210,4 @@ func killedWithKeysReady(t *testing.T, data, card, barcode string) int {
 	return ready
 }
 
-var readyLineRE = regexp.MustCompile(`msg="lethe ready" http=(\S+)`)
+var readyLineRE = regexp.MustCompile(`msg="lethe ready" (?:mode="[^"]*" )?http=(\S+)`)
