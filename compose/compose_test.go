@@ -11,7 +11,8 @@
 // skips, saying so, only when no engine answers `docker info`. It builds the static
 // binary and the image itself (scripts/docker-image: nothing is pulled), under a project
 // name and image tag of its own, and always ends with `docker compose down -v`. It reads
-// the nodes at their container addresses, so it runs on the Docker host.
+// the nodes at their container addresses, so it runs on the Docker host. With
+// LETHE_COMPOSE_KEEP=1 a failed run's containers and volumes are kept for a look.
 package compose_test
 
 import (
@@ -92,7 +93,11 @@ func TestCompose(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("scripts/docker-image: %v\n%s", err, out)
 	}
-	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", image).Run() })
+	t.Cleanup(func() {
+		if !c.keep {
+			_ = exec.Command("docker", "rmi", "-f", image).Run()
+		}
+	})
 	t.Logf("built the binary and the image %s in %s", image, time.Since(step).Round(time.Second))
 
 	t.Cleanup(c.down)
@@ -161,6 +166,8 @@ type cluster struct {
 	sessions   map[string]string
 	loginAgain map[string]time.Time
 	loginWait  map[string]time.Duration
+
+	keep bool // a failed run kept for a look (LETHE_COMPOSE_KEEP)
 }
 
 // composeCommand finds Compose: the docker plugin, or docker-compose.
@@ -197,13 +204,20 @@ func (c *cluster) try(ctx context.Context, args ...string) (string, error) {
 }
 
 // down removes everything the run made, whatever happened; after a failure it first
-// shows the end of every service's log.
+// shows the end of every service's log. With LETHE_COMPOSE_KEEP set, a failed run's
+// containers and volumes are kept for a look, and it says how to remove them.
 func (c *cluster) down() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if c.t.Failed() {
 		out, _ := c.try(ctx, c.composeArgs("logs", "--no-color", "--tail", "60")...)
 		c.t.Logf("the services' last log lines:\n%s", out)
+		if os.Getenv("LETHE_COMPOSE_KEEP") != "" {
+			c.t.Logf("LETHE_COMPOSE_KEEP: kept; remove with: %s -p %s -f docker-compose.yml down -v && docker rmi %s",
+				strings.Join(c.compose, " "), c.project, "lethe:"+c.project)
+			c.keep = true
+			return
+		}
 	}
 	if out, err := c.try(ctx, c.composeArgs("down", "-v", "--remove-orphans", "-t", "5")...); err != nil {
 		c.t.Errorf("docker compose down -v: %v\n%s", err, out)
