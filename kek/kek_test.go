@@ -539,3 +539,37 @@ func TestRotationInterrupted(t *testing.T) {
 	}
 	readable("after the finished rotation")
 }
+
+// TestKeyReadFromTheLeader: when a node's own copy of the bucket has not received a key
+// yet (a checkout's event can reach a node before the key it was sealed under), Get asks
+// the bucket's leader, whose answer is the bucket's: the value of a key that exists, and
+// not found for one never made or destroyed (its purge marker is no value).
+func TestKeyReadFromTheLeader(t *testing.T) {
+	t.Parallel()
+	ctx := testkit.Context(t)
+	nodes := cluster(t)
+	want, err := nodes[0].store.Create(ctx, "transaction", "led")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		raw, err := n.store.leaderGet(ctx, "transaction.led")
+		if err != nil || !bytes.Equal(raw, rawValue(t, n, "transaction", "led")) {
+			t.Fatalf("%s's leader read of a live key: %v", n.id.ID, err)
+		}
+		if got, err := n.ring.Unwrap("transaction", "led", raw); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s unwraps the leader's value: %v", n.id.ID, err)
+		}
+		if _, err := n.store.leaderGet(ctx, "transaction.never"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s's leader read of a key never made: %v", n.id.ID, err)
+		}
+	}
+	if err := nodes[1].store.Destroy(ctx, "transaction", "led"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if _, err := n.store.leaderGet(ctx, "transaction.led"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s's leader read of a destroyed key: %v", n.id.ID, err)
+		}
+	}
+}

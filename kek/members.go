@@ -205,6 +205,15 @@ func (m *Members) setEpoch(ctx context.Context, epoch uint64) error {
 	return err
 }
 
+// RotationLease is the name of the rotation's lease: whoever holds it leads the
+// rotations. EpochLock is held for each rotation by its leader, and by a node while it
+// joins the cluster and learns the KEK, so that no rotation leaves out a node that joined
+// after it read the member list.
+const (
+	RotationLease = "kek-rotation"
+	EpochLock     = "kek-epoch"
+)
+
 // RotationConfig is the rotation loop of one node.
 type RotationConfig struct {
 	Every  time.Duration // how often the epoch ends: the cluster's erasure window
@@ -227,7 +236,7 @@ func RunRotations(ctx context.Context, nc *nats.Conn, self Identity, ring *Keyri
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		lease.Run(ctx, cfg.Lease, lease.Config{Name: "kek-rotation", Holder: self.ID, TTL: cfg.TTL, Logger: logger},
+		lease.Run(ctx, cfg.Lease, lease.Config{Name: RotationLease, Holder: self.ID, TTL: cfg.TTL, Logger: logger},
 			func(lctx context.Context) {
 				tick := time.NewTicker(cfg.Every)
 				defer tick.Stop()
@@ -237,16 +246,24 @@ func RunRotations(ctx context.Context, nc *nats.Conn, self Identity, ring *Keyri
 						return
 					case <-tick.C:
 					}
-					peers, err := members.List(lctx)
-					if err == nil {
-						var rot Rotation
-						if rot, err = Rotate(lctx, nc, self, ring, store, peers); err == nil {
-							err = members.setEpoch(lctx, rot.Epoch)
+					// The member list is read, and the epoch ended, under the epoch lock,
+					// which a joining node holds while it joins (Join): no rotation leaves
+					// out a node that joined after its list was read.
+					err := lease.Once(lctx, cfg.Lease, lease.Config{Name: EpochLock, Holder: self.ID, TTL: cfg.TTL, Logger: logger},
+						func(ctx context.Context) error {
+							peers, err := members.List(ctx)
+							if err != nil {
+								return err
+							}
+							rot, err := Rotate(ctx, nc, self, ring, store, peers)
+							if err != nil {
+								return err
+							}
 							if cfg.Rotated != nil {
 								cfg.Rotated(rot)
 							}
-						}
-					}
+							return members.setEpoch(ctx, rot.Epoch)
+						})
 					if err != nil && lctx.Err() == nil {
 						// The old epoch stays; the erasure report says when a deadline passes.
 						logger.Error("kek rotation failed", "err", err)

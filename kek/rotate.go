@@ -135,6 +135,37 @@ type Member struct {
 	peers map[string]Peer
 	sub   *nats.Subscription
 	mu    sync.Mutex // one message at a time
+
+	// members, when set (Follow), is read again when a message comes from a sender this
+	// member does not know: a node that just joined asks for the KEK at once.
+	members    *Members
+	lastLookup time.Time
+}
+
+// Follow makes the member read the member list again, at most every 200 ms, when a
+// message comes from a sender it does not know.
+func (m *Member) Follow(members *Members) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.members = members
+}
+
+// lookupLocked refreshes the peers from the member list; m.mu is held.
+func (m *Member) lookupLocked() {
+	if m.members == nil || time.Since(m.lastLookup) < 200*time.Millisecond {
+		return
+	}
+	m.lastLookup = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	peers, err := m.members.List(ctx)
+	if err != nil {
+		return
+	}
+	m.peers = map[string]Peer{}
+	for _, p := range peers {
+		m.peers[p.ID] = p
+	}
 }
 
 // Serve subscribes the node to its rotation subject. peers are the cluster's nodes whose
@@ -188,6 +219,10 @@ func (m *Member) handle(msg *nats.Msg) {
 	}
 	answer.To, answer.Epoch = req.From, req.Epoch
 	peer, ok := m.peers[req.From]
+	if !ok || !req.verify(peer) {
+		m.lookupLocked() // a node that joined since, or whose keys changed (a lost disk)
+		peer, ok = m.peers[req.From]
+	}
 	if !ok || !req.verify(peer) {
 		answer.Error = "unknown sender or bad signature"
 		reply()

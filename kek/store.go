@@ -1,7 +1,9 @@
 package kek
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -82,11 +84,52 @@ func (s *Store) Get(ctx context.Context, kind, id string) ([]byte, error) {
 	}
 	e, err := s.kv.Get(ctx, n)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, ErrNotFound
+		// A direct read may be answered by a copy that has not received a key another node
+		// has just made (its event can reach this node first): the leader decides.
+		raw, err := s.leaderGet(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		return s.ring.Unwrap(kind, id, raw)
 	} else if err != nil {
 		return nil, fmt.Errorf("kek: get %s key: %w", kind, err)
 	}
 	return s.ring.Unwrap(kind, id, e.Value())
+}
+
+// leaderGet reads a key's latest value from the bucket's leader (the JetStream API's
+// message get, which only the leader answers): ErrNotFound if it has none, or its last
+// operation deleted or purged it.
+func (s *Store) leaderGet(ctx context.Context, name string) ([]byte, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + Bucket + "." + name})
+	msg, err := s.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+Bucket, req)
+	if err != nil {
+		return nil, fmt.Errorf("kek: get a key from the bucket's leader: %w", err)
+	}
+	var resp struct {
+		Message *struct {
+			Header []byte `json:"hdrs"`
+			Data   []byte `json:"data"`
+		} `json:"message"`
+		Error *struct {
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, fmt.Errorf("kek: get a key from the bucket's leader: %w", err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound):
+		return nil, ErrNotFound
+	case resp.Error != nil:
+		return nil, fmt.Errorf("kek: get a key from the bucket's leader: %s", resp.Error.Description)
+	case resp.Message == nil:
+		return nil, errors.New("kek: get a key from the bucket's leader: an empty answer")
+	case bytes.Contains(resp.Message.Header, []byte("KV-Operation")):
+		return nil, ErrNotFound // a delete or purge marker
+	}
+	return resp.Message.Data, nil
 }
 
 // Destroy deletes the key and every revision of it from the bucket. Its bytes stay in the

@@ -40,6 +40,12 @@ type RemoteEntry struct {
 // change alone.
 var ErrClusterNode = errors.New("not on a node of a cluster: its keys are in the cluster's key bucket (see Running a cluster)")
 
+// ErrUnavailable wraps a Remote's failure that says nothing about the key: the cluster's
+// bucket did not answer in time, its leader is being elected, this node is learning the
+// current key-encryption key. A caller retries later; nothing is wrong with the key or
+// with what it protects.
+var ErrUnavailable = errors.New("the cluster's key bucket is not reachable now")
+
 // RemoteTimeout bounds one call to the Remote.
 const RemoteTimeout = 10 * time.Second
 

@@ -116,3 +116,30 @@ func release(kv jetstream.KeyValue, cfg Config, rev uint64) {
 	defer cancel()
 	_ = kv.Delete(ctx, cfg.Name, jetstream.LastRevision(rev))
 }
+
+// Once waits until it holds the lease, runs work under it and releases it: work that must
+// not overlap the singleton of that name (a node joining a cluster must not overlap a
+// key-encryption rotation). work's context ends if the lease is lost. Once returns work's
+// error, or ctx's if the lease was not taken before ctx ended.
+func Once(ctx context.Context, kv jetstream.KeyValue, cfg Config, work func(context.Context) error) error {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	for {
+		rev, err := kv.Create(ctx, cfg.Name, []byte(cfg.Holder))
+		if err == nil {
+			var werr error
+			hold(ctx, kv, cfg, rev, cfg.TTL/3, func(wctx context.Context) { werr = work(wctx) }, logger)
+			return werr
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			logger.Debug("lease: cannot take", "lease", cfg.Name, "err", err)
+		}
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case <-ctx.Done():
+			return fmt.Errorf("lease %s: %w", cfg.Name, ctx.Err())
+		}
+	}
+}

@@ -173,6 +173,16 @@ func (l *Ledger) CommitStats() (commits, commands int64) {
 // returns its result. Errors are *schemas.Error for domain failures; anything else is
 // internal and must not reach a client (use schemas.Public).
 func (l *Ledger) Execute(ctx context.Context, at Station, name string, raw []byte) (any, error) {
+	out, err := l.execute(ctx, at, name, raw)
+	if errors.Is(err, keystore.ErrUnavailable) && !errors.As(err, new(*schemas.Error)) {
+		// A cluster's key bucket not answering now: the command may be sent again.
+		l.cfg.Logger.Warn("command waits for the key store", "command", name, "err", err)
+		return nil, schemas.Errorf(schemas.CodeUnavailable, "the key store is not reachable now; retry with the same command id")
+	}
+	return out, err
+}
+
+func (l *Ledger) execute(ctx context.Context, at Station, name string, raw []byte) (any, error) {
 	if err := l.v.Command(name, raw); err != nil {
 		return nil, err
 	}
@@ -272,7 +282,10 @@ type newKey struct {
 func (l *Ledger) createKey(p *plan) error {
 	k := p.key
 	id, key, err := l.key(k)
-	if err != nil {
+	if errors.Is(err, keystore.ErrUnavailable) {
+		l.cfg.Logger.Warn("create key", "kind", k.kind, "err", err)
+		return schemas.Errorf(schemas.CodeUnavailable, "the key store is not reachable now; retry with the same command id")
+	} else if err != nil {
 		return fmt.Errorf("create %s key: %w", k.kind, err)
 	}
 	p.undo = func() {

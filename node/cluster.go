@@ -74,9 +74,6 @@ func (n *Node) joinCluster(ctx context.Context, master keystore.MasterKey) error
 				return err
 			}
 		}
-		if err := c.members.Join(ctx, c.id.Peer()); err != nil {
-			return err
-		}
 		if c.keys == nil {
 			if c.keys, err = kek.OpenStore(ctx, n.JS, c.ring, n.cfg.Replicas); err != nil {
 				return err
@@ -96,8 +93,19 @@ func (n *Node) joinCluster(ctx context.Context, master keystore.MasterKey) error
 	if c.member, err = kek.Serve(n.NC, c.id, c.ring, peers); err != nil {
 		return fmt.Errorf("cluster: answer rotations: %w", err)
 	}
+	c.member.Follow(c.members)
 	n.cluster = c
-	return c.ensureEpoch(ctx, n.NC, n.cfg.Logger)
+	// Joining holds the epoch lock: a rotation reads the member list when it begins, so
+	// one running while this node joins and learns the KEK would end that KEK without it,
+	// and what this node wraps meanwhile would be lost. Under the lock no rotation runs;
+	// the next one includes this node.
+	return lease.Once(ctx, c.leases, lease.Config{Name: kek.EpochLock, Holder: c.id.ID, TTL: leaseTTL, Logger: n.cfg.Logger},
+		func(ctx context.Context) error {
+			if err := c.members.Join(ctx, c.id.Peer()); err != nil {
+				return err
+			}
+			return c.ensureEpoch(ctx, n.NC, n.cfg.Logger)
+		})
 }
 
 // untilPlaced retries f, each try with its own time limit, for up to a minute while it
@@ -133,20 +141,8 @@ func (c *clusterNode) ensureEpoch(ctx context.Context, nc *nats.Conn, logger *sl
 		if done, err := c.holdsEpoch(ctx, logger); done || err != nil {
 			return err
 		}
-		if peers, err := c.members.List(ctx); err != nil {
+		if err := c.catchUp(ctx, nc, logger); err != nil {
 			last = err
-		} else {
-			for _, p := range peers {
-				if p.ID == c.id.ID {
-					continue
-				}
-				e, err := kek.CatchUp(ctx, nc, c.id, c.ring, p)
-				if err == nil {
-					logger.Info("cluster: learned the key-encryption key", "epoch", e, "from", p.ID)
-					break
-				}
-				last = err
-			}
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("cluster: this node could not learn the cluster's key-encryption key from a member within a minute (are the other nodes up, and is this node on their member list?): %v", last)
@@ -157,6 +153,27 @@ func (c *clusterNode) ensureEpoch(ctx context.Context, nc *nats.Conn, logger *sl
 			return ctx.Err()
 		}
 	}
+}
+
+// catchUp learns the KEKs of the first member that gives them.
+func (c *clusterNode) catchUp(ctx context.Context, nc *nats.Conn, logger *slog.Logger) error {
+	peers, err := c.members.List(ctx)
+	if err != nil {
+		return err
+	}
+	last := errors.New("no other member")
+	for _, p := range peers {
+		if p.ID == c.id.ID {
+			continue
+		}
+		e, err := kek.CatchUp(ctx, nc, c.id, c.ring, p)
+		if err == nil {
+			logger.Info("cluster: learned the key-encryption key", "epoch", e, "from", p.ID)
+			return nil
+		}
+		last = err
+	}
+	return last
 }
 
 // holdsEpoch reports whether the node's KEK is the cluster's current one, starting a new
@@ -197,17 +214,30 @@ func (c *clusterNode) holdsEpoch(ctx context.Context, logger *slog.Logger) (bool
 	return c.ring.Current() >= epoch, nil
 }
 
-// remoteKeys is the bucket of keys as keystore.OpenRemote uses it.
-type remoteKeys struct{ s *kek.Store }
+// remoteKeys is the bucket of keys as keystore.OpenRemote uses it. A key wrapped under an
+// epoch this node does not hold yet (it was away, or its projector reads a key re-wrapped
+// by a rotation it has not heard of) makes it learn the KEK from a member, once, and read
+// again.
+type remoteKeys struct {
+	s       *kek.Store
+	catchUp func(context.Context) error
+}
 
+// remoteErr says what a failure of the bucket means to the keystore: no such key, a key
+// that exists, a value that does not open (damage: kept as it is), or else a failure to
+// reach the bucket or the current KEK, which is retried (keystore.ErrUnavailable).
 func remoteErr(err error) error {
 	switch {
+	case err == nil:
+		return nil
 	case errors.Is(err, kek.ErrNotFound):
 		return keystore.ErrNotFound
 	case errors.Is(err, kek.ErrExists):
 		return keystore.ErrExists
+	case errors.Is(err, kek.ErrWrapped):
+		return err
 	}
-	return err
+	return fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
 }
 
 func (r remoteKeys) Create(ctx context.Context, kind, name string) ([]byte, error) {
@@ -217,6 +247,12 @@ func (r remoteKeys) Create(ctx context.Context, kind, name string) ([]byte, erro
 
 func (r remoteKeys) Get(ctx context.Context, kind, name string) ([]byte, error) {
 	k, err := r.s.Get(ctx, kind, name)
+	if errors.Is(err, kek.ErrNoEpoch) && r.catchUp != nil {
+		if cerr := r.catchUp(ctx); cerr != nil {
+			return nil, fmt.Errorf("%w (and learning the current one failed: %v)", err, cerr)
+		}
+		k, err = r.s.Get(ctx, kind, name)
+	}
 	return k, remoteErr(err)
 }
 
@@ -260,7 +296,8 @@ func (n *Node) openClusterKeys(ctx context.Context) error {
 	if err := n.joinCluster(ctx, master); err != nil {
 		return err
 	}
-	n.Keys, err = keystore.OpenRemote(filepath.Join(cfg.Data, "keystore"), master, remoteKeys{n.cluster.keys}, cfg.Logger)
+	n.Keys, err = keystore.OpenRemote(filepath.Join(cfg.Data, "keystore"), master,
+		remoteKeys{s: n.cluster.keys, catchUp: func(ctx context.Context) error { return n.cluster.catchUp(ctx, n.NC, cfg.Logger) }}, cfg.Logger)
 	if err != nil {
 		return inUse(cfg.Data, err)
 	}

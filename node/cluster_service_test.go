@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,14 +40,14 @@ import (
 // testCluster is three Lethe services whose embedded servers form one cluster on
 // loopback.
 type testCluster struct {
-	t      *testing.T
+	t      testing.TB
 	cfgs   []node.ServiceConfig
 	svcs   []*node.Service
 	kiosks []*node.KioskClients
 	logs   []*testkit.SyncBuffer
 }
 
-func startCluster(t *testing.T, rotation time.Duration, opts ...func(*node.ServiceConfig)) *testCluster {
+func startCluster(t testing.TB, rotation time.Duration, opts ...func(*node.ServiceConfig)) *testCluster {
 	t.Helper()
 	ports := freePorts(t, 3)
 	var routes []string
@@ -460,7 +461,9 @@ func TestClusterServesAndForgets(t *testing.T) {
 	if code, body := c.api(live, http.MethodPost, "/api/cluster/nodes/"+victimName+"/remove"); code != http.StatusOK {
 		t.Fatalf("remove %s: %d %s", victimName, code, body)
 	}
-	testkit.WaitForWithin(t, "two rotations without the stopped node", 30*time.Second, func() bool { return c.status(live).Epoch >= epochNow+2 })
+	if !waitUntil(30*time.Second, func() bool { return c.status(live).Epoch >= epochNow+2 }) {
+		t.Fatalf("no two rotations without the stopped node within 30 s: %+v\n%s", c.status(live), errorLines(c.logs[live].String()))
+	}
 	stopLoad()
 	wg.Wait()
 	// It returns, joins again, and learns the current KEK from a member.
@@ -748,6 +751,28 @@ func TestClusterForgetsOnEveryDisk(t *testing.T) {
 	if diff, err := c.svcs[2].Proj.Rebuild(ctx, c.svcs[2].JS, filepath.Join(t.TempDir(), "rebuild"), projections.Config{Location: time.UTC}); err != nil || !diff.Equal() {
 		t.Errorf("the restored node's projections: %+v %v", diff, err)
 	}
+	// The staff accounts come back from the bucket as the node's copy of it catches up
+	// (waited for without signing in: five failed sign-ins would lock the account).
+	testkit.WaitForWithin(t, "n3's copy of the staff bucket current", 30*time.Second, func() bool {
+		info, err := c.svcs[0].JS.Stream(ctx, "KV_LETHE_STAFF")
+		if err != nil {
+			return false
+		}
+		si, err := info.Info(ctx)
+		if err != nil || si.Cluster == nil {
+			return false
+		}
+		if si.Cluster.Leader == "n3" {
+			return true
+		}
+		for _, r := range si.Cluster.Replicas {
+			if r.Name == "n3" && r.Current {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(2 * time.Second) // the replica's watcher delivers, its poll writes
 	if code, _ := c.api(2, http.MethodGet, "/api/cluster"); code != http.StatusOK {
 		t.Errorf("the administrator made on the lost disk does not sign in on the restored node: %d", code)
 	}
@@ -770,4 +795,67 @@ func filesIn(t *testing.T, b []byte, dirs ...string) []string {
 		}
 	}
 	return out
+}
+
+// TestClusterGrows: a fourth node started with the cluster's flags (its routes naming the
+// others, theirs not naming it) joins the JetStream cluster and the member list by itself,
+// learns the KEK from a member, takes part in the rotations that follow, and serves a
+// checkout whose loan another node closes.
+func TestClusterGrows(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	c := startCluster(t, time.Second)
+	port := freePorts(t, 1)[0]
+	cfg := c.cfgs[2]
+	logs := &testkit.SyncBuffer{}
+	cfg.Data = filepath.Join(t.TempDir(), "data")
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Cluster.Node, cfg.Cluster.Listen = "n4", fmt.Sprintf("127.0.0.1:%d", port)
+	cfg.Cluster.Routes = append(slices.Clone(cfg.Cluster.Routes), "nats://"+cfg.Cluster.Listen)
+	c.cfgs, c.logs = append(c.cfgs, cfg), append(c.logs, logs)
+	c.svcs, c.kiosks = append(c.svcs, nil), append(c.kiosks, nil)
+	if err := c.start(3); err != nil {
+		t.Fatalf("n4: %v\n%s", err, errorLines(logs.String()))
+	}
+	st, err := c.svcs[3].ClusterStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.NodeEpoch < st.Epoch || !slices.ContainsFunc(st.Nodes, func(m node.ClusterMember) bool { return m.Name == "n4" && m.Member }) {
+		t.Fatalf("n4 after its start: %+v", st)
+	}
+	joined := st.Epoch
+	testkit.WaitForWithin(t, "two rotations with n4 a member", 30*time.Second, func() bool {
+		st, err := c.svcs[3].ClusterStatus(ctx)
+		return err == nil && st.Epoch >= joined+2 && st.NodeEpoch >= st.Epoch
+	})
+
+	raw, _ := json.Marshal(schemas.CatalogItem{CommandID: uuid.NewString(), ItemCataloged: schemas.ItemCataloged{
+		Barcode: "G1", Title: "Book", Collection: "fiction", Branch: "main", ReplacementCents: 2000}})
+	if err := c.catalog([]json.RawMessage{raw}); err != nil {
+		t.Fatal(err)
+	}
+	const card = "29000000000444"
+	if _, err := c.desk(0, schemas.CmdRegisterPatron, schemas.RegisterPatron{CommandID: uuid.NewString(), HomeBranch: "main",
+		Profile: schemas.Profile{Name: "Gus Grows", BirthDate: "1990-09-09"}, Card: card}); err != nil {
+		t.Fatal(err)
+	}
+	c.caughtUp()
+	if r, err := c.kiosk(ctx, 3, schemas.CmdCheckOut, schemas.CheckOut{CommandID: uuid.NewString(), Card: card, Barcode: "G1"}); err != nil || !r.OK {
+		t.Fatalf("checkout on n4: %+v %v", r.Error, err)
+	}
+	c.caughtUp()
+	if r, err := c.kiosk(ctx, 0, schemas.CmdReturn, schemas.Return{CommandID: uuid.NewString(), Barcode: "G1"}); err != nil || !r.OK {
+		t.Fatalf("return on n1 of n4's loan: %+v %v", r.Error, err)
+	}
+}
+
+// waitUntil polls cond every 100 ms until it holds or d has passed.
+func waitUntil(d time.Duration, cond func() bool) bool {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
 }

@@ -16,7 +16,7 @@ import (
 )
 
 // freePorts reserves n loopback ports and frees them for the servers to take.
-func freePorts(t *testing.T, n int) []int {
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ports []int
 	for range n {
@@ -47,7 +47,7 @@ func TestNodesFormACluster(t *testing.T) {
 	// sees a quorum.
 	for i := range 3 {
 		wg.Go(func() {
-			nodes[i], errs[i] = node.Open(testkit.Context(t), node.Config{
+			nodes[i], errs[i] = node.Open(t.Context(), node.Config{
 				Data: filepath.Join(t.TempDir(), "data"), NATSListen: "off", Sync: "always", Location: time.UTC,
 				Logger: slog.New(slog.DiscardHandler),
 				Cluster: node.ClusterConfig{Name: "library", Node: fmt.Sprintf("n%d", i+1),

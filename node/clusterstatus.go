@@ -71,7 +71,7 @@ type StreamCopy struct {
 }
 
 // leaseNames are the cluster's singletons.
-var leaseNames = []string{"kek-rotation", "rules", "checkpoints"}
+var leaseNames = []string{kek.RotationLease, "rules", "checkpoints"}
 
 // ClusterStatus reports the cluster as this node sees it (a single node reports its own
 // streams).

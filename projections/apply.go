@@ -26,6 +26,10 @@ type badEvent struct {
 	index int
 	seq   uint64
 	err   error
+	// transient: the event is fine, but a key it needs could not be read now (a
+	// cluster's bucket electing a leader, or this node learning the current KEK); the
+	// projector applies nothing past it and reads it again later.
+	transient bool
 }
 
 func (e *badEvent) Error() string { return e.err.Error() }
@@ -373,7 +377,9 @@ func (s *Store) applyDecoded(st *applyState, msgs []decoded) error {
 		if d.err != nil {
 			return &badEvent{index: i, seq: d.seq, err: d.err}
 		}
-		if err := a.apply(d.seq, d.subject, d.ev, d.data); err != nil {
+		if err := a.apply(d.seq, d.subject, d.ev, d.data); errors.Is(err, keystore.ErrUnavailable) {
+			return &badEvent{index: i, seq: d.seq, err: err, transient: true}
+		} else if err != nil {
 			return &badEvent{index: i, seq: d.seq, err: fmt.Errorf("%w: sequence %d (%s): %v", ErrUndecodable, d.seq, d.ev.Type, err)}
 		}
 		applied = d.seq

@@ -3,6 +3,7 @@ package projections
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -103,6 +104,53 @@ func IsStop(err error) bool {
 // Reading and applying overlap: the stream is read on this goroutine while the previous
 // batch is decoded (on every core, when it is big) and applied on another.
 func (s *Store) catchUp(ctx context.Context, js jetstream.JetStream, follow bool, upTo uint64) error {
+	for {
+		err := s.catchUpOnce(ctx, js, follow, upTo)
+		if !errors.Is(err, errLagging) {
+			return err
+		}
+		s.logger.Warn("an event could not be read or applied now; reading it again", "err", err)
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// errLagging: the read passed over a message the stream's leader has, or an event needs a
+// key the cluster's bucket cannot give now. On a cluster, a read is served by whichever
+// copy of the stream holds its consumer, and a copy still catching up (a node that
+// returns, or starts again on an empty disk) can skip what it has not received yet; and a
+// bucket electing a leader answers nothing for a while. The projections apply nothing
+// past it, and read again.
+var errLagging = errors.New("a message missing from the read is in the stream")
+
+// confirmHole checks with the stream's leader (not a direct read, which any current enough
+// copy may answer) that message seq does not exist: CIRC denies deletes, so a hole is
+// damage, which the start reports, and the projections pass over it as before; anything
+// else is a read that skipped it.
+func confirmHole(ctx context.Context, js jetstream.JetStream, seq uint64) error {
+	req, _ := json.Marshal(map[string]uint64{"seq": seq})
+	msg, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+ledger.StreamName, req)
+	if err != nil {
+		return fmt.Errorf("%w: sequence %d: the leader does not answer: %v", errLagging, seq, err)
+	}
+	var resp struct {
+		Error *struct {
+			ErrCode int `json:"err_code"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return fmt.Errorf("%w: sequence %d: %v", errLagging, seq, err)
+	}
+	if resp.Error != nil && resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound) {
+		return nil
+	}
+	return fmt.Errorf("%w: sequence %d", errLagging, seq)
+}
+
+func (s *Store) catchUpOnce(ctx context.Context, js jetstream.JetStream, follow bool, upTo uint64) error {
 	if upTo != 0 && s.Applied() >= upTo {
 		return nil
 	}
@@ -122,7 +170,15 @@ func (s *Store) catchUp(ctx context.Context, js jetstream.JetStream, follow bool
 		pending = make([]ledger.Msg, 0, maxBatch) // the applier owns batch now
 		return ap.submit(batch)
 	}
-	err = ledger.Read(readCtx, js, ledger.ReadOptions{From: s.Applied() + 1, Follow: follow}, func(m ledger.Msg) error {
+	expect := s.Applied() + 1
+	err = ledger.Read(readCtx, js, ledger.ReadOptions{From: expect, Follow: follow}, func(m ledger.Msg) error {
+		// A gap first: a read that skipped messages must not pass for the end of the range.
+		if m.Seq > expect {
+			if err := confirmHole(readCtx, js, expect); err != nil {
+				return err
+			}
+		}
+		expect = m.Seq + 1
 		if upTo != 0 && m.Seq > upTo {
 			return errStop
 		}
@@ -224,6 +280,9 @@ func (s *Store) applyOrStop(st *applyState, batch []decoded) error {
 		if err := s.applyDecoded(st, batch[:bad.index]); err != nil {
 			return &stopError{Stop{Seq: s.Applied() + 1, Reason: err.Error()}}
 		}
+	}
+	if bad.transient {
+		return fmt.Errorf("%w: sequence %d: %v", errLagging, bad.seq, bad.err)
 	}
 	return &stopError{Stop{Seq: bad.seq, Reason: bad.err.Error(), Poison: true}}
 }
