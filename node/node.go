@@ -75,6 +75,12 @@ type ClusterConfig struct {
 	TLSCert, TLSKey, TLSCA string
 }
 
+// A route is declared dead after routeMaxPingsOut pings unanswered, one every routePing.
+const (
+	routePing        = 2 * time.Second
+	routeMaxPingsOut = 3
+)
+
 // options sets the embedded server's cluster options.
 func (c ClusterConfig) options(opts *server.Options) error {
 	if c.Name == "" {
@@ -96,6 +102,11 @@ func (c ClusterConfig) options(opts *server.Options) error {
 		return fmt.Errorf("cluster listener port: %w", err)
 	}
 	opts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
+	// A node cut off from the network (no FIN, no RST) must be noticed in seconds, not
+	// after nats-server's two minutes of unanswered pings: until then requests are routed
+	// to its copies of the buckets and the stream and wait for nothing, and the others'
+	// projectors and kiosks stall with them.
+	opts.Cluster.PingInterval, opts.Cluster.MaxPingsOut = routePing, routeMaxPingsOut
 	if c.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
 		if err != nil {
