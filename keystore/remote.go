@@ -92,19 +92,7 @@ func (s *Store) loadRemote() error {
 	if local {
 		return errors.New("this data directory holds a single node's transaction or profile keys; a node of a cluster starts from a data directory of its own (see Running a cluster)")
 	}
-	for _, sk := range []struct {
-		id  string
-		dst **[KeySize]byte
-	}{{cardHashID, &s.cardKey}, {nameHashID, &s.nameKey}, {accessMACID, &s.macKey}, {systemSealID, &s.sealKey}, {checkpointSignID, &s.signKey}} {
-		key, err := s.remoteSystemKey(sk.id)
-		if err != nil {
-			return err
-		}
-		*sk.dst = new([KeySize]byte)
-		copy((*sk.dst)[:], key)
-		clear(key)
-	}
-	return nil
+	return s.loadSystemKeys(s.remoteSystemKey)
 }
 
 // remoteSystemKey reads the system key id from the bucket, creating it if no node has.

@@ -323,11 +323,16 @@ func (s *Store) load() error {
 		return err
 	}
 
+	return s.loadSystemKeys(s.systemKey)
+}
+
+// loadSystemKeys reads every system key with get, which creates one that is missing.
+func (s *Store) loadSystemKeys(get func(id string) ([]byte, error)) error {
 	for _, sk := range []struct {
 		id  string
 		dst **[KeySize]byte
 	}{{cardHashID, &s.cardKey}, {nameHashID, &s.nameKey}, {accessMACID, &s.macKey}, {systemSealID, &s.sealKey}, {checkpointSignID, &s.signKey}} {
-		key, err := s.systemKey(sk.id)
+		key, err := get(sk.id)
 		if err != nil {
 			return err
 		}

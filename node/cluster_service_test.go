@@ -22,8 +22,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/identity"
 	"github.com/imagineif/lethe/internal/lethetest"
-	"github.com/imagineif/lethe/kek"
 	"github.com/imagineif/lethe/internal/testkit"
+	"github.com/imagineif/lethe/kek"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/kiosk"
 	"github.com/imagineif/lethe/ledger"
@@ -275,19 +275,7 @@ func (c *testCluster) caughtUp() {
 // events reads the whole stream from node i.
 func (c *testCluster) events(i int) []schemas.Event {
 	c.t.Helper()
-	var out []schemas.Event
-	err := ledger.Read(testkit.Context(c.t), c.svcs[i].JS, ledger.ReadOptions{}, func(m ledger.Msg) error {
-		var ev schemas.Event
-		if err := json.Unmarshal(m.Data, &ev); err != nil {
-			return fmt.Errorf("seq %d: %w", m.Seq, err)
-		}
-		out = append(out, ev)
-		return nil
-	})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return out
+	return lethetest.EventsOf(c.t, c.svcs[i].JS)
 }
 
 // TestClusterServesAndForgets: three nodes, a kiosk on each, checkouts and returns

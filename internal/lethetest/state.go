@@ -14,6 +14,7 @@ import (
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/model"
 	"github.com/imagineif/lethe/schemas"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // StreamLast is the stream's last sequence.
@@ -48,8 +49,14 @@ func (h *Harness) ExpungeAll() {
 // Events reads every event on the stream with a plain JetStream consumer.
 func (h *Harness) Events() []schemas.Event {
 	h.T.Helper()
+	return EventsOf(h.T, h.S.JS)
+}
+
+// EventsOf reads every event on js's stream with a plain JetStream consumer.
+func EventsOf(t testing.TB, js jetstream.JetStream) []schemas.Event {
+	t.Helper()
 	var out []schemas.Event
-	err := ledger.Read(testkit.Context(h.T), h.S.JS, ledger.ReadOptions{}, func(m ledger.Msg) error {
+	err := ledger.Read(testkit.Context(t), js, ledger.ReadOptions{}, func(m ledger.Msg) error {
 		var ev schemas.Event
 		if err := json.Unmarshal(m.Data, &ev); err != nil {
 			return fmt.Errorf("seq %d: %w", m.Seq, err)
@@ -58,7 +65,7 @@ func (h *Harness) Events() []schemas.Event {
 		return nil
 	})
 	if err != nil {
-		h.T.Fatal(err)
+		t.Fatal(err)
 	}
 	return out
 }
