@@ -368,6 +368,7 @@ func (l *Ledger) run(ctx context.Context, name, commandID string, cmd any, decid
 			}
 		}
 	}
+	rechecked := false
 	for range maxAttempts {
 		if err := l.st.Stopped(); err != nil {
 			return nil, err // no decision against projections that stopped
@@ -406,6 +407,13 @@ func (l *Ledger) run(ctx context.Context, name, commandID string, cmd any, decid
 			if l.catchUp(ctx) == nil {
 				if seqs, lerr := l.st.CommandSeqs(commandID); lerr == nil && seqs != nil {
 					return l.answerAgain(ctx, name, commandID, cmd)
+				}
+				// On a cluster the view may also be behind another node's command that
+				// the stream holds (a kiosk's return right after its checkout, answered by
+				// two nodes): a refusal is decided once more, on the projections caught up.
+				if !rechecked {
+					rechecked = true
+					continue
 				}
 			}
 			return nil, err
