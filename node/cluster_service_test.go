@@ -422,7 +422,11 @@ func TestClusterServesAndForgets(t *testing.T) {
 			}
 		}
 	}
-	time.Sleep(2 * time.Second)
+	testkit.WaitForWithin(t, "twenty commands acknowledged under load", time.Minute, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked) >= 20
+	})
 	// The rotations' leader stops in the middle of it: its kiosks' requests in flight
 	// fail or are answered.
 	stopV()
@@ -439,9 +443,13 @@ func TestClusterServesAndForgets(t *testing.T) {
 	// The stopped node holds the rotations (its epoch cannot end without it) until an
 	// administrator takes it off the member list; then they go on without it.
 	epochNow := c.status(live).Epoch
-	time.Sleep(3 * time.Second)
-	if e := c.status(live).Epoch; e != epochNow {
-		t.Errorf("the epoch ended (%d to %d) without a member's answer", epochNow, e)
+	var overdue node.ClusterStatus
+	testkit.WaitForWithin(t, "the rotation reported overdue", 30*time.Second, func() bool {
+		overdue = c.status(live)
+		return overdue.RotationOverdue
+	})
+	if overdue.Epoch != epochNow {
+		t.Errorf("the epoch ended (%d to %d) without a member's answer", epochNow, overdue.Epoch)
 	}
 	if code, _ := c.api(live, http.MethodPost, "/api/cluster/nodes/n9/remove"); code != http.StatusNotFound {
 		t.Errorf("removing a node that is no member: %d", code)
@@ -740,27 +748,8 @@ func TestClusterForgetsOnEveryDisk(t *testing.T) {
 		t.Errorf("the restored node's projections: %+v %v", diff, err)
 	}
 	// The staff accounts come back from the bucket as the node's copy of it catches up
-	// (waited for without signing in: five failed sign-ins would lock the account).
-	testkit.WaitForWithin(t, "n3's copy of the staff bucket current", 30*time.Second, func() bool {
-		info, err := c.svcs[0].JS.Stream(ctx, "KV_LETHE_STAFF")
-		if err != nil {
-			return false
-		}
-		si, err := info.Info(ctx)
-		if err != nil || si.Cluster == nil {
-			return false
-		}
-		if si.Cluster.Leader == "n3" {
-			return true
-		}
-		for _, r := range si.Cluster.Replicas {
-			if r.Name == "n3" && r.Current {
-				return true
-			}
-		}
-		return false
-	})
-	time.Sleep(2 * time.Second) // the replica's watcher delivers, its poll writes
+	// (waited for in its store, not by signing in: five failed sign-ins lock the account).
+	testkit.WaitForWithin(t, "the administrator back on n3", 30*time.Second, func() bool { return c.svcs[2].HasStaffAccount(lethetest.Admin) })
 	if code, _ := c.api(2, http.MethodGet, "/api/cluster"); code != http.StatusOK {
 		t.Errorf("the administrator made on the lost disk does not sign in on the restored node: %d", code)
 	}

@@ -17,3 +17,13 @@ func (s *Service) RotateKEK(ctx context.Context) (kek.Rotation, error) {
 	}
 	return kek.Rotate(ctx, s.NC, c.id, c.ring, c.keys, peers)
 }
+
+// HasStaffAccount reports whether the node's staff store holds the account, for tests
+// that wait for one to arrive from the cluster without signing in.
+func (s *Service) HasStaffAccount(name string) bool {
+	if s.staff == nil {
+		return false
+	}
+	_, err := s.staff.Get(name)
+	return err == nil
+}
