@@ -20,7 +20,10 @@ import (
 // show as "sealed" while the transaction's key may exist and "expunged" once the stream
 // records that it was destroyed.
 type Line struct {
-	Seq     uint64    `json:"seq"`
+	Seq uint64 `json:"seq"`
+	// Index is the event's place in its message, from 1, when the message is a command's
+	// batch of several events (they share its sequence); 0 (left out) otherwise.
+	Index   int       `json:"index,omitempty"`
 	Time    time.Time `json:"time"`
 	Type    string    `json:"type"`
 	Subject string    `json:"subject"`
@@ -44,27 +47,38 @@ type Auditor struct {
 	expunged map[string]bool
 }
 
-// Line decodes one message and describes it. It does not check the message against its
-// schema: the ledger did at intake, and lethe audit verify does again, with the signed
-// checkpoints to show nothing changed since. A message that is not an event's JSON is an
-// error.
-func (a *Auditor) Line(m ledger.Msg) (Line, error) {
-	var ev schemas.Event
-	if err := json.Unmarshal(m.Data, &ev); err != nil || ev.Type == "" {
-		return Line{}, schemas.Errorf(schemas.CodeInvalid, "not an event")
+// Lines decodes one message and describes each of its events: one, or a command's
+// batch. It does not check them against their schemas: the ledger did at intake, and
+// lethe audit verify does again, with the signed checkpoints to show nothing changed
+// since. A message that is not an event's JSON, or a batch of them, is an error.
+func (a *Auditor) Lines(m ledger.Msg) ([]Line, error) {
+	parts, err := schemas.SplitEvents(m.Data)
+	if err != nil {
+		return nil, schemas.Errorf(schemas.CodeInvalid, "not an event")
 	}
-	var d auditData
-	if err := json.Unmarshal(ev.Data, &d); err != nil {
-		return Line{}, err
-	}
-	l := Line{Seq: m.Seq, Time: ev.Time, Type: ev.Type, Subject: m.Subject, TxnID: d.TxnID, Barcode: d.Barcode, Amount: d.AmountCents}
-	if len(d.Patron) > 0 && string(d.Patron) != "null" {
-		l.Patron = "sealed"
-		if a.expunged[d.TxnID] {
-			l.Patron = "expunged"
+	lines := make([]Line, len(parts))
+	for i, p := range parts {
+		var ev schemas.Event
+		if err := json.Unmarshal(p, &ev); err != nil || ev.Type == "" {
+			return nil, schemas.Errorf(schemas.CodeInvalid, "not an event")
 		}
+		var d auditData
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			return nil, err
+		}
+		l := Line{Seq: m.Seq, Time: ev.Time, Type: ev.Type, Subject: m.Subject, TxnID: d.TxnID, Barcode: d.Barcode, Amount: d.AmountCents}
+		if len(parts) > 1 {
+			l.Index = i + 1
+		}
+		if len(d.Patron) > 0 && string(d.Patron) != "null" {
+			l.Patron = "sealed"
+			if a.expunged[d.TxnID] {
+				l.Patron = "expunged"
+			}
+		}
+		lines[i] = l
 	}
-	return l, nil
+	return lines, nil
 }
 
 // ExpungedTxns reads the transaction.expunged records: the transactions whose keys are

@@ -81,12 +81,20 @@ func NewStats(v *schemas.Validator, opts StatsOptions) *Stats {
 		byDay: map[string]int{}, byBr: map[string]int{}, byColl: map[string]int{}}
 }
 
-// Add counts one message; one that does not match its schema is left out (verify says so).
+// Add counts one message's events; a message that does not match its schemas is left out
+// (verify says so).
 func (s *Stats) Add(m ledger.Msg) {
-	ev, data, err := s.v.EventData(m.Data)
+	evs, data, err := s.v.EventsData(m.Data)
 	if err != nil {
 		return
 	}
+	for i, ev := range evs {
+		s.add(ev, data[i])
+	}
+}
+
+// add counts one event.
+func (s *Stats) add(ev schemas.Event, data any) {
 	if d, ok := data.(schemas.ItemCataloged); ok {
 		s.items[d.Barcode] = d // catalog data before the range still names collections
 		return

@@ -69,11 +69,12 @@ type Problem struct {
 // Report is what Verify found.
 type Report struct {
 	Events       int       `json:"events"`
+	Messages     int       `json:"messages"` // a command's several events are one message
 	FirstSeq     uint64    `json:"first_seq"`
 	LastSeq      uint64    `json:"last_seq"`
 	Checkpoints  int       `json:"checkpoints"`
 	SignedTo     uint64    `json:"signed_to"`     // the last sequence a valid checkpoint covers
-	UnsignedTail int       `json:"unsigned_tail"` // events after it
+	UnsignedTail int       `json:"unsigned_tail"` // messages after it
 	Key          string    `json:"key,omitempty"` // the key in force at the end of the history
 	KeyPinned    bool      `json:"key_pinned"`    // whether the first key was given, or taken from the stream
 	KeyRotations int       `json:"key_rotations"` // changes of key, each signed by the key before
@@ -156,11 +157,12 @@ func (vf *Verifier) problem(seq uint64, check, format string, args ...any) {
 // or missing is itself a finding.
 func (vf *Verifier) Add(m ledger.Msg) { vf.add(decode(vf.v, m)) }
 
-// decoded is a message with what can be worked out of it alone, on any goroutine.
+// decoded is a message with what can be worked out of it alone, on any goroutine: its
+// events (one, or a command's batch) and their data, or why they do not decode.
 type decoded struct {
 	m     ledger.Msg
-	ev    schemas.Event
-	data  any
+	evs   []schemas.Event
+	data  []any
 	err   error
 	found []Finding
 	kids  []string
@@ -174,9 +176,10 @@ func decode(v *schemas.Validator, m ledger.Msg) *decoded {
 }
 
 func (d *decoded) decode(v *schemas.Validator) {
-	d.ev, d.data, d.err = v.EventData(d.m.Data)
-	if d.err == nil {
-		d.found, d.kids = scan(d.ev.Data)
+	d.evs, d.data, d.err = v.EventsData(d.m.Data)
+	for _, ev := range d.evs {
+		found, kids := scan(ev.Data)
+		d.found, d.kids = append(d.found, found...), append(d.kids, kids...)
 	}
 }
 
@@ -221,7 +224,7 @@ func (vf *Verifier) AddAll(read func(fn func(ledger.Msg) error) error, workers i
 
 func (vf *Verifier) add(d *decoded) {
 	m := d.m
-	if vf.r.Events == 0 {
+	if vf.r.Messages == 0 {
 		vf.r.FirstSeq, vf.next = m.Seq, m.Seq
 		if want := vf.expectedFirst(); m.Seq != want {
 			vf.problem(m.Seq, "completeness", "the history starts at sequence %d, not %d: events before it are missing (the stream never deletes)", m.Seq, want)
@@ -240,14 +243,19 @@ func (vf *Verifier) add(d *decoded) {
 		vf.hole = true
 	}
 	vf.next = max(vf.next, m.Seq+1)
-	vf.r.Events++
+	vf.r.Messages++
 	vf.r.LastSeq = max(vf.r.LastSeq, m.Seq)
 
 	if d.err != nil {
+		vf.r.Events++ // what it holds is unknown; it counts as one
 		vf.problem(m.Seq, "schema", "%v", d.err)
 	} else {
-		vf.lastEvent = d.ev.Time
-		vf.event(m.Seq, d)
+		vf.r.Events += len(d.evs)
+		vf.lastEvent = d.evs[len(d.evs)-1].Time
+		vf.scanned(m.Seq, d)
+		for i, ev := range d.evs {
+			vf.event(m.Seq, ev, d.data[i])
+		}
 	}
 	// The message's bytes are the leaf, whatever they hold: a checkpoint covers them all.
 	if err := vf.tree.Append(m.Data); err != nil {
@@ -277,13 +285,13 @@ func (vf *Verifier) checkPublished(seq uint64) {
 	vf.pubChecked = true
 	root, _ := vf.tree.Root()
 	if !bytes.Equal(root, vf.published.Root) {
-		vf.problem(seq, "integrity", "the history does not extend the published checkpoint of %d events: its first %d events hash to another root (rewritten, or another stream)", vf.published.Size, vf.published.Size)
+		vf.problem(seq, "integrity", "the history does not extend the published checkpoint of %d messages: its first %d messages hash to another root (rewritten, or another stream)", vf.published.Size, vf.published.Size)
 	}
 }
 
-// event runs the checks of one decoded event, before its own leaf is added.
-func (vf *Verifier) event(seq uint64, dec *decoded) {
-	ev, data := dec.ev, dec.data
+// scanned reports what the scan of a message's events found: personal data, and values
+// sealed under the key of a transaction expunged before it.
+func (vf *Verifier) scanned(seq uint64, dec *decoded) {
 	for _, f := range dec.found {
 		vf.problem(seq, "personal data", "%s at %s", f.Detector, f.Path)
 	}
@@ -293,6 +301,10 @@ func (vf *Verifier) event(seq uint64, dec *decoded) {
 			vf.problem(seq, "forgetting", "an event after transaction %s was expunged is sealed under its key", kid)
 		}
 	}
+}
+
+// event runs the checks of one decoded event, before its message's leaf is added.
+func (vf *Verifier) event(seq uint64, ev schemas.Event, data any) {
 	switch d := data.(type) {
 	case schemas.CheckpointSigned:
 		vf.checkpoint(seq, d)
@@ -374,7 +386,7 @@ func (vf *Verifier) checkpoint(seq uint64, d schemas.CheckpointSigned) {
 	case d.LastSeq != seq-1 || d.FirstSeq != vf.historyFirst() || cp.Size != d.Size || !bytes.Equal(cp.Root, d.Root):
 		vf.problem(seq, "integrity", "checkpoint fields disagree with its note or its place (covers %d to %d, stands at %d)", d.FirstSeq, d.LastSeq, seq)
 	case cp.Size != vf.tree.Size():
-		vf.problem(seq, "integrity", "checkpoint of %d events, but %d precede it: events were removed or inserted", cp.Size, vf.tree.Size())
+		vf.problem(seq, "integrity", "checkpoint of %d messages, but %d precede it: messages were removed or inserted", cp.Size, vf.tree.Size())
 	case !bytes.Equal(cp.Root, root):
 		vf.problem(seq, "integrity", "checkpoint root differs from the events before it: an event was changed, inserted, removed or reordered")
 	default:
@@ -385,7 +397,7 @@ func (vf *Verifier) checkpoint(seq uint64, d schemas.CheckpointSigned) {
 // Finish ends the verification.
 func (vf *Verifier) Finish() Report {
 	r := vf.r
-	if vf.r.Events == 0 {
+	if vf.r.Messages == 0 {
 		vf.problem(0, "completeness", "the history is empty")
 	}
 	if len(vf.opts.Checkpoint) > 0 && !vf.pubChecked {
@@ -394,16 +406,16 @@ func (vf *Verifier) Finish() Report {
 		} else if cp, err := tlog.Open(vf.opts.Checkpoint, vf.opts.Key); err != nil {
 			vf.problem(0, "integrity", "the published checkpoint: %v", err)
 		} else {
-			vf.problem(0, "integrity", "the history holds %d events, fewer than the published checkpoint's %d: it was cut short, deleted or replaced", vf.tree.Size(), cp.Size)
+			vf.problem(0, "integrity", "the history holds %d messages, fewer than the published checkpoint's %d: it was cut short, deleted or replaced", vf.tree.Size(), cp.Size)
 		}
 	}
-	if vf.r.Checkpoints == 0 && vf.r.Events > 0 {
+	if vf.r.Checkpoints == 0 && vf.r.Messages > 0 {
 		vf.problem(0, "integrity", "no checkpoint: nothing in the history is signed")
 	}
 	if vf.cpSeq > 0 {
 		r.UnsignedTail = int(r.LastSeq - vf.cpSeq) // the checkpoint itself is not a tail
 	} else {
-		r.UnsignedTail = r.Events
+		r.UnsignedTail = r.Messages
 	}
 	end := vf.opts.End
 	if end.IsZero() {
@@ -447,8 +459,8 @@ func (r Report) Verdict() string {
 		if !r.KeyPinned {
 			key = "the key on the stream (not pinned: give --key)"
 		}
-		return fmt.Sprintf("VERIFIED: %d events, signed to %d by %s, %d unsigned; %d transactions closed, all expunged within %s (%d pending); no personal data found",
-			r.Events, r.SignedTo, key, r.UnsignedTail, r.Closed, time.Duration(r.Window), r.Pending)
+		return fmt.Sprintf("VERIFIED: %d events in %d messages, signed to %d by %s, %d unsigned; %d transactions closed, all expunged within %s (%d pending); no personal data found",
+			r.Events, r.Messages, r.SignedTo, key, r.UnsignedTail, r.Closed, time.Duration(r.Window), r.Pending)
 	}
 	checks := map[string]bool{}
 	for _, p := range r.Problems {

@@ -179,14 +179,16 @@ func AuditRead(ctx context.Context, nc *nats.Conn, v *schemas.Validator) (int, t
 	n, sealed := 0, 0
 	start := time.Now()
 	err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
-		l, err := a.Line(m)
+		lines, err := a.Lines(m)
 		if err != nil {
 			return fmt.Errorf("sequence %d: %w", m.Seq, err)
 		}
-		if l.Patron == "sealed" {
-			sealed++
+		for _, l := range lines {
+			if l.Patron == "sealed" {
+				sealed++
+			}
 		}
-		n++
+		n += len(lines)
 		return nil
 	})
 	return n, time.Since(start), err

@@ -563,24 +563,30 @@ func (c *cluster) checkStream(ctx context.Context, when, via string, acked map[s
 	var read uint64
 	err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
 		read = m.Seq
-		var ev schemas.Event
-		if err := json.Unmarshal(m.Data, &ev); err != nil {
+		parts, err := schemas.SplitEvents(m.Data)
+		if err != nil {
 			return fmt.Errorf("sequence %d: %w", m.Seq, err)
 		}
-		if ev.CommandID != "" {
-			once[key{ev.CommandID, ev.Type}]++
-		}
-		var d struct {
-			TxnID string `json:"txn_id"`
-		}
-		switch ev.Type {
-		case schemas.TypeTransactionClosed:
-			if json.Unmarshal(ev.Data, &d) == nil {
-				closed[d.TxnID]++
+		for _, p := range parts {
+			var ev schemas.Event
+			if err := json.Unmarshal(p, &ev); err != nil {
+				return fmt.Errorf("sequence %d: %w", m.Seq, err)
 			}
-		case schemas.TypeTransactionExpunged:
-			if json.Unmarshal(ev.Data, &d) == nil {
-				expunged[d.TxnID]++
+			if ev.CommandID != "" {
+				once[key{ev.CommandID, ev.Type}]++
+			}
+			var d struct {
+				TxnID string `json:"txn_id"`
+			}
+			switch ev.Type {
+			case schemas.TypeTransactionClosed:
+				if json.Unmarshal(ev.Data, &d) == nil {
+					closed[d.TxnID]++
+				}
+			case schemas.TypeTransactionExpunged:
+				if json.Unmarshal(ev.Data, &d) == nil {
+					expunged[d.TxnID]++
+				}
 			}
 		}
 		return nil

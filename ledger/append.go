@@ -35,14 +35,13 @@ const (
 	// JetStream's answers when it cannot store. 10023 ("insufficient resources"): the
 	// server's storage limit is reached; unless configured, that limit is 75% of the disk
 	// space free when the server started, plus what it held. 10047 ("insufficient storage
-	// resources available"): the same limit, checked when a stream is made. 10176 ("atomic
-	// publish batch is incomplete"): a batch was not staged whole; on the ledger's own
-	// connection that means a write of the staging store failed, as on a full disk. A
-	// single message whose write fails is not answered at all (the filestore keeps the
-	// error and fails every later write until the server restarts): the append times out.
+	// resources available"): the same limit, checked when a stream is made. A single
+	// message whose write fails is not answered at all (the filestore keeps the error and
+	// fails every later write until the server restarts): the append times out. (An atomic
+	// batch of several commands that cannot be staged is refused with 10176; the group
+	// commit then commits each command on its own, like any refused batch.)
 	errCodeInsufficientResources = 10023
 	errCodeStorageExceeded       = 10047
-	errCodeBatchIncomplete       = 10176
 )
 
 var (
@@ -58,9 +57,6 @@ var (
 	// errStoreFull means JetStream refused the append because it cannot store it: nothing
 	// was appended, and a retry succeeds once it has room.
 	errStoreFull = schemas.Errorf(schemas.CodeUnavailable, "the stream cannot store more events (JetStream is out of storage); retry with the same command id once the disk has room")
-	// errNotStaged means an atomic batch was refused because JetStream could not stage
-	// all of it (a write failed): nothing was appended.
-	errNotStaged = schemas.Errorf(schemas.CodeUnavailable, "the stream could not store this command (a write failed); retry with the same command id")
 )
 
 // Expect is an optimistic-concurrency expectation: the last sequence on Subject must be
@@ -70,20 +66,19 @@ type Expect struct {
 	Seq     uint64
 }
 
-// appender appends commands to the stream. Each command is one atomic unit: a single
-// publish, or an atomic batch when it has several events.
+// appender appends commands to the stream. Each command is one message: its event, or a
+// CloudEvents batch of its events (newAppendReq).
 //
 // Group commit. With fsync before every acknowledgement, JetStream syncs once per
 // message, and an atomic batch costs a fixed handful of syncs (it is staged in a store
 // of its own first) however many messages it holds. So commands that arrive while a
 // commit is in flight wait, and are then committed together: as one atomic batch when
 // that makes them wait less in all than committing them one by one (by the costs
-// observed so far), or else each on its own, pipelined in one go, single messages
-// first. A batch holds at most one command with an expectation per subject, and no
-// message before it on that subject, so each expectation is checked against the state
-// it was decided on. If JetStream refuses the batch (a stale expectation, a duplicate
-// command id), every command in it is committed again on its own, so one command never
-// fails its neighbours.
+// observed so far), or else each on its own, pipelined in one go. A batch holds at most
+// one command with an expectation per subject, and no message before it on that subject,
+// so each expectation is checked against the state it was decided on. If JetStream
+// refuses the batch (a stale expectation, a duplicate command id), every command in it
+// is committed again on its own, so one command never fails its neighbours.
 type appender struct {
 	nc      *nats.Conn
 	timeout time.Duration
@@ -120,7 +115,7 @@ const (
 type appendReq struct {
 	commandID string
 	expect    Expect
-	msgs      []*nats.Msg
+	msg       *nats.Msg
 	done      chan appendResult
 	// bulk is set on the commands of one appendAll call: they go in an atomic batch
 	// whatever the cost model says (see commitGroup).
@@ -128,7 +123,7 @@ type appendReq struct {
 }
 
 type appendResult struct {
-	seq uint64 // stream sequence of the command's last event
+	seq uint64 // stream sequence of the command's message
 	err error
 }
 
@@ -144,9 +139,8 @@ type pubAck struct {
 	} `json:"error"`
 }
 
-// append publishes events (in order) as one atomic unit and returns the stream sequence of
-// the last. The first message carries commandID as its Nats-Msg-Id and the expectation, so
-// a retried command is recognised and a concurrent change refuses the whole command.
+// append publishes a command's events (in order) as one message and returns its stream
+// sequence.
 func (a *appender) append(ctx context.Context, commandID string, expect Expect, events []schemas.Event) (uint64, error) {
 	req, err := newAppendReq(commandID, expect, events)
 	if err != nil {
@@ -159,7 +153,7 @@ func (a *appender) append(ctx context.Context, commandID string, expect Expect, 
 // appendAll queues several commands at once and returns each one's result, in order. They
 // enter the queue together, in order, so the group commit sees them side by side: commands
 // on distinct subjects (a bulk import's items) go as one atomic batch of up to
-// MaxAtomicBatch messages, with every command's expectation and id checked in it, and a
+// MaxAtomicBatch commands, with every command's expectation and id checked in it, and a
 // refused batch is committed again command by command, as for any group.
 func (a *appender) appendAll(ctx context.Context, reqs []*appendReq) []appendResult {
 	if len(reqs) > 1 {
@@ -188,33 +182,46 @@ func (a *appender) appendAll(ctx context.Context, reqs []*appendReq) []appendRes
 	return out
 }
 
-// newAppendReq encodes a command's events as the messages it appends.
+// newAppendReq encodes a command's events as the message it appends: the event itself,
+// or a CloudEvents JSON batch of its events in order (schemas.SplitEvents). The message
+// carries commandID as its Nats-Msg-Id, so a retried command is recognised, and the
+// expectation, so a concurrent change refuses the whole command.
 func newAppendReq(commandID string, expect Expect, events []schemas.Event) (*appendReq, error) {
 	if len(events) == 0 {
 		return nil, errors.New("append: no events")
 	}
-	msgs := make([]*nats.Msg, len(events))
-	for i, ev := range events {
-		data, err := json.Marshal(ev)
-		if err != nil {
-			return nil, fmt.Errorf("encode event: %w", err)
-		}
-		m := nats.NewMsg(ev.Subject)
-		m.Data = data
-		if i == 0 {
-			m.Header.Set(hdrMsgID, commandID)
-			if expect.Subject != "" {
-				m.Header.Set(hdrExpectSubjSeq, strconv.FormatUint(expect.Seq, 10))
-				if expect.Subject != ev.Subject {
-					m.Header.Set(hdrExpectSubjName, expect.Subject)
-				}
-			}
-		} else {
-			m.Header.Set(hdrMsgID, commandID+"/"+strconv.Itoa(i+1))
-		}
-		msgs[i] = m
+	if len(events) > schemas.MaxBatchEvents {
+		return nil, fmt.Errorf("append: a command of %d events (a message holds at most %d)", len(events), schemas.MaxBatchEvents)
 	}
-	return &appendReq{commandID: commandID, expect: expect, msgs: msgs, done: make(chan appendResult, 1)}, nil
+	subject := events[0].Subject
+	for _, ev := range events[1:] {
+		if ev.Subject != subject {
+			return nil, errors.New("append: a command's events are on one subject")
+		}
+	}
+	var data []byte
+	var err error
+	if len(events) == 1 {
+		data, err = json.Marshal(events[0])
+	} else {
+		data, err = json.Marshal(events)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("encode events: %w", err)
+	}
+	if len(data) > schemas.MaxEventBytes {
+		return nil, fmt.Errorf("append: a command's events take %d bytes (a message holds at most %d)", len(data), schemas.MaxEventBytes)
+	}
+	m := nats.NewMsg(subject)
+	m.Data = data
+	m.Header.Set(hdrMsgID, commandID)
+	if expect.Subject != "" {
+		m.Header.Set(hdrExpectSubjSeq, strconv.FormatUint(expect.Seq, 10))
+		if expect.Subject != subject {
+			m.Header.Set(hdrExpectSubjName, expect.Subject)
+		}
+	}
+	return &appendReq{commandID: commandID, expect: expect, msg: m, done: make(chan appendResult, 1)}, nil
 }
 
 // lead commits the queue, group by group, until it is empty.
@@ -239,12 +246,8 @@ func (a *appender) lead() {
 
 // commitGroup commits what it can of group and returns the commands left for the next
 // group, in order. It chooses, by the costs observed so far, the plan under which the
-// commands wait least in all:
-//
-//   - each alone: single messages first, then each command of several events as its own
-//     atomic batch (one after another in JetStream);
-//   - single messages alone, then the commands of several events in one atomic batch;
-//   - everything in one atomic batch.
+// commands wait least in all: each alone (pipelined: JetStream commits them one after
+// another, a sync each), or as many as can share one in one atomic batch.
 //
 // A group with a bulk command in it goes in one atomic batch (as much of it as fits)
 // without asking the model: its linear cost of a message in a batch, measured on the
@@ -256,8 +259,16 @@ func (a *appender) commitGroup(group []*appendReq) (rest []*appendReq) {
 		a.commit([]unit{{group[0]}})
 		return nil
 	}
-	if slices.ContainsFunc(group, func(r *appendReq) bool { return r.bulk }) {
-		all, allRest := batchable(group)
+	all, allRest := batchable(group)
+	together := slices.ContainsFunc(group, func(r *appendReq) bool { return r.bulk })
+	if !together && len(all) > 1 {
+		single, batch := a.costs()
+		S := time.Duration(len(group))
+		eachAlone := single * S * (S + 1) / 2 // the sum of their waits, one after another
+		n := time.Duration(len(all))
+		together = n*(batch+n*batchMsgCost) < eachAlone
+	}
+	if together {
 		if len(all) == 1 {
 			a.commit([]unit{{all[0]}})
 		} else {
@@ -265,101 +276,28 @@ func (a *appender) commitGroup(group []*appendReq) (rest []*appendReq) {
 		}
 		return allRest
 	}
-	var singles, multis []*appendReq
-	for _, r := range group {
-		if len(r.msgs) == 1 {
-			singles = append(singles, r)
-		} else {
-			multis = append(multis, r)
-		}
-	}
-	single, batch := a.costs()
-	S := time.Duration(len(singles))
-	singlesDone := single * S * (S + 1) / 2 // the sum of the singles' waits, one after another
-	eachAlone := singlesDone
-	for i := range multis {
-		eachAlone += S*single + time.Duration(i+1)*batch
-	}
-	best, plan := eachAlone, "alone"
-
-	// Single messages alone, the rest in one batch after them.
-	var multiBatch, multiRest []*appendReq
-	if len(multis) > 1 {
-		multiBatch, multiRest = batchableAfter(singles, multis)
-		if len(multiBatch) > 1 {
-			c := singlesDone + time.Duration(len(multiBatch))*(S*single+batch+msgCount(multiBatch)*batchMsgCost)
-			if c < best {
-				best, plan = c, "mixed"
-			}
-		}
-	}
-	// Everything in one batch.
-	all, allRest := batchable(group)
-	if len(all) > 1 {
-		if c := time.Duration(len(all)) * (batch + msgCount(all)*batchMsgCost); c < best {
-			plan = "together"
-		}
-	}
-	switch plan {
-	case "together":
-		a.commit([]unit{all})
-		return allRest
-	case "mixed":
-		units := make([]unit, 0, len(singles)+1)
-		for _, r := range singles {
-			units = append(units, unit{r})
-		}
-		a.commit(append(units, multiBatch))
-		return multiRest
-	}
-	units := make([]unit, 0, len(group))
-	for _, r := range singles {
-		units = append(units, unit{r})
-	}
-	for _, r := range multis {
-		units = append(units, unit{r})
+	units := make([]unit, len(group))
+	for i, r := range group {
+		units[i] = unit{r}
 	}
 	a.commit(units)
 	return nil
-}
-
-func msgCount(rs []*appendReq) time.Duration {
-	n := 0
-	for _, r := range rs {
-		n += len(r.msgs)
-	}
-	return time.Duration(n)
 }
 
 // batchable splits group into the commands that can share one atomic batch, in order,
 // and the rest: a command with an expectation on a subject that an earlier message of the
 // batch is on, or whose id is already in the batch, waits.
 func batchable(group []*appendReq) (batch, rest []*appendReq) {
-	return batchableAfter(nil, group)
-}
-
-// batchableAfter is batchable for a batch committed after the commands of prior.
-func batchableAfter(prior, group []*appendReq) (batch, rest []*appendReq) {
 	used := map[string]bool{}
 	ids := map[string]bool{}
-	for _, r := range prior {
-		ids[r.commandID] = true
-		for _, m := range r.msgs {
-			used[m.Subject] = true
-		}
-	}
-	n := 0
 	for _, r := range group {
-		if (r.expect.Subject != "" && used[r.expect.Subject]) || ids[r.commandID] || n+len(r.msgs) > maxGroupMsgs {
+		if (r.expect.Subject != "" && used[r.expect.Subject]) || ids[r.commandID] || len(batch) >= maxGroupMsgs {
 			rest = append(rest, r)
 			continue
 		}
 		batch = append(batch, r)
 		ids[r.commandID] = true
-		n += len(r.msgs)
-		for _, m := range r.msgs {
-			used[m.Subject] = true
-		}
+		used[r.msg.Subject] = true
 		if r.expect.Subject != "" {
 			used[r.expect.Subject] = true
 		}
@@ -399,25 +337,23 @@ func (a *appender) observe(d time.Duration, msgs int) {
 	v.Store(old + (int64(d)-old)/8)
 }
 
-// unit is what JetStream commits at once: one command (one message, or its own atomic
-// batch), or several commands in one atomic batch.
+// unit is what JetStream commits at once: one command's message, or several commands'
+// in one atomic batch.
 type unit []*appendReq
 
 func (u unit) msgs() []*nats.Msg {
 	if len(u) == 1 {
-		return u[0].msgs
+		return []*nats.Msg{u[0].msg}
 	}
-	var msgs []*nats.Msg
-	for _, r := range u {
-		for _, m := range r.msgs {
-			// A copy: if the batch is refused, each command is published again as it was.
-			c := nats.NewMsg(m.Subject)
-			c.Data = m.Data
-			for k, v := range m.Header {
-				c.Header[k] = v
-			}
-			msgs = append(msgs, c)
+	msgs := make([]*nats.Msg, len(u))
+	for i, r := range u {
+		// A copy: if the batch is refused, each command is published again as it was.
+		c := nats.NewMsg(r.msg.Subject)
+		c.Data = r.msg.Data
+		for k, v := range r.msg.Header {
+			c.Header[k] = v
 		}
+		msgs[i] = c
 	}
 	return msgs
 }
@@ -502,7 +438,7 @@ func (a *appender) commit(units []unit) {
 		// The batch is contiguous in the stream and ends at ack.Seq.
 		seq := ack.Seq - uint64(w.msgs)
 		for _, r := range w.u {
-			seq += uint64(len(r.msgs))
+			seq++
 			r.done <- appendResult{seq: seq}
 		}
 	}
@@ -515,10 +451,10 @@ func (a *appender) commit(units []unit) {
 	}
 }
 
-// commitAlone commits one command: a single publish, or its own atomic batch.
+// commitAlone commits one command's message.
 func (a *appender) commitAlone(r *appendReq) {
 	start := time.Now()
-	ack, err := a.publish(r.msgs)
+	ack, err := a.publish(r.msg)
 	a.commits.Add(1)
 	a.commands.Add(1)
 	if err != nil {
@@ -526,7 +462,7 @@ func (a *appender) commitAlone(r *appendReq) {
 		return
 	}
 	if ack.Error == nil {
-		a.observe(time.Since(start), len(r.msgs))
+		a.observe(time.Since(start), 1)
 	}
 	r.done <- ackResult(ack)
 }
@@ -543,8 +479,6 @@ func ackResult(ack pubAck) appendResult {
 			return appendResult{err: errInProcess}
 		case errCodeInsufficientResources, errCodeStorageExceeded:
 			return appendResult{err: fmt.Errorf("%w: %s (err_code %d)", errStoreFull, ack.Error.Description, ack.Error.ErrCode)}
-		case errCodeBatchIncomplete:
-			return appendResult{err: fmt.Errorf("%w: %s (err_code %d)", errNotStaged, ack.Error.Description, ack.Error.ErrCode)}
 		}
 		return appendResult{err: fmt.Errorf("append refused: %s (err_code %d)", ack.Error.Description, ack.Error.ErrCode)}
 	}
@@ -584,18 +518,12 @@ func stage(msgs []*nats.Msg) {
 	msgs[len(msgs)-1].Header.Set(hdrBatchCommit, "1")
 }
 
-// publish publishes msgs as they are (one message), or as one atomic batch, and returns
-// the stream's acknowledgement. An error means the outcome is unknown.
-func (a *appender) publish(msgs []*nats.Msg) (pubAck, error) {
+// publish publishes one message and returns the stream's acknowledgement. An error means
+// the outcome is unknown.
+func (a *appender) publish(m *nats.Msg) (pubAck, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
-	stage(msgs)
-	for _, m := range msgs[:len(msgs)-1] {
-		if err := a.nc.PublishMsg(m); err != nil {
-			return pubAck{}, unavailable(err)
-		}
-	}
-	resp, err := a.nc.RequestMsgWithContext(ctx, msgs[len(msgs)-1])
+	resp, err := a.nc.RequestMsgWithContext(ctx, m)
 	if err != nil {
 		return pubAck{}, unavailable(err)
 	}

@@ -1,7 +1,9 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -73,7 +75,8 @@ func mustReq(t *testing.T, id string, expect Expect, events []schemas.Event) *ap
 	return r
 }
 
-// checkLanded checks that the command's last event is at seq in the stream.
+// checkLanded checks that the command's message is at seq in the stream: its id, and its
+// events (one, or a batch of them) as they were sent.
 func checkLanded(t *testing.T, st jetstream.Stream, r *appendReq, res appendResult) {
 	t.Helper()
 	if res.err != nil {
@@ -83,26 +86,24 @@ func checkLanded(t *testing.T, st jetstream.Stream, r *appendReq, res appendResu
 	if err != nil {
 		t.Fatalf("get %d: %v", res.seq, err)
 	}
-	want := r.commandID
-	if len(r.msgs) > 1 {
-		want = fmt.Sprintf("%s/%d", r.commandID, len(r.msgs))
+	if got := m.Header.Get(hdrMsgID); got != r.commandID {
+		t.Errorf("sequence %d holds %s, want the message of %s", res.seq, got, r.commandID)
 	}
-	if got := m.Header.Get(hdrMsgID); got != want {
-		t.Errorf("sequence %d holds %s, want the last event of %s (%s)", res.seq, got, r.commandID, want)
+	if !bytes.Equal(m.Data, r.msg.Data) || m.Subject != r.msg.Subject {
+		t.Errorf("sequence %d holds other events than command %s sent", res.seq, r.commandID)
 	}
 }
 
 // TestGroupCommitConcurrentCommands: commands appended at once share commits, and each
-// learns the sequence of its own last event.
+// learns the sequence of its own message.
 func TestGroupCommitConcurrentCommands(t *testing.T) {
 	t.Parallel()
 	a, st := testStream(t)
 	const n = 48
 	type result struct {
-		id   string
-		msgs int
-		seq  uint64
-		err  error
+		req *appendReq
+		seq uint64
+		err error
 	}
 	results := make([]result, n)
 	var wg sync.WaitGroup
@@ -110,23 +111,27 @@ func TestGroupCommitConcurrentCommands(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			id := uuid.NewString()
 			events := testEvents(fmt.Sprintf("circ.item.g%d", i), 1+i%2)
-			seq, err := a.append(context.Background(), id, Expect{Subject: events[0].Subject}, events)
-			results[i] = result{id, len(events), seq, err}
+			req, err := newAppendReq(uuid.NewString(), Expect{Subject: events[0].Subject}, events)
+			if err != nil {
+				results[i] = result{err: err}
+				return
+			}
+			r := a.appendAll(context.Background(), []*appendReq{req})[0]
+			results[i] = result{req, r.seq, r.err}
 		}()
 	}
 	wg.Wait()
 	seen := map[uint64]bool{}
 	for _, r := range results {
 		if r.err != nil {
-			t.Fatalf("append %s: %v", r.id, r.err)
+			t.Fatalf("append: %v", r.err)
 		}
 		if seen[r.seq] {
 			t.Fatalf("two commands answered with sequence %d", r.seq)
 		}
 		seen[r.seq] = true
-		checkLanded(t, st, &appendReq{commandID: r.id, msgs: make([]*nats.Msg, r.msgs)}, appendResult{seq: r.seq})
+		checkLanded(t, st, r.req, appendResult{seq: r.seq})
 	}
 	if commits, commands := a.commits.Load(), a.commands.Load(); commands != n || commits >= n {
 		t.Errorf("%d commands in %d commits, want %d commands in fewer commits", commands, commits, n)
@@ -160,8 +165,8 @@ func TestGroupCommitRefusedBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.State.Msgs != 5 {
-		t.Errorf("stream holds %d messages, want 5 (the first, and two commands of two)", info.State.Msgs)
+	if info.State.Msgs != 3 {
+		t.Errorf("stream holds %d messages, want 3 (the first, and two commands of two events, a message each)", info.State.Msgs)
 	}
 }
 
@@ -169,15 +174,11 @@ func TestGroupCommitRefusedBatch(t *testing.T) {
 // on, or whose id is already in it, waits for the next group.
 func TestBatchable(t *testing.T) {
 	t.Parallel()
-	r := func(id, expect string, subjects ...string) *appendReq {
-		req := &appendReq{commandID: id, expect: Expect{Subject: expect}}
-		for _, s := range subjects {
-			req.msgs = append(req.msgs, nats.NewMsg(s))
-		}
-		return req
+	r := func(id, expect, subject string) *appendReq {
+		return &appendReq{commandID: id, expect: Expect{Subject: expect}, msg: nats.NewMsg(subject)}
 	}
 	group := []*appendReq{
-		r("1", "circ.item.a", "circ.item.a", "circ.item.a"),
+		r("1", "circ.item.a", "circ.item.a"),
 		r("2", "circ.item.a", "circ.item.a"),       // same subject as 1: waits
 		r("3", "", "circ.sys.expunged"),            // no expectation
 		r("4", "", "circ.sys.expunged"),            // no expectation: shares the subject
@@ -204,35 +205,86 @@ func TestBatchable(t *testing.T) {
 	}
 }
 
-// TestGroupCommitPlans: a group of commands of several events goes in one batch after the
-// single messages; every command lands where its result says.
+// TestGroupCommitPlans: the cost model chooses between committing a group's commands each
+// alone (pipelined, a sync each) and in one atomic batch; with the batch, a command whose
+// expectation's subject an earlier command writes waits for the next group. Every command
+// lands where its result says.
 func TestGroupCommitPlans(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		single  time.Duration // the observed cost of a single publish
+		commits int64
+		rest    int
+	}{
+		{"alone", 100 * time.Microsecond, 7, 0},
+		{"together", 5 * time.Millisecond, 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a, st := testStream(t)
+			a.singleNS.Store(int64(tc.single))
+			var group []*appendReq
+			for i := range 6 {
+				subject := fmt.Sprintf("circ.item.p%d", i)
+				group = append(group, mustReq(t, uuid.NewString(), Expect{Subject: subject}, testEvents(subject, 1+i%2)))
+			}
+			late := mustReq(t, uuid.NewString(), Expect{Subject: "circ.item.p0"}, testEvents("circ.item.p0", 2))
+			group = append(group, late)
+			rest := a.commitGroup(group)
+			if len(rest) != tc.rest || (tc.rest > 0 && rest[0] != late) {
+				t.Fatalf("commitGroup left %d commands, want %d", len(rest), tc.rest)
+			}
+			for _, r := range group[:6] {
+				checkLanded(t, st, r, <-r.done)
+			}
+			if commits := a.commits.Load(); commits != tc.commits {
+				t.Errorf("%d commits, want %d", commits, tc.commits)
+			}
+			if r := a.commitGroup(rest); len(r) != 0 {
+				t.Fatalf("commitGroup left %d", len(r))
+			}
+			if r := <-late.done; !errors.Is(r.err, errStale) {
+				t.Errorf("late command: %v, want errStale (p0 moved on)", r.err)
+			}
+		})
+	}
+}
+
+// TestCommandIsOneMessage: a command of several events is one message, a CloudEvents
+// batch of its events in order, on their subject, with the command's id and expectation;
+// a command of one event is that event. One with more events than a message holds, or
+// events on two subjects, is refused before anything is sent.
+func TestCommandIsOneMessage(t *testing.T) {
+	t.Parallel()
 	a, st := testStream(t)
-	var group []*appendReq
-	for i := range 6 {
-		subject := fmt.Sprintf("circ.item.p%d", i)
-		group = append(group, mustReq(t, uuid.NewString(), Expect{Subject: subject}, testEvents(subject, 1+i%2)))
+	for _, n := range []int{1, 2, 3} {
+		subject := fmt.Sprintf("circ.item.one%d", n)
+		events := testEvents(subject, n)
+		r := mustReq(t, uuid.NewString(), Expect{Subject: subject}, events)
+		a.commitAlone(r)
+		res := <-r.done
+		checkLanded(t, st, r, res)
+		parts, err := schemas.SplitEvents(r.msg.Data)
+		if err != nil || len(parts) != n || schemas.IsBatch(r.msg.Data) != (n > 1) {
+			t.Fatalf("%d events: %d parts (%v), batch %v", n, len(parts), err, schemas.IsBatch(r.msg.Data))
+		}
+		for i, p := range parts {
+			var ev schemas.Event
+			if err := json.Unmarshal(p, &ev); err != nil || ev.ID != events[i].ID {
+				t.Errorf("%d events: part %d is not event %d (%v)", n, i, i, err)
+			}
+		}
+		if got := r.msg.Header.Get(hdrExpectSubjSeq); got != "0" {
+			t.Errorf("expectation header %q, want 0", got)
+		}
 	}
-	// A command of several events with an expectation on a subject a single message of
-	// the group writes waits for the next group.
-	late := mustReq(t, uuid.NewString(), Expect{Subject: "circ.item.p0"}, testEvents("circ.item.p0", 2))
-	group = append(group, late)
-	rest := a.commitGroup(group)
-	if len(rest) != 1 || rest[0] != late {
-		t.Fatalf("commitGroup left %d commands, want the late one", len(rest))
+	if _, err := newAppendReq(uuid.NewString(), Expect{}, testEvents("circ.item.many", schemas.MaxBatchEvents+1)); err == nil {
+		t.Error("a command of more events than a message holds was accepted")
 	}
-	for _, r := range group[:6] {
-		checkLanded(t, st, r, <-r.done)
-	}
-	if commits, commands := a.commits.Load(), a.commands.Load(); commands != 6 || commits != 4 {
-		t.Errorf("%d commands in %d commits, want 6 in 4 (three alone, three in one batch)", commands, commits)
-	}
-	if r := a.commitGroup(rest); len(r) != 0 {
-		t.Fatalf("commitGroup left %d", len(r))
-	}
-	if r := <-late.done; !errors.Is(r.err, errStale) {
-		t.Errorf("late command: %v, want errStale (p0 moved on)", r.err)
+	two := append(testEvents("circ.item.x", 1), testEvents("circ.item.y", 1)...)
+	if _, err := newAppendReq(uuid.NewString(), Expect{}, two); err == nil {
+		t.Error("a command with events on two subjects was accepted")
 	}
 }
 
@@ -290,11 +342,26 @@ func TestAppendAllMaxBatch(t *testing.T) {
 func TestMaxAtomicBatchIsTheServerLimit(t *testing.T) {
 	t.Parallel()
 	a, st := testStream(t)
+	inbox := nats.NewInbox()
+	sub, err := a.nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range []int{MaxAtomicBatch, MaxAtomicBatch + 1} {
-		r := mustReq(t, uuid.NewString(), Expect{}, testEvents("circ.item.limit", n))
-		ack, err := a.publish(r.msgs)
+		u := make(unit, n)
+		for i := range u {
+			u[i] = mustReq(t, uuid.NewString(), Expect{}, testEvents("circ.item.limit", 1))
+		}
+		if err := a.send(u.msgs(), inbox); err != nil {
+			t.Fatalf("batch of %d: %v", n, err)
+		}
+		m, err := sub.NextMsg(10 * time.Second)
 		if err != nil {
 			t.Fatalf("batch of %d: %v", n, err)
+		}
+		var ack pubAck
+		if err := json.Unmarshal(m.Data, &ack); err != nil {
+			t.Fatal(err)
 		}
 		switch {
 		case n == MaxAtomicBatch && (ack.Error != nil || ack.Count != n):

@@ -295,14 +295,14 @@ func (l *Ledger) decideCatalog(at Station, cmds []schemas.CatalogItem, pending [
 // catalogRetry answers a command whose id is on the stream already at seqs: from the
 // events its first attempt appended (in evs, by sequence), if it is the same command
 // (errReused otherwise).
-func (l *Ledger) catalogRetry(c schemas.CatalogItem, seqs []uint64, evs map[uint64]appended) (CatalogOutcome, error) {
+func (l *Ledger) catalogRetry(c schemas.CatalogItem, seqs []uint64, evs map[uint64][]appended) (CatalogOutcome, error) {
 	first := make([]appended, 0, len(seqs))
 	for _, seq := range seqs {
 		e, ok := evs[seq]
 		if !ok {
 			return CatalogOutcome{}, unavailable(fmt.Errorf("event %d not read", seq))
 		}
-		first = append(first, e)
+		first = append(first, e...)
 	}
 	if err := l.sameCommand(schemas.CmdCatalogItem, c, first); err != nil {
 		return CatalogOutcome{}, err
@@ -322,11 +322,11 @@ func (l *Ledger) catalogRetry(c schemas.CatalogItem, seqs []uint64, evs map[uint
 // wants: past it, the next is read in a batch of its own.
 const maxReadGap = 64
 
-// readEvents reads the events at seqs from the stream, checked against their schemas and
-// decoded, with JetStream's batched direct reads: a run of nearby sequences (a file's
+// readEvents reads the messages at seqs from the stream, each message's events checked
+// against their schemas and decoded, with JetStream's batched direct reads: a run of nearby sequences (a file's
 // earlier import is one run a request) is one request, not one each.
-func (l *Ledger) readEvents(ctx context.Context, seqs []uint64) (map[uint64]appended, error) {
-	out := make(map[uint64]appended, len(seqs))
+func (l *Ledger) readEvents(ctx context.Context, seqs []uint64) (map[uint64][]appended, error) {
+	out := make(map[uint64][]appended, len(seqs))
 	if len(seqs) == 0 {
 		return out, nil
 	}
@@ -361,14 +361,16 @@ func (l *Ledger) readEvents(ctx context.Context, seqs []uint64) (map[uint64]appe
 			if !want[m.Seq] {
 				return nil
 			}
-			ev, data, err := l.v.EventData(m.Data)
+			evs, data, err := l.v.EventsData(m.Data)
 			if err != nil {
 				// Not %w: an event on the stream that fails its schema is a fault in
 				// Lethe, not something wrong with this request.
 				bad = fmt.Errorf("decode event %d: %v", m.Seq, err)
 				return bad
 			}
-			out[m.Seq] = appended{ev, data}
+			for i, ev := range evs {
+				out[m.Seq] = append(out[m.Seq], appended{ev, data[i]})
+			}
 			return nil
 		})
 		if bad != nil {

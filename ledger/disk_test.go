@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // bigEvents returns n events on subject of about 50 KiB each.
@@ -42,16 +44,25 @@ func TestAppendWhenJetStreamIsOutOfStorage(t *testing.T) {
 	}
 	_, err = app.append(ctx, uuid.NewString(), Expect{}, testEvents("circ.item.FULL", 2))
 	if !errors.Is(err, errStoreFull) || schemas.CodeOf(err) != schemas.CodeUnavailable {
-		t.Fatalf("atomic batch beyond JetStream's storage limit = %v, want %v", err, errStoreFull)
+		t.Fatalf("a command of two events beyond JetStream's storage limit = %v, want %v", err, errStoreFull)
+	}
+	// Two commands committed together, in one atomic batch: refused whole, then each on
+	// its own, and each refused as out of storage.
+	group := unit{mustReq(t, uuid.NewString(), Expect{}, testEvents("circ.item.FULL2", 2)), mustReq(t, uuid.NewString(), Expect{}, testEvents("circ.item.FULL3", 1))}
+	app.commit([]unit{group})
+	for _, r := range group {
+		if res := <-r.done; !errors.Is(res.err, errStoreFull) {
+			t.Fatalf("a group commit beyond JetStream's storage limit = %v, want %v", res.err, errStoreFull)
+		}
 	}
 }
 
 // TestAppendOnAFullDisk appends to a stream whose disk is full, measuring what JetStream
-// answers: an atomic batch is refused with err_code 10176 ("atomic publish batch is
-// incomplete", its staging store could not be written), a single message is not answered
-// at all, and the stream goes on failing after space returns (until the server restarts).
-// Each must reach the caller as unavailable, and a ledger whose disk guard sees the full
-// disk names it.
+// answers: an atomic batch (two commands committed together) is refused with err_code
+// 10176 ("atomic publish batch is incomplete", its staging store could not be written),
+// a single message is not answered at all, and the stream goes on failing after space
+// returns (until the server restarts). Each must reach the caller as unavailable, and a
+// ledger whose disk guard sees the full disk names it.
 func TestAppendOnAFullDisk(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -69,9 +80,30 @@ func TestAppendOnAFullDisk(t *testing.T) {
 	ballast := filepath.Join(dir, "ballast")
 	fill(t, ballast)
 
-	_, err := app.append(ctx, uuid.NewString(), Expect{}, testEvents("circ.item.A", 2))
-	if !errors.Is(err, errNotStaged) || schemas.CodeOf(err) != schemas.CodeUnavailable || !strings.Contains(err.Error(), "err_code 10176") {
-		t.Fatalf("atomic batch on a full disk = %v, want %v with err_code 10176", err, errNotStaged)
+	inbox := nats.NewInbox()
+	sub, err := app.nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	group := unit{mustReq(t, uuid.NewString(), Expect{}, testEvents("circ.item.A", 2)), mustReq(t, uuid.NewString(), Expect{}, testEvents("circ.item.B", 1))}
+	if err := app.send(group.msgs(), inbox); err != nil {
+		t.Fatal(err)
+	}
+	m, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ack pubAck
+	if err := json.Unmarshal(m.Data, &ack); err != nil || ack.Error == nil || ack.Error.ErrCode != 10176 {
+		t.Fatalf("atomic batch on a full disk = %s, want refused with err_code 10176", m.Data)
+	}
+	// The group commit then commits each command on its own, as single messages: the last
+	// page of the stream's block may still take one, and then no write is answered.
+	app.commit([]unit{group})
+	for _, r := range group {
+		if res := <-r.done; res.err != nil && schemas.CodeOf(res.err) != schemas.CodeUnavailable {
+			t.Fatalf("a group commit on a full disk = %v, want stored or unavailable", res.err)
+		}
 	}
 	// The last page of the stream's block may hold a few more messages before a write fails.
 	var single error

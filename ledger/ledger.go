@@ -457,7 +457,7 @@ func (l *Ledger) run(ctx context.Context, name, commandID string, cmd any, decid
 				p.undo()
 			}
 			return nil, err
-		case errors.Is(err, errStoreFull), errors.Is(err, errNotStaged):
+		case errors.Is(err, errStoreFull):
 			// JetStream could not store the command, so nothing uses what it made. But
 			// destroying a key is a write too: on a disk below the minimum it is left to
 			// the expunger's reconciliation at the next start, rather than risk Pebble
@@ -641,7 +641,7 @@ func (l *Ledger) AppendCheckpoint(ctx context.Context, cp schemas.CheckpointSign
 	m.Header.Set(hdrMsgID, ev.CommandID)
 	m.Header.Set("Nats-Expected-Last-Sequence", strconv.FormatUint(cp.LastSeq, 10))
 	m.Data = raw
-	ack, err := l.app.publish([]*nats.Msg{m})
+	ack, err := l.app.publish(m)
 	if err != nil {
 		return 0, err
 	}
@@ -676,7 +676,7 @@ func (l *Ledger) AppendKeyRotation(ctx context.Context, rot schemas.CheckpointKe
 	m := nats.NewMsg(CheckpointSubject)
 	m.Header.Set(hdrMsgID, ev.CommandID)
 	m.Data = raw
-	ack, err := l.app.publish([]*nats.Msg{m})
+	ack, err := l.app.publish(m)
 	if err != nil {
 		return err
 	}

@@ -118,9 +118,10 @@ func same[C any](f func(*Ledger, C, []appended) error) func(*Ledger, any, []appe
 // without returned_at is answered whatever time the first attempt gave. A mark_damaged
 // retried without amount_cents is checked against the rules' damage fee in force now.
 func (l *Ledger) answerAgain(ctx context.Context, name, commandID string, cmd any) (any, error) {
-	// The projections may hold part of the first attempt only: its atomic batch can be cut
-	// between two projector batches. The stream made the whole batch readable at once, so
-	// once the projections hold everything the stream holds now, they hold all of it.
+	// The projections may be behind the first attempt: once they hold everything the
+	// stream holds now, they hold all of it (a command is one message, or, before Lethe
+	// wrote one message per command, one atomic batch, which JetStream made readable at
+	// once but the projector may have cut between two of its batches).
 	if err := l.catchUp(ctx); err != nil {
 		return nil, err
 	}
@@ -138,13 +139,15 @@ func (l *Ledger) answerAgain(ctx context.Context, name, commandID string, cmd an
 		if err != nil {
 			return nil, unavailable(err)
 		}
-		ev, data, err := l.v.EventData(m.Data)
+		got, data, err := l.v.EventsData(m.Data)
 		if err != nil {
 			// Not %w: an event on the stream that fails its schema is a fault in Lethe, not
 			// something wrong with this request.
 			return nil, fmt.Errorf("decode event %d: %v", seq, err)
 		}
-		evs = append(evs, appended{ev, data})
+		for i, ev := range got {
+			evs = append(evs, appended{ev, data[i]})
+		}
 	}
 	if err := l.sameCommand(name, cmd, evs); err != nil {
 		return nil, err

@@ -170,26 +170,26 @@ func (b *rowBatch) commit(erasure *pendingErasure, also func(*pebble.Batch) ([][
 	return erasure.commit(pb, pebble.NoSync, erase)
 }
 
-// decoded is a stream message checked against its schema, its data decoded; or the
-// error that stops the projector at it.
+// decoded is a stream message's events (one, or a command's batch) checked against their
+// schemas, their data decoded; or the error that stops the projector at it.
 type decoded struct {
 	seq     uint64
 	subject string // the stream subject it was appended on
-	ev      schemas.Event
-	data    any
+	evs     []schemas.Event
+	data    []any
 	err     error
 }
 
-// decodeMsg checks a message against its schema and decodes its data.
+// decodeMsg checks a message's events against their schemas and decodes their data.
 func (s *Store) decodeMsg(m ledger.Msg) decoded {
-	ev, data, err := s.v.EventData(m.Data)
-	if err == nil && ev.Subject != "" && ev.Subject != m.Subject {
+	evs, data, err := s.v.EventsData(m.Data)
+	if err == nil && evs[0].Subject != "" && evs[0].Subject != m.Subject {
 		err = errors.New("the event's subject is not the subject it was appended on")
 	}
 	if err != nil {
 		return decoded{seq: m.Seq, subject: m.Subject, err: fmt.Errorf("%w: sequence %d: %v", ErrUndecodable, m.Seq, err)}
 	}
-	return decoded{seq: m.Seq, subject: m.Subject, ev: ev, data: data}
+	return decoded{seq: m.Seq, subject: m.Subject, evs: evs, data: data}
 }
 
 // parallelDecodeMin is the batch size from which decoding is spread over the cores.
@@ -377,10 +377,12 @@ func (s *Store) applyDecoded(st *applyState, msgs []decoded) error {
 		if d.err != nil {
 			return &badEvent{index: i, seq: d.seq, err: d.err}
 		}
-		if err := a.apply(d.seq, d.subject, d.ev, d.data); errors.Is(err, keystore.ErrUnavailable) {
-			return &badEvent{index: i, seq: d.seq, err: err, transient: true}
-		} else if err != nil {
-			return &badEvent{index: i, seq: d.seq, err: fmt.Errorf("%w: sequence %d (%s): %v", ErrUndecodable, d.seq, d.ev.Type, err)}
+		for k, ev := range d.evs {
+			if err := a.apply(d.seq, d.subject, ev, d.data[k]); errors.Is(err, keystore.ErrUnavailable) {
+				return &badEvent{index: i, seq: d.seq, err: err, transient: true}
+			} else if err != nil {
+				return &badEvent{index: i, seq: d.seq, err: fmt.Errorf("%w: sequence %d (%s): %v", ErrUndecodable, d.seq, ev.Type, err)}
+			}
 		}
 		applied = d.seq
 	}
@@ -650,7 +652,9 @@ func (a *applier) command(seq uint64, ev schemas.Event) error {
 			return err
 		}
 	}
-	row.Seqs = append(row.Seqs, seq)
+	if n := len(row.Seqs); n == 0 || row.Seqs[n-1] != seq { // a batch's events share a message
+		row.Seqs = append(row.Seqs, seq)
+	}
 	return a.put(key, row)
 }
 

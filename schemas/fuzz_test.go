@@ -117,3 +117,38 @@ func generic(t *testing.T, raw []byte) any {
 	}
 	return v
 }
+
+// FuzzEvents feeds arbitrary bytes to Validator.Events, the decode of every reader of the
+// stream. It must never panic; a refusal is a CodeInvalid *Error that echoes nothing; an
+// accepted message holds one event, or a batch of MinBatchEvents to MaxBatchEvents events
+// of one command on one subject, and SplitEvents splits it into as many.
+func FuzzEvents(f *testing.F) {
+	v := testValidator(f)
+	f.Add(mustMarshal(f, returnBatch(f)))
+	f.Add(mustMarshal(f, returnBatch(f)[0]))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(` [{"specversion":"1.0"}, 7]`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		evs, err := v.Events(raw)
+		if err != nil {
+			checkRefusal(t, "Events", err, raw)
+			return
+		}
+		parts, err := SplitEvents(raw)
+		if err != nil || len(parts) != len(evs) {
+			t.Fatalf("Events(%q) = %d events, but SplitEvents = %d parts, %v", raw, len(evs), len(parts), err)
+		}
+		if IsBatch(raw) {
+			if len(evs) < MinBatchEvents || len(evs) > MaxBatchEvents {
+				t.Fatalf("Events(%q) accepted a batch of %d", raw, len(evs))
+			}
+			for _, ev := range evs {
+				if ev.CommandID == "" || ev.CommandID != evs[0].CommandID || ev.Subject != evs[0].Subject {
+					t.Fatalf("Events(%q) accepted a batch of several commands or subjects", raw)
+				}
+			}
+		} else if len(evs) != 1 {
+			t.Fatalf("Events(%q) = %d events from one", raw, len(evs))
+		}
+	})
+}

@@ -95,26 +95,35 @@ func cmdAuditReplay(ctx context.Context, args []string, getenv func(string) stri
 	}
 	var n, sealed, gone int
 	err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
-		l, err := a.Line(m)
+		lines, err := a.Lines(m)
 		if err != nil {
 			return fmt.Errorf("sequence %d: %w", m.Seq, err)
 		}
-		n++
-		switch l.Patron {
-		case "sealed":
-			sealed++
-		case "expunged":
-			gone++
-		}
-		if table {
-			cents := ""
-			if l.Amount != nil {
-				cents = fmt.Sprint(*l.Amount)
+		for _, l := range lines {
+			n++
+			switch l.Patron {
+			case "sealed":
+				sealed++
+			case "expunged":
+				gone++
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Seq, l.Time.Format(time.RFC3339), shortType(l.Type), short(l.TxnID), l.Barcode, l.Patron, cents)
-			return nil
+			if table {
+				cents := ""
+				if l.Amount != nil {
+					cents = fmt.Sprint(*l.Amount)
+				}
+				seq := fmt.Sprint(l.Seq)
+				if l.Index > 0 {
+					seq += "/" + fmt.Sprint(l.Index) // one of a command's several events
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", seq, l.Time.Format(time.RFC3339), shortType(l.Type), short(l.TxnID), l.Barcode, l.Patron, cents)
+				continue
+			}
+			if err := enc.Encode(l); err != nil {
+				return err
+			}
 		}
-		return enc.Encode(l)
+		return nil
 	})
 	if tw != nil {
 		tw.Flush()

@@ -91,7 +91,8 @@ func TestAuditVerify(t *testing.T) {
 	if _, errOut, err := auditRun(t, "audit", "export", "--nats-url", h.S.NATSURL(), "--nats-creds", creds, "--out", export); err != nil {
 		t.Fatalf("export: %v\n%s", err, errOut)
 	}
-	// The same history as Parquet: one row per message, the event kept whole.
+	// The same history as Parquet: one row per event, kept whole, a command's several
+	// events in its message's order.
 	pq := filepath.Join(dir, "history.parquet")
 	if _, errOut, err := auditRun(t, "audit", "export", "--format", "parquet", "--nats-url", h.S.NATSURL(), "--nats-creds", creds, "--out", pq); err != nil {
 		t.Fatalf("export parquet: %v\n%s", err, errOut)
@@ -102,14 +103,28 @@ func TestAuditVerify(t *testing.T) {
 	}
 	jl, _ := os.ReadFile(export)
 	jlLines := strings.Split(strings.TrimSpace(string(jl)), "\n")
-	if len(rows) != len(jlLines) {
-		t.Fatalf("parquet has %d rows, the JSON lines %d", len(rows), len(jlLines))
+	var want []parquetRow
+	batches := 0
+	for _, line := range jlLines {
+		var e exportLine
+		json.Unmarshal([]byte(line), &e)
+		parts, err := schemas.SplitEvents(e.Data)
+		if err != nil {
+			t.Fatalf("export line %d: %v", e.Seq, err)
+		}
+		if len(parts) > 1 {
+			batches++
+		}
+		for k, p := range parts {
+			want = append(want, parquetRow{Seq: int64(e.Seq), Index: int32(k + 1), Event: string(p)})
+		}
+	}
+	if len(rows) != len(want) || batches == 0 {
+		t.Fatalf("parquet has %d rows, the JSON lines' messages hold %d events (%d batches)", len(rows), len(want), batches)
 	}
 	for i, r := range rows {
-		var e exportLine
-		json.Unmarshal([]byte(jlLines[i]), &e)
-		if r.Seq != int64(e.Seq) || r.Event != string(e.Data) || r.Type == "" || r.Time.IsZero() {
-			t.Fatalf("parquet row %d = %+v, want the event of line %d", i, r, i)
+		if w := want[i]; r.Seq != w.Seq || r.Index != w.Index || r.Event != w.Event || r.Type == "" || r.Time.IsZero() {
+			t.Fatalf("parquet row %d = %+v, want event %d of sequence %d", i, r, w.Index, w.Seq)
 		}
 	}
 	published := filepath.Join(dir, "checkpoint.note")

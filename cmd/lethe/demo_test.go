@@ -49,7 +49,7 @@ func TestDemoRuns(t *testing.T) {
 	// string in it taken for personal data, every close expunged within the window.
 	var report testkit.SyncBuffer
 	if err := run(context.Background(), []string{"audit", "verify", "--data", data}, func(string) string { return "" }, nil, &report, &report); err != nil ||
-		!strings.Contains(report.String(), "unsigned tail: 0 events") {
+		!strings.Contains(report.String(), "unsigned tail: 0 messages") {
 		t.Errorf("audit verify of the demo's history: %v\n%s", err, report.String())
 	}
 }

@@ -65,8 +65,9 @@ func transcript(stdout, stderr string, err error) []byte {
 }
 
 // fixedHistory writes a small, fixed history into a data directory's stream, as a stopped
-// server's would be: a catalog, a registration, a loan returned and expunged, a loan
-// still open, a late return with its fine, and a skip record.
+// server's would be: a catalog, a registration, a loan returned (its return and close one
+// message, a command's batch) and expunged, a loan still open, a late return with its
+// fine (a batch too), and a skip record.
 func fixedHistory(t *testing.T, data string) {
 	t.Helper()
 	at := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
@@ -78,31 +79,49 @@ func fixedHistory(t *testing.T, data string) {
 	type ev struct {
 		typ, subject string
 		data         any
+		batched      bool // in the same message as the event before: one command's batch
 	}
 	evs := []ev{
-		{schemas.TypeItemCataloged, "circ.item.G1", schemas.ItemCataloged{Barcode: "G1", Title: "Atlas", Collection: "maps", Branch: "main", ReplacementCents: 2500}},
-		{schemas.TypeItemCataloged, "circ.item.G2", schemas.ItemCataloged{Barcode: "G2", Title: "Birds", Collection: "nature", Branch: "north", ReplacementCents: 1800}},
-		{schemas.TypePatronRegistered, "circ.patron." + patron, schemas.PatronRegistered{PatronID: patron, HomeBranch: "main", Profile: schemas.Sealed{KID: patron, Nonce: sealed.Nonce, CT: sealed.CT}}},
-		{schemas.TypeItemCheckedOut, "circ.item.G1", schemas.ItemCheckedOut{TxnID: txn1, Barcode: "G1", Patron: schemas.Sealed{KID: txn1, Nonce: sealed.Nonce, CT: sealed.CT}, Branch: "main", Station: "k1", Due: at.Add(21 * 24 * time.Hour)}},
-		{schemas.TypeItemReturned, "circ.item.G1", schemas.ItemReturned{TxnID: txn1, Barcode: "G1", Branch: "main", Station: "k1"}},
-		{schemas.TypeTransactionClosed, "circ.item.G1", schemas.TransactionClosed{TxnID: txn1}},
-		{schemas.TypeTransactionExpunged, ledger.ExpungedSubject, schemas.TransactionExpunged{TxnID: txn1, ClosedAt: at.Add(5 * time.Minute), KeyDestroyedAt: at.Add(5*time.Minute + 4*time.Millisecond)}},
-		{schemas.TypeItemCheckedOut, "circ.item.G2", schemas.ItemCheckedOut{TxnID: txn2, Barcode: "G2", Patron: schemas.Sealed{KID: txn2, Nonce: sealed.Nonce, CT: sealed.CT}, Branch: "north", Station: "k2", Due: at.Add(21 * 24 * time.Hour)}},
-		{schemas.TypeItemCheckedOut, "circ.item.G1", schemas.ItemCheckedOut{TxnID: txn3, Barcode: "G1", Patron: schemas.Sealed{KID: txn3, Nonce: sealed.Nonce, CT: sealed.CT}, Branch: "main", Station: "k1", Due: at.Add(24 * time.Hour)}},
-		{schemas.TypeItemReturned, "circ.item.G1", schemas.ItemReturned{TxnID: txn3, Barcode: "G1", Branch: "main", Station: "desk"}},
-		{schemas.TypeFineAssessed, "circ.item.G1", schemas.FineAssessed{TxnID: txn3, FineID: "44444444-4444-4444-8444-444444444444", Barcode: "G1", Reason: schemas.ReasonOverdue, AmountCents: 75}},
-		{schemas.TypeProjectionSkipped, ledger.SkippedSubject, schemas.ProjectionSkipped{Seq: 2, Reason: "a test of the record", Staff: "ada"}},
+		{schemas.TypeItemCataloged, "circ.item.G1", schemas.ItemCataloged{Barcode: "G1", Title: "Atlas", Collection: "maps", Branch: "main", ReplacementCents: 2500}, false},
+		{schemas.TypeItemCataloged, "circ.item.G2", schemas.ItemCataloged{Barcode: "G2", Title: "Birds", Collection: "nature", Branch: "north", ReplacementCents: 1800}, false},
+		{schemas.TypePatronRegistered, "circ.patron." + patron, schemas.PatronRegistered{PatronID: patron, HomeBranch: "main", Profile: schemas.Sealed{KID: patron, Nonce: sealed.Nonce, CT: sealed.CT}}, false},
+		{schemas.TypeItemCheckedOut, "circ.item.G1", schemas.ItemCheckedOut{TxnID: txn1, Barcode: "G1", Patron: schemas.Sealed{KID: txn1, Nonce: sealed.Nonce, CT: sealed.CT}, Branch: "main", Station: "k1", Due: at.Add(21 * 24 * time.Hour)}, false},
+		{schemas.TypeItemReturned, "circ.item.G1", schemas.ItemReturned{TxnID: txn1, Barcode: "G1", Branch: "main", Station: "k1"}, false},
+		{schemas.TypeTransactionClosed, "circ.item.G1", schemas.TransactionClosed{TxnID: txn1}, true},
+		{schemas.TypeTransactionExpunged, ledger.ExpungedSubject, schemas.TransactionExpunged{TxnID: txn1, ClosedAt: at.Add(5 * time.Minute), KeyDestroyedAt: at.Add(5*time.Minute + 4*time.Millisecond)}, false},
+		{schemas.TypeItemCheckedOut, "circ.item.G2", schemas.ItemCheckedOut{TxnID: txn2, Barcode: "G2", Patron: schemas.Sealed{KID: txn2, Nonce: sealed.Nonce, CT: sealed.CT}, Branch: "north", Station: "k2", Due: at.Add(21 * 24 * time.Hour)}, false},
+		{schemas.TypeItemCheckedOut, "circ.item.G1", schemas.ItemCheckedOut{TxnID: txn3, Barcode: "G1", Patron: schemas.Sealed{KID: txn3, Nonce: sealed.Nonce, CT: sealed.CT}, Branch: "main", Station: "k1", Due: at.Add(24 * time.Hour)}, false},
+		{schemas.TypeItemReturned, "circ.item.G1", schemas.ItemReturned{TxnID: txn3, Barcode: "G1", Branch: "main", Station: "desk"}, false},
+		{schemas.TypeFineAssessed, "circ.item.G1", schemas.FineAssessed{TxnID: txn3, FineID: "44444444-4444-4444-8444-444444444444", Barcode: "G1", Reason: schemas.ReasonOverdue, AmountCents: 75}, true},
+		{schemas.TypeProjectionSkipped, ledger.SkippedSubject, schemas.ProjectionSkipped{Seq: 2, Reason: "a test of the record", Staff: "ada"}, false},
 	}
 	withRawStream(t, data, func(js jetstream.JetStream) {
 		if _, err := js.CreateStream(testkit.Context(t), ledger.StreamConfig(1)); err != nil {
 			t.Fatal(err)
 		}
+		var msgs [][]schemas.Event
 		for i, e := range evs {
 			raw, _ := json.Marshal(e.data)
-			body, _ := json.Marshal(schemas.Event{SpecVersion: schemas.SpecVersion, ID: id(), Type: e.typ, Source: "lethe/ledger/golden",
+			event := schemas.Event{SpecVersion: schemas.SpecVersion, ID: id(), Type: e.typ, Source: "lethe/ledger/golden",
 				Subject: e.subject, Time: at.Add(time.Duration(i) * time.Minute), DataContentType: "application/json",
-				DataSchema: schemas.DataSchema(e.typ), Data: raw})
-			if _, err := js.Publish(testkit.Context(t), e.subject, body); err != nil {
+				DataSchema: schemas.DataSchema(e.typ), Data: raw}
+			if e.batched {
+				last := msgs[len(msgs)-1]
+				last[0].CommandID = "0195f0a0-0000-7000-9000-" + leftPad(i)
+				event.CommandID = last[0].CommandID
+				msgs[len(msgs)-1] = append(last, event)
+				continue
+			}
+			msgs = append(msgs, []schemas.Event{event})
+		}
+		for _, m := range msgs {
+			var body []byte
+			if len(m) == 1 {
+				body, _ = json.Marshal(m[0])
+			} else {
+				body, _ = json.Marshal(m)
+			}
+			if _, err := js.Publish(testkit.Context(t), m[0].Subject, body); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -118,12 +118,18 @@ func TestSimulateAgainstAServer(t *testing.T) {
 	}
 	seen := map[string]int{}
 	err = ledger.Read(ctx, h.S.JS, ledger.ReadOptions{}, func(msg ledger.Msg) error {
-		var ev schemas.Event
-		if err := json.Unmarshal(msg.Data, &ev); err != nil {
+		parts, err := schemas.SplitEvents(msg.Data)
+		if err != nil {
 			return err
 		}
-		if cmd, ok := acked[ev.CommandID]; ok && primaryEvent[cmd] == ev.Type {
-			seen[ev.CommandID]++
+		for _, p := range parts {
+			var ev schemas.Event
+			if err := json.Unmarshal(p, &ev); err != nil {
+				return err
+			}
+			if cmd, ok := acked[ev.CommandID]; ok && primaryEvent[cmd] == ev.Type {
+				seen[ev.CommandID]++
+			}
 		}
 		return nil
 	})

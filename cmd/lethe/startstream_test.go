@@ -17,7 +17,6 @@ import (
 	"github.com/imagineif/lethe/internal/testkit"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/node"
-	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -132,7 +131,15 @@ func TestStartReportsLostEvents(t *testing.T) {
 	for _, b := range []string{"D1", "D2", "D3", "D4", "D5", "D6"} {
 		h.Catalog(b, 100)
 	}
-	lostSeq := slices.IndexFunc(h.Events(), func(ev schemas.Event) bool { return strings.Contains(string(ev.Data), `"D3"`) }) + 1
+	var lostSeq uint64
+	if err := ledger.Read(testkit.Context(t), h.S.JS, ledger.ReadOptions{}, func(m ledger.Msg) error {
+		if strings.Contains(string(m.Data), `"D3"`) {
+			lostSeq = m.Seq
+		}
+		return nil
+	}); err != nil || lostSeq == 0 {
+		t.Fatalf("the D3 event's sequence: %v", err)
+	}
 	if err := h.Stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -57,11 +57,17 @@ func EventsOf(t testing.TB, js jetstream.JetStream) []schemas.Event {
 	t.Helper()
 	var out []schemas.Event
 	err := ledger.Read(testkit.Context(t), js, ledger.ReadOptions{}, func(m ledger.Msg) error {
-		var ev schemas.Event
-		if err := json.Unmarshal(m.Data, &ev); err != nil {
+		parts, err := schemas.SplitEvents(m.Data)
+		if err != nil {
 			return fmt.Errorf("seq %d: %w", m.Seq, err)
 		}
-		out = append(out, ev)
+		for _, p := range parts {
+			var ev schemas.Event
+			if err := json.Unmarshal(p, &ev); err != nil {
+				return fmt.Errorf("seq %d: %w", m.Seq, err)
+			}
+			out = append(out, ev)
+		}
 		return nil
 	})
 	if err != nil {

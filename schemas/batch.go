@@ -1,0 +1,114 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"reflect"
+)
+
+// A command's events are one message of the CIRC stream. A command of one event is that
+// event, in structured JSON mode (a JSON object, application/cloudevents+json); a command
+// of several is a CloudEvents JSON batch (application/cloudevents-batch+json): a JSON
+// array of MinBatchEvents to MaxBatchEvents events, in order, sharing one command id and
+// one subject. One message commits in one write, so a command needs no JetStream atomic
+// batch, and its events carry the message's stream sequence.
+const (
+	BatchContentType = "application/cloudevents-batch+json"
+	MinBatchEvents   = 2
+	MaxBatchEvents   = 32
+)
+
+// IsBatch reports whether raw holds a batch (a JSON array) rather than one event: its
+// first byte after white space is '['.
+func IsBatch(raw []byte) bool {
+	t := bytes.TrimLeft(raw, " \t\r\n")
+	return len(t) > 0 && t[0] == '['
+}
+
+// SplitEvents splits a message into the raw events it holds, without checking them: the
+// message itself when it is one event, the elements of a batch otherwise. The batch must
+// be valid JSON within MaxEventBytes (the stream's largest message) and hold
+// MinBatchEvents to MaxBatchEvents values. It is the decode of readers that trust what the
+// ledger checked at intake (lethe audit replay); Validator.Events checks as well.
+func SplitEvents(raw []byte) ([]json.RawMessage, error) {
+	if !IsBatch(raw) {
+		return []json.RawMessage{raw}, nil
+	}
+	if len(raw) > MaxEventBytes {
+		return nil, Errorf(CodeInvalid, "invalid event batch: too large (limit %d bytes)", MaxEventBytes)
+	}
+	var parts []json.RawMessage
+	if err := json.Unmarshal(raw, &parts); err != nil {
+		return nil, Errorf(CodeInvalid, "invalid event batch: %s", decodeProblem(err))
+	}
+	if len(parts) < MinBatchEvents || len(parts) > MaxBatchEvents {
+		return nil, Errorf(CodeInvalid, "invalid event batch: %d events (a batch holds %d to %d)", len(parts), MinBatchEvents, MaxBatchEvents)
+	}
+	return parts, nil
+}
+
+// Events decodes a message of the CIRC stream strictly: one event as Event does, or a
+// batch each of whose events Event accepts, all with the same command id (not empty) and
+// the same subject.
+func (v *Validator) Events(raw []byte) ([]Event, error) {
+	if !IsBatch(raw) {
+		ev, err := v.Event(raw)
+		if err != nil {
+			return nil, err
+		}
+		return []Event{ev}, nil
+	}
+	parts, err := SplitEvents(raw)
+	if err != nil {
+		return nil, err
+	}
+	evs := make([]Event, len(parts))
+	for i, p := range parts {
+		ev, err := v.Event(p)
+		if err != nil {
+			msg := "invalid event"
+			if e := (*Error)(nil); errors.As(err, &e) {
+				msg = e.Message
+			}
+			return nil, Errorf(CodeInvalid, "invalid event batch, event %d: %s", i+1, msg)
+		}
+		if ev.CommandID == "" {
+			return nil, Errorf(CodeInvalid, "invalid event batch, event %d: a batch is one command's events, and this one has no commandid", i+1)
+		}
+		if i > 0 && (ev.CommandID != evs[0].CommandID || ev.Subject != evs[0].Subject) {
+			return nil, Errorf(CodeInvalid, "invalid event batch, event %d: a batch is one command's events on one subject, and this one's commandid or subject differs from the first's", i+1)
+		}
+		evs[i] = ev
+	}
+	return evs, nil
+}
+
+// EventsData decodes a message as Events does, and each event's data into the Go type of
+// its event type, as EventData does.
+func (v *Validator) EventsData(raw []byte) ([]Event, []any, error) {
+	evs, err := v.Events(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	data := make([]any, len(evs))
+	for i, ev := range evs {
+		if data[i], err = decodeData(ev); err != nil {
+			return nil, nil, err
+		}
+	}
+	return evs, data, nil
+}
+
+// decodeData decodes a checked event's data into the Go type of its event type.
+func decodeData(ev Event) (any, error) {
+	t, ok := dataType(ev.Type)
+	if !ok {
+		return nil, Errorf(CodeInvalid, "invalid event: unknown type")
+	}
+	p := reflect.New(t)
+	if err := json.Unmarshal(ev.Data, p.Interface()); err != nil {
+		return nil, Errorf(CodeInvalid, "invalid event %s: data: %s", ev.Type, decodeProblem(err))
+	}
+	return p.Elem().Interface(), nil
+}
