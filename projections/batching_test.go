@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -162,5 +163,114 @@ func TestBatchingDoesNotMatter(t *testing.T) {
 				t.Errorf("seed %d, %s: differs from one batch: %+v", seed, tc.name, d)
 			}
 		}
+	}
+}
+
+// asBatches is msgs with each command of several events (consecutive messages of one
+// command id on one subject, as the ledger appended them in atomic batches before) made
+// one message, a CloudEvents batch, as the ledger appends them now; sequences follow.
+func asBatches(t *testing.T, msgs []ledger.Msg) []ledger.Msg {
+	t.Helper()
+	var out []ledger.Msg
+	var parts []json.RawMessage
+	var cmd, subject string
+	flush := func() {
+		if len(parts) == 0 {
+			return
+		}
+		data := []byte(parts[0])
+		if len(parts) > 1 {
+			var err error
+			if data, err = json.Marshal(parts); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out = append(out, ledger.Msg{Seq: uint64(len(out) + 1), Subject: subject, Data: data})
+		parts = nil
+	}
+	for _, m := range msgs {
+		var ev schemas.Event
+		if err := json.Unmarshal(m.Data, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.CommandID == "" || ev.CommandID != cmd || m.Subject != subject {
+			flush()
+		}
+		cmd, subject = ev.CommandID, m.Subject
+		parts = append(parts, m.Data)
+	}
+	flush()
+	return out
+}
+
+// TestMessageShapeDoesNotMatter: a history whose commands of several events are one
+// message each (a CloudEvents batch, as the ledger appends them now) gives the same rows
+// as the same history with a message per event (as streams written before hold them),
+// but for the rows that name a stream sequence; and a command's row names its one
+// message, which is what a retry reads back.
+func TestMessageShapeDoesNotMatter(t *testing.T) {
+	t.Parallel()
+	keys, v := testKeys(t)
+	perEvent := historyMsgs(t, 1)
+	batched := asBatches(t, perEvent)
+	if len(batched) >= len(perEvent) {
+		t.Fatalf("%d messages as batches, %d a message per event: the history has no command of several events", len(batched), len(perEvent))
+	}
+	a := openTestStore(t, keys, v, "per-event")
+	b := openTestStore(t, keys, v, "batched")
+	if err := a.Apply(perEvent); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Apply(batched); err != nil {
+		t.Fatal(err)
+	}
+	rows := func(s *Store) map[string]string {
+		out := map[string]string{}
+		it, err := s.db.NewIter(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer it.Close()
+		for ok := it.First(); ok; ok = it.Next() {
+			k := string(it.Key())
+			switch {
+			case strings.HasPrefix(k, pSubject), strings.HasPrefix(k, pCommand), k == pApplied:
+				continue // stream sequences
+			}
+			out[k] = string(it.Value())
+		}
+		return out
+	}
+	ra, rb := rows(a), rows(b)
+	if len(ra) == 0 || len(ra) != len(rb) {
+		t.Fatalf("%d rows from a message per event, %d from batches", len(ra), len(rb))
+	}
+	for k, va := range ra {
+		if rb[k] != va {
+			t.Errorf("row %q differs between the shapes", k[:min(2, len(k))])
+		}
+	}
+	checked := 0
+	for _, m := range batched {
+		evs, err := v.Events(m.Data)
+		if err != nil {
+			t.Fatalf("sequence %d: %v", m.Seq, err)
+		}
+		if len(evs) < 2 {
+			continue
+		}
+		seqs, err := b.CommandSeqs(evs[0].CommandID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seqs != nil { // nil once the command left the deduplication window
+			checked++
+			if len(seqs) != 1 || seqs[0] != m.Seq {
+				t.Errorf("command of sequence %d: its row names %v", m.Seq, seqs)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Error("no batch's command row was checked")
 	}
 }
