@@ -124,7 +124,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		p.historyEvents, p.replayRuns, p.startRuns = LargeEvents, 1, 3
 	}
 	b := &bencher{plan: p, root: root, want: want, logger: discardNil(cfg.Logger), prog: newProgressLine(cfg.Progress),
-		soakSweep: cfg.SweepInterval}
+		soakSweep: cfg.SweepInterval, flushes: openDiskFlushes(root)}
 	started := time.Now()
 	runErr := b.run(ctx)
 	b.prog.stop()
@@ -160,6 +160,8 @@ type bencher struct {
 
 	soakSweep  time.Duration // Config.SweepInterval: the soak's window if set
 	soakResult *Soak
+
+	flushes diskFlushes // the flushes of the disk under root, counted around each ingest and fixed-rate run
 }
 
 func (b *bencher) runs(section string) bool { return len(b.want) == 0 || b.want[section] }
@@ -177,6 +179,9 @@ func (b *bencher) tempDir(name string) string {
 }
 
 func (b *bencher) run(ctx context.Context) error {
+	if b.runs("ingest") || b.runs("fixed") {
+		b.measureIdle(ctx)
+	}
 	if b.runs("ingest") {
 		if err := b.ingest(ctx); err != nil {
 			return fmt.Errorf("ingest: %w", err)

@@ -29,9 +29,40 @@ func (r *loadResult) finish(ctx context.Context, s *node.Service, before uint64,
 	if err != nil {
 		return err
 	}
-	r.events = int64(after - before)
+	r.events, err = countEvents(ctx, s.JS, before, after)
 	r.refused = ref.m
-	return nil
+	return err
+}
+
+// errCounted ends countEvents' read.
+var errCounted = errors.New("counted")
+
+// countEvents counts the events of the stream's messages after before up to last: a
+// command of several events is one message (a CloudEvents batch), so messages are not
+// events.
+func countEvents(ctx context.Context, js jetstream.JetStream, before, last uint64) (int64, error) {
+	if last <= before {
+		return 0, nil
+	}
+	var n int64
+	err := ledger.Read(ctx, js, ledger.ReadOptions{From: before + 1}, func(m ledger.Msg) error {
+		if m.Seq > last {
+			return errCounted
+		}
+		events, err := schemas.SplitEvents(m.Data)
+		if err != nil {
+			return fmt.Errorf("sequence %d: %w", m.Seq, err)
+		}
+		n += int64(len(events))
+		if m.Seq == last {
+			return errCounted
+		}
+		return nil
+	})
+	if errors.Is(err, errCounted) {
+		err = nil
+	}
+	return n, err
 }
 
 // loadResult is what one ingest run measured.
@@ -361,15 +392,22 @@ func (b *bencher) ingest(ctx context.Context) error {
 	if b.runs("ingest") {
 		for _, k := range b.plan.kiosks {
 			b.prog.set("ingest: raw JetStream, %d publishers", k)
-			raw, err := b.rawLoad(ctx, rc, k, b.eventSize, b.plan.runFor)
+			var raw loadResult
+			rawFlushes, err := b.flushes.during(func() (err error) {
+				raw, err = b.rawLoad(ctx, rc, k, b.eventSize, b.plan.runFor)
+				return err
+			})
 			if err != nil {
 				return err
 			}
 			b.prog.set("ingest: Lethe, %d kiosks", k)
 			commits0, commands0 := s.Ledger.CommitStats()
 			var lethe loadResult
-			pprof.Do(ctx, pprof.Labels("bench", fmt.Sprintf("ingest-%d", k)), func(ctx context.Context) {
-				lethe, err = b.letheLoad(ctx, s, kc, lib, k, b.plan.runFor)
+			letheFlushes, err := b.flushes.during(func() (err error) {
+				pprof.Do(ctx, pprof.Labels("bench", fmt.Sprintf("ingest-%d", k)), func(ctx context.Context) {
+					lethe, err = b.letheLoad(ctx, s, kc, lib, k, b.plan.runFor)
+				})
+				return err
 			})
 			if err != nil {
 				return err
@@ -380,17 +418,27 @@ func (b *bencher) ingest(ctx context.Context) error {
 				lethe.backlog = c.PendingExpunge
 			}
 			b.ingestRows(k, raw, lethe)
+			b.add(b.flushRows(ingestSection(k), rawFlushes, letheFlushes, raw.events, roundTrips(lethe), lethe.events)...)
 		}
 	}
 	stopped = true
 	return s.Stop()
 }
 
-func (b *bencher) ingestRows(kiosks int, raw, lethe loadResult) {
+// ingestSection names the rows of an ingest run.
+func ingestSection(kiosks int) string {
 	sec := fmt.Sprintf("ingest, %d kiosk", kiosks)
 	if kiosks > 1 {
 		sec += "s"
 	}
+	return sec
+}
+
+// roundTrips is how many round trips a Lethe run made: returns answered, refused or not.
+func roundTrips(r loadResult) int64 { return int64(len(r.byCmd[schemas.CmdReturn])) }
+
+func (b *bencher) ingestRows(kiosks int, raw, lethe loadResult) {
+	sec := ingestSection(kiosks)
 	rate := newRow(sec, "throughput", "events/s", ptr(raw.rate()), lethe.rate()).
 		note(fmt.Sprintf("raw: %d-byte request-publishes; Lethe: checkout+return round trips (%d events, expunged records included; %.1f commands per commit; %d closes awaiting the expunger at the end)",
 			b.eventSize, lethe.events, lethe.perCommit, lethe.backlog))
@@ -439,13 +487,20 @@ func (b *bencher) fixedAndExpunge(ctx context.Context) error {
 
 	rate := b.plan.fixedRate
 	b.prog.set("fixed rate: raw JetStream, %d messages/s", rate)
-	raw, err := b.rawFixed(ctx, rc, rate, b.plan.fixedFor)
+	var raw loadResult
+	rawFlushes, err := b.flushes.during(func() (err error) {
+		raw, err = b.rawFixed(ctx, rc, rate, b.plan.fixedFor)
+		return err
+	})
 	if err != nil {
 		return err
 	}
 	b.prog.set("fixed rate: Lethe, %d events/s", rate)
-	// A round trip appends four events: checked_out, returned, closed and expunged.
-	lethe, err := b.letheFixed(ctx, s, kc, lib, float64(rate)/4, b.plan.fixedFor)
+	var lethe loadResult
+	letheFlushes, err := b.flushes.during(func() (err error) {
+		lethe, err = b.letheFixed(ctx, s, kc, lib, float64(rate)/eventsPerRoundTrip, b.plan.fixedFor)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -464,6 +519,7 @@ func (b *bencher) fixedAndExpunge(ctx context.Context) error {
 		b.add(newRow(sec, "checkout p99 latency", "ms", ptr(ms(raw.all.percentile(99))), p99).target("< 5 ms", p99 < 5))
 		b.add(newRow(sec, "return p99 latency", "ms", ptr(ms(raw.all.percentile(99))), ms(lethe.byCmd[schemas.CmdReturn].percentile(99))).
 			note("a return appends returned+closed as one atomic batch"))
+		b.add(b.flushRows(sec, rawFlushes, letheFlushes, raw.events, roundTrips(lethe), lethe.events)...)
 		for code, n := range lethe.refused {
 			b.warn("%s: %d kiosk requests refused (%s)", sec, n, code)
 		}

@@ -24,13 +24,29 @@ import (
 type Row struct {
 	Section string   `json:"section"`
 	Name    string   `json:"name"`
-	Unit    string   `json:"unit"` // "events/s", "ms", "bytes"
+	Unit    string   `json:"unit"` // "events/s", "ms", "bytes", "flushes"
 	Raw     *float64 `json:"raw"`  // nil when there is no raw counterpart
 	Lethe   float64  `json:"lethe"`
 	Ratio   *float64 `json:"ratio"`
 	Target  string   `json:"target,omitempty"`
 	Met     *bool    `json:"met,omitempty"` // nil when the row has no target
 	Note    string   `json:"note,omitempty"`
+	// NotCounted is why a row's figures could not be counted (disk flushes on a
+	// directory with no block device, or a kernel that does not count them): then raw,
+	// lethe and ratio are null, never a guess.
+	NotCounted string `json:"not_counted,omitempty"`
+}
+
+// MarshalJSON writes a row; one not counted has null for its figures.
+func (r Row) MarshalJSON() ([]byte, error) {
+	type plain Row
+	if r.NotCounted == "" {
+		return json.Marshal(plain(r))
+	}
+	return json.Marshal(struct {
+		plain
+		Lethe *float64 `json:"lethe"`
+	}{plain: plain(r)})
 }
 
 // newRow fills Ratio from raw and lethe.
@@ -153,6 +169,9 @@ func header() []string {
 
 // cells are a row's columns as the table and the Markdown show them.
 func (r Row) cells() []string {
+	if r.NotCounted != "" {
+		return []string{r.Section, r.Name, "not counted", "not counted: " + r.NotCounted, "—", r.Target, ""}
+	}
 	raw := "—"
 	if r.Raw != nil {
 		raw = formatValue(*r.Raw, r.Unit)
@@ -193,6 +212,8 @@ func formatValue(v float64, unit string) string {
 		return fmt.Sprintf("%.0f B", v)
 	case "s":
 		return fmt.Sprintf("%.2f s", v)
+	case "flushes":
+		return fmt.Sprintf("%.2f", v)
 	}
 	return thousands(int64(math.Round(v))) + " " + unit
 }
