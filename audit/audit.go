@@ -8,7 +8,9 @@ package audit
 import (
 	"context"
 	"encoding/json"
+
 	"fmt"
+	jsonv2 "github.com/go-json-experiment/json"
 	"time"
 
 	"github.com/imagineif/lethe/ledger"
@@ -31,6 +33,13 @@ type Line struct {
 	Barcode string    `json:"barcode,omitempty"`
 	Patron  string    `json:"patron,omitempty"`
 	Amount  *int64    `json:"amount_cents,omitempty"`
+}
+
+// lineEvent is what a line shows of an event: decoded in one pass, the rest skipped.
+type lineEvent struct {
+	Type string    `json:"type"`
+	Time time.Time `json:"time"`
+	Data auditData `json:"data"`
 }
 
 // auditData is the union of the fields of events an auditor's line shows.
@@ -58,14 +67,11 @@ func (a *Auditor) Lines(m ledger.Msg) ([]Line, error) {
 	}
 	lines := make([]Line, len(parts))
 	for i, p := range parts {
-		var ev schemas.Event
-		if err := json.Unmarshal(p, &ev); err != nil || ev.Type == "" {
+		var ev lineEvent
+		if err := jsonv2.Unmarshal(p, &ev); err != nil || ev.Type == "" {
 			return nil, schemas.Errorf(schemas.CodeInvalid, "not an event")
 		}
-		var d auditData
-		if err := json.Unmarshal(ev.Data, &d); err != nil {
-			return nil, err
-		}
+		d := ev.Data
 		l := Line{Seq: m.Seq, Time: ev.Time, Type: ev.Type, Subject: m.Subject, TxnID: d.TxnID, Barcode: d.Barcode, Amount: d.AmountCents}
 		if len(parts) > 1 {
 			l.Index = i + 1
@@ -79,6 +85,19 @@ func (a *Auditor) Lines(m ledger.Msg) ([]Line, error) {
 		lines[i] = l
 	}
 	return lines, nil
+}
+
+// Decoded is one message's lines, or why it could not be described.
+type Decoded struct {
+	Seq   uint64
+	Lines []Line
+	Err   error
+}
+
+// Decode is Lines for InOrder: it may run on several goroutines at once.
+func (a *Auditor) Decode(m ledger.Msg) Decoded {
+	lines, err := a.Lines(m)
+	return Decoded{Seq: m.Seq, Lines: lines, Err: err}
 }
 
 // ExpungedTxns reads the transaction.expunged records: the transactions whose keys are

@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/imagineif/lethe/ledger"
@@ -166,7 +165,6 @@ type decoded struct {
 	err   error
 	found []Finding
 	kids  []string
-	done  chan struct{} // closed once decoded (AddAll)
 }
 
 func decode(v *schemas.Validator, m ledger.Msg) *decoded {
@@ -187,39 +185,8 @@ func (d *decoded) decode(v *schemas.Validator) {
 // goroutines (the schema check is most of the work) and checking them in the order read.
 // It returns read's error; every goroutine it starts has ended when it returns.
 func (vf *Verifier) AddAll(read func(fn func(ledger.Msg) error) error, workers int) error {
-	workers = max(workers, 1)
-	jobs := make(chan *decoded, 256*workers)
-	order := make(chan *decoded, 256*workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for d := range jobs {
-				d.decode(vf.v)
-				close(d.done)
-			}
-		}()
-	}
-	checked := make(chan struct{})
-	go func() {
-		defer close(checked)
-		for d := range order {
-			<-d.done
-			vf.add(d)
-		}
-	}()
-	err := read(func(m ledger.Msg) error {
-		d := &decoded{m: m, done: make(chan struct{})}
-		order <- d
-		jobs <- d
-		return nil
-	})
-	close(jobs)
-	close(order)
-	wg.Wait()
-	<-checked
-	return err
+	return InOrder(read, workers, func(m ledger.Msg) *decoded { return decode(vf.v, m) },
+		func(d *decoded) error { vf.add(d); return nil })
 }
 
 func (vf *Verifier) add(d *decoded) {

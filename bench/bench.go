@@ -34,7 +34,8 @@ type plan struct {
 	replayRuns  int           // timed replays and rebuilds (the median is reported)
 	historyFill time.Duration // kiosk load that makes the history replayed, rebuilt and started
 	// historyEvents, when above 0, fills the history until the stream holds this many
-	// events instead (Config.Large).
+	// messages instead (Config.Large); a command's several events are one message, so
+	// the history holds more events than that.
 	historyEvents int
 	startRuns     int           // timed starts of the history (the median is reported)
 	growth        []int         // open transactions in the growth runs
@@ -72,8 +73,8 @@ type Config struct {
 	// Quick, 2 minutes otherwise. Its erasure window is SweepInterval if set, else 6 s when
 	// Quick and Lethe's default (60 s) otherwise.
 	Soak time.Duration
-	// Large makes the history that replay, rebuild and start read a million events
-	// (LargeEvents), filled at the highest sustained kiosk load, and times each once
+	// Large makes the history that replay, rebuild and start read a million messages
+	// (LargeEvents; about 1.3 million events), filled at the highest sustained kiosk load, and times each once
 	// (starts three times); with no Only it runs those three sections alone.
 	Large bool
 	// Dir is where the run makes its temporary data directories; "" means the system's

@@ -331,8 +331,14 @@ func rawPayload(size int) []byte {
 func meanEventSize(ctx context.Context, js jetstream.JetStream, from uint64) (int, error) {
 	var n, total int
 	err := ledger.Read(ctx, js, ledger.ReadOptions{From: from}, func(m ledger.Msg) error {
-		n++
-		total += len(m.Data)
+		parts, err := schemas.SplitEvents(m.Data)
+		if err != nil {
+			return err
+		}
+		for _, p := range parts {
+			n++
+			total += len(p)
+		}
 		return nil
 	})
 	if err != nil {

@@ -50,7 +50,7 @@ func (b *bencher) start(ctx context.Context) error {
 		return err
 	}
 	n := len(healthy)
-	note := fmt.Sprintf("%s events, %s; median of %d", thousands(int64(events)), b.historyFilled, n)
+	note := fmt.Sprintf("%s messages, %s; median of %d", thousands(int64(events)), b.historyFilled, n)
 	h := newRow("start", "to a healthy /healthz (raw: the embedded server recovering the streams alone)", "ms", ptr(median(raws)), median(healthy)).
 		note(note + "; the history was written inside the stream's one-hour deduplication window, whose message ids JetStream's recovery reads back: a real stream's last hour holds far fewer")
 	if events >= LargeEvents {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"runtime"
 	"text/tabwriter"
 	"time"
 
@@ -94,12 +95,12 @@ func cmdAuditReplay(ctx context.Context, args []string, getenv func(string) stri
 		fmt.Fprintln(tw, "SEQ\tTIME\tTYPE\tTXN\tBARCODE\tPATRON\tCENTS")
 	}
 	var n, sealed, gone int
-	err = ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, func(m ledger.Msg) error {
-		lines, err := a.Lines(m)
-		if err != nil {
-			return fmt.Errorf("sequence %d: %w", m.Seq, err)
+	read := func(fn func(ledger.Msg) error) error { return ledger.ReadDirect(ctx, nc, ledger.ReadOptions{}, fn) }
+	err = audit.InOrder(read, runtime.GOMAXPROCS(0), a.Decode, func(d audit.Decoded) error {
+		if d.Err != nil {
+			return fmt.Errorf("sequence %d: %w", d.Seq, d.Err)
 		}
-		for _, l := range lines {
+		for _, l := range d.Lines {
 			n++
 			switch l.Patron {
 			case "sealed":
