@@ -127,30 +127,7 @@ var poolReadyLine = regexp.MustCompile(`\nlethe_key_pool_ready (\d+)\n`)
 // the pool held then.
 func killedWithKeysReady(t *testing.T, data, card, barcode string) int {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "serve", "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "off", "--log-level", "info")
-	cmd.Env = append(os.Environ(), childEnv+"=lethe")
-	var logs testkit.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }() // ends when the child does, which the kill ensures
-	killed := false
-	defer func() {
-		if !killed {
-			cmd.Process.Kill()
-			<-exited
-		}
-	}()
-	var url string
-	testkit.WaitFor(t, "lethe serve ready", func() bool {
-		if m := readyLineRE.FindStringSubmatch(logs.String()); m != nil {
-			url = m[1]
-			return true
-		}
-		return false
-	})
+	url, logs, kill := serveChild(t, data)
 	metric := func() string {
 		resp, err := http.Get(url + "/metrics")
 		if err != nil {
@@ -198,16 +175,51 @@ func killedWithKeysReady(t *testing.T, data, card, barcode string) int {
 		t.Errorf("keys ready after a checkout = %s, want %s: the checkout takes one, and the rest stay until half are gone", n, want)
 	}
 
-	if err := cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	killed = true
-	if err := <-exited; err == nil || !strings.Contains(err.Error(), "killed") {
-		t.Fatalf("lethe serve after the kill: %v, want killed", err)
-	}
+	kill()
 	var ready int
 	fmt.Sscan(n, &ready)
 	return ready
 }
 
 var readyLineRE = regexp.MustCompile(`msg="lethe ready" (?:mode="[^"]*" )?http=(\S+)`)
+
+// serveChild runs lethe serve on data in a child process (the test binary, see TestMain)
+// and returns its HTTP address once it is ready, its log, and kill, which kills it with
+// SIGKILL and checks that it died of that. A child still running when the test ends is
+// killed then.
+func serveChild(t *testing.T, data string) (url string, logs *testkit.SyncBuffer, kill func()) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "serve", "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "off", "--log-level", "info")
+	cmd.Env = append(os.Environ(), childEnv+"=lethe")
+	logs = &testkit.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }() // ends when the child does, which the kill ensures
+	killed := false
+	t.Cleanup(func() {
+		if !killed {
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	testkit.WaitFor(t, "lethe serve ready", func() bool {
+		if m := readyLineRE.FindStringSubmatch(logs.String()); m != nil {
+			url = m[1]
+			return true
+		}
+		return false
+	})
+	return url, logs, func() {
+		t.Helper()
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		killed = true
+		if err := <-exited; err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Fatalf("lethe serve after the kill: %v, want killed", err)
+		}
+	}
+}

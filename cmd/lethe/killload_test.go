@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,30 +40,7 @@ func TestKilledInsideGroupCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(os.Args[0], "serve", "--data", data, "--http", "127.0.0.1:0", "--nats-listen", "off", "--log-level", "info")
-	cmd.Env = append(os.Environ(), childEnv+"=lethe")
-	var logs testkit.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }() // ends when the child does, which the kill ensures
-	killed := false
-	defer func() {
-		if !killed {
-			cmd.Process.Kill()
-			<-exited
-		}
-	}()
-	var url string
-	testkit.WaitFor(t, "lethe serve ready", func() bool {
-		if m := readyLineRE.FindStringSubmatch(logs.String()); m != nil {
-			url = m[1]
-			return true
-		}
-		return false
-	})
+	url, _, kill := serveChild(t, data)
 	client := &http.Client{Timeout: 10 * time.Second}
 	post := func(path, token string, v any) (int, []byte, error) {
 		raw, _ := json.Marshal(v)
@@ -127,13 +101,7 @@ func TestKilledInsideGroupCommits(t *testing.T) {
 	}
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
 	testkit.WaitFor(t, "commands acknowledged under load", func() bool { return count() >= 200 })
-	if err := cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	killed = true
-	if err := <-exited; err == nil || !strings.Contains(err.Error(), "killed") {
-		t.Fatalf("lethe serve after the kill: %v, want killed", err)
-	}
+	kill()
 	wg.Wait()
 
 	h.Start()
