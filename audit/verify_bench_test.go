@@ -46,11 +46,19 @@ func BenchmarkVerify(b *testing.B) {
 		b.Fatal(err)
 	}
 	key := h.S.VerifierKey()
+	// The events the history holds (a command's several events are one message): both
+	// rates are given in them, so their ratio is the ratio of the two reads' times.
 	events := 0
+	if err := ledger.ReadDirect(ctx, h.S.NC, ledger.ReadOptions{}, func(m ledger.Msg) error {
+		parts, err := schemas.SplitEvents(m.Data)
+		events += len(parts)
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
 	b.Run("raw", func(b *testing.B) {
 		for b.Loop() {
-			events = 0
-			err := ledger.ReadDirect(ctx, h.S.NC, ledger.ReadOptions{}, func(m ledger.Msg) error { events++; return nil })
+			err := ledger.ReadDirect(ctx, h.S.NC, ledger.ReadOptions{}, func(m ledger.Msg) error { return nil })
 			if err != nil {
 				b.Fatal(err)
 			}
