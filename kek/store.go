@@ -94,7 +94,18 @@ func (s *Store) Get(ctx context.Context, kind, id string) ([]byte, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("kek: get %s key: %w", kind, err)
 	}
-	return s.ring.Unwrap(kind, id, e.Value())
+	key, err := s.ring.Unwrap(kind, id, e.Value())
+	if errors.Is(err, ErrNoEpoch) {
+		// The copy that answered may lag too: a node that was away reads its own copy of
+		// the bucket, which can still hold a value a rotation has since wrapped again
+		// under the current KEK. The leader holds the latest.
+		raw, lerr := s.leaderGet(ctx, n)
+		if lerr != nil {
+			return nil, lerr
+		}
+		return s.ring.Unwrap(kind, id, raw)
+	}
+	return key, err
 }
 
 // leaderGet reads a key's latest value from the bucket's leader (the JetStream API's
