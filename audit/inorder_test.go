@@ -3,8 +3,8 @@ package audit
 import (
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"testing"
-	"time"
 
 	"github.com/imagineif/lethe/ledger"
 )
@@ -24,7 +24,9 @@ func TestInOrder(t *testing.T) {
 		}
 	}
 	work := func(m ledger.Msg) uint64 {
-		time.Sleep(time.Duration(rand.IntN(50)) * time.Microsecond) // workers finish out of order
+		for range rand.IntN(200) { // workers finish out of order
+			runtime.Gosched()
+		}
 		return m.Seq
 	}
 	var got []uint64

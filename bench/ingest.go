@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -29,7 +30,7 @@ func (r *loadResult) finish(ctx context.Context, s *node.Service, before uint64,
 	if err != nil {
 		return err
 	}
-	r.events, err = countEvents(ctx, s.JS, before, after)
+	r.events, _, err = countEvents(ctx, s.JS, before, after)
 	r.refused = ref.m
 	return err
 }
@@ -37,15 +38,14 @@ func (r *loadResult) finish(ctx context.Context, s *node.Service, before uint64,
 // errCounted ends countEvents' read.
 var errCounted = errors.New("counted")
 
-// countEvents counts the events of the stream's messages after before up to last: a
-// command of several events is one message (a CloudEvents batch), so messages are not
-// events.
-func countEvents(ctx context.Context, js jetstream.JetStream, before, last uint64) (int64, error) {
+// countEvents counts the events of the stream's messages after before up to last (to the
+// stream's end when last is math.MaxUint64), and their bytes: a command of several events
+// is one message (a CloudEvents batch), so messages are not events.
+func countEvents(ctx context.Context, js jetstream.JetStream, before, last uint64) (n, size int64, err error) {
 	if last <= before {
-		return 0, nil
+		return 0, 0, nil
 	}
-	var n int64
-	err := ledger.Read(ctx, js, ledger.ReadOptions{From: before + 1}, func(m ledger.Msg) error {
+	err = ledger.Read(ctx, js, ledger.ReadOptions{From: before + 1}, func(m ledger.Msg) error {
 		if m.Seq > last {
 			return errCounted
 		}
@@ -53,7 +53,10 @@ func countEvents(ctx context.Context, js jetstream.JetStream, before, last uint6
 		if err != nil {
 			return fmt.Errorf("sequence %d: %w", m.Seq, err)
 		}
-		n += int64(len(events))
+		for _, e := range events {
+			n++
+			size += int64(len(e))
+		}
 		if m.Seq == last {
 			return errCounted
 		}
@@ -62,7 +65,7 @@ func countEvents(ctx context.Context, js jetstream.JetStream, before, last uint6
 	if errors.Is(err, errCounted) {
 		err = nil
 	}
-	return n, err
+	return n, size, err
 }
 
 // loadResult is what one ingest run measured.
@@ -327,27 +330,16 @@ func rawPayload(size int) []byte {
 	return p
 }
 
-// meanEventSize is the mean size of the stream's messages after sequence from.
+// meanEventSize is the mean size of the stream's events after sequence from.
 func meanEventSize(ctx context.Context, js jetstream.JetStream, from uint64) (int, error) {
-	var n, total int
-	err := ledger.Read(ctx, js, ledger.ReadOptions{From: from}, func(m ledger.Msg) error {
-		parts, err := schemas.SplitEvents(m.Data)
-		if err != nil {
-			return err
-		}
-		for _, p := range parts {
-			n++
-			total += len(p)
-		}
-		return nil
-	})
+	n, size, err := countEvents(ctx, js, from-1, math.MaxUint64)
 	if err != nil {
 		return 0, err
 	}
 	if n == 0 {
 		return 0, errors.New("no kiosk events to measure")
 	}
-	return total / n, nil
+	return int(size / n), nil
 }
 
 // ingest compares raw request-publish with kiosk round trips at each concurrency, on one

@@ -82,30 +82,26 @@ func (s *Store) Get(ctx context.Context, kind, id string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A direct read may be answered by a copy that lags: one that has not received a key
+	// another node has just made (its event can reach this node first), or, on a node that
+	// was away, one still holding a value a rotation has since wrapped again under a KEK
+	// this node never held. Then the leader, which holds the latest, decides.
 	e, err := s.kv.Get(ctx, n)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		// A direct read may be answered by a copy that has not received a key another node
-		// has just made (its event can reach this node first): the leader decides.
-		raw, err := s.leaderGet(ctx, n)
-		if err != nil {
-			return nil, err
-		}
-		return s.ring.Unwrap(kind, id, raw)
-	} else if err != nil {
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil:
 		return nil, fmt.Errorf("kek: get %s key: %w", kind, err)
-	}
-	key, err := s.ring.Unwrap(kind, id, e.Value())
-	if errors.Is(err, ErrNoEpoch) {
-		// The copy that answered may lag too: a node that was away reads its own copy of
-		// the bucket, which can still hold a value a rotation has since wrapped again
-		// under the current KEK. The leader holds the latest.
-		raw, lerr := s.leaderGet(ctx, n)
-		if lerr != nil {
-			return nil, lerr
+	default:
+		key, err := s.ring.Unwrap(kind, id, e.Value())
+		if !errors.Is(err, ErrNoEpoch) {
+			return key, err
 		}
-		return s.ring.Unwrap(kind, id, raw)
 	}
-	return key, err
+	raw, err := s.leaderGet(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	return s.ring.Unwrap(kind, id, raw)
 }
 
 // leaderGet reads a key's latest value from the bucket's leader (the JetStream API's

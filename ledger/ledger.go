@@ -282,11 +282,8 @@ type newKey struct {
 func (l *Ledger) createKey(p *plan) error {
 	k := p.key
 	id, key, err := l.key(k)
-	if errors.Is(err, keystore.ErrUnavailable) {
-		l.cfg.Logger.Warn("create key", "kind", k.kind, "err", err)
-		return schemas.Errorf(schemas.CodeUnavailable, "the key store is not reachable now; retry with the same command id")
-	} else if err != nil {
-		return fmt.Errorf("create %s key: %w", k.kind, err)
+	if err != nil {
+		return fmt.Errorf("create %s key: %w", k.kind, err) // Execute answers keystore.ErrUnavailable as unavailable
 	}
 	p.undo = func() {
 		if err := l.keys.Destroy(k.kind, id); err != nil {

@@ -124,7 +124,7 @@ func (s *Store) catchUp(ctx context.Context, js jetstream.JetStream, follow bool
 // returns, or starts again on an empty disk) can skip what it has not received yet; and a
 // bucket electing a leader answers nothing for a while. The projections apply nothing
 // past it, and read again.
-var errLagging = errors.New("a message missing from the read is in the stream")
+var errLagging = errors.New("an event the stream holds cannot be read or applied yet")
 
 // confirmHole checks with the stream's leader (not a direct read, which any current enough
 // copy may answer) that message seq does not exist: CIRC denies deletes, so a hole is
