@@ -8,11 +8,11 @@ package audit
 import (
 	"context"
 	"encoding/json"
-
 	"fmt"
-	jsonv2 "github.com/go-json-experiment/json"
+	"runtime"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nats.go"
@@ -101,22 +101,50 @@ func (a *Auditor) Decode(m ledger.Msg) Decoded {
 }
 
 // ExpungedTxns reads the transaction.expunged records: the transactions whose keys are
-// destroyed.
-func ExpungedTxns(ctx context.Context, nc *nats.Conn, v *schemas.Validator) (map[string]bool, error) {
+// destroyed. Like Lines, it decodes only what it needs (each record's type and txn_id),
+// on every core, and leaves the schemas to lethe audit verify; anything on the records'
+// subject that is not such a record is an error.
+func ExpungedTxns(ctx context.Context, nc *nats.Conn) (map[string]bool, error) {
 	out := map[string]bool{}
-	err := ledger.ReadDirect(ctx, nc, ledger.ReadOptions{Subjects: []string{ledger.ExpungedSubject}}, func(m ledger.Msg) error {
-		ev, err := v.Event(m.Data)
-		if err != nil {
-			return fmt.Errorf("sequence %d: %w", m.Seq, err)
+	read := func(fn func(ledger.Msg) error) error {
+		return ledger.ReadDirect(ctx, nc, ledger.ReadOptions{Subjects: []string{ledger.ExpungedSubject}}, fn)
+	}
+	err := InOrder(read, runtime.GOMAXPROCS(0), expungedTxns, func(r expunged) error {
+		if r.err != nil {
+			return fmt.Errorf("sequence %d: %w", r.seq, r.err)
 		}
-		var d schemas.TransactionExpunged
-		if err := json.Unmarshal(ev.Data, &d); err != nil {
-			return err
+		for _, id := range r.txns {
+			out[id] = true
 		}
-		out[d.TxnID] = true
 		return nil
 	})
 	return out, err
+}
+
+// expunged is the transactions one message on the records' subject names.
+type expunged struct {
+	seq  uint64
+	txns []string
+	err  error
+}
+
+// expungedTxns decodes one message of transaction.expunged records.
+func expungedTxns(m ledger.Msg) expunged {
+	r := expunged{seq: m.Seq}
+	parts, err := schemas.SplitEvents(m.Data)
+	if err != nil {
+		r.err = schemas.Errorf(schemas.CodeInvalid, "not an event")
+		return r
+	}
+	for _, p := range parts {
+		var ev lineEvent
+		if err := jsonv2.Unmarshal(p, &ev); err != nil || ev.Type != schemas.TypeTransactionExpunged || ev.Data.TxnID == "" {
+			r.err = schemas.Errorf(schemas.CodeInvalid, "not a transaction.expunged record")
+			return r
+		}
+		r.txns = append(r.txns, ev.Data.TxnID)
+	}
+	return r
 }
 
 // New returns an auditor that knows which transactions were expunged.

@@ -82,7 +82,7 @@ func cmdAuditReplay(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		return err
 	}
-	expunged, err := audit.ExpungedTxns(ctx, nc, v)
+	expunged, err := audit.ExpungedTxns(ctx, nc)
 	if err != nil {
 		return err
 	}
