@@ -222,6 +222,7 @@ func (b *bencher) replayAndRebuild(ctx context.Context) error {
 		return err
 	}
 	var raws, audits, rebuilds []float64
+	var unchecked uint64 // messages the rebuild decoded without schemas, under the signed checkpoint
 	for i := range b.plan.replayRuns {
 		b.prog.set("replay %d/%d: raw ordered consumer, %s messages", i+1, b.plan.replayRuns, thousands(int64(msgs)))
 		rn, rd, err := RawRead(ctx, n.JS)
@@ -260,7 +261,12 @@ func (b *bencher) replayAndRebuild(ctx context.Context) error {
 		start := time.Now()
 		// The label lets a profile (--cpuprofile) pick out the rebuild: -tagfocus bench=rebuild.
 		pprof.Do(ctx, pprof.Labels("bench", "rebuild"), func(ctx context.Context) {
-			diff, err = n.Proj.Rebuild(ctx, n.JS, filepath.Join(dir, "projections"), projections.Config{Location: time.UTC, Logger: b.logger})
+			// As lethe projections rebuild does it: the last signed checkpoint found and
+			// verified, its messages hashed and decoded without their schemas.
+			var signed *projections.SignedPrefix
+			if signed, err = n.SignedPrefix(ctx); err == nil {
+				diff, err = n.Proj.Rebuild(ctx, n.JS, filepath.Join(dir, "projections"), projections.Config{Location: time.UTC, Logger: b.logger}, signed)
+			}
 		})
 		elapsed := time.Since(start)
 		os.RemoveAll(dir)
@@ -271,6 +277,7 @@ func (b *bencher) replayAndRebuild(ctx context.Context) error {
 			b.warn("the rebuilt projections differ from the live ones: %d missing, %d extra, %d changed", diff.Missing, diff.Extra, diff.Changed)
 		}
 		rebuilds = append(rebuilds, float64(events)/elapsed.Seconds())
+		unchecked = diff.Unchecked
 	}
 	raw := median(raws)
 	note := fmt.Sprintf("%s events in %s messages, %s; median of %d", thousands(int64(events)), thousands(int64(msgs)), b.historyFilled, b.plan.replayRuns)
@@ -282,7 +289,7 @@ func (b *bencher) replayAndRebuild(ctx context.Context) error {
 	if len(rebuilds) > 0 {
 		reb := median(rebuilds)
 		b.add(newRow("rebuild", "projection rebuild from the stream", "events/s", ptr(raw), reb).
-			target("≥ 100,000 events/s", reb >= 100000).note(note + "; raw: the ordered-consumer read alone"))
+			target("≥ 100,000 events/s", reb >= 100000).note(fmt.Sprintf("%s; %s of the messages under the last signed checkpoint, not checked against their schemas again; raw: the ordered-consumer read alone", note, thousands(int64(unchecked)))))
 	}
 	return nil
 }

@@ -209,7 +209,7 @@ func checkRestored(t *testing.T, data, master string, want map[string]bool) {
 	if err := n.Proj.CatchUp(ctx, n.JS); err != nil {
 		t.Fatal(err)
 	}
-	diff, err := n.Proj.Rebuild(ctx, n.JS, filepath.Join(t.TempDir(), "rebuild"), projections.Config{Location: time.UTC})
+	diff, err := n.Proj.Rebuild(ctx, n.JS, filepath.Join(t.TempDir(), "rebuild"), projections.Config{Location: time.UTC}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

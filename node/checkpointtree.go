@@ -11,8 +11,10 @@ import (
 	"path/filepath"
 
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/imagineif/lethe/tlog"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TreeFile is the file in the data directory that keeps the checkpoint tree across starts
@@ -67,20 +69,68 @@ func (c *checkpointer) resume(ctx context.Context) (*tlog.Tree, error) {
 	if m.Subject != ledger.CheckpointSubject {
 		return nil, mismatch
 	}
-	_, ev, err := c.s.V.EventData(m.Data)
-	cp, ok := ev.(schemas.CheckpointSigned)
-	if err != nil || !ok || cp.FirstSeq != st.First || cp.Size != st.Size || cp.LastSeq != st.First+st.Size-1 ||
-		cp.LastSeq >= st.Seq || !bytes.Equal(cp.Root, root) {
-		return nil, mismatch
+	cp, err := verifiedCheckpoint(c.s.V, m.Data, st.Seq, c.signer.VerifierKey())
+	if errors.Is(err, tlog.ErrSignature) {
+		return nil, err
 	}
-	signed, err := tlog.Open([]byte(cp.Note), c.signer.VerifierKey())
-	if err != nil {
-		return nil, fmt.Errorf("the checkpoint at sequence %d is not signed by the key in force (rotated since?): %w", st.Seq, err)
-	}
-	if signed.Size != st.Size || !bytes.Equal(signed.Root, root) {
+	if err != nil || cp.FirstSeq != st.First || cp.Size != st.Size || !bytes.Equal(cp.Root, root) {
 		return nil, mismatch
 	}
 	return tree, nil
+}
+
+// verifiedCheckpoint decodes the checkpoint.signed event at sequence seq and checks it: it
+// covers messages before itself, and its note is signed by vkey over its own size and
+// root. An error wrapping tlog.ErrSignature means the note does not open under vkey.
+func verifiedCheckpoint(v *schemas.Validator, data []byte, seq uint64, vkey string) (schemas.CheckpointSigned, error) {
+	_, ev, err := v.EventData(data)
+	cp, ok := ev.(schemas.CheckpointSigned)
+	if err != nil || !ok || cp.Size == 0 || cp.LastSeq != cp.FirstSeq+cp.Size-1 || cp.LastSeq >= seq {
+		return schemas.CheckpointSigned{}, fmt.Errorf("the message at sequence %d is not a checkpoint of the messages before it", seq)
+	}
+	signed, err := tlog.Open([]byte(cp.Note), vkey)
+	if err != nil {
+		return schemas.CheckpointSigned{}, fmt.Errorf("the checkpoint at sequence %d is not signed by the key in force (rotated since?): %w", seq, err)
+	}
+	if signed.Size != cp.Size || !bytes.Equal(signed.Root, cp.Root) {
+		return schemas.CheckpointSigned{}, fmt.Errorf("the checkpoint at sequence %d says another size or root than its signed note", seq)
+	}
+	return cp, nil
+}
+
+// SignedPrefix returns what the stream's last checkpoint covers, once its signature is
+// verified under the key that signs checkpoints now: a rebuild of the projections decodes
+// those messages without their schemas (projections.Store.Rebuild). It returns nil when
+// the last message on the checkpoint subject is not a checkpoint signed by that key (none
+// yet, or a key rotation not followed by a checkpoint): then a rebuild checks everything.
+// A checkpoint whose event and signed note disagree is an error.
+func (n *Node) SignedPrefix(ctx context.Context) (*projections.SignedPrefix, error) {
+	m, err := n.Stream.GetLastMsgForSubject(ctx, ledger.CheckpointSubject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the last checkpoint: %w", err)
+	}
+	if _, ev, err := n.V.EventData(m.Data); err == nil {
+		if _, ok := ev.(schemas.CheckpointKeyRotated); ok {
+			return nil, nil // the new key has signed nothing yet
+		}
+	}
+	seed := n.Keys.CheckpointSeed()
+	signer, err := tlog.NewSigner(seed)
+	clear(seed)
+	if err != nil {
+		return nil, err
+	}
+	cp, err := verifiedCheckpoint(n.V, m.Data, m.Sequence, signer.VerifierKey())
+	if errors.Is(err, tlog.ErrSignature) {
+		return nil, nil // signed by a key rotated away since
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &projections.SignedPrefix{First: cp.FirstSeq, Size: cp.Size, Root: cp.Root}, nil
 }
 
 // saveTree writes st to TreeFile atomically: a temporary file, synced, renamed over it. A

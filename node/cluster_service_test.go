@@ -535,7 +535,7 @@ func TestClusterServesAndForgets(t *testing.T) {
 	// Every node's projections equal a rebuild from the stream.
 	c.caughtUp()
 	for i, s := range c.svcs {
-		diff, err := s.Proj.Rebuild(testkit.Context(t), s.JS, filepath.Join(t.TempDir(), "rebuild"), projections.Config{Location: time.UTC})
+		diff, err := s.Proj.Rebuild(testkit.Context(t), s.JS, filepath.Join(t.TempDir(), "rebuild"), projections.Config{Location: time.UTC}, nil)
 		if err != nil {
 			t.Fatalf("n%d rebuild: %v", i+1, err)
 		}
@@ -744,7 +744,7 @@ func TestClusterForgetsOnEveryDisk(t *testing.T) {
 		t.Fatalf("n3 on an empty data directory: %v\n%s", err, errorLines(c.logs[2].String()))
 	}
 	c.caughtUp()
-	if diff, err := c.svcs[2].Proj.Rebuild(ctx, c.svcs[2].JS, filepath.Join(t.TempDir(), "rebuild"), projections.Config{Location: time.UTC}); err != nil || !diff.Equal() {
+	if diff, err := c.svcs[2].Proj.Rebuild(ctx, c.svcs[2].JS, filepath.Join(t.TempDir(), "rebuild"), projections.Config{Location: time.UTC}, nil); err != nil || !diff.Equal() {
 		t.Errorf("the restored node's projections: %+v %v", diff, err)
 	}
 	// The staff accounts come back from the bucket as the node's copy of it catches up

@@ -61,6 +61,10 @@ type Store struct {
 
 	erasure pendingErasure // what the next Sweep must make physical
 	sweepMu sync.Mutex     // serialises sweeps
+
+	// signed, on a store a rebuild fills, is the checkpoint it checks the stream against
+	// as it reads, and up to where it decodes without the schemas (rebuild.go).
+	signed *signedCheck
 }
 
 var _ model.State = (*Store)(nil)

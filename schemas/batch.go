@@ -51,9 +51,13 @@ func SplitEvents(raw []byte) ([]json.RawMessage, error) {
 // Events decodes a message of the CIRC stream strictly: one event as Event does, or a
 // batch each of whose events Event accepts, all with the same command id (not empty) and
 // the same subject.
-func (v *Validator) Events(raw []byte) ([]Event, error) {
+func (v *Validator) Events(raw []byte) ([]Event, error) { return events(raw, v.Event) }
+
+// events splits a message into its events, decoding each with one, and checks that a
+// batch is one command's events on one subject.
+func events(raw []byte, one func([]byte) (Event, error)) ([]Event, error) {
 	if !IsBatch(raw) {
-		ev, err := v.Event(raw)
+		ev, err := one(raw)
 		if err != nil {
 			return nil, err
 		}
@@ -65,13 +69,9 @@ func (v *Validator) Events(raw []byte) ([]Event, error) {
 	}
 	evs := make([]Event, len(parts))
 	for i, p := range parts {
-		ev, err := v.Event(p)
+		ev, err := one(p)
 		if err != nil {
-			msg := "invalid event"
-			if e := (*Error)(nil); errors.As(err, &e) {
-				msg = e.Message
-			}
-			return nil, Errorf(CodeInvalid, "invalid event batch, event %d: %s", i+1, msg)
+			return nil, Errorf(CodeInvalid, "invalid event batch, event %d: %s", i+1, message(err))
 		}
 		if ev.CommandID == "" {
 			return nil, Errorf(CodeInvalid, "invalid event batch, event %d: a batch is one command's events, and this one has no commandid", i+1)
@@ -88,16 +88,70 @@ func (v *Validator) Events(raw []byte) ([]Event, error) {
 // its event type, as EventData does.
 func (v *Validator) EventsData(raw []byte) ([]Event, []any, error) {
 	evs, err := v.Events(raw)
+	return eventsData(evs, err, decodeData)
+}
+
+// DecodeEventsData decodes a message as EventsData does, but without checking any event
+// against its schema: each event's envelope and data are only decoded, strictly, into
+// their Go types. It is for the messages that a checkpoint signed by the library's key
+// covers (their bytes are those the projector checked before it applied them), read
+// again by a rebuild of the projections, whose time it halves.
+func DecodeEventsData(raw []byte) ([]Event, []any, error) {
+	evs, err := events(raw, decodeEvent)
+	return eventsData(evs, err, decodeDataStrict)
+}
+
+// decodeEvent decodes one event's envelope without its schema: strictly (no unknown or
+// repeated property), within MaxEventBytes, with a known type whose schema its
+// dataschema names.
+func decodeEvent(raw []byte) (Event, error) {
+	if len(raw) > MaxEventBytes {
+		return Event{}, Errorf(CodeInvalid, "invalid event: too large (limit %d bytes)", MaxEventBytes)
+	}
+	var ev Event
+	if err := DecodeStrict(raw, &ev); err != nil {
+		return Event{}, Errorf(CodeInvalid, "invalid event: %s", message(err))
+	}
+	if _, ok := dataType(ev.Type); !ok || ev.DataSchema != DataSchema(ev.Type) || len(ev.Data) == 0 {
+		return Event{}, Errorf(CodeInvalid, "invalid event: not an event of a known type with its data")
+	}
+	return ev, nil
+}
+
+// message is a coded error's message, without its code.
+func message(err error) string {
+	if e := (*Error)(nil); errors.As(err, &e) {
+		return e.Message
+	}
+	return "invalid JSON"
+}
+
+// eventsData decodes each event's data with decode.
+func eventsData(evs []Event, err error, decode func(Event) (any, error)) ([]Event, []any, error) {
 	if err != nil {
 		return nil, nil, err
 	}
 	data := make([]any, len(evs))
 	for i, ev := range evs {
-		if data[i], err = decodeData(ev); err != nil {
+		if data[i], err = decode(ev); err != nil {
 			return nil, nil, err
 		}
 	}
 	return evs, data, nil
+}
+
+// decodeDataStrict decodes an unchecked event's data into the Go type of its event type,
+// refusing unknown and repeated properties.
+func decodeDataStrict(ev Event) (any, error) {
+	t, ok := dataType(ev.Type)
+	if !ok {
+		return nil, Errorf(CodeInvalid, "invalid event: unknown type")
+	}
+	p := reflect.New(t)
+	if err := DecodeStrict(ev.Data, p.Interface()); err != nil {
+		return nil, Errorf(CodeInvalid, "invalid event %s: data: %s", ev.Type, message(err))
+	}
+	return p.Elem().Interface(), nil
 }
 
 // decodeData decodes a checked event's data into the Go type of its event type.

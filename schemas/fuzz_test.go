@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -129,10 +130,20 @@ func FuzzEvents(f *testing.F) {
 	f.Add([]byte(`[]`))
 	f.Add([]byte(` [{"specversion":"1.0"}, 7]`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		evs, err := v.Events(raw)
+		// The decode without schemas (a rebuild, under a signed checkpoint) never panics,
+		// refuses with a coded error that echoes nothing, and decodes whatever the
+		// schemas accept exactly as EventsData does.
+		uevs, udata, uerr := DecodeEventsData(raw)
+		if uerr != nil {
+			checkRefusal(t, "DecodeEventsData", uerr, raw)
+		}
+		evs, data, err := v.EventsData(raw)
 		if err != nil {
 			checkRefusal(t, "Events", err, raw)
 			return
+		}
+		if uerr != nil || !reflect.DeepEqual(uevs, evs) || !reflect.DeepEqual(udata, data) {
+			t.Fatalf("EventsData(%q) accepted, but DecodeEventsData = %v (or decoded it otherwise)", raw, uerr)
 		}
 		parts, err := SplitEvents(raw)
 		if err != nil || len(parts) != len(evs) {
