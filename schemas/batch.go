@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // A command's events are one message of the CIRC stream. A command of one event is that
@@ -109,8 +111,8 @@ func decodeEvent(raw []byte) (Event, error) {
 		return Event{}, Errorf(CodeInvalid, "invalid event: too large (limit %d bytes)", MaxEventBytes)
 	}
 	var ev Event
-	if err := DecodeStrict(raw, &ev); err != nil {
-		return Event{}, Errorf(CodeInvalid, "invalid event: %s", message(err))
+	if err := decodeExact(raw, &ev); err != nil {
+		return Event{}, Errorf(CodeInvalid, "invalid event: %s", err.Error())
 	}
 	if _, ok := dataType(ev.Type); !ok || ev.DataSchema != DataSchema(ev.Type) || len(ev.Data) == 0 {
 		return Event{}, Errorf(CodeInvalid, "invalid event: not an event of a known type with its data")
@@ -148,10 +150,24 @@ func decodeDataStrict(ev Event) (any, error) {
 		return nil, Errorf(CodeInvalid, "invalid event: unknown type")
 	}
 	p := reflect.New(t)
-	if err := DecodeStrict(ev.Data, p.Interface()); err != nil {
-		return nil, Errorf(CodeInvalid, "invalid event %s: data: %s", ev.Type, message(err))
+	if err := decodeExact(ev.Data, p.Interface()); err != nil {
+		return nil, Errorf(CodeInvalid, "invalid event %s: data: %s", ev.Type, err.Error())
 	}
 	return p.Elem().Interface(), nil
+}
+
+// errInexact is decodeExact's one refusal: its decoder's own errors can quote the input.
+var errInexact = errors.New("not one JSON value of its type's members, each once, in their case")
+
+// decodeExact decodes raw into v in one pass, with encoding/json/v2's module: exactly one
+// value, valid UTF-8, member names matched exactly (encoding/json matches them in any
+// case), no unknown or repeated member. It is DecodeStrict's rule, a little stricter,
+// at half its cost; DecodeEventsData uses it, where no schema checked raw first.
+func decodeExact(raw []byte, v any) error {
+	if err := jsonv2.Unmarshal(raw, v, jsonv2.RejectUnknownMembers(true)); err != nil {
+		return errInexact
+	}
+	return nil
 }
 
 // decodeData decodes a checked event's data into the Go type of its event type.
