@@ -204,15 +204,29 @@ func (c *checkpointer) try(ctx context.Context, force bool) (uint64, error) {
 	return seq, nil
 }
 
-// run appends checkpoints until ctx ends.
+// run appends checkpoints until ctx ends. A failure is logged when it begins and then at
+// most once a minute while it lasts (the loop tries every second: a stream unreachable
+// for an hour would otherwise log 3,600 lines), and the recovery once.
 func (c *checkpointer) run(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var failures failureLog
 	for {
-		if _, err := c.checkpoint(ctx, false); err != nil && ctx.Err() == nil {
-			c.s.cfg.Logger.Error("checkpoint", "err", err)
-			if c.broken != nil {
+		_, err := c.checkpoint(ctx, false)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			c.mu.Lock()
+			broken := c.broken != nil
+			c.mu.Unlock()
+			if log, since := failures.failed(time.Now()); log || broken {
+				c.s.cfg.Logger.Error("checkpoint", "err", err, "failed_since_last_logged", since)
+			}
+			if broken {
 				return // said once; the scrub says the rest on /healthz
+			}
+		case err == nil:
+			if n := failures.ok(); n > 0 {
+				c.s.cfg.Logger.Info("checkpoints resumed", "failed_tries", n)
 			}
 		}
 		select {
@@ -286,4 +300,35 @@ func finishKeyRotation(ctx context.Context, s *Service) error {
 	}
 	s.cfg.Logger.Warn("finishing an interrupted checkpoint key rotation", "announced", announced)
 	return s.Keys.FinishCheckpointRotation(announced)
+}
+
+// failureLog says when a loop that retries every second should log its failure: at the
+// first, then once every failureLogEvery while it goes on.
+type failureLog struct {
+	failing bool
+	logged  time.Time // when a failure was last logged
+	since   int       // failures not logged since then
+	tries   int       // failures since the last success
+}
+
+const failureLogEvery = time.Minute
+
+// failed notes a failure at now and reports whether to log it, with how many failures
+// went unlogged before it.
+func (f *failureLog) failed(now time.Time) (log bool, unlogged int) {
+	f.tries++
+	if f.failing && now.Sub(f.logged) < failureLogEvery {
+		f.since++
+		return false, 0
+	}
+	unlogged, f.since = f.since, 0
+	f.failing, f.logged = true, now
+	return true, unlogged
+}
+
+// ok notes a success and returns how many tries had failed before it (0: none).
+func (f *failureLog) ok() int {
+	n := f.tries
+	*f = failureLog{}
+	return n
 }
