@@ -9,13 +9,13 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
 	"time"
 
 	"filippo.io/age"
+	"github.com/imagineif/lethe/internal/atomicfile"
 	"github.com/imagineif/lethe/keystore"
 )
 
@@ -105,30 +105,7 @@ func (k *Keyring) write(f keyringFile) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(k.path)
-	tmp, err := os.CreateTemp(dir, filepath.Base(k.path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("backup keyring: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(append(data, '\n'))
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), k.path)
-	}
-	if err == nil {
-		var d *os.File
-		if d, err = os.Open(dir); err == nil {
-			err = d.Sync()
-			d.Close()
-		}
-	}
-	if err != nil {
+	if err := atomicfile.Write(k.path, append(data, '\n')); err != nil {
 		return fmt.Errorf("backup keyring: %w", err)
 	}
 	return nil

@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/imagineif/lethe/internal/atomicfile"
 )
 
 // The erasure watermark.
@@ -71,20 +72,5 @@ func (e *Expunger) writeWatermark(seq uint64) error {
 		return nil
 	}
 	data, _ := json.Marshal(watermark{Version: 1, ErasedToSeq: seq})
-	tmp, err := os.CreateTemp(filepath.Dir(e.cfg.StateFile), ".erasure-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), e.cfg.StateFile)
-	}
-	return err
+	return atomicfile.Write(e.cfg.StateFile, data)
 }

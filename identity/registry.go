@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/imagineif/lethe/internal/atomicfile"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/nats-io/nkeys"
 )
@@ -197,31 +198,7 @@ func (r *Registry) update(change func(*file) error) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(r.dir, FileName+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("identity registry: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("identity registry: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("identity registry: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("identity registry: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), r.Path()); err != nil {
-		return fmt.Errorf("identity registry: %w", err)
-	}
-	d, err := os.Open(r.dir)
-	if err != nil {
-		return fmt.Errorf("identity registry: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := atomicfile.Write(r.Path(), append(data, '\n')); err != nil {
 		return fmt.Errorf("identity registry: %w", err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/imagineif/lethe/internal/atomicfile"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/projections"
 	"github.com/imagineif/lethe/schemas"
@@ -141,22 +142,7 @@ func (c *checkpointer) saveTree(st treeState) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(c.s.cfg.Data, ".checkpoint-tree-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), c.treePath())
-	}
-	return err
+	return atomicfile.Write(c.treePath(), data)
 }
 
 // stop ends checkpointing: the start's scrub found a hole. A tree resumed from TreeFile
