@@ -516,7 +516,7 @@ func (b *bencher) fixedAndExpunge(ctx context.Context) error {
 		p99 := ms(co.percentile(99))
 		b.add(newRow(sec, "checkout p99 latency", "ms", ptr(ms(raw.all.percentile(99))), p99).target("< 5 ms", p99 < 5))
 		b.add(newRow(sec, "return p99 latency", "ms", ptr(ms(raw.all.percentile(99))), ms(lethe.byCmd[schemas.CmdReturn].percentile(99))).
-			note("a return appends returned+closed as one atomic batch"))
+			note("a return appends returned+closed as one message (a CloudEvents batch)"))
 		b.add(b.flushRows(sec, rawFlushes, letheFlushes, raw.events, roundTrips(lethe), lethe.events)...)
 		for code, n := range lethe.refused {
 			b.warn("%s: %d kiosk requests refused (%s)", sec, n, code)
