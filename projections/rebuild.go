@@ -38,8 +38,9 @@ var ErrNotAsSigned = errors.New("the stream is not what its signed checkpoint co
 // rebuild hashes every message it reads into the Merkle tree and compares its root with
 // the signed one when it reaches the prefix's last message: so these are the same bytes.
 // A root that differs, or a prefix the read cannot finish, fails the rebuild with
-// ErrNotAsSigned, and nothing it built is kept. The prefix's messages after what s
-// applied are checked as usual, and none after its end is trusted.
+// ErrNotAsSigned, and nothing it built is kept. A prefix that ends past what s applied is
+// not trusted at all (the read stops before its root could be checked), and no message
+// after a prefix's end is: those are checked as before.
 func (s *Store) Rebuild(ctx context.Context, js jetstream.JetStream, dir string, cfg Config, signed *SignedPrefix) (Diff, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return Diff{}, err
