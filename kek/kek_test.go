@@ -9,13 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/imagineif/lethe/internal/testkit"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // node is one cluster node of the tests: its server, identity, keyring and key store.
@@ -446,6 +447,44 @@ func benchRotate(b *testing.B, keys int) {
 		}
 	}
 	b.ReportMetric(float64(keys), "keys")
+}
+
+// TestLostRequestEndsTheRotation: a member that takes a request and never answers (as a
+// request does when it is lost on its way to a member that just stopped: the interest
+// lingers on the other servers, so no "no responders" comes back) fails the rotation after
+// requestTimeout, with the context of the caller still open: it does not hold the
+// rotation, and the epoch lock, for as long as the caller's lease lasts. Nothing changes.
+func TestLostRequestEndsTheRotation(t *testing.T) {
+	t.Parallel()
+	ctx := testkit.Context(t)
+	nodes := cluster(t)
+	nodes[2].member.Close()
+	silent, err := nodes[2].js.NC.Subscribe(subjectPrefix+"."+nodes[2].id.ID, func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Unsubscribe()
+	if err := nodes[2].js.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// The caller's context outlives three request bounds: without its own bound, the
+	// request to n3 would wait for it to end.
+	rctx, cancel := context.WithTimeout(ctx, 3*requestTimeout+5*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = Rotate(rctx, nodes[0].js.NC, nodes[0].id, nodes[0].ring, nodes[0].store, peersOf(nodes))
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "prepare to n3") {
+		t.Fatalf("a rotation with a silent member: %v, want prepare to n3 failing", err)
+	}
+	if took < requestTimeout || took > 3*requestTimeout {
+		t.Errorf("the rotation failed after %v, want about %v", took, requestTimeout)
+	}
+	for _, n := range nodes[:2] {
+		if e := n.ring.Epochs(); len(e) != 1 || e[0] != 1 {
+			t.Errorf("after the failed rotation %s holds %v, want only epoch 1", n.id.ID, e)
+		}
+	}
 }
 
 // TestRotationInterrupted: a rotation that cannot reach a member is abandoned before any

@@ -295,6 +295,12 @@ func request(ctx context.Context, nc *nats.Conn, from Identity, to Peer, req mes
 	req.From, req.To = from.ID, to.ID
 	req.sign(from)
 	raw, _ := json.Marshal(req)
+	// Each request has its own bound. A request to a member that has just stopped
+	// answering can be lost without "no responders": its subscription's interest lingers
+	// on the other servers of the NATS cluster for a moment. Unbounded, that request held
+	// the rotation, and the epoch lock, for as long as the caller's lease lasted.
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
 	msg, err := nc.RequestWithContext(ctx, subjectPrefix+"."+to.ID, raw)
 	if err != nil {
 		return message{}, fmt.Errorf("kek: %s to %s: %w", req.Op, to.ID, err)
@@ -308,6 +314,11 @@ func request(ctx context.Context, nc *nats.Conn, from Identity, to Peer, req mes
 	}
 	return ans, nil
 }
+
+// requestTimeout bounds one request of a rotation or a catch-up to one member: its work
+// is in memory (a seal, a switch after the wraps in flight), so an answer slower than this
+// is an answer lost.
+const requestTimeout = 10 * time.Second
 
 // Rotation is what a rotation did.
 type Rotation struct {
