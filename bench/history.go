@@ -261,12 +261,8 @@ func (b *bencher) replayAndRebuild(ctx context.Context) error {
 		start := time.Now()
 		// The label lets a profile (--cpuprofile) pick out the rebuild: -tagfocus bench=rebuild.
 		pprof.Do(ctx, pprof.Labels("bench", "rebuild"), func(ctx context.Context) {
-			// As lethe projections rebuild does it: the last signed checkpoint found and
-			// verified, its messages hashed and decoded without their schemas.
-			var signed *projections.SignedPrefix
-			if signed, err = n.SignedPrefix(ctx); err == nil {
-				diff, err = n.Proj.Rebuild(ctx, n.JS, filepath.Join(dir, "projections"), projections.Config{Location: time.UTC, Logger: b.logger}, signed)
-			}
+			// As lethe projections rebuild does it, under the last signed checkpoint.
+			diff, err = n.RebuildProjections(ctx, filepath.Join(dir, "projections"), projections.Config{Location: time.UTC, Logger: b.logger})
 		})
 		elapsed := time.Since(start)
 		os.RemoveAll(dir)

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/imagineif/lethe/tlog"
@@ -94,15 +95,20 @@ func newCheckpointer(ctx context.Context, s *Service) (*checkpointer, error) {
 	if err := finishKeyRotation(ctx, s); err != nil {
 		return nil, fmt.Errorf("checkpoint key rotation: %w", err)
 	}
-	seed := s.Keys.CheckpointSeed()
-	signer, err := tlog.NewSigner(seed)
-	clear(seed)
+	signer, err := CheckpointSigner(s.Keys)
 	if err != nil {
 		return nil, err
 	}
 	// The first interval counts from the start. Set here, before the loop and a key
 	// rotation can race for it: the loop used to set it without the lock.
 	return &checkpointer{s: s, signer: signer, tree: tlog.NewTree(), lastAt: time.Now()}, nil
+}
+
+// CheckpointSigner is the signer of checkpoints, from the keystore's signing key.
+func CheckpointSigner(keys *keystore.Store) (*tlog.Signer, error) {
+	seed := keys.CheckpointSeed()
+	defer clear(seed)
+	return tlog.NewSigner(seed)
 }
 
 // VerifierKey is the public key of the service's checkpoints, as auditors pin it.
@@ -305,10 +311,9 @@ func finishKeyRotation(ctx context.Context, s *Service) error {
 // failureLog says when a loop that retries every second should log its failure: at the
 // first, then once every failureLogEvery while it goes on.
 type failureLog struct {
-	failing bool
-	logged  time.Time // when a failure was last logged
-	since   int       // failures not logged since then
-	tries   int       // failures since the last success
+	logged time.Time // when a failure was last logged
+	since  int       // failures not logged since then
+	tries  int       // failures since the last success
 }
 
 const failureLogEvery = time.Minute
@@ -317,12 +322,11 @@ const failureLogEvery = time.Minute
 // went unlogged before it.
 func (f *failureLog) failed(now time.Time) (log bool, unlogged int) {
 	f.tries++
-	if f.failing && now.Sub(f.logged) < failureLogEvery {
+	if f.tries > 1 && now.Sub(f.logged) < failureLogEvery {
 		f.since++
 		return false, 0
 	}
-	unlogged, f.since = f.since, 0
-	f.failing, f.logged = true, now
+	unlogged, f.since, f.logged = f.since, 0, now
 	return true, unlogged
 }
 

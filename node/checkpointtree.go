@@ -70,7 +70,11 @@ func (c *checkpointer) resume(ctx context.Context) (*tlog.Tree, error) {
 	if m.Subject != ledger.CheckpointSubject {
 		return nil, mismatch
 	}
-	cp, err := verifiedCheckpoint(c.s.V, m.Data, st.Seq, c.signer.VerifierKey())
+	_, ev, err := c.s.V.EventData(m.Data)
+	if err != nil {
+		return nil, mismatch
+	}
+	cp, err := verifiedCheckpoint(ev, st.Seq, c.signer.VerifierKey())
 	if errors.Is(err, tlog.ErrSignature) {
 		return nil, err
 	}
@@ -80,13 +84,13 @@ func (c *checkpointer) resume(ctx context.Context) (*tlog.Tree, error) {
 	return tree, nil
 }
 
-// verifiedCheckpoint decodes the checkpoint.signed event at sequence seq and checks it: it
-// covers messages before itself, and its note is signed by vkey over its own size and
-// root. An error wrapping tlog.ErrSignature means the note does not open under vkey.
-func verifiedCheckpoint(v *schemas.Validator, data []byte, seq uint64, vkey string) (schemas.CheckpointSigned, error) {
-	_, ev, err := v.EventData(data)
+// verifiedCheckpoint checks the decoded data of the event at sequence seq: a
+// checkpoint.signed that covers messages before itself, whose note is signed by vkey over
+// its own size and root. An error wrapping tlog.ErrSignature means the note does not open
+// under vkey.
+func verifiedCheckpoint(ev any, seq uint64, vkey string) (schemas.CheckpointSigned, error) {
 	cp, ok := ev.(schemas.CheckpointSigned)
-	if err != nil || !ok || cp.Size == 0 || cp.LastSeq != cp.FirstSeq+cp.Size-1 || cp.LastSeq >= seq {
+	if !ok || cp.Size == 0 || cp.LastSeq != cp.FirstSeq+cp.Size-1 || cp.LastSeq >= seq {
 		return schemas.CheckpointSigned{}, fmt.Errorf("the message at sequence %d is not a checkpoint of the messages before it", seq)
 	}
 	signed, err := tlog.Open([]byte(cp.Note), vkey)
@@ -113,18 +117,18 @@ func (n *Node) SignedPrefix(ctx context.Context) (*projections.SignedPrefix, err
 	if err != nil {
 		return nil, fmt.Errorf("the last checkpoint: %w", err)
 	}
-	if _, ev, err := n.V.EventData(m.Data); err == nil {
-		if _, ok := ev.(schemas.CheckpointKeyRotated); ok {
-			return nil, nil // the new key has signed nothing yet
-		}
+	_, ev, err := n.V.EventData(m.Data)
+	if err != nil {
+		return nil, fmt.Errorf("the last checkpoint, at sequence %d: %w", m.Sequence, err)
 	}
-	seed := n.Keys.CheckpointSeed()
-	signer, err := tlog.NewSigner(seed)
-	clear(seed)
+	if _, ok := ev.(schemas.CheckpointKeyRotated); ok {
+		return nil, nil // the new key has signed nothing yet
+	}
+	signer, err := CheckpointSigner(n.Keys)
 	if err != nil {
 		return nil, err
 	}
-	cp, err := verifiedCheckpoint(n.V, m.Data, m.Sequence, signer.VerifierKey())
+	cp, err := verifiedCheckpoint(ev, m.Sequence, signer.VerifierKey())
 	if errors.Is(err, tlog.ErrSignature) {
 		return nil, nil // signed by a key rotated away since
 	}
@@ -132,6 +136,17 @@ func (n *Node) SignedPrefix(ctx context.Context) (*projections.SignedPrefix, err
 		return nil, err
 	}
 	return &projections.SignedPrefix{First: cp.FirstSeq, Size: cp.Size, Root: cp.Root}, nil
+}
+
+// RebuildProjections rebuilds the projections into dir from the stream, as lethe
+// projections rebuild does, and compares them with the live ones: under the last signed
+// checkpoint (SignedPrefix), when there is one.
+func (n *Node) RebuildProjections(ctx context.Context, dir string, cfg projections.Config) (projections.Diff, error) {
+	signed, err := n.SignedPrefix(ctx)
+	if err != nil {
+		return projections.Diff{}, err
+	}
+	return n.Proj.Rebuild(ctx, n.JS, dir, cfg, signed)
 }
 
 // saveTree writes st to TreeFile atomically: a temporary file, synced, renamed over it. A

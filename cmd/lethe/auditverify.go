@@ -16,6 +16,7 @@ import (
 	"github.com/imagineif/lethe/audit"
 	"github.com/imagineif/lethe/keystore"
 	"github.com/imagineif/lethe/ledger"
+	"github.com/imagineif/lethe/node"
 	"github.com/imagineif/lethe/progress"
 	"github.com/imagineif/lethe/schemas"
 	"github.com/imagineif/lethe/tlog"
@@ -333,9 +334,7 @@ func cmdAuditPubkey(ctx context.Context, args []string, getenv func(string) stri
 		return err
 	}
 	defer ks.Close()
-	seed := ks.CheckpointSeed()
-	s, err := tlog.NewSigner(seed)
-	clear(seed)
+	s, err := node.CheckpointSigner(ks)
 	if err != nil {
 		return err
 	}

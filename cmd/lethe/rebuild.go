@@ -48,11 +48,7 @@ func cmdRebuild(ctx context.Context, args []string, getenv func(string) string, 
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	signed, err := n.SignedPrefix(ctx)
-	if err != nil {
-		return fmt.Errorf("rebuild: %w", err)
-	}
-	diff, err := n.Proj.Rebuild(ctx, n.JS, filepath.Join(tmp, "projections"), projections.Config{Location: loc, Logger: logger}, signed)
+	diff, err := n.RebuildProjections(ctx, filepath.Join(tmp, "projections"), projections.Config{Location: loc, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("rebuild: %w", err)
 	}

@@ -9,8 +9,9 @@ import (
 )
 
 // Write replaces path with data: it writes a temporary file beside it (mode 0600, as
-// os.CreateTemp makes it), syncs it, renames it over path and syncs the directory. On an
-// error path is unchanged and the temporary file is removed.
+// os.CreateTemp makes it), syncs it, renames it over path and syncs the directory. An
+// error before the rename leaves path as it was and removes the temporary file; one from
+// the directory's sync comes after path holds data, which a power loss may undo.
 func Write(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
